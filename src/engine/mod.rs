@@ -1,0 +1,154 @@
+//! Engine: connect, break, confirm, wait for the fix, verify, grade, reset.
+//!
+//! Each phase is a function over a [`Plan`] and connected [`Sessions`]; the CLI strings them
+//! together (`run` = all of them, `break` = up to confirm, `check` = verify once).
+
+pub mod connect;
+pub mod runner;
+pub mod session;
+pub mod verdict;
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{Error, Result};
+use crate::fault::ActionCtx;
+use crate::inventory::Inventory;
+use crate::journal::Journal;
+use crate::plan::{PlannedAction, Plan};
+pub use runner::{EvalOptions, Sessions, Want};
+use verdict::{Status, Verdict};
+
+/// Default timeout for one action's command: 60 seconds.
+pub const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A spinner on stderr (hidden when stderr is not a terminal or `quiet`).
+pub fn spinner(msg: impl Into<String>, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{spinner:.cyan} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb.set_message(msg.into());
+    pb
+}
+
+/// Connects to every node the plan touches, concurrently.
+pub async fn connect(plan: &Plan, inventory: &Inventory, quiet: bool) -> Result<Sessions> {
+    let names = plan.nodes(inventory);
+    connect_nodes(inventory, &names, quiet).await
+}
+
+/// Connects to the named nodes, concurrently.
+pub async fn connect_nodes(inventory: &Inventory, names: &[String], quiet: bool) -> Result<Sessions> {
+    let pb = spinner(format!("connecting to {}", names.join(", ")), quiet);
+    let sessions = connect::connect_all(inventory, names).await;
+    pb.finish_and_clear();
+    Ok(sessions?.into_iter().map(|s| (s.node.name.clone(), s)).collect())
+}
+
+/// Applies actions in order. With `journal`, each records its undo first (faults).
+pub async fn apply(actions: &[PlannedAction], sessions: &Sessions, journal: Option<&Journal>, scenario: &str, phase: &str, quiet: bool) -> Result<()> {
+    for a in actions {
+        let session = sessions
+            .get(&a.node)
+            .ok_or_else(|| Error::other(format!("node `{}` is not connected", a.node)))?;
+        let pb = spinner(format!("{phase}: {} on {}", a.action.label(), a.node), quiet);
+        let ctx = ActionCtx { session, journal, scenario, timeout: ACTION_TIMEOUT };
+        let r = a.action.apply(&ctx).await;
+        pb.finish_and_clear();
+        r?;
+        if !quiet {
+            eprintln!("  {phase}: {} on {}", a.action.label(), a.node);
+        }
+    }
+    Ok(())
+}
+
+/// Result of the break phase.
+pub struct BreakOutcome {
+    /// Confirm verdicts.
+    pub confirm: Vec<Verdict>,
+    /// When the break was confirmed.
+    pub confirmed_at: Instant,
+}
+
+/// Setup, faults (journaled), then confirm: every non-skipped confirm probe must FAIL.
+///
+/// Errors: a fault that cannot be applied (already-applied faults stay journaled for
+/// `reset`), or a break that does not show (some confirm probe still passes or errors).
+pub async fn break_(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journal: &Journal, quiet: bool) -> Result<BreakOutcome> {
+    apply(&plan.setup, sessions, None, &plan.name, "setup", quiet).await?;
+    apply(&plan.faults, sessions, Some(journal), &plan.name, "break", quiet).await?;
+    let pb = spinner("confirming the break", quiet);
+    let confirm = runner::evaluate(&plan.confirm, sessions, inventory, EvalOptions { want: Want::Fail, patient: true }).await;
+    pb.finish_and_clear();
+    let not_shown: Vec<String> = confirm
+        .iter()
+        .filter(|v| matches!(v.status, Status::Pass | Status::Error))
+        .map(|v| format!("{} ({}{})", v.probe, v.status.label(), v.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()))
+        .collect();
+    if !not_shown.is_empty() {
+        return Err(Error::other(format!(
+            "the break did not show: confirm probe(s) {} did not fail as intended; run `breakfix reset` to undo the faults",
+            not_shown.join(", ")
+        )));
+    }
+    Ok(BreakOutcome { confirm, confirmed_at: Instant::now() })
+}
+
+/// Polls the verify probes (one attempt each per round) until a round passes completely,
+/// then grades patiently (`within`, `stable_for`). Ends at `deadline` with the last round.
+/// Returns the verdicts and when the first all-pass round started.
+pub async fn wait_for_fix(plan: &Plan, sessions: &Sessions, inventory: &Inventory, deadline: Instant, poll: Duration, quiet: bool) -> (Vec<Verdict>, Option<Instant>) {
+    let pb = spinner("waiting for the fix", quiet);
+    loop {
+        let round_start = Instant::now();
+        let round = runner::evaluate(&plan.verify, sessions, inventory, EvalOptions { want: Want::Pass, patient: false }).await;
+        let passing = round.iter().filter(|v| v.status == Status::Pass).count();
+        let failing: Vec<&str> = round.iter().filter(|v| v.status != Status::Pass).map(|v| v.probe.as_str()).collect();
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+        pb.set_message(format!(
+            "waiting for the fix: {passing}/{} passing, {left}s left{}",
+            round.len(),
+            if failing.is_empty() { String::new() } else { format!(" (failing: {})", failing.join(", ")) }
+        ));
+        if failing.is_empty() {
+            pb.set_message("fix seen: grading");
+            let graded = runner::evaluate(&plan.verify, sessions, inventory, EvalOptions { want: Want::Pass, patient: true }).await;
+            if graded.iter().all(|v| v.status == Status::Pass) || Instant::now() >= deadline {
+                pb.finish_and_clear();
+                return (graded, Some(round_start));
+            }
+        }
+        if Instant::now() >= deadline {
+            pb.finish_and_clear();
+            return (round, None);
+        }
+        tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// Grades now: verify probes with their own `within`/`stable_for`.
+pub async fn check(plan: &Plan, sessions: &Sessions, inventory: &Inventory, quiet: bool) -> Vec<Verdict> {
+    let pb = spinner(format!("checking {} probes", plan.verify.len()), quiet);
+    let v = runner::evaluate(&plan.verify, sessions, inventory, EvalOptions { want: Want::Pass, patient: true }).await;
+    pb.finish_and_clear();
+    v
+}
+
+/// Replays the journal on every connected node (newest first). Returns `(node, undo)` lines.
+pub async fn reset(sessions: &Sessions, journal: &Journal, quiet: bool) -> Result<Vec<(String, String)>> {
+    let mut done = Vec::new();
+    for (name, s) in sessions {
+        let pb = spinner(format!("reset: replaying the journal on {name}"), quiet);
+        let r = journal.reset(s).await;
+        pb.finish_and_clear();
+        for e in r? {
+            done.push((name.clone(), format!("{} — {}", e.fault, e.undo.describe())));
+        }
+    }
+    Ok(done)
+}

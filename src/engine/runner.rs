@@ -1,0 +1,168 @@
+//! Runner: evaluates planned probes on connected nodes — timeouts, `within` retries,
+//! `stable_for` windows, `needs` (SKIP), concurrency by dependency level.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::engine::connect::NodeSession;
+use crate::engine::verdict::{Check, Status, Verdict};
+use crate::inventory::Inventory;
+use crate::matcher::to_text;
+use crate::plan::PlannedProbe;
+use crate::probe::{ProbeCtx, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+
+/// Which outcome the caller waits for when a probe has `within`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Verify: retry until the expectations hold.
+    Pass,
+    /// Confirm: retry until they stop holding (the break is visible).
+    Fail,
+}
+
+/// How to evaluate.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// Outcome to wait for.
+    pub want: Want,
+    /// Honour `within` and `stable_for` (false: one attempt each, for live polling).
+    pub patient: bool,
+}
+
+/// Connected nodes by name.
+pub type Sessions = BTreeMap<String, NodeSession>;
+
+/// One attempt: gather facts within the probe's timeout and compare.
+async fn attempt(p: &PlannedProbe, session: &NodeSession, inventory: &Inventory) -> (Status, Vec<Check>, Option<String>) {
+    let timeout = p.probe.common().timeout.map(Into::into).unwrap_or(DEFAULT_TIMEOUT);
+    let ctx = ProbeCtx { session, inventory, timeout };
+    let gathered = tokio::time::timeout(timeout + Duration::from_secs(1), p.probe.gather(&ctx)).await;
+    let facts = match gathered {
+        Err(_) => return (Status::Error, Vec::new(), Some(format!("probe timed out after {}", humantime::format_duration(timeout)))),
+        Ok(Err(e)) => return (Status::Error, Vec::new(), Some(e.to_string())),
+        Ok(Ok(f)) => f,
+    };
+    let mut checks = Vec::new();
+    for (fact, m) in p.probe.expectations() {
+        let found = facts.values.get(fact);
+        checks.push(Check {
+            fact: fact.to_string(),
+            expected: m.to_string(),
+            found: found.map(to_text).unwrap_or_else(|| "<absent>".into()),
+            ok: m.matches(found),
+        });
+    }
+    let status = if checks.iter().all(|c| c.ok) { Status::Pass } else { Status::Fail };
+    (status, checks, facts.note)
+}
+
+/// Evaluates one probe with its retry/stability semantics.
+pub async fn evaluate_one(p: &PlannedProbe, sessions: &Sessions, inventory: &Inventory, opts: EvalOptions) -> Verdict {
+    let c = p.probe.common();
+    let started = Instant::now();
+    let mut v = Verdict {
+        probe: p.id.clone(),
+        node: p.node.clone(),
+        kind: p.probe.kind().to_string(),
+        description: c.description.map(str::to_string),
+        status: Status::Error,
+        checks: Vec::new(),
+        note: None,
+        attempts: 0,
+        duration: Duration::ZERO,
+    };
+    let Some(session) = sessions.get(&p.node) else {
+        v.note = Some(format!("node `{}` is not connected", p.node));
+        return v;
+    };
+    let within: Duration = if opts.patient { c.within.map(Into::into).unwrap_or_default() } else { Duration::ZERO };
+    let stable: Duration = if opts.patient { c.stable_for.map(Into::into).unwrap_or_default() } else { Duration::ZERO };
+    let interval: Duration = c.interval.map(Into::into).unwrap_or(DEFAULT_INTERVAL);
+    let deadline = started + within + stable;
+    let wanted = match opts.want {
+        Want::Pass => Status::Pass,
+        Want::Fail => Status::Fail,
+    };
+    let mut good_since: Option<Instant> = None;
+    loop {
+        let (status, checks, note) = attempt(p, session, inventory).await;
+        v.attempts += 1;
+        v.status = status;
+        v.checks = checks;
+        v.note = note;
+        let now = Instant::now();
+        if status == wanted {
+            let since = *good_since.get_or_insert(now);
+            if now.duration_since(since) >= stable {
+                break;
+            }
+        } else {
+            good_since = None;
+        }
+        if now >= deadline {
+            break;
+        }
+        tokio::time::sleep(interval.min(deadline.saturating_duration_since(now)).max(Duration::from_millis(50))).await;
+    }
+    if opts.patient && stable > Duration::ZERO && v.status == wanted {
+        let held = good_since.map(|s| Instant::now().duration_since(s)).unwrap_or_default();
+        if held < stable {
+            v.note = Some(format!(
+                "held for {} of the required {}",
+                humantime::format_duration(Duration::from_secs(held.as_secs())),
+                humantime::format_duration(stable)
+            ));
+            v.status = if wanted == Status::Pass { Status::Fail } else { Status::Pass };
+        }
+    }
+    v.duration = started.elapsed();
+    v
+}
+
+/// Evaluates every probe: those whose `needs` are met run concurrently, level by level;
+/// a probe whose needed probe did not PASS is SKIPPED. Results come back in plan order.
+pub async fn evaluate(probes: &[PlannedProbe], sessions: &Sessions, inventory: &Inventory, opts: EvalOptions) -> Vec<Verdict> {
+    let mut done: BTreeMap<String, Verdict> = BTreeMap::new();
+    let mut pending: Vec<&PlannedProbe> = probes.iter().collect();
+    while !pending.is_empty() {
+        let (ready, rest): (Vec<&PlannedProbe>, Vec<&PlannedProbe>) =
+            pending.into_iter().partition(|p| p.needs.iter().all(|n| done.contains_key(n) || !probes.iter().any(|q| &q.id == n)));
+        if ready.is_empty() {
+            // A cycle (validation rejects these); report instead of looping.
+            for p in rest {
+                done.insert(p.id.clone(), skipped(p, "its `needs` form a cycle".into()));
+            }
+            break;
+        }
+        let mut to_run = Vec::new();
+        for p in ready {
+            let blocker = p.needs.iter().find(|n| done.get(*n).is_some_and(|v| v.status != Status::Pass));
+            match blocker {
+                Some(b) => {
+                    done.insert(p.id.clone(), skipped(p, format!("needs `{b}`, which did not pass")));
+                }
+                None => to_run.push(p),
+            }
+        }
+        let results = futures::future::join_all(to_run.iter().map(|p| evaluate_one(p, sessions, inventory, opts))).await;
+        for v in results {
+            done.insert(v.probe.clone(), v);
+        }
+        pending = rest;
+    }
+    probes.iter().filter_map(|p| done.remove(&p.id)).collect()
+}
+
+fn skipped(p: &PlannedProbe, why: String) -> Verdict {
+    Verdict {
+        probe: p.id.clone(),
+        node: p.node.clone(),
+        kind: p.probe.kind().to_string(),
+        description: p.probe.common().description.map(str::to_string),
+        status: Status::Skip,
+        checks: Vec::new(),
+        note: Some(why),
+        attempts: 0,
+        duration: Duration::ZERO,
+    }
+}

@@ -1,0 +1,124 @@
+//! Faults and steps: changes made on a node. One file per kind.
+//!
+//! The same kinds serve as faults (`faults:`, journaled with their undo BEFORE they mutate)
+//! and as plain steps (`setup:`, `solution:`, `wrong_fixes:`, not journaled).
+//!
+//! # Guarantees
+//! - A fault computes its [`Undo`] from the node's current state and records it in the
+//!   journal before the first change; if recording fails, nothing is changed.
+//! - Every undo is idempotent: replaying it after a partial inject, twice, or after the
+//!   learner's own fix is safe.
+
+pub mod command;
+pub mod file;
+#[macro_use]
+pub mod spec;
+pub mod systemd;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::connect::NodeSession;
+use crate::error::Result;
+use crate::journal::Journal;
+use crate::template::Renderer;
+
+crate::kind_first_enum! {
+    /// A change to a node, as written in `faults:`, `setup:`, `solution:` or `wrong_fixes:`.
+    pub enum Action ("a fault or step") {
+        /// Stop, start, restart, mask, unmask, enable or disable a systemd unit.
+        Systemd(systemd::SystemdAction) = "systemd",
+        /// Edit a file: set a line, replace text, set a YAML path, or replace the contents.
+        File(file::FileAction) = "file",
+        /// Run a command; as a fault it needs an explicit `undo` command.
+        Command(command::CommandAction) = "command",
+    }
+}
+
+/// How to put a node back the way it was before a fault. Stored in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Undo {
+    /// Restore a unit's activity and enablement.
+    Systemd(systemd::SystemdUndo),
+    /// Restore a file's bytes (or remove it when it did not exist).
+    File(file::FileUndo),
+    /// Run the scenario's undo command.
+    Command(command::CommandUndo),
+}
+
+impl Undo {
+    /// Reverts on the node. Idempotent.
+    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+        match self {
+            Undo::Systemd(u) => u.revert(s).await,
+            Undo::File(u) => u.revert(s).await,
+            Undo::Command(u) => u.revert(s).await,
+        }
+    }
+
+    /// One line for `breakfix reset` output.
+    pub fn describe(&self) -> String {
+        match self {
+            Undo::Systemd(u) => format!("restore unit {} ({})", u.unit, u.describe_state()),
+            Undo::File(u) => match &u.pre_image {
+                Some(_) => format!("restore {} (sha256 {})", u.path, short(&u.sha256)),
+                None => format!("remove {} (it did not exist)", u.path),
+            },
+            Undo::Command(u) => format!("run `{}`", u.run),
+        }
+    }
+}
+
+fn short(s: &Option<String>) -> &str {
+    s.as_deref().map(|x| &x[..x.len().min(12)]).unwrap_or("-")
+}
+
+/// Where an action runs and whether it is journaled.
+pub struct ActionCtx<'a> {
+    /// The connected node.
+    pub session: &'a NodeSession,
+    /// `Some` for faults: the undo is recorded here before mutating.
+    pub journal: Option<&'a Journal>,
+    /// Scenario name (recorded in the journal).
+    pub scenario: &'a str,
+    /// Per-command timeout.
+    pub timeout: std::time::Duration,
+}
+
+impl Action {
+    /// The `target:` reference, if any.
+    pub fn target(&self) -> Option<&serde_saphyr::Spanned<String>> {
+        match self {
+            Action::Systemd(a) => a.target.as_ref(),
+            Action::File(a) => a.target.as_ref(),
+            Action::Command(a) => a.target.as_ref(),
+        }
+    }
+
+    /// Display name: the `name:` field or a summary of what it does.
+    pub fn label(&self) -> String {
+        match self {
+            Action::Systemd(a) => a.name.clone().unwrap_or_else(|| format!("systemctl {} {}", a.action.verb(), a.unit)),
+            Action::File(a) => a.name.clone().unwrap_or_else(|| format!("edit {}", a.path)),
+            Action::Command(a) => a.name.clone().unwrap_or_else(|| a.run.lines().next().unwrap_or("").to_string()),
+        }
+    }
+
+    /// Applies the action. With a journal (faults), records the undo first.
+    pub async fn apply(&self, ctx: &ActionCtx<'_>) -> Result<()> {
+        match self {
+            Action::Systemd(a) => a.apply(ctx, &self.label()).await,
+            Action::File(a) => a.apply(ctx, &self.label()).await,
+            Action::Command(a) => a.apply(ctx, &self.label()).await,
+        }
+    }
+
+    /// Renders templated strings for one node.
+    pub fn render(&self, r: &Renderer) -> Result<Action> {
+        Ok(match self {
+            Action::Systemd(a) => Action::Systemd(a.render(r)?),
+            Action::File(a) => Action::File(a.render(r)?),
+            Action::Command(a) => Action::Command(a.render(r)?),
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Inventory: the cluster the engine talks to, loaded from a YAML file (see docs/inventory.md).
+//!
+//! The engine only ever sees an [`Inventory`]; whether it was written by `breakfix sandbox up`
+//! or by hand for a real kubeadm cluster makes no difference.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default SSH port.
+fn default_port() -> u16 {
+    22
+}
+
+fn default_user() -> String {
+    "root".to_string()
+}
+
+/// How the engine reaches a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// One russh connection per node, host key verified against `known_hosts`.
+    #[default]
+    Ssh,
+    /// breakfix runs on the node itself (Killercoda's case): commands run through `sh -c`.
+    Local,
+}
+
+/// Where etcd runs on the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Topology {
+    /// etcd is a systemd unit (`etcd.service`) on the control plane.
+    #[default]
+    External,
+    /// etcd is a static pod (`/etc/kubernetes/manifests/etcd.yaml`), kubeadm's default.
+    Stacked,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Host name as the cluster knows it, e.g. `controlplane`.
+    pub name: String,
+    /// Address the engine connects to (IP or DNS name).
+    pub address: String,
+    /// SSH port (default 22).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// SSH user (default `root`).
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Private key file (OpenSSH format). Relative paths are relative to the inventory file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file holding this node's host key. Relative paths are relative to the
+    /// inventory file. Required for `ssh` transport: host keys are always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    /// Roles the scenario's targets select on, e.g. `control-plane`, `etcd`, `worker`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// `ssh` (default) or `local`.
+    #[serde(default)]
+    pub transport: TransportKind,
+}
+
+/// etcd client settings shared by the cluster. Paths are paths ON THE NODE (read over the
+/// transport when a probe needs them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdInfo {
+    /// Client URLs as seen from the etcd node, e.g. `https://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// CA bundle that signed etcd's serving certificate.
+    pub ca_file: String,
+    /// Client certificate accepted by etcd (`--client-cert-auth`).
+    pub cert_file: String,
+    /// Key of `cert_file`.
+    pub key_file: String,
+}
+
+/// Cluster-wide facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Free-form name, shown in reports.
+    pub name: String,
+    /// `external` or `stacked`.
+    #[serde(default)]
+    pub topology: Topology,
+    /// etcd client endpoints and TLS file paths on the node.
+    pub etcd: EtcdInfo,
+    /// kubeconfig path on the control-plane node (kubeadm: `/etc/kubernetes/admin.conf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+}
+
+/// The whole inventory file.
+///
+/// ```yaml
+/// apiVersion: breakfix/v1
+/// kind: Inventory
+/// cluster: { name: sandbox, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: ..., cert_file: ..., key_file: ... } }
+/// nodes:
+///   - { name: controlplane, address: 198.18.0.11, identity_file: ssh/id_ed25519, known_hosts: ssh/known_hosts, roles: [control-plane, etcd] }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Inventory {
+    /// Always `breakfix/v1`.
+    pub api_version: String,
+    /// Always `Inventory`.
+    pub kind: String,
+    /// Cluster-wide facts.
+    pub cluster: Cluster,
+    /// Nodes, in the order reports list them.
+    pub nodes: Vec<Node>,
+}
+
+impl Inventory {
+    /// Reads and checks an inventory file. Relative `identity_file`/`known_hosts` paths are
+    /// resolved against the file's directory.
+    ///
+    /// Errors: unreadable file, YAML errors (with line and column), wrong `apiVersion`/`kind`,
+    /// duplicate node names, an `ssh` node without `known_hosts`.
+    pub fn load(path: &Path) -> Result<Inventory> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            context: format!("reading inventory {}", path.display()),
+            source: e,
+        })?;
+        let mut inv: Inventory = serde_saphyr::from_str(&text).map_err(|e| Error::Config {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        inv.check(&path.display().to_string())?;
+        for n in &mut inv.nodes {
+            if let Some(p) = &n.identity_file {
+                n.identity_file = Some(base.join(p));
+            }
+            if let Some(p) = &n.known_hosts {
+                n.known_hosts = Some(base.join(p));
+            }
+        }
+        Ok(inv)
+    }
+
+    fn check(&self, file: &str) -> Result<()> {
+        let bad = |message: String| Error::Config {
+            file: file.to_string(),
+            message,
+        };
+        if self.api_version != "breakfix/v1" || self.kind != "Inventory" {
+            return Err(bad(format!(
+                "expected apiVersion: breakfix/v1 and kind: Inventory, found {}/{}",
+                self.api_version, self.kind
+            )));
+        }
+        if self.nodes.is_empty() {
+            return Err(bad("the inventory lists no nodes".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &self.nodes {
+            if !seen.insert(n.name.as_str()) {
+                return Err(bad(format!("node `{}` is listed twice", n.name)));
+            }
+            if n.transport == TransportKind::Ssh && n.known_hosts.is_none() {
+                return Err(bad(format!(
+                    "node `{}` uses ssh but has no known_hosts: host keys are always verified",
+                    n.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the inventory as YAML (used by `breakfix sandbox up`).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_saphyr::to_string(self).map_err(|e| Error::Config {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let header = "# breakfix inventory (docs/inventory.md)\n";
+        std::fs::write(path, format!("{header}{text}")).map_err(|e| Error::Io {
+            context: format!("writing inventory {}", path.display()),
+            source: e,
+        })
+    }
+
+    /// Nodes that carry `role`, in inventory order.
+    pub fn nodes_with_role<'a>(&'a self, role: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.nodes.iter().filter(move |n| n.roles.iter().any(|r| r == role))
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}

@@ -1,0 +1,25 @@
+//! breakfix: a break/fix incident-lab engine for Kubernetes control planes (etcd first).
+//!
+//! Data flows one way (see docs/architecture.md):
+//! load -> validate -> render -> plan -> connect -> break -> confirm -> tasks -> verify ->
+//! grade -> report -> reset.
+
+#[macro_use]
+pub mod scenario;
+pub mod duration;
+pub mod engine;
+pub mod cli;
+pub mod error;
+pub mod fault;
+pub mod inventory;
+pub mod journal;
+pub mod matcher;
+pub mod plan;
+pub mod probe;
+pub mod report;
+pub mod sandbox;
+pub mod state;
+pub mod template;
+pub mod transport;
+
+pub use error::{Error, Result};

@@ -1,0 +1,290 @@
+//! Plan: a scenario rendered for one inventory — every action and probe bound to a node,
+//! every template filled in. Nothing here touches a node.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::fault::Action;
+use crate::inventory::Inventory;
+use crate::probe::Probe;
+use crate::scenario::{Scenario, Task, TargetSpec};
+use crate::template::Renderer;
+
+/// An action bound to a node.
+#[derive(Debug, Clone)]
+pub struct PlannedAction {
+    /// Node name.
+    pub node: String,
+    /// Rendered action.
+    pub action: Action,
+}
+
+/// A probe bound to a node.
+#[derive(Debug, Clone)]
+pub struct PlannedProbe {
+    /// Probe name, suffixed `@node` when the target spans several nodes.
+    pub id: String,
+    /// Node name.
+    pub node: String,
+    /// Rendered probe.
+    pub probe: Probe,
+    /// Ids of the probes it needs (resolved on the same node when ambiguous).
+    pub needs: Vec<String>,
+}
+
+/// A wrong fix, rendered.
+#[derive(Debug, Clone)]
+pub struct PlannedWrongFix {
+    /// Name.
+    pub name: String,
+    /// Why it is wrong.
+    pub why: Option<String>,
+    /// Steps.
+    pub steps: Vec<PlannedAction>,
+}
+
+/// The whole rendered scenario.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.title`.
+    pub title: String,
+    /// `metadata.description`.
+    pub description: String,
+    /// Total time limit in seconds (default 1800).
+    pub time_limit: std::time::Duration,
+    /// Effective parameter values.
+    pub params: BTreeMap<String, String>,
+    /// Setup steps.
+    pub setup: Vec<PlannedAction>,
+    /// Faults.
+    pub faults: Vec<PlannedAction>,
+    /// Confirm probes.
+    pub confirm: Vec<PlannedProbe>,
+    /// Verify probes (own + graders).
+    pub verify: Vec<PlannedProbe>,
+    /// Tasks (text as written).
+    pub tasks: Vec<Task>,
+    /// Reference fix.
+    pub solution: Vec<PlannedAction>,
+    /// Wrong fixes.
+    pub wrong_fixes: Vec<PlannedWrongFix>,
+}
+
+/// Default total time limit: 30 minutes.
+pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+impl Plan {
+    /// Every node the plan touches, in inventory order.
+    pub fn nodes(&self, inventory: &Inventory) -> Vec<String> {
+        let mut used = std::collections::BTreeSet::new();
+        let actions = self.setup.iter().chain(&self.faults).chain(&self.solution);
+        for a in actions.chain(self.wrong_fixes.iter().flat_map(|w| &w.steps)) {
+            used.insert(a.node.clone());
+        }
+        for p in self.confirm.iter().chain(&self.verify) {
+            used.insert(p.node.clone());
+        }
+        inventory.nodes.iter().filter(|n| used.contains(&n.name)).map(|n| n.name.clone()).collect()
+    }
+}
+
+/// Effective params: defaults, then `overrides` (`name=value`). Unknown names are errors.
+pub fn params(scenario: &Scenario, extra_defaults: &[&BTreeMap<String, crate::scenario::Param>], overrides: &[(String, String)]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for defaults in extra_defaults {
+        for (k, p) in defaults.iter() {
+            out.insert(k.clone(), p.default.0.clone());
+        }
+    }
+    for (k, p) in &scenario.params {
+        out.insert(k.clone(), p.default.0.clone());
+    }
+    for (k, v) in overrides {
+        if !out.contains_key(k) {
+            let known: Vec<&str> = out.keys().map(String::as_str).collect();
+            return Err(Error::other(format!(
+                "--param {k}: the scenario has no such parameter (known: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    Ok(out)
+}
+
+struct Binder<'a> {
+    scenario: &'a Scenario,
+    inventory: &'a Inventory,
+    params: &'a BTreeMap<String, String>,
+}
+
+impl Binder<'_> {
+    /// Nodes a target reference means.
+    fn nodes(&self, target: Option<&serde_saphyr::Spanned<String>>, what: &str) -> Result<Vec<String>> {
+        let (name, spec): (String, &TargetSpec) = match target {
+            Some(t) => {
+                let spec = self.scenario.targets.get(&t.value).ok_or_else(|| {
+                    Error::other(format!("{what}: target `{}` is not defined in `targets:`", t.value))
+                })?;
+                (t.value.clone(), spec)
+            }
+            None => {
+                let mut it = self.scenario.targets.iter();
+                match (it.next(), it.next()) {
+                    (Some((n, s)), None) => (n.clone(), s),
+                    (None, _) => return Err(Error::other(format!("{what}: no `targets:` defined"))),
+                    _ => return Err(Error::other(format!("{what}: several targets are defined; say which with `target:`"))),
+                }
+            }
+        };
+        let nodes: Vec<String> = if let Some(n) = &spec.node {
+            self.inventory.node(n).map(|n| vec![n.name.clone()]).unwrap_or_default()
+        } else if let Some(role) = &spec.role {
+            let all: Vec<String> = self.inventory.nodes_with_role(role).map(|n| n.name.clone()).collect();
+            if spec.all { all } else { all.into_iter().take(1).collect() }
+        } else {
+            Vec::new()
+        };
+        if nodes.is_empty() {
+            return Err(Error::other(format!(
+                "{what}: target `{name}` matches no node of the inventory (cluster `{}`)",
+                self.inventory.cluster.name
+            )));
+        }
+        Ok(nodes)
+    }
+
+    fn renderer(&self, node: &str) -> Result<Renderer> {
+        let n = self.inventory.node(node).ok_or_else(|| Error::other(format!("node `{node}` vanished")))?;
+        Ok(Renderer::new(self.params, self.inventory, n))
+    }
+
+    fn actions(&self, list: &[Action], section: &str) -> Result<Vec<PlannedAction>> {
+        let mut out = Vec::new();
+        for (i, a) in list.iter().enumerate() {
+            let what = format!("{section}[{i}] ({})", a.label());
+            for node in self.nodes(a.target(), &what)? {
+                let action = a.render(&self.renderer(&node)?).map_err(|e| Error::other(format!("{what}: {e}")))?;
+                out.push(PlannedAction { node, action });
+            }
+        }
+        Ok(out)
+    }
+
+    fn probes(&self, list: &[&Probe]) -> Result<Vec<PlannedProbe>> {
+        let mut out = Vec::new();
+        for p in list {
+            let c = p.common();
+            let what = format!("probe `{}`", c.name);
+            let nodes = self.nodes(c.target, &what)?;
+            let many = nodes.len() > 1;
+            for node in nodes {
+                let probe = p.render(&self.renderer(&node)?).map_err(|e| Error::other(format!("{what}: {e}")))?;
+                let id = if many { format!("{}@{node}", c.name) } else { c.name.to_string() };
+                let needs = c.needs.iter().map(|n| n.value.clone()).collect();
+                out.push(PlannedProbe { id, node, probe, needs });
+            }
+        }
+        // `needs` that name a probe expanded over several nodes bind to the same node.
+        let ids: std::collections::BTreeSet<String> = out.iter().map(|p| p.id.clone()).collect();
+        for p in &mut out {
+            let node = p.node.clone();
+            for n in &mut p.needs {
+                if !ids.contains(n.as_str()) && ids.contains(&format!("{n}@{node}")) {
+                    *n = format!("{n}@{node}");
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Renders `scenario` (with its included graders' probes) for `inventory`.
+///
+/// Errors: a target that matches no node, an ambiguous missing target, a template that does
+/// not render (undefined variable), an unknown `--param`.
+pub fn build(
+    scenario: &Scenario,
+    graders: &[crate::scenario::Grader],
+    inventory: &Inventory,
+    overrides: &[(String, String)],
+) -> Result<Plan> {
+    let grader_params: Vec<&BTreeMap<String, crate::scenario::Param>> = graders.iter().map(|g| &g.params).collect();
+    let params = params(scenario, &grader_params, overrides)?;
+    let b = Binder { scenario, inventory, params: &params };
+    let mut verify_src: Vec<&Probe> = graders.iter().flat_map(|g| g.probes.iter()).collect();
+    verify_src.extend(scenario.verify.probes.iter());
+    let confirm_src: Vec<&Probe> = scenario.confirm.iter().collect();
+    Ok(Plan {
+        name: scenario.metadata.name.value.clone(),
+        title: scenario.metadata.title.clone(),
+        description: scenario.metadata.description.clone(),
+        time_limit: scenario.metadata.time_limit.map(Into::into).unwrap_or(DEFAULT_TIME_LIMIT),
+        setup: b.actions(&scenario.setup, "setup")?,
+        faults: b.actions(&scenario.faults, "faults")?,
+        confirm: b.probes(&confirm_src)?,
+        verify: b.probes(&verify_src)?,
+        tasks: scenario.tasks.clone(),
+        solution: b.actions(&scenario.solution, "solution")?,
+        wrong_fixes: scenario
+            .wrong_fixes
+            .iter()
+            .map(|w| {
+                Ok(PlannedWrongFix {
+                    name: w.name.clone(),
+                    why: w.why.clone(),
+                    steps: b.actions(&w.steps, &format!("wrong_fixes `{}`", w.name))?,
+                })
+            })
+            .collect::<Result<_>>()?,
+        params,
+    })
+}
+
+/// JSON view of a plan for `breakfix plan --output json`.
+#[derive(Debug, Serialize)]
+pub struct PlanView {
+    /// Scenario name.
+    pub name: String,
+    /// Parameters.
+    pub params: BTreeMap<String, String>,
+    /// `(node, description)` per phase.
+    pub phases: BTreeMap<String, Vec<(String, String)>>,
+}
+
+impl Plan {
+    /// A printable summary of every step and probe.
+    pub fn view(&self) -> PlanView {
+        let acts = |v: &[PlannedAction]| v.iter().map(|a| (a.node.clone(), describe_action(&a.action))).collect::<Vec<_>>();
+        let probes = |v: &[PlannedProbe]| v.iter().map(|p| (p.node.clone(), describe_probe(p))).collect::<Vec<_>>();
+        let mut phases = BTreeMap::new();
+        phases.insert("1-setup".into(), acts(&self.setup));
+        phases.insert("2-break".into(), acts(&self.faults));
+        phases.insert("3-confirm".into(), probes(&self.confirm));
+        phases.insert("4-verify".into(), probes(&self.verify));
+        phases.insert("5-solution".into(), acts(&self.solution));
+        PlanView { name: self.name.clone(), params: self.params.clone(), phases }
+    }
+}
+
+/// One line describing an action (commands shown as rendered).
+pub fn describe_action(a: &Action) -> String {
+    match a {
+        Action::Systemd(s) => format!("systemctl {} {}", s.action.verb(), s.unit),
+        Action::File(f) => format!("edit {} ({:?})", f.path, f.edit).chars().take(200).collect(),
+        Action::Command(c) => match &c.undo {
+            Some(u) => format!("run `{}` (undo: `{u}`)", c.run),
+            None => format!("run `{}`", c.run),
+        },
+    }
+}
+
+/// One line describing a probe and its expectations.
+pub fn describe_probe(p: &PlannedProbe) -> String {
+    let exp: Vec<String> = p.probe.expectations().iter().map(|(f, m)| format!("{f} {m}")).collect();
+    format!("{} [{}] expect {}", p.id, p.probe.kind(), exp.join(", "))
+}

@@ -1,0 +1,621 @@
+//! `etcd` probe: asks a node's etcd for its health, status, alarms, members and key counts
+//! through etcd-client (gRPC over TLS) with the node's own client certificate, reached through
+//! a port forward over the node's transport.
+//!
+//! # How it reaches etcd
+//! The CA, client certificate and key named in the inventory (`cluster.etcd`, paths ON THE
+//! NODE) are read over the transport; a forward to the endpoint's host and port *as seen from
+//! the node* is opened ([`crate::transport::Transport::forward`]); etcd-client connects to the
+//! forward's local end and verifies the server certificate against the endpoint's host (e.g.
+//! `127.0.0.1`), exactly as a client on the node would. The forward and client are cached in
+//! [`crate::engine::connect::NodeSession::etcd`] and reused by later attempts; when etcd cannot
+//! be reached the cache is dropped so the next attempt reconnects from scratch.
+//!
+//! # Down is a fact, not an error
+//! etcd stopped, refusing connections, rejecting the TLS handshake or not answering within the
+//! probe's timeout gives `healthy: false` (the other facts absent) with [`Facts::note`] saying
+//! why. Only failures of breakfix's own access are errors: a TLS file that cannot be read on
+//! the node (the message names the path), a transport failure, a malformed endpoint.
+//!
+//! # Caveats
+//! - etcd-client connects lazily: a connect that returns Ok proves nothing, so every fact comes
+//!   from a real request.
+//! - etcd 3.4 stays `healthy` with an active NOSPACE alarm; check `alarms` too.
+//! - When the forward's far end refuses the connection, the client only sees the connection
+//!   close during the TLS handshake; the note says so and names the endpoint.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    AlarmAction, AlarmType, Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions,
+};
+use tokio::time::Instant;
+
+use super::{Facts, ProbeCtx};
+use crate::error::{Error, Result};
+use crate::template::Renderer;
+use crate::transport::Forward;
+
+crate::probe_spec! {
+    /// ```yaml
+    /// - kind: etcd
+    ///   name: etcd-healthy
+    ///   expect: { healthy: true, alarms: [], member_names: { contains: controlplane } }
+    /// ```
+    pub struct EtcdProbe {
+        /// Client URL as seen from the node (default: the inventory's first etcd endpoint).
+        #[serde(default)]
+        pub endpoint: Option<String>,
+        /// Key prefix for `key_count` (default `/`).
+        #[serde(default)]
+        pub prefix: Option<String>,
+        /// Expectations.
+        pub expect: EtcdExpect,
+    }
+}
+
+crate::expect_block! {
+    /// Facts of an `etcd` probe.
+    pub struct EtcdExpect {
+        /// A linearizable read succeeded (what `etcdctl endpoint health` does). NOTE: etcd 3.4
+        /// stays "healthy" with an active NOSPACE alarm; check `alarms` too.
+        healthy,
+        /// The endpoint reports a leader (bool).
+        leader,
+        /// Backend database size in bytes (`dbSize`).
+        db_size,
+        /// Current store revision.
+        revision,
+        /// Active alarms, e.g. `["NOSPACE"]`; `[]` when none.
+        alarms,
+        /// Number of members.
+        members,
+        /// Member names.
+        member_names,
+        /// Number of keys under `prefix`.
+        key_count,
+        /// A put then get of a scratch key round-trips (bool).
+        writable,
+    }
+}
+
+/// Every fact this probe knows.
+const FACTS: [&str; 9] = [
+    "healthy",
+    "leader",
+    "db_size",
+    "revision",
+    "alarms",
+    "members",
+    "member_names",
+    "key_count",
+    "writable",
+];
+
+/// Default prefix for `key_count`.
+const DEFAULT_PREFIX: &str = "/";
+
+/// Scratch keys of the `writable` check live under this prefix (and are deleted again).
+pub const SCRATCH_PREFIX: &str = "/breakfix/probe/";
+
+/// Port used when an endpoint URL names none (etcd's client port).
+const DEFAULT_PORT: u16 = 2379;
+
+/// gRPC status code `PERMISSION_DENIED` (etcdctl counts it as healthy: etcd answered).
+const GRPC_PERMISSION_DENIED: i32 = 7;
+
+impl EtcdProbe {
+    /// Gathers only the facts in `wanted` (`healthy` alone is one linearizable read). The
+    /// whole attempt, including opening the access on first use, is bounded by `ctx.timeout`.
+    ///
+    /// Errors: the inventory has no etcd endpoint or the endpoint is malformed; a TLS file
+    /// cannot be read on the node (names the path); the transport fails. etcd being down is
+    /// NOT an error (see the module docs).
+    pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
+        let mut facts = Facts::default();
+        let want = |f: &str| wanted.contains(&f);
+        if !FACTS.iter().any(|f| want(f)) {
+            return Ok(facts);
+        }
+        let deadline = Instant::now() + ctx.timeout;
+        let endpoint = self.endpoint(ctx)?;
+        let (client, id) = access(ctx, &endpoint, deadline).await?;
+        let mut q = Query {
+            client,
+            deadline,
+            timeout: ctx.timeout,
+            endpoint: &endpoint,
+            notes: Vec::new(),
+        };
+        if let Err(cause) = self.collect(&mut q, &mut facts, &want).await {
+            forget(ctx, id).await;
+            facts.values.clear();
+            facts.set("healthy", false);
+            q.notes.insert(0, cause);
+        }
+        if !q.notes.is_empty() {
+            facts.note = Some(q.notes.join("; "));
+        }
+        Ok(facts)
+    }
+
+    /// Asks etcd for each wanted fact in turn. `Err` (with the cause) as soon as etcd cannot
+    /// be reached; errors etcd itself answers with become notes.
+    async fn collect(
+        &self,
+        q: &mut Query<'_>,
+        facts: &mut Facts,
+        want: &dyn Fn(&str) -> bool,
+    ) -> std::result::Result<(), String> {
+        if want("healthy") {
+            let mut c = q.client.clone();
+            match q.call(c.get("health", None)).await {
+                Ok(_) => facts.set("healthy", true),
+                Err(Failure::Answered { code, .. }) if code == GRPC_PERMISSION_DENIED => {
+                    facts.set("healthy", true)
+                }
+                Err(Failure::Answered { message, .. }) => {
+                    facts.set("healthy", false);
+                    q.notes
+                        .push(format!("health check (linearizable get): {message}"));
+                }
+                Err(Failure::Unreachable(m)) => return Err(m),
+            }
+        }
+        if want("leader") || want("db_size") || want("revision") {
+            let mut c = q.client.clone();
+            match q.call(c.status()).await {
+                Ok(s) => {
+                    if want("leader") {
+                        facts.set("leader", s.leader() != 0);
+                    }
+                    if want("db_size") {
+                        facts.set("db_size", s.db_size());
+                    }
+                    if want("revision") {
+                        if let Some(h) = s.header() {
+                            facts.set("revision", h.revision());
+                        }
+                    }
+                }
+                Err(f) => q.note("status", f)?,
+            }
+        }
+        if want("alarms") {
+            let mut c = q.client.clone();
+            match q
+                .call(c.alarm(AlarmAction::Get, AlarmType::None, None))
+                .await
+            {
+                Ok(a) => {
+                    let names: BTreeSet<&str> =
+                        a.alarms().iter().map(|m| m.alarm().as_str_name()).collect();
+                    facts.set("alarms", names.into_iter().collect::<Vec<_>>());
+                }
+                Err(f) => q.note("alarm list", f)?,
+            }
+        }
+        if want("members") || want("member_names") {
+            let mut c = q.client.clone();
+            match q.call(c.member_list()).await {
+                Ok(m) => {
+                    if want("members") {
+                        facts.set("members", m.members().len());
+                    }
+                    if want("member_names") {
+                        let names: Vec<&str> = m.members().iter().map(|x| x.name()).collect();
+                        facts.set("member_names", names);
+                    }
+                }
+                Err(f) => q.note("member list", f)?,
+            }
+        }
+        if want("key_count") {
+            let prefix = self.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+            let mut c = q.client.clone();
+            let opts = GetOptions::new().with_prefix().with_count_only();
+            match q.call(c.get(prefix, Some(opts))).await {
+                Ok(r) => facts.set("key_count", r.count()),
+                Err(f) => q.note(&format!("count of keys under `{prefix}`"), f)?,
+            }
+        }
+        if want("writable") {
+            let ok = write_round_trip(q).await?;
+            facts.set("writable", ok);
+        }
+        Ok(())
+    }
+
+    /// The endpoint to probe: `endpoint`, else the inventory's first etcd endpoint.
+    fn endpoint(&self, ctx: &ProbeCtx<'_>) -> Result<Endpoint> {
+        let url = match &self.endpoint {
+            Some(u) => u.as_str(),
+            None => ctx.inventory.cluster.etcd.endpoints.first().map(String::as_str).ok_or_else(|| {
+                Error::other(format!(
+                    "probe `{}`: no `endpoint:` given and the inventory lists no cluster.etcd.endpoints",
+                    self.name
+                ))
+            })?,
+        };
+        Endpoint::parse(url)
+    }
+
+    /// Renders `endpoint` and `prefix`.
+    pub fn render(&self, r: &Renderer) -> Result<Self> {
+        let mut p = self.clone();
+        if let Some(e) = &self.endpoint {
+            p.endpoint = Some(r.text(e)?);
+        }
+        if let Some(x) = &self.prefix {
+            p.prefix = Some(r.text(x)?);
+        }
+        Ok(p)
+    }
+}
+
+/// Puts a scratch key under [`SCRATCH_PREFIX`], reads it back (linearizable) and deletes it.
+/// `Ok(false)` when etcd refuses (e.g. NOSPACE) or returns something else; `Err` when etcd
+/// cannot be reached.
+async fn write_round_trip(q: &mut Query<'_>) -> std::result::Result<bool, String> {
+    let key = format!("{SCRATCH_PREFIX}{:016x}", rand::random::<u64>());
+    let value = format!("breakfix-{:016x}", rand::random::<u64>());
+    let mut c = q.client.clone();
+    if let Err(f) = q.call(c.put(key.as_str(), value.as_str(), None)).await {
+        q.note(&format!("put {key}"), f)?;
+        return Ok(false);
+    }
+    let mut c = q.client.clone();
+    let ok = match q.call(c.get(key.as_str(), None)).await {
+        Ok(r) => {
+            let same = r
+                .kvs()
+                .first()
+                .is_some_and(|kv| kv.value() == value.as_bytes());
+            if !same {
+                q.notes
+                    .push(format!("get {key} did not return the value just put"));
+            }
+            same
+        }
+        Err(f) => {
+            q.note(&format!("get {key}"), f)?;
+            false
+        }
+    };
+    let mut c = q.client.clone();
+    if let Err(f) = q.call(c.delete(key.as_str(), None)).await {
+        q.note(&format!("delete {key} (scratch key left behind)"), f)?;
+    }
+    Ok(ok)
+}
+
+/// One attempt's requests: a shared deadline and the notes collected so far.
+struct Query<'a> {
+    client: Client,
+    deadline: Instant,
+    timeout: Duration,
+    endpoint: &'a Endpoint,
+    notes: Vec<String>,
+}
+
+impl Query<'_> {
+    /// Runs one request, bounded by the attempt's deadline.
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> std::result::Result<T, Failure> {
+        match tokio::time::timeout_at(self.deadline, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(e, self.endpoint)),
+            Err(_) => Err(Failure::Unreachable(format!(
+                "deadline exceeded: no answer from etcd at {} within {}",
+                self.endpoint.url,
+                humantime::format_duration(self.timeout)
+            ))),
+        }
+    }
+
+    /// Records an answered error as a note (the fact stays absent); passes an unreachable
+    /// etcd up as `Err`.
+    fn note(&mut self, what: &str, f: Failure) -> std::result::Result<(), String> {
+        match f {
+            Failure::Answered { message, .. } => {
+                self.notes.push(format!("{what}: {message}"));
+                Ok(())
+            }
+            Failure::Unreachable(m) => Err(m),
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+enum Failure {
+    /// No answer: connection or TLS failure, or the deadline passed. etcd counts as down.
+    Unreachable(String),
+    /// etcd answered with an error (e.g. `mvcc: database space exceeded`).
+    Answered {
+        /// gRPC status code as a number.
+        code: i32,
+        /// etcd's message.
+        message: String,
+    },
+}
+
+/// Sorts an etcd-client error into "etcd answered" and "etcd unreachable". A gRPC status
+/// that carries a source error was made on this side from a transport failure; one without
+/// came from etcd.
+fn classify(e: etcd_client::Error, ep: &Endpoint) -> Failure {
+    match &e {
+        etcd_client::Error::GRpcStatus(s) if std::error::Error::source(s).is_none() => {
+            Failure::Answered {
+                code: s.code() as i32,
+                message: s.message().to_string(),
+            }
+        }
+        etcd_client::Error::GRpcStatus(s) => {
+            Failure::Unreachable(explain(&chain(s.message(), s), ep))
+        }
+        _ => Failure::Unreachable(explain(&chain(&e.to_string(), &e), ep)),
+    }
+}
+
+/// `head: cause: cause...`, skipping causes already contained in the text so far.
+fn chain(head: &str, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = head.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !s.is_empty() && !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// Adds what a transport failure most likely means, in etcd terms.
+fn explain(msg: &str, ep: &Endpoint) -> String {
+    let m = msg.to_ascii_lowercase();
+    let hint = if m.contains("unknownissuer")
+        || m.contains("unknown authority")
+        || m.contains("badsignature")
+    {
+        Some("x509: certificate signed by unknown authority (etcd's serving certificate is not signed by the inventory's ca_file)".to_string())
+    } else if m.contains("notvalidforname") || m.contains("not valid for name") {
+        Some(format!(
+            "x509: etcd's serving certificate is not valid for `{}` (check its SANs)",
+            ep.host
+        ))
+    } else if m.contains("expired") || m.contains("notvalidyet") {
+        Some("x509: certificate has expired or is not yet valid".to_string())
+    } else if m.contains("alert") && (m.contains("certificate") || m.contains("unknownca")) {
+        Some(
+            "etcd rejected breakfix's client certificate (--client-cert-auth / --trusted-ca-file)"
+                .to_string(),
+        )
+    } else if m.contains("unexpectedeof")
+        || m.contains("unexpected eof")
+        || m.contains("connection reset")
+        || m.contains("broken pipe")
+        || m.contains("connection refused")
+        || m.contains("closed")
+    {
+        Some(format!(
+            "connection refused or closed: nothing accepted the connection at {}:{} on the node (is etcd running?)",
+            ep.host, ep.port
+        ))
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{h} [{msg}]"),
+        None => msg.to_string(),
+    }
+}
+
+/// A parsed client URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    /// The URL as written.
+    url: String,
+    /// `https` (or no scheme): TLS with the inventory's files; `http`: plain.
+    tls: bool,
+    /// Host as seen from the node (IPv6 without brackets); also the name the server
+    /// certificate is verified against.
+    host: String,
+    /// TCP port.
+    port: u16,
+}
+
+impl Endpoint {
+    /// Parses `https://127.0.0.1:2379`, `http://[::1]:2379`, `localhost` (port 2379, TLS).
+    fn parse(url: &str) -> Result<Endpoint> {
+        let bad = |why: &str| Error::other(format!("etcd endpoint `{url}`: {why}"));
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if url.contains("://") {
+            return Err(bad("the scheme must be https or http"));
+        } else {
+            (true, url)
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed `[` in the host"))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None if after.is_empty() => (h, None),
+                None => return Err(bad("unexpected text after the IPv6 host")),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad("the port must be a number from 1 to 65535"))?,
+            None => DEFAULT_PORT,
+        };
+        if port == 0 {
+            return Err(bad("the port must be a number from 1 to 65535"));
+        }
+        Ok(Endpoint {
+            url: url.to_string(),
+            tls,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Source of [`EtcdAccess::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An open route to one node's etcd: the port forward and a client speaking through it.
+/// Kept in [`crate::engine::connect::NodeSession::etcd`] and reused across attempts.
+pub struct EtcdAccess {
+    /// The endpoint URL (as seen from the node) this access reaches.
+    pub endpoint: String,
+    /// Local end of the forward to the node's etcd client port; shared with requests in
+    /// flight so that dropping the cache does not cut them off.
+    pub forward: Arc<Forward>,
+    /// Client speaking TLS through the forward (cheap to clone).
+    pub client: Client,
+    /// Distinguishes accesses so a failing attempt only drops the one it used.
+    id: u64,
+}
+
+/// The cached access for `ep`, opening (and caching) a new one when there is none or the
+/// cached one is for another endpoint. Returns a client clone and the access's id.
+async fn access(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<(Client, u64)> {
+    let mut slot = ctx.session.etcd.lock().await;
+    if let Some(a) = slot.as_ref() {
+        if a.endpoint == ep.url {
+            return Ok((a.client.clone(), a.id));
+        }
+    }
+    let a = open(ctx, ep, deadline).await?;
+    let out = (a.client.clone(), a.id);
+    *slot = Some(a);
+    Ok(out)
+}
+
+/// Drops the cached access if it is still the one with `id`.
+async fn forget(ctx: &ProbeCtx<'_>, id: u64) {
+    let mut slot = ctx.session.etcd.lock().await;
+    if slot.as_ref().is_some_and(|a| a.id == id) {
+        *slot = None;
+    }
+}
+
+/// Reads the TLS files on the node, opens the forward and builds the (lazy) client.
+async fn open(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<EtcdAccess> {
+    let files = &ctx.inventory.cluster.etcd;
+    let tls = if ep.tls {
+        let ca = read_tls_file(ctx, "ca_file", &files.ca_file, deadline).await?;
+        let cert = read_tls_file(ctx, "cert_file", &files.cert_file, deadline).await?;
+        let key = read_tls_file(ctx, "key_file", &files.key_file, deadline).await?;
+        Some(
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .identity(Identity::from_pem(cert, key))
+                .domain_name(ep.host.clone())
+                .timeout(ctx.timeout),
+        )
+    } else {
+        None
+    };
+    let forward = ctx.session.transport.forward(&ep.host, ep.port).await?;
+    let url = format!(
+        "{}://{}",
+        if ep.tls { "https" } else { "http" },
+        forward.local
+    );
+    let mut opts = ConnectOptions::new().with_connect_timeout(ctx.timeout);
+    if let Some(t) = tls {
+        opts = opts.with_tls(t);
+    }
+    let client = Client::connect([url.as_str()], Some(opts))
+        .await
+        .map_err(|e| Error::Transport {
+            host: ctx.session.transport.host().to_string(),
+            message: format!(
+                "setting up the etcd client for {} with the node's TLS files ({}, {}, {}): {}",
+                ep.url,
+                files.ca_file,
+                files.cert_file,
+                files.key_file,
+                chain(&e.to_string(), &e)
+            ),
+        })?;
+    Ok(EtcdAccess {
+        endpoint: ep.url.clone(),
+        forward: Arc::new(forward),
+        client,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+    })
+}
+
+/// Reads one TLS file on the node; a missing file is an error naming the inventory field.
+async fn read_tls_file(
+    ctx: &ProbeCtx<'_>,
+    field: &str,
+    path: &str,
+    deadline: Instant,
+) -> Result<Vec<u8>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let host = ctx.session.transport.host().to_string();
+    match ctx.session.transport.read_file(path, left).await? {
+        Some(b) => Ok(b),
+        None => Err(Error::Transport {
+            host,
+            message: format!("etcd TLS file {path} (cluster.etcd.{field} in the inventory) does not exist on the node"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_endpoints() {
+        let e = Endpoint::parse("https://127.0.0.1:2379").expect("parse");
+        assert_eq!((e.tls, e.host.as_str(), e.port), (true, "127.0.0.1", 2379));
+        let e = Endpoint::parse("http://[::1]:12379/").expect("parse");
+        assert_eq!((e.tls, e.host.as_str(), e.port), (false, "::1", 12379));
+        let e = Endpoint::parse("localhost").expect("parse");
+        assert_eq!((e.tls, e.host.as_str(), e.port), (true, "localhost", 2379));
+        let e = Endpoint::parse("https://[fd00::1]").expect("parse");
+        assert_eq!((e.host.as_str(), e.port), ("fd00::1", 2379));
+        assert!(Endpoint::parse("unix://x").is_err());
+        assert!(Endpoint::parse("https://:2379").is_err());
+        assert!(Endpoint::parse("https://h:99999").is_err());
+        assert!(Endpoint::parse("https://h:0").is_err());
+        assert!(Endpoint::parse("https://[::1").is_err());
+    }
+
+    #[test]
+    fn explains_tls_and_refusals() {
+        let ep = Endpoint::parse("https://127.0.0.1:2379").expect("parse");
+        assert!(explain("invalid peer certificate: UnknownIssuer", &ep)
+            .starts_with("x509: certificate signed by unknown authority"));
+        assert!(explain("tls handshake eof: unexpected EOF", &ep).contains("is etcd running"));
+        assert_eq!(explain("something else", &ep), "something else");
+    }
+}

@@ -1,0 +1,104 @@
+//! Report: the graded result of a run or check, printed for people (colour) or as JSON.
+
+use std::io::Write;
+
+use console::style;
+use serde::Serialize;
+
+use crate::engine::verdict::{Status, Verdict};
+
+/// Overall outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every verify probe passed.
+    Pass,
+    /// At least one verify probe did not pass.
+    Fail,
+}
+
+/// A graded report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario title.
+    pub title: String,
+    /// `run` or `check`.
+    pub mode: String,
+    /// The grade.
+    pub outcome: Outcome,
+    /// Confirm probes after the break (empty for `check`).
+    pub confirm: Vec<Verdict>,
+    /// Verify probes.
+    pub verify: Vec<Verdict>,
+    /// Seconds from the confirmed break to the first all-pass round (runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_fix: Option<f64>,
+    /// Whether the reference solution was applied by breakfix (`run --solution`).
+    pub solution_applied: bool,
+    /// Total wall time in seconds.
+    pub duration: f64,
+}
+
+impl Report {
+    /// Grades `verify`: PASS only when every probe passed (a SKIP or ERROR is not a pass).
+    pub fn grade(verify: &[Verdict]) -> Outcome {
+        if !verify.is_empty() && verify.iter().all(|v| v.status == Status::Pass) {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        }
+    }
+
+    /// Prints the human form.
+    pub fn print_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "{} {} — {}", style("breakfix").bold(), style(&self.scenario).cyan(), self.title)?;
+        if !self.confirm.is_empty() {
+            writeln!(out, "\n  {} (each must FAIL after the break)", style("confirm").bold())?;
+            for v in &self.confirm {
+                print_verdict(out, v, true)?;
+            }
+        }
+        writeln!(out, "\n  {}", style("verify").bold())?;
+        for v in &self.verify {
+            print_verdict(out, v, false)?;
+        }
+        let passed = self.verify.iter().filter(|v| v.status == Status::Pass).count();
+        let grade = match self.outcome {
+            Outcome::Pass => style("PASS").green().bold(),
+            Outcome::Fail => style("FAIL").red().bold(),
+        };
+        write!(out, "\n  verdict: {grade} ({passed}/{} probes passed)", self.verify.len())?;
+        if let Some(t) = self.time_to_fix {
+            write!(out, ", fixed {t:.1}s after the break was confirmed")?;
+        }
+        if self.solution_applied {
+            write!(out, " [reference solution applied by breakfix]")?;
+        }
+        writeln!(out, " in {:.1}s", self.duration)
+    }
+}
+
+/// One verdict line (plus failing checks). In confirm mode a FAIL is the intended outcome.
+pub fn print_verdict(out: &mut dyn Write, v: &Verdict, confirm: bool) -> std::io::Result<()> {
+    let label = match (v.status, confirm) {
+        (Status::Pass, false) | (Status::Fail, true) => style(format!("{:<5}", v.status.label())).green(),
+        (Status::Skip, _) => style(format!("{:<5}", v.status.label())).yellow(),
+        _ => style(format!("{:<5}", v.status.label())).red(),
+    };
+    let desc = v.description.as_deref().map(|d| format!("  {}", style(d).dim())).unwrap_or_default();
+    writeln!(out, "    {label} {:<28} {:<14} {:>6.2}s{desc}", v.probe, v.node, v.duration.as_secs_f64())?;
+    for c in &v.checks {
+        if !c.ok || (confirm && v.status == Status::Fail) {
+            let mark = if c.ok { " " } else { "✗" };
+            writeln!(out, "          {mark} {}: expected {}, found {}", c.fact, c.expected, style(&c.found).bold())?;
+        }
+    }
+    if let Some(n) = &v.note {
+        if v.status != Status::Pass {
+            writeln!(out, "            {}", style(n).dim())?;
+        }
+    }
+    Ok(())
+}

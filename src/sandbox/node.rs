@@ -1,0 +1,359 @@
+//! Node: one sandbox node. Mounts its root (an overlay of the cached image with a private
+//! upper layer, so nodes share no state), writes its identity and configuration into it
+//! (host name, /etc/hosts, address unit, SSH host key and authorized key, kubeadm PKI, etcd
+//! unit), and boots it with `systemd-nspawn` as a detached process that outlives breakfix.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::fsutil::{self, io_err};
+use super::pki::PkiFile;
+use super::procs::{self, MARKER_ENV};
+use super::state::{ProcKind, Resource, State};
+use super::{cmd, etcd_unit, NodeSpec};
+use crate::error::{Error, Result};
+use crate::inventory::Topology;
+
+/// Name of the oneshot unit that sets the node's address on `host0`.
+pub const NETWORK_UNIT: &str = "sandbox-network.service";
+
+/// Host-side paths of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePaths {
+    /// `<state>/nodes/<name>`.
+    pub dir: PathBuf,
+    /// The node's root as booted (overlay mount point).
+    pub root: PathBuf,
+    /// Overlay upper layer: everything the node changed.
+    pub upper: PathBuf,
+    /// Overlay work directory.
+    pub work: PathBuf,
+    /// nspawn's output (the node's console): where to look when a node does not come up.
+    pub console_log: PathBuf,
+}
+
+impl NodePaths {
+    /// Paths for node `name` under the state directory.
+    pub fn new(state_dir: &Path, name: &str) -> NodePaths {
+        let dir = super::state::node_dir(state_dir, name);
+        NodePaths {
+            root: dir.join("root"),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            console_log: dir.join("console.log"),
+            dir,
+        }
+    }
+}
+
+/// Mounts the node's root: overlay with the image as the read-only lower layer. The mount is
+/// recorded in the state before it is made.
+///
+/// Errors: directories cannot be created or `mount -t overlay` fails.
+pub async fn mount_root(st: &mut State, paths: &NodePaths, image: &Path) -> Result<()> {
+    for d in [&paths.dir, &paths.upper, &paths.work, &paths.root] {
+        fsutil::mkdir_mode(d, 0o755)?;
+    }
+    st.record(Resource::Mount {
+        target: paths.root.clone(),
+    })?;
+    if fsutil::is_mounted(&paths.root) {
+        return Ok(());
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        image.display(),
+        paths.upper.display(),
+        paths.work.display()
+    );
+    cmd::run(
+        "mount",
+        &["-t".as_ref(), "overlay".as_ref(), "overlay".as_ref(), "-o".as_ref(), opts.as_ref(), paths.root.as_os_str()] as &[&std::ffi::OsStr],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Everything a node needs written into its root before boot.
+pub struct NodeConfig<'a> {
+    /// This node.
+    pub node: &'a NodeSpec,
+    /// All nodes (for /etc/hosts).
+    pub all: &'a [NodeSpec],
+    /// Cluster topology.
+    pub topology: Topology,
+    /// The node's SSH host key, OpenSSH private format.
+    pub host_key_private: String,
+    /// The node's SSH host key, public line.
+    pub host_key_public: String,
+    /// The sandbox client's public key line (root's authorized_keys).
+    pub authorized_key: String,
+    /// kubeadm PKI files for this node (relative to /etc/kubernetes).
+    pub pki: Vec<PkiFile>,
+}
+
+/// `/etc/hosts` for the sandbox: loopback plus every node.
+pub fn hosts_file(all: &[NodeSpec]) -> String {
+    let mut s = String::from(
+        "# breakfix sandbox\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
+    for n in all {
+        s.push_str(&format!("{}\t{}\n", n.ip, n.name));
+    }
+    s
+}
+
+/// The oneshot unit that puts the node's address on `host0` early in boot (before
+/// sysinit.target, so sshd and etcd find it), with IPv6 off on that interface.
+pub fn network_unit(ip: Ipv4Addr) -> String {
+    format!(
+        "# breakfix sandbox: the node's address on the sandbox bridge.\n\
+         [Unit]\n\
+         Description=Sandbox node address {ip}/{len} on host0\n\
+         DefaultDependencies=no\n\
+         Before=sysinit.target network-pre.target network.target network-online.target\n\
+         Wants=network-pre.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart=-/bin/sh -c 'echo 1 > /proc/sys/net/ipv6/conf/host0/disable_ipv6'\n\
+         ExecStart=/sbin/ip link set lo up\n\
+         ExecStart=/sbin/ip addr replace {ip}/{len} dev host0\n\
+         ExecStart=/sbin/ip link set host0 up\n\
+         \n\
+         [Install]\n\
+         WantedBy=sysinit.target\n",
+        len = super::PREFIX_LEN
+    )
+}
+
+/// sshd drop-in: root by key only, no DNS lookups, the node's ed25519 host key only.
+pub const SSHD_CONFIG: &str = "# breakfix sandbox: root logs in with the sandbox's key only.\n\
+HostKey /etc/ssh/ssh_host_ed25519_key\n\
+PermitRootLogin prohibit-password\n\
+PubkeyAuthentication yes\n\
+PasswordAuthentication no\n\
+KbdInteractiveAuthentication no\n\
+UseDNS no\n";
+
+/// root's ~/.bashrc: returns at once for non-interactive shells so remote commands start fast.
+pub const ROOT_BASHRC: &str = "# ~/.bashrc (breakfix sandbox): kept light so remote commands start fast.\n\
+[ -z \"$PS1\" ] && return\n\
+PS1='\\u@\\h:\\w\\$ '\n\
+alias ll='ls -l'\n";
+
+/// Writes the node's configuration into its mounted root `root`.
+///
+/// Errors: [`Error::Io`] naming the file.
+pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
+    let n = c.node;
+    let w = |rel: &str, text: &[u8], mode: u32| fsutil::write_file(&root.join(rel), text, mode);
+    w("etc/hostname", format!("{}\n", n.name).as_bytes(), 0o644)?;
+    w("etc/hosts", hosts_file(c.all).as_bytes(), 0o644)?;
+    let mut id = [0u8; 16];
+    {
+        use rand::RngCore;
+        rand::rngs::OsRng.fill_bytes(&mut id);
+    }
+    w("etc/machine-id", format!("{}\n", hex::encode(id)).as_bytes(), 0o444)?;
+
+    // Address on host0, early in boot.
+    w(&format!("etc/systemd/system/{NETWORK_UNIT}"), network_unit(n.ip).as_bytes(), 0o644)?;
+    fsutil::symlink(
+        &format!("/etc/systemd/system/{NETWORK_UNIT}"),
+        &root.join(format!("etc/systemd/system/sysinit.target.wants/{NETWORK_UNIT}")),
+    )?;
+
+    // SSH: this node's own host key, root by key only.
+    w("etc/ssh/ssh_host_ed25519_key", c.host_key_private.as_bytes(), 0o600)?;
+    w("etc/ssh/ssh_host_ed25519_key.pub", format!("{}\n", c.host_key_public).as_bytes(), 0o644)?;
+    w("etc/ssh/sshd_config.d/breakfix-sandbox.conf", SSHD_CONFIG.as_bytes(), 0o644)?;
+    fsutil::mkdir_mode(&root.join("root/.ssh"), 0o700)?;
+    w("root/.ssh/authorized_keys", format!("{}\n", c.authorized_key).as_bytes(), 0o600)?;
+    w("root/.bashrc", ROOT_BASHRC.as_bytes(), 0o644)?;
+
+    // kubeadm layout.
+    fsutil::mkdir_mode(&root.join("etc/kubernetes/manifests"), 0o755)?;
+    fsutil::mkdir_mode(&root.join("etc/kubernetes/pki"), 0o755)?;
+    for f in &c.pki {
+        w(&format!("etc/kubernetes/{}", f.rel), &f.bytes, f.mode)?;
+    }
+    if n.is_control_plane() {
+        fsutil::mkdir_mode(&root.join("etc/kubernetes/pki/etcd"), 0o755)?;
+        fsutil::mkdir_mode(&root.join("var/lib/etcd"), 0o700)?;
+        match c.topology {
+            Topology::External => {
+                let member = etcd_unit::EtcdMember {
+                    name: n.name.clone(),
+                    ip: n.ip,
+                };
+                w("etc/systemd/system/etcd.service", member.systemd_unit().as_bytes(), 0o644)?;
+                fsutil::symlink(
+                    "/etc/systemd/system/etcd.service",
+                    &root.join("etc/systemd/system/multi-user.target.wants/etcd.service"),
+                )?;
+            }
+            Topology::Stacked => {
+                return Err(Error::other(
+                    "the stacked topology (etcd as a static pod) is not supported yet (issue 4)",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `systemd-nspawn` arguments that boot node `name` from `root`.
+pub fn nspawn_args(name: &str, root: &Path, sandbox_id: &str, binds: &[(PathBuf, &str)]) -> Vec<String> {
+    let mut a = vec![
+        "--boot".to_string(),
+        "--register=no".into(),
+        "--keep-unit".into(),
+        format!("--network-bridge={}", super::BRIDGE),
+        format!("--directory={}", root.display()),
+        format!("--machine={name}"),
+        "--link-journal=no".into(),
+        "--resolv-conf=off".into(),
+        "--console=read-only".into(),
+        format!("--setenv={MARKER_ENV}={sandbox_id}"),
+    ];
+    for (host, inside) in binds {
+        a.push(format!("--bind={}:{inside}", host.display()));
+    }
+    a
+}
+
+/// Boots the node: starts `systemd-nspawn` in a new session with stdin from /dev/null and
+/// output appended to the console log, so it outlives breakfix, and records its PID (and
+/// start time) in the state at once. (Until the record is written the process is still found
+/// by `down` through its command line, which names the node's root.)
+///
+/// Errors: nspawn cannot be started, or the state cannot be saved.
+pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[(PathBuf, &str)]) -> Result<i32> {
+    let args = nspawn_args(&node.name, &paths.root, &st.id, binds);
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&paths.console_log)
+        .map_err(io_err(format!("opening {}", paths.console_log.display())))?;
+    let log2 = log
+        .try_clone()
+        .map_err(io_err(format!("opening {}", paths.console_log.display())))?;
+    let prog = cmd::which("systemd-nspawn").unwrap_or_else(|| "systemd-nspawn".into());
+    let mut command = std::process::Command::new(prog);
+    command
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2));
+    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent; it detaches
+    // nspawn from breakfix's session and terminal so it survives breakfix exiting.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let child = command
+        .spawn()
+        .map_err(io_err(format!("starting systemd-nspawn for {}", node.name)))?;
+    let pid = child.id() as i32;
+    // The child is not waited for: it must outlive this process (init reaps it then).
+    drop(child);
+    let start_time = procs::stat(pid).map(|(s, _)| s).unwrap_or(0);
+    st.record(Resource::Process {
+        node: node.name.clone(),
+        what: ProcKind::Nspawn,
+        pid,
+        start_time,
+    })?;
+    Ok(pid)
+}
+
+/// Finds the node's PID 1 (the child of its nspawn carrying the sandbox marker) and records
+/// it, so `down` can kill it even if its nspawn dies first. Returns it if found.
+///
+/// Errors: the state cannot be saved.
+pub fn record_init(st: &mut State, node: &str, nspawn_pid: i32) -> Result<Option<i32>> {
+    let marker = format!("{MARKER_ENV}={}", st.id);
+    for pid in procs::children(nspawn_pid) {
+        let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()) {
+            if let Some(start_time) = procs::start_time(pid) {
+                st.record(Resource::Process {
+                    node: node.to_string(),
+                    what: ProcKind::Init,
+                    pid,
+                    start_time,
+                })?;
+                return Ok(Some(pid));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Last `n` lines of a node's console log (for error messages).
+pub fn console_tail(paths: &NodePaths, n: usize) -> String {
+    let text = fs::read_to_string(&paths.console_log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lists_every_node() {
+        let nodes = super::super::plan_nodes(3).expect("plan");
+        let h = hosts_file(&nodes);
+        assert!(h.contains("198.18.0.11\tcontrolplane\n"));
+        assert!(h.contains("198.18.0.13\tnode02\n"));
+    }
+
+    #[test]
+    fn writes_a_control_plane_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nodes = super::super::plan_nodes(2).expect("plan");
+        let pki = super::super::pki::Pki::generate().expect("pki");
+        let c = NodeConfig {
+            node: &nodes[0],
+            all: &nodes,
+            topology: Topology::External,
+            host_key_private: "PRIVATE".into(),
+            host_key_public: "ssh-ed25519 AAAA".into(),
+            authorized_key: "ssh-ed25519 BBBB client".into(),
+            pki: pki.node_files(&nodes[0]).expect("files"),
+        };
+        write_config(dir.path(), &c).expect("write");
+        let r = dir.path();
+        assert_eq!(fs::read_to_string(r.join("etc/hostname")).expect("hostname"), "controlplane\n");
+        assert!(r.join("etc/kubernetes/manifests").is_dir());
+        assert!(r.join("etc/kubernetes/pki/etcd/server.key").is_file());
+        assert!(fs::read_to_string(r.join("etc/systemd/system/etcd.service"))
+            .expect("unit")
+            .contains("--name=controlplane"));
+        assert_eq!(
+            fs::read_link(r.join("etc/systemd/system/sysinit.target.wants/sandbox-network.service"))
+                .expect("link"),
+            PathBuf::from("/etc/systemd/system/sandbox-network.service")
+        );
+        let mut stacked = c;
+        stacked.topology = Topology::Stacked;
+        assert!(write_config(dir.path(), &stacked)
+            .expect_err("stacked")
+            .to_string()
+            .contains("not supported yet"));
+    }
+
+    #[test]
+    fn nspawn_args_are_the_verified_ones() {
+        let a = nspawn_args("controlplane", Path::new("/s/root"), "abc", &[(PathBuf::from("/s/etcd"), "/var/lib/etcd")]);
+        for want in ["--boot", "--register=no", "--keep-unit", "--network-bridge=bfbr0", "--directory=/s/root", "--machine=controlplane", "--bind=/s/etcd:/var/lib/etcd", "--setenv=BREAKFIX_SANDBOX_ID=abc"] {
+            assert!(a.iter().any(|x| x == want), "missing {want}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Progress: indicatif spinners for the sandbox's steps on a terminal, and plain
+//! `==> step` / `    ok (1.2s)` lines on stderr otherwise (CI logs, tests).
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A set of steps shown together (one spinner each on a terminal).
+#[derive(Clone)]
+pub struct Progress {
+    multi: Option<MultiProgress>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// Spinners when stderr is a terminal, plain lines otherwise.
+    pub fn new() -> Progress {
+        let multi = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Progress { multi }
+    }
+
+    /// Starts a step titled `title` (e.g. `boot controlplane`).
+    pub fn step(&self, title: impl Into<String>) -> Step {
+        let title = title.into();
+        let bar = self.multi.as_ref().map(|m| {
+            let pb = m.add(ProgressBar::new_spinner());
+            let style = ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg:.dim} {elapsed:>4}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            pb.set_style(style);
+            pb.set_prefix(title.clone());
+            pb.enable_steady_tick(Duration::from_millis(120));
+            pb
+        });
+        if bar.is_none() {
+            eprintln!("==> {title}");
+        }
+        Step {
+            title,
+            bar,
+            start: Instant::now(),
+            last: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    /// Prints a line above the spinners (or plainly).
+    pub fn println(&self, line: impl AsRef<str>) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line.as_ref());
+            }
+            None => eprintln!("{}", line.as_ref()),
+        }
+    }
+}
+
+/// One running step.
+pub struct Step {
+    title: String,
+    bar: Option<ProgressBar>,
+    start: Instant,
+    last: Arc<Mutex<String>>,
+}
+
+impl Step {
+    /// Updates the step's detail line (not printed in plain mode, to keep logs short).
+    pub fn set_message(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        if let Some(b) = &self.bar {
+            b.set_message(msg.clone());
+        }
+        if let Ok(mut l) = self.last.lock() {
+            *l = msg;
+        }
+    }
+
+    /// Marks the step done with a short result, e.g. `ready`.
+    pub fn done(&self, result: impl AsRef<str>) {
+        let secs = self.start.elapsed().as_secs_f64();
+        let line = format!("{} {} ({secs:.1}s)", self.title, result.as_ref());
+        match &self.bar {
+            Some(b) => {
+                b.set_style(
+                    ProgressStyle::with_template("{prefix:.green} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                b.set_prefix("✓");
+                b.finish_with_message(line);
+            }
+            None => eprintln!("    ok: {line}"),
+        }
+    }
+
+    /// Marks the step failed.
+    pub fn fail(&self, why: impl AsRef<str>) {
+        let secs = self.start.elapsed().as_secs_f64();
+        let line = format!("{} FAILED after {secs:.1}s: {}", self.title, why.as_ref());
+        match &self.bar {
+            Some(b) => {
+                b.set_style(
+                    ProgressStyle::with_template("{prefix:.red} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                b.set_prefix("✗");
+                b.abandon_with_message(line);
+            }
+            None => eprintln!("    {line}"),
+        }
+    }
+
+    /// Seconds since the step started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            if !b.is_finished() {
+                b.abandon();
+            }
+        }
+    }
+}

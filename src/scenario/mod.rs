@@ -1,0 +1,241 @@
+//! Scenario: the lab author's YAML file (format v1, docs/scenario-format.md), as loaded.
+//!
+//! Loading keeps YAML locations for the fields validation checks ([`Spanned`]); rendering
+//! (templates) happens later, per node, in [`crate::plan`].
+
+#[macro_use]
+pub mod kind_first;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::duration::Dur;
+use crate::fault::Action;
+use crate::probe::Probe;
+
+/// The whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    /// Always `breakfix/v1`.
+    pub api_version: Spanned<String>,
+    /// Always `Scenario`.
+    pub kind: Spanned<String>,
+    /// Name, title, story, difficulty, time limit, tags.
+    pub metadata: Metadata,
+    /// Parameters with defaults, overridable with `--param name=value`.
+    #[serde(default)]
+    pub params: BTreeMap<String, Param>,
+    /// Named node selections (`cp: { role: control-plane }`).
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetSpec>,
+    /// Steps run before the break (not journaled, not undone).
+    #[serde(default)]
+    pub setup: Vec<Action>,
+    /// The break: each fault journals its undo before it mutates.
+    pub faults: Vec<Action>,
+    /// Probes written as HEALTHY expectations that must FAIL after the break (proof that
+    /// the fault took).
+    #[serde(default)]
+    pub confirm: Vec<Probe>,
+    /// The learner's tasks.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+    /// Probes that must all PASS once fixed (own probes plus included graders).
+    pub verify: Verify,
+    /// The reference fix (used by `run --solution` and `breakfix test`).
+    #[serde(default)]
+    pub solution: Vec<Action>,
+    /// Plausible fixes that must NOT pass verify (self-test).
+    #[serde(default)]
+    pub wrong_fixes: Vec<WrongFix>,
+}
+
+/// Descriptive fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Identifier: lowercase letters, digits and dashes.
+    pub name: Spanned<String>,
+    /// One-line title.
+    pub title: String,
+    /// The story (markdown).
+    #[serde(default)]
+    pub description: String,
+    /// `beginner`, `intermediate` or `advanced`.
+    #[serde(default)]
+    pub difficulty: Difficulty,
+    /// Total time for the learner (default 30m).
+    #[serde(default)]
+    pub time_limit: Option<Dur>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Topologies the scenario applies to (`external`, `stacked`); empty means any.
+    #[serde(default)]
+    pub topologies: Vec<crate::inventory::Topology>,
+}
+
+/// Difficulty level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Difficulty {
+    /// New to etcd.
+    Beginner,
+    /// Knows etcdctl and systemd.
+    #[default]
+    Intermediate,
+    /// Production incident level.
+    Advanced,
+}
+
+/// A parameter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Param {
+    /// Default value (strings; numbers are written as they appear).
+    pub default: ParamValue,
+    /// What it means.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A parameter value: any scalar, kept as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamValue(pub String);
+
+impl<'de> Deserialize<'de> for ParamValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ParamValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a scalar (string, number or bool)")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Which nodes a target name means.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Select nodes carrying this role (e.g. `control-plane`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Select one node by name (e.g. `controlplane`).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// With `role`: every matching node instead of the first one.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// A learner task.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Short title.
+    pub title: String,
+    /// What to do (markdown).
+    #[serde(default)]
+    pub text: String,
+    /// Time budget for this task.
+    #[serde(default)]
+    pub time_limit: Option<Dur>,
+    /// Hints, in the order they unlock.
+    #[serde(default)]
+    pub hints: Vec<Hint>,
+    /// Names of verify probes that show this task done.
+    #[serde(default)]
+    pub probes: Vec<Spanned<String>>,
+}
+
+/// A hint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hint {
+    /// The hint text.
+    pub text: String,
+    /// Unlocks by itself after this long (default: on request only).
+    #[serde(default)]
+    pub after: Option<Dur>,
+    /// Points it costs (default 1).
+    #[serde(default = "one")]
+    pub cost: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The grade's probes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// Graders from `graders/<name>.yaml` whose probes are added.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// The scenario's own probes.
+    #[serde(default)]
+    pub probes: Vec<Probe>,
+}
+
+/// A plausible but wrong fix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrongFix {
+    /// Name in reports.
+    pub name: String,
+    /// Why it is wrong (shown by `breakfix test`).
+    #[serde(default)]
+    pub why: Option<String>,
+    /// The steps.
+    pub steps: Vec<Action>,
+}
+
+/// A grader file (`graders/<name>.yaml`): a reusable probe set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Grader {
+    /// Always `breakfix/v1`.
+    pub api_version: Spanned<String>,
+    /// Always `Grader`.
+    pub kind: Spanned<String>,
+    /// `name` and a description.
+    pub metadata: GraderMeta,
+    /// Parameters the probes use (merged under the scenario's own).
+    #[serde(default)]
+    pub params: BTreeMap<String, Param>,
+    /// The probes.
+    pub probes: Vec<Probe>,
+}
+
+/// Grader metadata.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraderMeta {
+    /// Name (the file stem).
+    pub name: String,
+    /// What it checks.
+    #[serde(default)]
+    pub description: String,
+}

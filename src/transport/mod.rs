@@ -1,0 +1,159 @@
+//! Transport: how the engine runs commands and moves files on a node (SSH via russh, or local).
+//!
+//! One [`Transport`] per target node. Every operation takes a timeout; nothing here waits
+//! forever.
+//!
+//! # Guarantees
+//! - SSH host keys are checked against the inventory's known_hosts; a mismatch or an unknown
+//!   host is refused with a message naming the host and the key's SHA256 fingerprint.
+//! - Many operations may run concurrently on one connection; channels are capped below
+//!   OpenSSH's default `MaxSessions 10` and extra operations queue.
+//! - [`Transport::write_file`] is atomic: a temp file in the same directory, then rename;
+//!   an existing file's mode and owner are kept.
+//!
+//! # Caveats
+//! - Commands run through the remote user's login shell (`sh -c` for the local transport).
+
+mod known_hosts;
+pub mod local;
+mod raw;
+pub mod ssh;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::inventory::{Node, TransportKind};
+
+/// What a finished command produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8).
+    pub stderr: String,
+    /// Exit status; `None` when the command was killed by a signal.
+    pub exit: Option<i32>,
+    /// Wall time from start to exit.
+    pub duration: Duration,
+}
+
+impl Output {
+    /// True when the command exited 0.
+    pub fn success(&self) -> bool {
+        self.exit == Some(0)
+    }
+}
+
+/// A local TCP listener that forwards every connection to `remote` as seen from the node.
+/// Dropping it stops the listener (connections in flight finish on their own).
+pub struct Forward {
+    /// Where local clients connect (always on 127.0.0.1).
+    pub local: SocketAddr,
+    /// Kept alive for as long as the forward lives.
+    pub(crate) _task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self._task.abort();
+    }
+}
+
+/// A connected node.
+pub enum Transport {
+    /// russh connection.
+    Ssh(ssh::SshTransport),
+    /// Commands run on this machine.
+    Local(local::LocalTransport),
+}
+
+impl Transport {
+    /// Connects to `node` (SSH: TCP connect, host-key check, public-key auth) within `timeout`.
+    ///
+    /// Errors: [`crate::Error::Transport`] naming the host for refused/unreachable hosts, host
+    /// key mismatches and failed auth; [`crate::Error::Timeout`] when `timeout` expires.
+    pub async fn connect(node: &Node, timeout: Duration) -> Result<Transport> {
+        match node.transport {
+            TransportKind::Ssh => Ok(Transport::Ssh(
+                ssh::SshTransport::connect(node, timeout).await?,
+            )),
+            TransportKind::Local => Ok(Transport::Local(local::LocalTransport::new(node))),
+        }
+    }
+
+    /// `name (address:port)` for messages.
+    pub fn host(&self) -> &str {
+        match self {
+            Transport::Ssh(t) => t.host(),
+            Transport::Local(t) => t.host(),
+        }
+    }
+
+    /// Runs `command` through the shell. A non-zero exit is NOT an error (look at
+    /// [`Output::exit`]); a command still running at `timeout` is killed on the node and
+    /// reported as [`crate::Error::Timeout`].
+    pub async fn exec(&self, command: &str, timeout: Duration) -> Result<Output> {
+        match self {
+            Transport::Ssh(t) => t.exec(command, None, timeout).await,
+            Transport::Local(t) => t.exec(command, None, timeout).await,
+        }
+    }
+
+    /// Like [`Transport::exec`] with `stdin` fed to the command.
+    pub async fn exec_with_stdin(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        timeout: Duration,
+    ) -> Result<Output> {
+        match self {
+            Transport::Ssh(t) => t.exec(command, Some(stdin), timeout).await,
+            Transport::Local(t) => t.exec(command, Some(stdin), timeout).await,
+        }
+    }
+
+    /// Reads a whole file; `Ok(None)` when it does not exist.
+    pub async fn read_file(&self, path: &str, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        match self {
+            Transport::Ssh(t) => t.read_file(path, timeout).await,
+            Transport::Local(t) => t.read_file(path, timeout).await,
+        }
+    }
+
+    /// Atomically replaces (or creates) `path` with `contents`: temp file in the same
+    /// directory, fsync, rename. Keeps an existing file's mode and owner; a new file gets
+    /// `mode` (default 0644). Parent directories are NOT created.
+    pub async fn write_file(
+        &self,
+        path: &str,
+        contents: &[u8],
+        mode: Option<u32>,
+        timeout: Duration,
+    ) -> Result<()> {
+        match self {
+            Transport::Ssh(t) => t.write_file(path, contents, mode, timeout).await,
+            Transport::Local(t) => t.write_file(path, contents, mode, timeout).await,
+        }
+    }
+
+    /// Opens a local listener on 127.0.0.1 (ephemeral port) forwarding to `host:port` as
+    /// seen from the node (SSH direct-tcpip; the local transport connects directly).
+    pub async fn forward(&self, host: &str, port: u16) -> Result<Forward> {
+        match self {
+            Transport::Ssh(t) => t.forward(host, port).await,
+            Transport::Local(t) => t.forward(host, port).await,
+        }
+    }
+}
+
+/// Quotes `s` for a POSIX shell (single quotes; `'` becomes `'\''`).
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -1,0 +1,5 @@
+//! Integration tests: one binary (faster to link), one module per area. Tests that need the
+//! sandbox take `common::sandbox()` which serialises them and brings the sandbox up on demand.
+
+mod common;
+mod transport;
