@@ -17,9 +17,10 @@ use crate::probe::Probe;
 
 /// The whole scenario file.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Always `breakfix/v1`.
+    #[serde(rename = "apiVersion")]
     pub api_version: Spanned<String>,
     /// Always `Scenario`.
     pub kind: Spanned<String>,
@@ -214,9 +215,10 @@ pub struct WrongFix {
 
 /// A grader file (`graders/<name>.yaml`): a reusable probe set.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct Grader {
     /// Always `breakfix/v1`.
+    #[serde(rename = "apiVersion")]
     pub api_version: Spanned<String>,
     /// Always `Grader`.
     pub kind: Spanned<String>,

@@ -45,6 +45,8 @@ const KEEPALIVE_MAX: usize = 3;
 const INACTIVITY: Duration = Duration::from_secs(90);
 /// Bound on the clean-up after a timeout (kill the remote command, remove a temp file).
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a session-channel open refused by the server is tried (about 1 s in all).
+const OPEN_ATTEMPTS: u32 = 25;
 /// Bound on opening a `direct-tcpip` channel for a forwarded connection.
 const FORWARD_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -479,17 +481,19 @@ impl SshTransport {
         let Ok(_slot) = self.inner.killers.acquire().await else {
             return;
         };
+        let deadline = TokioInstant::now() + CLEANUP_TIMEOUT;
         let attempt = async {
-            let channel = self.inner.handle.channel_open_session().await?;
+            let channel = open_session(&self.inner, deadline)
+                .await?
+                .ok_or_else(|| "no channel in time".to_string())?;
             let (mut rd, wr) = channel.split();
             let r = drive(&mut rd, &wr, script, None).await;
             let _ = wr.close().await;
-            Ok::<_, russh::Error>(r)
+            r
         };
-        match tokio::time::timeout(CLEANUP_TIMEOUT, attempt).await {
-            Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err(m))) => tracing::warn!("{}: killing timed-out command: {m}", self.host()),
-            Ok(Err(e)) => tracing::warn!("{}: killing timed-out command: {e}", self.host()),
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(m)) => tracing::warn!("{}: killing timed-out command: {m}", self.host()),
             Err(_) => tracing::warn!("{}: killing timed-out command timed out", self.host()),
         }
     }
@@ -497,23 +501,43 @@ impl SshTransport {
 
 /// Opens a session channel by `deadline`. `Ok(None)` on timeout; a channel that is confirmed
 /// after the deadline is closed in the background so it does not hold one of sshd's sessions.
+///
+/// sshd still counts a session for a moment after the channel is closed (until its next
+/// garbage collection), so a burst of short commands can briefly meet `MaxSessions` even
+/// under our cap: an open refused by the server is retried with a short back-off.
 async fn open_session(
     inner: &Arc<Inner>,
     deadline: TokioInstant,
 ) -> Result<Option<Channel<client::Msg>>, String> {
-    let owned = Arc::clone(inner);
-    let mut task = tokio::spawn(async move { owned.handle.channel_open_session().await });
-    match tokio::time::timeout_at(deadline, &mut task).await {
-        Ok(Ok(Ok(c))) => Ok(Some(c)),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => {
-            tokio::spawn(async move {
-                if let Ok(Ok(c)) = task.await {
-                    let _ = c.close().await;
+    let mut backoff = Duration::from_millis(2);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let owned = Arc::clone(inner);
+        let mut task = tokio::spawn(async move { owned.handle.channel_open_session().await });
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(Ok(c))) => return Ok(Some(c)),
+            Ok(Ok(Err(russh::Error::ChannelOpenFailure(reason)))) if attempts < OPEN_ATTEMPTS => {
+                tracing::debug!(
+                    "{}: channel open refused ({reason:?}), retrying",
+                    inner.host
+                );
+                if TokioInstant::now() + backoff >= deadline {
+                    return Ok(None);
                 }
-            });
-            Ok(None)
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            Ok(Ok(Err(e))) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {
+                tokio::spawn(async move {
+                    if let Ok(Ok(c)) = task.await {
+                        let _ = c.close().await;
+                    }
+                });
+                return Ok(None);
+            }
         }
     }
 }

@@ -1,0 +1,403 @@
+//! Transport benchmark: ~30 probe-like commands run three ways in one run, against a real
+//! OpenSSH server:
+//!
+//! - (a) one `ssh` process per command, sequential (what a shell-script grader does);
+//! - (b) OpenSSH ControlMaster: one master connection, one `ssh` client per command, sequential;
+//! - (c) breakfix's russh transport: one connection per node (already open: warm), all
+//!   commands concurrent over channels (capped at 8 per connection).
+//!
+//! Also shown, not part of the targets: (d) russh, the same commands one after another.
+//!
+//! ```text
+//! cargo bench --bench check_transport                      # real sshd on 127.0.0.1 (temp keys)
+//! cargo bench --bench check_transport -- --inventory /var/lib/breakfix/sandbox/inventory.yaml
+//! cargo bench --bench check_transport -- --rounds 10
+//! ```
+//!
+//! Targets (issue 3): (c) at least 100x faster than (a) and 10x faster than (b), by median
+//! round time. Without `--bench` on the command line (e.g. `cargo test --benches`) it does
+//! nothing, so test runs stay fast.
+
+#[path = "../tests/integration/common/sshd.rs"]
+mod sshd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use breakfix::inventory::{Inventory, Node, TransportKind};
+use breakfix::transport::Transport;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Probe-like commands, read-only, the kind a grader runs. Their exit status does not
+/// matter here (e.g. no etcd unit on the loopback fixture); each must finish quickly.
+const PROBES: &[&str] = &[
+    "systemctl is-active etcd",
+    "systemctl is-enabled etcd",
+    "systemctl is-active kubelet",
+    "test -f /etc/kubernetes/manifests/etcd.yaml",
+    "test -f /etc/kubernetes/manifests/kube-apiserver.yaml",
+    "test -d /var/lib/etcd/member",
+    "test -f /etc/kubernetes/pki/etcd/ca.crt",
+    "test -f /etc/kubernetes/pki/etcd/server.crt",
+    "test -f /etc/kubernetes/pki/apiserver-etcd-client.crt",
+    "test -f /etc/kubernetes/admin.conf",
+    "ss -tln",
+    "ss -tlnp 'sport = :2379'",
+    "ss -tln 'sport = :2380'",
+    "ss -tln 'sport = :6443'",
+    "cat /proc/loadavg",
+    "head -n 3 /proc/meminfo",
+    "cat /proc/uptime",
+    "hostname",
+    "df -P /var/lib",
+    "ls /etc/kubernetes/manifests",
+    "stat -c %a /etc/hosts",
+    "cat /etc/hostname",
+    "ip -o link show",
+    "ip -o addr show",
+    "tc qdisc show",
+    "pgrep -c sshd",
+    "id -u",
+    "uname -r",
+    "date +%s",
+    "grep -c processor /proc/cpuinfo",
+];
+
+/// One SSH target as the `ssh` CLI needs it.
+struct Target {
+    node: Node,
+}
+
+impl Target {
+    fn key(&self) -> &Path {
+        self.node
+            .identity_file
+            .as_deref()
+            .unwrap_or(Path::new("/root/.ssh/id_ed25519"))
+    }
+    fn known_hosts(&self) -> &Path {
+        self.node
+            .known_hosts
+            .as_deref()
+            .unwrap_or(Path::new("/dev/null"))
+    }
+    /// Common `ssh` arguments: no user config, strict host keys from the node's file.
+    fn ssh_args(&self) -> Vec<String> {
+        vec![
+            "-F".into(),
+            "/dev/null".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts().display()),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "ConnectTimeout=10".into(),
+            "-i".into(),
+            self.key().display().to_string(),
+            "-p".into(),
+            self.node.port.to_string(),
+            "-l".into(),
+            self.node.user.clone(),
+        ]
+    }
+}
+
+fn run_ssh(args: &[String], address: &str, command: &str) {
+    let status = Command::new("ssh")
+        .args(args)
+        .arg(address)
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.code() == Some(255) => {
+            panic!("ssh to {address} failed (exit 255) for `{command}`")
+        }
+        Ok(_) => {}
+        Err(e) => panic!("cannot run ssh: {e}"),
+    }
+}
+
+/// The (node index, command) pairs of one round: probes spread over the nodes.
+fn plan(nodes: usize) -> Vec<(usize, &'static str)> {
+    PROBES
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i % nodes, *c))
+        .collect()
+}
+
+fn mode_a(targets: &[Target], plan: &[(usize, &str)]) -> Duration {
+    let start = Instant::now();
+    for (n, cmd) in plan {
+        let t = &targets[*n];
+        run_ssh(&t.ssh_args(), &t.node.address, cmd);
+    }
+    start.elapsed()
+}
+
+/// A ControlMaster per target, killed by PID when dropped.
+struct Master {
+    child: Child,
+    args: Vec<String>,
+    address: String,
+}
+
+impl Master {
+    fn start(t: &Target, socket: &Path) -> Master {
+        let mut args = t.ssh_args();
+        args.extend(["-o".into(), format!("ControlPath={}", socket.display())]);
+        let child = Command::new("ssh")
+            .args(&args)
+            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-N"])
+            .arg(&t.node.address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ssh ControlMaster");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "ControlMaster socket {} did not appear",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        args.extend(["-o".into(), "ControlMaster=no".into()]);
+        Master {
+            child,
+            args,
+            address: t.node.address.clone(),
+        }
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mode_b(masters: &[Master], plan: &[(usize, &str)]) -> Duration {
+    let start = Instant::now();
+    for (n, cmd) in plan {
+        let m = &masters[*n];
+        run_ssh(&m.args, &m.address, cmd);
+    }
+    start.elapsed()
+}
+
+async fn mode_c(transports: &[Transport], plan: &[(usize, &str)]) -> Duration {
+    let start = Instant::now();
+    let runs = plan
+        .iter()
+        .map(|(n, cmd)| transports[*n].exec(cmd, TIMEOUT));
+    for r in futures::future::join_all(runs).await {
+        if let Err(e) = r {
+            panic!("russh exec failed: {e}");
+        }
+    }
+    start.elapsed()
+}
+
+async fn mode_d(transports: &[Transport], plan: &[(usize, &str)]) -> Duration {
+    let start = Instant::now();
+    for (n, cmd) in plan {
+        if let Err(e) = transports[*n].exec(cmd, TIMEOUT).await {
+            panic!("russh exec failed: {e}");
+        }
+    }
+    start.elapsed()
+}
+
+struct Stats {
+    min: Duration,
+    median: Duration,
+    max: Duration,
+}
+
+fn stats(mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
+    };
+    Stats {
+        min: v[0],
+        median,
+        max: v[v.len() - 1],
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let ssh = Command::new("ssh")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}, {ssh}", kernel.trim())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!("check_transport: run with `cargo bench --bench check_transport` (skipped)");
+        return;
+    }
+    let mut inventory: Option<PathBuf> = None;
+    let mut rounds = 5usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--inventory" => inventory = it.next().map(PathBuf::from),
+            "--rounds" => rounds = it.next().and_then(|s| s.parse().ok()).unwrap_or(rounds),
+            _ => {}
+        }
+    }
+    let rounds = rounds.max(1);
+
+    // Targets: the inventory's SSH nodes, or a real sshd on loopback.
+    let fixture;
+    let (label, nodes): (String, Vec<Node>) = match &inventory {
+        Some(p) => {
+            let inv = Inventory::load(p).unwrap_or_else(|e| panic!("{e}"));
+            let nodes: Vec<Node> = inv
+                .nodes
+                .into_iter()
+                .filter(|n| n.transport == TransportKind::Ssh)
+                .collect();
+            assert!(!nodes.is_empty(), "{} lists no ssh nodes", p.display());
+            (
+                format!("inventory {} ({} nodes)", p.display(), nodes.len()),
+                nodes,
+            )
+        }
+        None => {
+            fixture = sshd::Sshd::start();
+            (
+                "real OpenSSH sshd on 127.0.0.1 (test fixture, root, login shell bash)".into(),
+                vec![fixture.node()],
+            )
+        }
+    };
+    let targets: Vec<Target> = nodes.iter().cloned().map(|node| Target { node }).collect();
+    let plan = plan(targets.len());
+
+    println!("# check_transport");
+    println!("target:   {label}");
+    println!("machine:  {}", machine());
+    println!(
+        "commands: {} per round, {} rounds per mode\n",
+        plan.len(),
+        rounds
+    );
+
+    // (c)/(d) warm-up: connect once (timed separately), run one round untimed.
+    let mut transports = Vec::new();
+    let mut connects = Vec::new();
+    for n in &nodes {
+        let start = Instant::now();
+        let t = Transport::connect(n, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("russh connect: {e}"));
+        connects.push(start.elapsed());
+        transports.push(t);
+    }
+    mode_c(&transports, &plan).await;
+
+    let sockets = tempfile::Builder::new()
+        .prefix("breakfix-cm-")
+        .tempdir()
+        .expect("temp dir");
+    let masters: Vec<Master> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Master::start(t, &sockets.path().join(format!("cm{i}"))))
+        .collect();
+    mode_b(&masters, &plan); // warm-up
+
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        a.push(tokio::task::block_in_place(|| mode_a(&targets, &plan)));
+        b.push(tokio::task::block_in_place(|| mode_b(&masters, &plan)));
+        c.push(mode_c(&transports, &plan).await);
+        d.push(mode_d(&transports, &plan).await);
+        eprintln!(
+            "round {}/{rounds}: a {} b {} c {} d {}",
+            r + 1,
+            ms(a[r]),
+            ms(b[r]),
+            ms(c[r]),
+            ms(d[r])
+        );
+    }
+    drop(masters);
+
+    let (sa, sb, sc, sd) = (stats(a), stats(b), stats(c), stats(d));
+    let n = plan.len() as u32;
+    println!("| mode | min | median | max | median per command |");
+    println!("|---|---|---|---|---|");
+    for (name, s) in [
+        ("(a) one `ssh` process per command, sequential", &sa),
+        ("(b) OpenSSH ControlMaster, sequential", &sb),
+        ("(c) russh, one warm connection, concurrent channels", &sc),
+        ("(d) russh, one warm connection, sequential (info)", &sd),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            ms(s.min),
+            ms(s.median),
+            ms(s.max),
+            ms(s.median / n)
+        );
+    }
+    let ratio = |x: &Stats, y: &Stats| x.median.as_secs_f64() / y.median.as_secs_f64();
+    let (ra, rb) = (ratio(&sa, &sc), ratio(&sb, &sc));
+    println!();
+    println!(
+        "russh connect + auth (cold): {}",
+        connects
+            .iter()
+            .map(|d| ms(*d))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "(c) vs (a): {ra:.0}x faster (target >= 100x: {})",
+        if ra >= 100.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "(c) vs (b): {rb:.1}x faster (target >= 10x: {})",
+        if rb >= 10.0 { "met" } else { "NOT met" }
+    );
+}

@@ -1,0 +1,287 @@
+//! Diagnostics: a problem in a scenario or grader file at `file:line:col`, rendered with a
+//! caret snippet of the source (miette's graphical handler; plain ASCII without colour so the
+//! text is stable for snapshots and logs).
+
+use std::borrow::Cow;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report};
+use serde::Serialize;
+use serde_saphyr::MessageFormatter;
+
+use super::tree::Pos;
+
+/// One problem found while loading or validating a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// The file, as given on the command line (or the grader path derived from it).
+    pub file: String,
+    /// 1-based line; 0 when the problem has no position (e.g. the file cannot be read).
+    pub line: u64,
+    /// 1-based column, in characters; 0 when unknown.
+    pub column: u64,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it, when there is something useful to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// Length of the offending text in characters (0: a single position).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub length: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Width the rendered text wraps at (fixed, so output does not depend on the terminal).
+const WIDTH: usize = 100;
+
+impl Diagnostic {
+    /// A diagnostic at `line:column` of `file`.
+    pub fn new(file: impl Into<String>, line: u64, column: u64, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: file.into(),
+            line,
+            column,
+            message: message.into(),
+            help: None,
+            length: 0,
+        }
+    }
+
+    /// A diagnostic covering the text at `pos`.
+    pub fn at(file: impl Into<String>, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        let mut d = Diagnostic::new(file, pos.line, pos.column, message);
+        d.length = pos.len;
+        d
+    }
+
+    /// A diagnostic without a position (unreadable file and the like).
+    pub fn whole_file(file: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(file, 0, 0, message)
+    }
+
+    /// Adds a help line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Sets the highlighted length (characters).
+    pub fn with_length(mut self, length: u64) -> Diagnostic {
+        self.length = length;
+        self
+    }
+
+    /// `file:line:col` (or just `file` without a position).
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.file.clone()
+        } else {
+            format!("{}:{}:{}", self.file, self.line, self.column)
+        }
+    }
+
+    /// One line: `file:line:col: message`.
+    pub fn one_line(&self) -> String {
+        format!("{}: {}", self.location(), self.message)
+    }
+
+    /// From a serde-saphyr error while reading `file`: its position and message, without the
+    /// crate's own snippet (we render ours). Adds a "did you mean" help for near misses.
+    pub fn from_yaml(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
+        let original = original_error(err);
+        let message = serde_saphyr::DefaultMessageFormatter.format_message(original);
+        let message = sanitize(&message);
+        let mut d = match err.location() {
+            Some(l) if l.line() > 0 => Diagnostic::at(file, Pos::of(&l), message),
+            _ => Diagnostic::whole_file(file, message),
+        };
+        d.help = yaml_help(original);
+        d
+    }
+
+    /// Renders the diagnostic against `source` (the text of `self.file`): a header with the
+    /// message, a `[file:line:col]` line and the source lines around it with carets under the
+    /// offending text, then the help. `color = false` gives plain ASCII.
+    pub fn render(&self, source: &str, color: bool) -> String {
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::none() };
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_links(false)
+            .with_width(WIDTH)
+            .with_context_lines(1)
+            .without_syntax_highlighting();
+        let mut diag = MietteDiagnostic::new(self.message.clone());
+        if let Some(h) = &self.help {
+            diag = diag.with_help(h.clone());
+        }
+        let span = if self.line > 0 { byte_span(source, self.line, self.column, self.length) } else { None };
+        let mut out = String::new();
+        let rendered = match span {
+            Some((offset, len)) => {
+                let diag = diag.with_labels(vec![LabeledSpan::new_primary_with_span(None, (offset, len))]);
+                let report = Report::new(diag).with_source_code(NamedSource::new(self.file.clone(), source.to_string()));
+                handler.render_report(&mut out, report.as_ref())
+            }
+            None => {
+                let mut diag = diag;
+                diag.message = format!("{}: {}", self.location(), self.message);
+                handler.render_report(&mut out, &diag)
+            }
+        };
+        if rendered.is_err() {
+            // Rendering into a String cannot fail in practice; fall back to the plain form.
+            out = format!("{}\n", self.one_line());
+            if let Some(h) = &self.help {
+                out.push_str(&format!("  help: {h}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// Renders several diagnostics, each against the source of its own file (`source_of`);
+/// a diagnostic whose source is unknown is rendered without a snippet.
+pub fn render_all<'a>(diags: &[Diagnostic], source_of: impl Fn(&str) -> Option<&'a str>, color: bool) -> String {
+    let mut out = String::new();
+    for d in diags {
+        out.push_str(&d.render(source_of(&d.file).unwrap_or(""), color));
+    }
+    out
+}
+
+/// Byte offset and byte length of `length` characters starting at `line:column`, clamped to
+/// the line (a position just past the end of the line is allowed).
+fn byte_span(source: &str, line: u64, column: u64, length: u64) -> Option<(usize, usize)> {
+    let line_idx = usize::try_from(line.checked_sub(1)?).ok()?;
+    let mut start = 0usize;
+    if line_idx > 0 {
+        let (pos, _) = source.match_indices('\n').nth(line_idx - 1)?;
+        start = pos + 1;
+    }
+    let rest = &source[start..];
+    let line_text = rest.split('\n').next().unwrap_or("");
+    let col = usize::try_from(column.saturating_sub(1)).ok()?;
+    let mut chars = line_text.char_indices();
+    let begin = match chars.clone().nth(col) {
+        Some((b, _)) => b,
+        None => line_text.len(),
+    };
+    let len_chars = usize::try_from(length).ok()?;
+    let end = if len_chars == 0 {
+        begin
+    } else {
+        chars
+            .nth(col + len_chars)
+            .map(|(b, _)| b)
+            .unwrap_or(line_text.len())
+            .max(begin)
+    };
+    Some((start + begin, end - begin))
+}
+
+fn original_error(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    loop {
+        match err {
+            serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } => err = error,
+            other => return other,
+        }
+    }
+}
+
+/// Control characters (other than none) escaped, so a message is one line.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
+}
+
+fn yaml_help(err: &serde_saphyr::Error) -> Option<String> {
+    match err {
+        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
+            Some(suggest(field, expected).unwrap_or_else(|| format!("allowed here: {}", list(expected))))
+        }
+        serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
+            Some(suggest(variant, expected).unwrap_or_else(|| format!("expected one of: {}", list(expected))))
+        }
+        serde_saphyr::Error::DuplicateMappingKey { .. } => Some("each key may appear only once in a mapping".into()),
+        serde_saphyr::Error::InvalidBooleanStrict { .. } => Some("write `true` or `false` (yes/no/on/off are not booleans here)".into()),
+        _ => None,
+    }
+}
+
+fn list(items: &[&str]) -> String {
+    if items.is_empty() {
+        "nothing".into()
+    } else {
+        items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `did you mean `x`?` when one candidate is close to `word`.
+pub fn suggest<S: AsRef<str>>(word: &str, candidates: &[S]) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// The candidate nearest to `word` by edit distance, if close enough to be a typo.
+pub fn closest<'a, S: AsRef<str>>(word: &str, candidates: &'a [S]) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    candidates
+        .iter()
+        .map(|c| (levenshtein(word, c.as_ref()), c.as_ref()))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// `a, b, c` with backticks, or `none`.
+pub fn names<S: AsRef<str>>(items: &[S]) -> Cow<'static, str> {
+    if items.is_empty() {
+        Cow::Borrowed("none")
+    } else {
+        Cow::Owned(items.iter().map(|i| format!("`{}`", i.as_ref())).collect::<Vec<_>>().join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_are_clamped_to_the_line() {
+        let src = "ab\ncdé\n";
+        assert_eq!(byte_span(src, 2, 3, 1), Some((5, 2)));
+        assert_eq!(byte_span(src, 2, 2, 9), Some((4, 3)));
+        assert_eq!(byte_span(src, 1, 3, 0), Some((2, 0)));
+        assert_eq!(byte_span(src, 9, 1, 0), None);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(closest("tagz", &["tags", "title"]), Some("tags"));
+        assert_eq!(closest("zzzz", &["tags", "title"]), None);
+    }
+
+    #[test]
+    fn renders_plain() {
+        let d = Diagnostic::new("x.yaml", 2, 3, "bad").with_length(2).with_help("fix it");
+        let out = d.render("a: 1\nb: cd\n", false);
+        assert!(out.contains("[x.yaml:2:3]"), "{out}");
+        assert!(out.contains("^^"), "{out}");
+        assert!(out.contains("help: fix it"), "{out}");
+    }
+}
