@@ -15,9 +15,16 @@ use serde::{Deserialize, Serialize};
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
 use crate::fault::Undo;
+use crate::transport::shell_quote;
 
-/// Journal directory on every node.
+/// Default journal directory on every node.
 pub const REMOTE_DIR: &str = "/var/lib/breakfix/journal";
+
+/// The journal directory on the nodes: `$BREAKFIX_NODE_JOURNAL_DIR` (tests that share one
+/// host, non-root users) or [`REMOTE_DIR`].
+pub fn remote_dir() -> String {
+    std::env::var("BREAKFIX_NODE_JOURNAL_DIR").unwrap_or_else(|_| REMOTE_DIR.to_string())
+}
 
 /// One recorded undo.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,9 +84,10 @@ impl Journal {
             f.write_all(&json).map_err(io(format!("writing {}", path.display())))?;
             f.sync_all().map_err(io(format!("syncing {}", path.display())))?;
         }
-        s.run_ok(&format!("mkdir -p {REMOTE_DIR}"), T).await?;
+        let remote = remote_dir();
+        s.run_ok(&format!("mkdir -p {}", shell_quote(&remote)), T).await?;
         s.transport
-            .write_file(&format!("{REMOTE_DIR}/{}.json", entry.id), &json, Some(0o600), T)
+            .write_file(&format!("{remote}/{}.json", entry.id), &json, Some(0o600), T)
             .await?;
         Ok(entry)
     }
@@ -99,8 +107,9 @@ impl Journal {
                 }
             }
         }
+        let remote = shell_quote(&remote_dir());
         let out = s
-            .exec(&format!("for f in {REMOTE_DIR}/*.json; do [ -f \"$f\" ] && cat \"$f\" && echo; done; true"), T)
+            .exec(&format!("for f in {remote}/*.json; do [ -f \"$f\" ] && cat \"$f\" && echo; done; true"), T)
             .await?;
         let mut de = serde_json::Deserializer::from_str(&out.stdout).into_iter::<Entry>();
         while let Some(item) = de.next() {
@@ -111,7 +120,7 @@ impl Journal {
                 Err(e) => {
                     return Err(Error::Transport {
                         host: s.transport.host().to_string(),
-                        message: format!("unreadable journal entry in {REMOTE_DIR}: {e}"),
+                        message: format!("unreadable journal entry in {}: {e}", remote_dir()),
                     })
                 }
             }
@@ -123,7 +132,8 @@ impl Journal {
     pub async fn forget(&self, s: &NodeSession, id: &str) -> Result<()> {
         let p = self.dir.join(&s.node.name).join(format!("{id}.json"));
         let _ = std::fs::remove_file(&p);
-        s.run_ok(&format!("rm -f {REMOTE_DIR}/{id}.json"), T).await.map(|_| ())
+        let remote = shell_quote(&remote_dir());
+        s.run_ok(&format!("rm -f {remote}/{id}.json"), T).await.map(|_| ())
     }
 
     /// Replays every undo for the node, newest first, forgetting each one that succeeded.

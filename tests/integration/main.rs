@@ -2,4 +2,5 @@
 //! sandbox take `common::sandbox()` which serialises them and brings the sandbox up on demand.
 
 mod common;
+mod engine;
 mod transport;

@@ -1,0 +1,253 @@
+//! The engine end to end through the CLI binary, against a real OpenSSH server on loopback
+//! (the `Sshd` fixture): file faults with journaled undo, confirm/verify, check exit codes,
+//! reset, shell quoting of params, probe timeouts, invalid files changing nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::common::sshd::Sshd;
+
+const ORIGINAL: &str = "name=app\nlisten=127.0.0.1:2379\n";
+
+struct Lab {
+    _sshd: Sshd,
+    dir: tempfile::TempDir,
+    inventory: PathBuf,
+    conf: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let sshd = Sshd::start();
+        let dir = tempfile::Builder::new().prefix("breakfix-engine-").tempdir().expect("tempdir");
+        let n = sshd.node();
+        let inventory = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &inventory,
+            format!(
+                "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: loopback\n  etcd:\n    endpoints: [https://127.0.0.1:2379]\n    ca_file: /nonexistent/ca.crt\n    cert_file: /nonexistent/c.crt\n    key_file: /nonexistent/c.key\nnodes:\n  - name: fixture\n    address: 127.0.0.1\n    port: {}\n    user: root\n    identity_file: {}\n    known_hosts: {}\n    roles: [control-plane]\n",
+                n.port,
+                n.identity_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                n.known_hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            ),
+        )
+        .expect("write inventory");
+        let conf = dir.path().join("app.conf");
+        std::fs::write(&conf, ORIGINAL).expect("write conf");
+        Lab { _sshd: sshd, dir, inventory, conf }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn scenario(&self, name: &str, extra_verify: &str) -> PathBuf {
+        let p = self.path(&format!("{name}.yaml"));
+        let text = format!(
+            r#"apiVersion: breakfix/v1
+kind: Scenario
+metadata:
+  name: {name}
+  title: a config line points at an address the node does not have
+  time_limit: 20s
+params:
+  conf:
+    default: {conf}
+  evil:
+    default: "$(touch {pwned})"
+targets:
+  node:
+    role: control-plane
+setup:
+  - kind: command
+    run: echo {{{{ params.evil }}}} > {echoed}
+faults:
+  - kind: file
+    name: break the listen line
+    path: "{{{{ params.conf }}}}"
+    edit:
+      set_line:
+        match: "^listen="
+        line: "listen=10.255.255.1:2379"
+confirm:
+  - kind: file
+    name: listen-ok
+    path: "{{{{ params.conf }}}}"
+    expect:
+      contents:
+        contains: "listen=127.0.0.1:2379"
+verify:
+  probes:
+    - kind: file
+      name: listen-ok
+      path: "{{{{ params.conf }}}}"
+      expect:
+        contents:
+          contains: "listen=127.0.0.1:2379"
+    - kind: command
+      name: one-listen-line
+      needs: [listen-ok]
+      run: grep -c '^listen=127.0.0.1' {{{{ params.conf }}}}
+      expect:
+        exit: 0
+        stdout: "1"
+{extra_verify}solution:
+  - kind: file
+    path: "{{{{ params.conf }}}}"
+    edit:
+      replace:
+        find: 10.255.255.1
+        with: 127.0.0.1
+"#,
+            conf = self.conf.display(),
+            pwned = self.path("pwned").display(),
+            echoed = self.path("echoed").display(),
+        );
+        std::fs::write(&p, text).expect("write scenario");
+        p
+    }
+
+    fn breakfix(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_breakfix"))
+            .args(args)
+            .arg("--inventory")
+            .arg(&self.inventory)
+            .env("BREAKFIX_STATE_DIR", self.path("state"))
+            .env("BREAKFIX_NODE_JOURNAL_DIR", self.path("node-journal"))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("breakfix runs")
+    }
+
+    fn conf_text(&self) -> String {
+        std::fs::read_to_string(&self.conf).expect("read conf")
+    }
+
+    fn journal_files(&self) -> usize {
+        count_files(&self.path("node-journal")) + count_files(&self.path("state/journal/fixture"))
+    }
+}
+
+fn count_files(p: &Path) -> usize {
+    std::fs::read_dir(p).map(|rd| rd.count()).unwrap_or(0)
+}
+
+fn text(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn run_with_solution_passes_and_resets() {
+    let lab = Lab::new();
+    let sc = lab.scenario("run-ok", "");
+    let s = sc.to_str().expect("utf-8 path");
+    let o = lab.breakfix(&["run", s, "--solution", "--output", "json", "--poll", "200ms"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json report");
+    assert_eq!(report["outcome"], "pass");
+    assert_eq!(report["confirm"][0]["status"], "fail", "the break must show: {report}");
+    assert_eq!(report["confirm"][0]["checks"][0]["found"].as_str().map(|s| s.contains("10.255.255.1")), Some(true));
+    assert!(report["verify"].as_array().expect("verify").iter().all(|v| v["status"] == "pass"));
+    assert!(report["time_to_fix"].as_f64().is_some());
+    assert_eq!(lab.conf_text(), ORIGINAL, "reset restores the pre-image");
+    assert_eq!(lab.journal_files(), 0, "reset empties both journal copies");
+    // The param `$(touch ...)` was quoted: echoed literally, never executed.
+    assert!(!lab.path("pwned").exists(), "command substitution in a param executed");
+    let echoed = std::fs::read_to_string(lab.path("echoed")).expect("setup ran");
+    assert!(echoed.starts_with("$(touch "), "{echoed}");
+}
+
+#[test]
+fn break_check_fix_check_reset() {
+    let lab = Lab::new();
+    let sc = lab.scenario("by-hand", "");
+    let s = sc.to_str().expect("utf-8 path");
+    let o = lab.breakfix(&["break", s]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(lab.conf_text().contains("10.255.255.1"));
+    assert!(lab.journal_files() >= 2, "journaled locally and on the node");
+
+    // Graded fail: exit 1, naming the failing probe with expected vs found; the dependent probe SKIPs.
+    let o = lab.breakfix(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("FAIL  listen-ok"), "{out}");
+    assert!(out.contains("contents: expected contains listen=127.0.0.1:2379, found name=app"), "{out}");
+    assert!(out.contains("SKIP  one-listen-line"), "{out}");
+
+    // The learner fixes it by hand: check passes.
+    std::fs::write(&lab.conf, ORIGINAL).expect("fix");
+    let o = lab.breakfix(&["check", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1 - 1), "{}", text(&o));
+
+    // Break again on top, then reset restores the original even though the file changed.
+    std::fs::write(&lab.conf, "garbage\n").expect("scribble");
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(lab.conf_text(), ORIGINAL);
+    assert_eq!(lab.journal_files(), 0);
+    let o = lab.breakfix(&["reset"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to undo"), "{}", text(&o));
+}
+
+#[test]
+fn reset_works_from_the_node_copy_after_local_state_is_lost() {
+    let lab = Lab::new();
+    let sc = lab.scenario("lost-state", "");
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::remove_dir_all(lab.path("state")).expect("drop local state");
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(lab.conf_text(), ORIGINAL);
+}
+
+#[test]
+fn a_hanging_probe_is_cut_at_its_timeout() {
+    let lab = Lab::new();
+    let sc = lab.scenario(
+        "hang",
+        "    - kind: command\n      name: hangs\n      run: sleep 120\n      timeout: 1s\n      expect:\n        exit: 0\n",
+    );
+    let started = Instant::now();
+    let o = lab.breakfix(&["check", sc.to_str().expect("utf-8"), "--output", "json"]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(took < Duration::from_secs(8), "check took {took:?}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let hang = report["verify"].as_array().expect("verify").iter().find(|v| v["probe"] == "hangs").cloned().expect("hangs verdict");
+    assert_eq!(hang["status"], "error", "{hang}");
+    assert!(hang["note"].as_str().unwrap_or("").contains("timed out"), "{hang}");
+    assert!(hang["duration"].as_f64().unwrap_or(99.0) < 4.0, "{hang}");
+}
+
+#[test]
+fn an_invalid_scenario_changes_nothing() {
+    let lab = Lab::new();
+    let sc = lab.scenario("invalid", "    - kind: file\n      name: typo\n      path: /etc/hostname\n      expcet: {}\n");
+    let o = lab.breakfix(&["run", sc.to_str().expect("utf-8"), "--solution"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expcet"), "{err}");
+    assert!(err.contains(":51:7") || err.contains("line 51 column 7"), "diagnostic names line and column: {err}");
+    assert_eq!(lab.conf_text(), ORIGINAL);
+    assert_eq!(lab.journal_files(), 0);
+    assert!(!lab.path("echoed").exists(), "setup must not run");
+}
+
+#[test]
+fn an_unreachable_node_fails_within_the_connect_timeout() {
+    let lab = Lab::new();
+    let sc = lab.scenario("unreachable", "");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let inv = std::fs::read_to_string(&lab.inventory).expect("inv");
+    let port_line = inv.lines().find(|l| l.trim_start().starts_with("port:")).expect("port line").to_string();
+    std::fs::write(&lab.inventory, inv.replace(&port_line, &format!("    port: {closed}"))).expect("rewrite");
+    let started = Instant::now();
+    let o = lab.breakfix(&["check", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(started.elapsed() < Duration::from_secs(12));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{closed}")), "names the host: {err}");
+}
