@@ -286,20 +286,23 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
 
     let checks = booted.iter().map(|(n, paths, pid, step)| {
         let pki_dir = dir.join(HOST_PKI);
-        async move { wait_ready(n, paths, *pid, step, &pki_dir).await }
+        async move {
+            let r = wait_ready(n, paths, *pid, step, &pki_dir).await;
+            match &r {
+                Ok(()) => step.done(format!("ready at {}", n.ip)),
+                Err(_) => step.fail("not ready"),
+            }
+            r
+        }
     });
     let results = futures::future::join_all(checks).await;
     let mut errors = Vec::new();
-    for ((n, _, pid, step), r) in booted.iter().zip(results) {
+    for ((n, _, pid, _), r) in booted.iter().zip(results) {
         match r {
             Ok(()) => {
-                let _ = node::record_init(st, &n.name, *pid)?;
-                step.done(format!("ready at {}", n.ip));
+                node::record_init(st, &n.name, *pid)?;
             }
-            Err(e) => {
-                step.fail("not ready");
-                errors.push(e.to_string());
-            }
+            Err(e) => errors.push(e.to_string()),
         }
     }
     if !errors.is_empty() {

@@ -107,7 +107,9 @@ pub fn hosts_file(all: &[NodeSpec]) -> String {
 }
 
 /// The oneshot unit that puts the node's address on `host0` early in boot (before
-/// sysinit.target, so sshd and etcd find it), with IPv6 off on that interface.
+/// sysinit.target, so sshd and etcd find it), with IPv6 off on that interface. One process
+/// does it all (on cgroup v1 hosts a oneshot's second `ExecStart=` can lose a race with the
+/// cleanup of its cgroup), and a failure is retried.
 pub fn network_unit(ip: Ipv4Addr) -> String {
     format!(
         "# breakfix sandbox: the node's address on the sandbox bridge.\n\
@@ -116,14 +118,18 @@ pub fn network_unit(ip: Ipv4Addr) -> String {
          DefaultDependencies=no\n\
          Before=sysinit.target network-pre.target network.target network-online.target\n\
          Wants=network-pre.target\n\
+         StartLimitIntervalSec=0\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
-         ExecStart=-/bin/sh -c 'echo 1 > /proc/sys/net/ipv6/conf/host0/disable_ipv6'\n\
-         ExecStart=/sbin/ip link set lo up\n\
-         ExecStart=/sbin/ip addr replace {ip}/{len} dev host0\n\
-         ExecStart=/sbin/ip link set host0 up\n\
+         ExecStart=/bin/sh -ec '\\\n  \
+         echo 1 > /proc/sys/net/ipv6/conf/host0/disable_ipv6 || true; \\\n  \
+         ip link set lo up; \\\n  \
+         ip addr replace {ip}/{len} dev host0; \\\n  \
+         ip link set host0 up'\n\
+         Restart=on-failure\n\
+         RestartSec=200ms\n\
          \n\
          [Install]\n\
          WantedBy=sysinit.target\n",

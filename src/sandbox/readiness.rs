@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
@@ -45,6 +45,10 @@ pub async fn ssh_banner(ip: Ipv4Addr, limit: Duration) -> Result<String> {
         }
         let line = String::from_utf8_lossy(&buf[..got]).lines().next().unwrap_or("").to_string();
         if line.starts_with("SSH-2.0-") {
+            // Answer with our own identification before closing, so sshd logs a plain
+            // "Connection closed ... [preauth]" rather than a key-exchange error.
+            let _ = s.write_all(b"SSH-2.0-breakfix_readiness\r\n").await;
+            let _ = s.shutdown().await;
             Ok(line)
         } else {
             Err(Error::Transport {

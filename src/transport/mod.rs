@@ -4,15 +4,26 @@
 //! forever.
 //!
 //! # Guarantees
-//! - SSH host keys are checked against the inventory's known_hosts; a mismatch or an unknown
-//!   host is refused with a message naming the host and the key's SHA256 fingerprint.
-//! - Many operations may run concurrently on one connection; channels are capped below
-//!   OpenSSH's default `MaxSessions 10` and extra operations queue.
-//! - [`Transport::write_file`] is atomic: a temp file in the same directory, then rename;
-//!   an existing file's mode and owner are kept.
+//! - SSH host keys are checked against the inventory's known_hosts (entries by `address`, or
+//!   `[address]:port` for a port other than 22; hashed entries and `@revoked` understood); a
+//!   mismatch or an unknown host is refused with a message naming the host, the offered key's
+//!   SHA256 fingerprint and the known_hosts file. Nothing is ever trusted on first use.
+//! - One SSH connection per node; each operation opens its own channel. Many operations may
+//!   run concurrently; session channels are capped at [`ssh::MAX_CHANNELS`] (below OpenSSH's
+//!   default `MaxSessions 10`) and extra operations queue (the wait counts against their
+//!   timeout).
+//! - A command still running at its timeout is killed on the node (its process group and
+//!   session), not merely abandoned, and reported as [`crate::Error::Timeout`].
+//! - [`Transport::write_file`] is atomic: a temp file in the same directory, fsync, then
+//!   rename; an existing file's mode and owner are kept. On failure no temp file is left.
+//! - [`Transport::read_file`] is binary-safe and tells "does not exist" (`Ok(None)`) from
+//!   other failures (an error naming host and path).
 //!
 //! # Caveats
-//! - Commands run through the remote user's login shell (`sh -c` for the local transport).
+//! - SSH commands reach the node through the remote user's login shell, which runs
+//!   `sh -c '<command>'` (so the shell flavour does not matter, but heavy rc files of that
+//!   user still cost time per command). The local transport runs `sh -c` directly.
+//! - [`Transport::host`] is `name (address:port)` for SSH and `name (local)` for local.
 
 mod known_hosts;
 pub mod local;

@@ -1,0 +1,2 @@
+//! kube-apiserver stand-in: placeholder until it lands.
+fn main() {}

@@ -1,0 +1,2 @@
+//! kubelet stand-in: placeholder until it lands.
+fn main() {}
