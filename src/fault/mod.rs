@@ -11,6 +11,7 @@
 
 pub mod command;
 pub mod file;
+pub mod manifest;
 #[macro_use]
 pub mod spec;
 pub mod systemd;
@@ -31,6 +32,8 @@ crate::kind_first_enum! {
         File(file::FileAction) = "file",
         /// Run a command; as a fault it needs an explicit `undo` command.
         Command(command::CommandAction) = "command",
+        /// Edit a static pod manifest: set/remove a flag, change a hostPath, move it out.
+        Manifest(manifest::ManifestAction) = "manifest",
     }
 }
 
@@ -44,6 +47,8 @@ pub enum Undo {
     File(file::FileUndo),
     /// Run the scenario's undo command.
     Command(command::CommandUndo),
+    /// Move a file back where it was.
+    Move(manifest::MoveUndo),
 }
 
 impl Undo {
@@ -53,6 +58,7 @@ impl Undo {
             Undo::Systemd(u) => u.revert(s).await,
             Undo::File(u) => u.revert(s).await,
             Undo::Command(u) => u.revert(s).await,
+            Undo::Move(u) => u.revert(s).await,
         }
     }
 
@@ -65,6 +71,7 @@ impl Undo {
                 None => format!("remove {} (it did not exist)", u.path),
             },
             Undo::Command(u) => format!("run `{}`", u.run),
+            Undo::Move(u) => format!("move {} back to {}", u.to, u.from),
         }
     }
 }
@@ -92,6 +99,7 @@ impl Action {
             Action::Systemd(a) => a.target.as_ref(),
             Action::File(a) => a.target.as_ref(),
             Action::Command(a) => a.target.as_ref(),
+            Action::Manifest(a) => a.target.as_ref(),
         }
     }
 
@@ -101,6 +109,7 @@ impl Action {
             Action::Systemd(a) => a.name.clone().unwrap_or_else(|| format!("systemctl {} {}", a.action.verb(), a.unit)),
             Action::File(a) => a.name.clone().unwrap_or_else(|| format!("edit {}", a.path)),
             Action::Command(a) => a.name.clone().unwrap_or_else(|| a.run.lines().next().unwrap_or("").to_string()),
+            Action::Manifest(a) => a.name.clone().unwrap_or_else(|| format!("edit the {} static pod", a.pod)),
         }
     }
 
@@ -110,6 +119,7 @@ impl Action {
             Action::Systemd(a) => a.apply(ctx, &self.label()).await,
             Action::File(a) => a.apply(ctx, &self.label()).await,
             Action::Command(a) => a.apply(ctx, &self.label()).await,
+            Action::Manifest(a) => a.apply(ctx, &self.label()).await,
         }
     }
 
@@ -119,6 +129,7 @@ impl Action {
             Action::Systemd(a) => Action::Systemd(a.render(r)?),
             Action::File(a) => Action::File(a.render(r)?),
             Action::Command(a) => Action::Command(a.render(r)?),
+            Action::Manifest(a) => Action::Manifest(a.render(r)?),
         })
     }
 }

@@ -83,19 +83,6 @@ crate::expect_block! {
     }
 }
 
-/// Every fact this probe knows.
-const FACTS: [&str; 9] = [
-    "healthy",
-    "leader",
-    "db_size",
-    "revision",
-    "alarms",
-    "members",
-    "member_names",
-    "key_count",
-    "writable",
-];
-
 /// Default prefix for `key_count`.
 const DEFAULT_PREFIX: &str = "/";
 
@@ -118,7 +105,7 @@ impl EtcdProbe {
     pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
         let mut facts = Facts::default();
         let want = |f: &str| wanted.contains(&f);
-        if !FACTS.iter().any(|f| want(f)) {
+        if !EtcdExpect::FACTS.iter().any(|f| want(f)) {
             return Ok(facts);
         }
         let deadline = Instant::now() + ctx.timeout;
