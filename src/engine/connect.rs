@@ -17,13 +17,15 @@ pub struct NodeSession {
     pub transport: Transport,
     /// Lazily opened etcd access (port forward + client), shared by the node's etcd probes.
     pub etcd: tokio::sync::Mutex<Option<crate::probe::etcd::EtcdAccess>>,
+    /// Lazily opened Kubernetes API access (port forward + client), shared by kube probes.
+    pub kube: tokio::sync::Mutex<Option<crate::probe::kube::KubeAccess>>,
 }
 
 impl NodeSession {
     /// Connects to `node`.
     pub async fn connect(node: &Node, timeout: Duration) -> Result<NodeSession> {
         let transport = Transport::connect(node, timeout).await?;
-        Ok(NodeSession { node: node.clone(), transport, etcd: tokio::sync::Mutex::new(None) })
+        Ok(NodeSession { node: node.clone(), transport, etcd: tokio::sync::Mutex::new(None), kube: tokio::sync::Mutex::new(None) })
     }
 
     /// Runs a command (a non-zero exit is not an error here).

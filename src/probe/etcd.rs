@@ -338,25 +338,30 @@ enum Failure {
 /// came from etcd.
 fn classify(e: etcd_client::Error, ep: &Endpoint) -> Failure {
     match &e {
-        etcd_client::Error::GRpcStatus(s) if std::error::Error::source(s).is_none() => {
-            Failure::Answered {
+        etcd_client::Error::GRpcStatus(s) => match std::error::Error::source(s) {
+            None => Failure::Answered {
                 code: s.code() as i32,
                 message: s.message().to_string(),
+            },
+            Some(src) => {
+                let mut text = describe(src);
+                if !text.contains(s.message()) {
+                    text = format!("{text}: {}", s.message());
+                }
+                Failure::Unreachable(explain(&text, ep))
             }
-        }
-        etcd_client::Error::GRpcStatus(s) => {
-            Failure::Unreachable(explain(&chain(s.message(), s), ep))
-        }
-        _ => Failure::Unreachable(explain(&chain(&e.to_string(), &e), ep)),
+        },
+        _ => Failure::Unreachable(explain(&describe(&e), ep)),
     }
 }
 
-/// `head: cause: cause...`, skipping causes already contained in the text so far.
-fn chain(head: &str, e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = head.to_string();
+/// `error: cause: cause...`, skipping causes already contained in the text so far and
+/// dropping links to manuals (rustls appends one to some errors).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = strip_links(&e.to_string());
     let mut cur = e.source();
     while let Some(c) = cur {
-        let s = c.to_string();
+        let s = strip_links(&c.to_string());
         if !s.is_empty() && !out.contains(&s) {
             out.push_str(": ");
             out.push_str(&s);
@@ -364,6 +369,14 @@ fn chain(head: &str, e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     out
+}
+
+/// Removes `: https://...` links from an error message.
+fn strip_links(s: &str) -> String {
+    s.split(": ")
+        .filter(|part| !(part.starts_with("https://") || part.starts_with("http://")))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Adds what a transport failure most likely means, in etcd terms.
@@ -547,7 +560,7 @@ async fn open(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<Et
                 files.ca_file,
                 files.cert_file,
                 files.key_file,
-                chain(&e.to_string(), &e)
+                describe(&e)
             ),
         })?;
     Ok(EtcdAccess {
@@ -604,5 +617,9 @@ mod tests {
             .starts_with("x509: certificate signed by unknown authority"));
         assert!(explain("tls handshake eof: unexpected EOF", &ep).contains("is etcd running"));
         assert_eq!(explain("something else", &ep), "something else");
+        assert_eq!(
+            strip_links("closed without close_notify: https://docs.rs/x#y: more"),
+            "closed without close_notify: more"
+        );
     }
 }

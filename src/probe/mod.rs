@@ -7,6 +7,7 @@
 pub mod command;
 pub mod etcd;
 pub mod file;
+pub mod kube;
 pub mod port;
 #[macro_use]
 pub mod spec;
@@ -39,6 +40,9 @@ crate::kind_first_enum! {
         /// etcd through etcd-client with the node's TLS files; facts `healthy`, `leader`,
         /// `db_size`, `revision`, `alarms`, `members`, `member_names`, `key_count`, `writable`.
         Etcd(etcd::EtcdProbe) = "etcd",
+        /// The Kubernetes API through the node's kubeconfig; facts `exists`, `count`, `field`,
+        /// `ready_replicas`, `available_replicas`, `replicas`, `readyz`, `writable`.
+        Kube(kube::KubeProbe) = "kube",
     }
 }
 
@@ -110,6 +114,7 @@ impl Probe {
             Probe::Port(p) => p.common(),
             Probe::File(p) => p.common(),
             Probe::Etcd(p) => p.common(),
+            Probe::Kube(p) => p.common(),
         }
     }
 
@@ -126,6 +131,19 @@ impl Probe {
             Probe::Port(p) => p.expect.items(),
             Probe::File(p) => p.expect.items(),
             Probe::Etcd(p) => p.expect.items(),
+            Probe::Kube(p) => p.expect.items(),
+        }
+    }
+
+    /// Fact names this probe kind can check.
+    pub fn facts(&self) -> &'static [&'static str] {
+        match self {
+            Probe::Command(_) => command::CommandExpect::FACTS,
+            Probe::Systemd(_) => systemd::SystemdExpect::FACTS,
+            Probe::Port(_) => port::PortExpect::FACTS,
+            Probe::File(_) => file::FileExpect::FACTS,
+            Probe::Etcd(_) => etcd::EtcdExpect::FACTS,
+            Probe::Kube(_) => kube::KubeExpect::FACTS,
         }
     }
 
@@ -139,6 +157,7 @@ impl Probe {
             Probe::Port(p) => p.gather(ctx).await,
             Probe::File(p) => p.gather(ctx, &wanted).await,
             Probe::Etcd(p) => p.gather(ctx, &wanted).await,
+            Probe::Kube(p) => p.gather(ctx, &wanted).await,
         }
     }
 
@@ -150,6 +169,7 @@ impl Probe {
             Probe::Port(p) => Probe::Port(p.render(r)?),
             Probe::File(p) => Probe::File(p.render(r)?),
             Probe::Etcd(p) => Probe::Etcd(p.render(r)?),
+            Probe::Kube(p) => Probe::Kube(p.render(r)?),
         })
     }
 }

@@ -418,13 +418,37 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
     let mut errors: Vec<String> = Vec::new();
     st.set_phase(Phase::Removing)?;
 
+    // Helper commands an `up` that was killed may have left running finish first.
+    let helpers = procs::helpers_running(&st);
+    if !helpers.is_empty() {
+        let _ = procs::wait_gone(&helpers, Duration::from_secs(30)).await;
+    }
     let step = progress.step("stop nodes");
-    let left = procs::end_all(&st, STOP_GRACE).await;
-    if left.is_empty() {
+    let ended = procs::end_all(&st, STOP_GRACE).await;
+    if !ended.killed.is_empty() {
+        let names: Vec<String> = st
+            .resources
+            .iter()
+            .filter_map(|r| match r {
+                Resource::Process { node, pid, .. } if ended.killed.contains(pid) => Some(node.clone()),
+                _ => None,
+            })
+            .collect();
+        progress.println(format!(
+            "note: node(s) {names:?} did not power off within {}s and were killed (pids {:?})",
+            STOP_GRACE.as_secs(),
+            ended.killed
+        ));
+        for n in &names {
+            let paths = NodePaths::new(&st.dir, n);
+            progress.println(format!("  last console lines of {n}:\n{}", indent(&node::console_tail(&paths, 15))));
+        }
+    }
+    if ended.left.is_empty() {
         step.done("stopped");
     } else {
-        step.fail(format!("still running: {left:?}"));
-        errors.push(format!("processes that would not die: {left:?}"));
+        step.fail(format!("still running: {:?}", ended.left));
+        errors.push(format!("processes that would not die: {:?}", ended.left));
     }
 
     let step = progress.step("remove mounts, loop devices, bridge");

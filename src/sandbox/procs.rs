@@ -152,41 +152,65 @@ pub async fn wait_gone(procs: &[(i32, u64)], timeout: Duration) -> Vec<(i32, u64
     }
 }
 
+/// Host helper commands (`mount`, `losetup`, `mkfs.ext4`, `ip`, ...) still working on the
+/// sandbox's files or bridge: left running when an `up` was killed half-way. `down` lets them
+/// finish first, so nothing they create appears after it cleaned up.
+pub fn helpers_running(st: &State) -> Vec<(i32, u64)> {
+    let dir = st.dir.display().to_string();
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for pid in all_pids() {
+        if pid == me {
+            continue;
+        }
+        let Some(start) = start_time(pid) else { continue };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        let prog = args.first().map(|a| a.rsplit('/').next().unwrap_or("").to_string()).unwrap_or_default();
+        let helper = matches!(prog.as_str(), "mount" | "umount" | "losetup" | "mkfs.ext4" | "mke2fs" | "ip");
+        let ours = args.iter().any(|a| a.contains(&dir) || a == super::BRIDGE);
+        if helper && ours {
+            found.push((pid, start));
+        }
+    }
+    found
+}
+
+/// What [`end_all`] had to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// Processes that did not exit within the grace period and got SIGKILL.
+    pub killed: Vec<i32>,
+    /// Processes still alive after SIGKILL (normally none).
+    pub left: Vec<i32>,
+}
+
 /// Ends every live process of the sandbox: SIGTERM to the `systemd-nspawn` processes (each
 /// powers its node off cleanly), wait up to `grace`; then SIGKILL whatever is left (nspawn
 /// and orphaned node PID 1s, which takes their whole PID namespace down) and wait again.
-/// Returns the PIDs that still would not die (normally none).
-pub async fn end_all(st: &State, grace: Duration) -> Vec<i32> {
+pub async fn end_all(st: &State, grace: Duration) -> Ended {
     let procs = live_processes(st);
     if procs.is_empty() {
-        return Vec::new();
+        return Ended::default();
     }
-    let nspawns: Vec<(i32, u64)> = st
-        .resources
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Process {
-                what: ProcKind::Nspawn,
-                pid,
-                start_time,
-                ..
-            } => Some((*pid, *start_time)),
-            _ => None,
-        })
-        .filter(|p| procs.contains(p))
-        .collect();
-    // Unrecorded nspawn processes (found by command line) get the polite signal too.
-    let mut term: Vec<(i32, u64)> = nspawns;
+    let mut term: Vec<(i32, u64)> = Vec::new();
     for &(pid, start) in &procs {
-        let is_nspawn = fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                c.split(|&b| b == 0)
-                    .next()
-                    .map(|a| a.ends_with(b"systemd-nspawn"))
-                    .unwrap_or(false)
-            })
-            .unwrap_or(false);
-        if is_nspawn && !term.contains(&(pid, start)) {
+        let recorded_nspawn = st.resources.iter().any(|r| {
+            matches!(r, Resource::Process { what: ProcKind::Nspawn, pid: p, start_time: s, .. } if *p == pid && *s == start)
+        });
+        let is_nspawn = recorded_nspawn
+            || fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    c.split(|&b| b == 0)
+                        .next()
+                        .map(|a| a.ends_with(b"systemd-nspawn"))
+                        .unwrap_or(false)
+                })
+                .unwrap_or(false);
+        if is_nspawn {
             term.push((pid, start));
         }
     }
@@ -195,20 +219,20 @@ pub async fn end_all(st: &State, grace: Duration) -> Vec<i32> {
     }
     let _ = wait_gone(&term, grace).await;
     // Everything still alive (including node PID 1s whose nspawn is gone) is killed.
-    let left: Vec<(i32, u64)> = procs
-        .iter()
-        .copied()
-        .chain(find_unrecorded(st))
-        .filter(|&(p, s)| is_same_alive(p, s))
-        .collect();
+    let mut left: Vec<(i32, u64)> = Vec::new();
+    for p in procs.iter().copied().chain(find_unrecorded(st)) {
+        if is_same_alive(p.0, p.1) && !left.contains(&p) {
+            left.push(p);
+        }
+    }
     for &(pid, start) in &left {
         signal(pid, start, Signal::SIGKILL);
     }
-    wait_gone(&left, Duration::from_secs(10))
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect()
+    let still = wait_gone(&left, Duration::from_secs(10)).await;
+    Ended {
+        killed: left.iter().map(|(p, _)| *p).collect(),
+        left: still.into_iter().map(|(p, _)| p).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnost
 use serde::Serialize;
 use serde_saphyr::MessageFormatter;
 
-use super::tree::Pos;
+use super::tree::{Node, Pos};
 
 /// One problem found while loading or validating a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,17 +87,32 @@ impl Diagnostic {
         format!("{}: {}", self.location(), self.message)
     }
 
-    /// From a serde-saphyr error while reading `file`: its position and message, without the
-    /// crate's own snippet (we render ours). Adds a "did you mean" help for near misses.
-    pub fn from_yaml(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
+    /// From a serde-saphyr error while reading `file` (whose text is `source`): its position
+    /// and a message without the crate's own snippet (we render ours), reworded for lab
+    /// authors where the parser's wording is about Rust types; adds a "did you mean" help for
+    /// near misses. A multi-line message keeps its first line; the rest goes to the help.
+    pub fn from_yaml(file: &str, source: &str, err: &serde_saphyr::Error) -> Diagnostic {
         let original = original_error(err);
-        let message = serde_saphyr::DefaultMessageFormatter.format_message(original);
-        let message = sanitize(&message);
-        let mut d = match err.location() {
-            Some(l) if l.line() > 0 => Diagnostic::at(file, Pos::of(&l), message),
-            _ => Diagnostic::whole_file(file, message),
+        let mut pos = err.location().filter(|l| l.line() > 0).map(|l| Pos::of(&l));
+        if let (serde_saphyr::Error::SerdeMissingField { .. }, Some(p)) = (original, pos) {
+            // The parser reports a missing field where the mapping ended; point at the
+            // mapping's first key instead (the item that lacks the field).
+            if let Some(first) = super::tree::parse(source).ok().and_then(|t| t.mapping_with_entry_at(p.line, p.column).and_then(Node::first_key_pos)) {
+                pos = Some(first);
+            }
+        }
+        let found = pos.and_then(|p| {
+            let off = p.byte_offset?;
+            source.get(off..off + p.byte_len).filter(|t| !t.is_empty())
+        });
+        let parser_text = serde_saphyr::DefaultMessageFormatter.format_message(original).into_owned();
+        let (message, help) = reword(original, &parser_text, found, pos, source);
+        let (message, help) = split_lines(message, help);
+        let mut d = match pos {
+            Some(p) => Diagnostic::at(file, p, message),
+            None => Diagnostic::whole_file(file, message),
         };
-        d.help = yaml_help(original);
+        d.help = help;
         d
     }
 
@@ -189,7 +204,119 @@ fn original_error(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
     }
 }
 
-/// Control characters (other than none) escaped, so a message is one line.
+/// Message and help for a parser error. `found` is the source text at the error's position.
+fn reword(
+    err: &serde_saphyr::Error,
+    parser_text: &str,
+    found: Option<&str>,
+    pos: Option<Pos>,
+    source: &str,
+) -> (String, Option<String>) {
+    use serde_saphyr::Error as E;
+    match err {
+        E::SerdeUnknownField { field, expected, .. } => (
+            format!("unknown field `{field}`"),
+            Some(suggest(field, expected).unwrap_or_else(|| format!("allowed here: {}", list(expected)))),
+        ),
+        E::SerdeUnknownVariant { variant, expected, .. } => {
+            let is_kind = pos.is_some_and(|p| key_before(source, p).as_deref() == Some("kind"));
+            let what = if is_kind { "kind" } else { "value" };
+            (
+                format!("unknown {what} `{variant}`"),
+                Some(match suggest(variant, expected) {
+                    Some(s) => s,
+                    None => format!("expected one of: {}", list(expected)),
+                }),
+            )
+        }
+        E::SerdeMissingField { field, .. } => (format!("missing field `{field}`"), Some(format!("add `{field}:` to this mapping"))),
+        E::Unexpected { expected, .. } => {
+            let want = match *expected {
+                "sequence start" => "a list",
+                "mapping start" => "a mapping (`key: value` lines)",
+                "scalar" | "string scalar" => "a single value (text or a number)",
+                other => other,
+            };
+            let found = found.map(|f| f.lines().next().unwrap_or(f)).map(|f| {
+                if f.chars().count() > 40 {
+                    format!("{}...", f.chars().take(40).collect::<String>())
+                } else {
+                    f.to_string()
+                }
+            });
+            (
+                match found {
+                    Some(f) => format!("expected {want}, found `{f}`"),
+                    None => format!("expected {want}"),
+                },
+                None,
+            )
+        }
+        E::DuplicateMappingKey { key, .. } => (
+            match key {
+                Some(k) => format!("duplicate key `{k}`"),
+                None => "duplicate key".to_string(),
+            },
+            Some("each key may appear only once in a mapping".into()),
+        ),
+        E::InvalidBooleanStrict { .. } => (
+            match found {
+                Some(f) => format!("expected `true` or `false`, found `{f}`"),
+                None => "expected `true` or `false`".into(),
+            },
+            Some("only `true` and `false` are booleans here (yes/no/on/off are not)".into()),
+        ),
+        E::InvalidScalar { ty, .. } => {
+            let want = match *ty {
+                "u8" | "u16" | "u32" | "u64" | "usize" => match *ty {
+                    "u8" => "a whole number from 0 to 255".to_string(),
+                    "u16" => "a whole number from 0 to 65535".to_string(),
+                    _ => "a whole number (0 or more)".to_string(),
+                },
+                "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+                "f32" | "f64" => "a number".to_string(),
+                "bool" => "`true` or `false`".to_string(),
+                other => format!("a value of type {other}"),
+            };
+            (
+                match found {
+                    Some(f) => format!("expected {want}, found `{f}`"),
+                    None => format!("expected {want}"),
+                },
+                None,
+            )
+        }
+        _ => (parser_text.to_string(), yaml_help(err)),
+    }
+}
+
+/// The mapping key written before the value at `pos` on the same line (`kind: x` -> `kind`).
+fn key_before(source: &str, pos: Pos) -> Option<String> {
+    let off = pos.byte_offset?;
+    let line_start = source.get(..off)?.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let before = source.get(line_start..off)?.trim_end();
+    let before = before.strip_suffix(':')?;
+    let key = before.rsplit(|c: char| c.is_whitespace() || c == '{' || c == ',' || c == '-').next()?;
+    Some(key.to_string())
+}
+
+/// Keeps a message on one line: extra lines (e.g. a regex error's own caret drawing) move
+/// to the help.
+fn split_lines(message: String, help: Option<String>) -> (String, Option<String>) {
+    let mut lines = message.lines();
+    let first = sanitize(lines.next().unwrap_or("").trim_end());
+    let rest: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+    if rest.is_empty() {
+        return (first, help);
+    }
+    let mut extra = rest.join("\n");
+    if let Some(h) = help {
+        extra = format!("{h}\n{extra}");
+    }
+    (first, Some(extra))
+}
+
+/// Control characters escaped, so a message is one line.
 fn sanitize(s: &str) -> String {
     s.chars()
         .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
@@ -198,14 +325,7 @@ fn sanitize(s: &str) -> String {
 
 fn yaml_help(err: &serde_saphyr::Error) -> Option<String> {
     match err {
-        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
-            Some(suggest(field, expected).unwrap_or_else(|| format!("allowed here: {}", list(expected))))
-        }
-        serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
-            Some(suggest(variant, expected).unwrap_or_else(|| format!("expected one of: {}", list(expected))))
-        }
-        serde_saphyr::Error::DuplicateMappingKey { .. } => Some("each key may appear only once in a mapping".into()),
-        serde_saphyr::Error::InvalidBooleanStrict { .. } => Some("write `true` or `false` (yes/no/on/off are not booleans here)".into()),
+        serde_saphyr::Error::Eof { .. } => Some("the file ends in the middle of a value".into()),
         _ => None,
     }
 }

@@ -181,7 +181,7 @@ fn read(path: &Path) -> Result<String, Diagnostic> {
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(file: &str, source: &str) -> Result<T, Diagnostic> {
-    serde_saphyr::from_str_with_options::<T>(source, options()).map_err(|e| Diagnostic::from_yaml(file, &e))
+    serde_saphyr::from_str_with_options::<T>(source, options()).map_err(|e| Diagnostic::from_yaml(file, source, &e))
 }
 
 #[cfg(test)]

@@ -97,6 +97,29 @@ impl Node {
         Some(n)
     }
 
+    /// The position of a mapping's first key.
+    pub fn first_key_pos(&self) -> Option<Pos> {
+        match &self.value {
+            Value::Map(entries) => entries.first().map(|(_, p, _)| *p),
+            _ => None,
+        }
+    }
+
+    /// The mapping (this node or below) with a key or value starting at `line:column`.
+    pub fn mapping_with_entry_at(&self, line: u64, column: u64) -> Option<&Node> {
+        let here = |p: &Pos| p.line == line && p.column == column;
+        match &self.value {
+            Value::Map(entries) => {
+                if entries.iter().any(|(_, kp, v)| here(kp) || (here(&v.pos) && !matches!(v.value, Value::Map(_) | Value::Seq(_)))) {
+                    return Some(self);
+                }
+                entries.iter().find_map(|(_, _, v)| v.mapping_with_entry_at(line, column))
+            }
+            Value::Seq(items) => items.iter().find_map(|n| n.mapping_with_entry_at(line, column)),
+            _ => None,
+        }
+    }
+
     /// Calls `f` for every scalar value (not keys) in document order.
     pub fn each_scalar<'a>(&'a self, f: &mut dyn FnMut(&'a Node, &'a str)) {
         match &self.value {

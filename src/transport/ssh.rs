@@ -58,7 +58,13 @@ pub struct SshTransport {
 
 struct Inner {
     host: String,
-    handle: client::Handle<Client>,
+    /// For reconnecting: the node and the timeout given to `connect`.
+    node: Node,
+    connect_timeout: Duration,
+    /// The current connection; replaced when it has died (see [`live_handle`]).
+    conn: std::sync::Mutex<Arc<client::Handle<Client>>>,
+    /// One reconnect at a time.
+    reconnecting: tokio::sync::Mutex<()>,
     /// Caps session channels at [`MAX_CHANNELS`].
     channels: Semaphore,
     /// One kill at a time, outside the main cap, so a burst of timeouts cannot exceed
@@ -140,101 +146,14 @@ impl SshTransport {
     /// the known_hosts file), and refused authentication.
     pub async fn connect(node: &Node, timeout: Duration) -> Result<SshTransport> {
         let host = format!("{} ({}:{})", node.name, node.address, node.port);
-        let terr = |message: String| Error::Transport {
-            host: host.clone(),
-            message,
-        };
-        let known_hosts_path = node.known_hosts.clone().ok_or_else(|| {
-            terr(
-                "no known_hosts file is configured for this node; host keys are always verified"
-                    .into(),
-            )
-        })?;
-        let known = KnownHosts::load(&known_hosts_path).map_err(|e| {
-            terr(format!(
-                "cannot read known_hosts file {}: {e}",
-                known_hosts_path.display()
-            ))
-        })?;
-        let keys = load_identities(node).map_err(&terr)?;
-
-        let host_port = known_hosts::host_port(&node.address, node.port);
-        let mut preferred = russh::Preferred::default();
-        let algorithms = known.host_key_algorithms(&host_port);
-        if !algorithms.is_empty() {
-            preferred.key = Cow::Owned(algorithms);
-        }
-        let config = Arc::new(client::Config {
-            nodelay: true,
-            keepalive_interval: Some(KEEPALIVE),
-            keepalive_max: KEEPALIVE_MAX,
-            inactivity_timeout: Some(INACTIVITY),
-            preferred,
-            ..Default::default()
-        });
-        let handler = Client {
-            host_port,
-            known_hosts: known,
-            known_hosts_path,
-        };
-
-        let attempt = async {
-            let tcp = TcpStream::connect((node.address.as_str(), node.port))
-                .await
-                .map_err(|e| terr(format!("TCP connect failed: {e}")))?;
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("{host}: set_nodelay failed: {e}");
-            }
-            let mut handle =
-                client::connect_stream(config, tcp, handler)
-                    .await
-                    .map_err(|e| match e {
-                        ClientError::HostKey(m) => terr(m),
-                        ClientError::Ssh(e) => terr(format!("SSH handshake failed: {e}")),
-                    })?;
-            let mut tried = Vec::new();
-            for (path, key) in keys {
-                let hash = if key.algorithm().is_rsa() {
-                    handle
-                        .best_supported_rsa_hash()
-                        .await
-                        .map_err(|e| terr(format!("SSH handshake failed: {e}")))?
-                        .flatten()
-                } else {
-                    None
-                };
-                let auth = handle
-                    .authenticate_publickey(
-                        node.user.clone(),
-                        PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                    )
-                    .await
-                    .map_err(|e| terr(format!("authentication failed: {e}")))?;
-                if auth.success() {
-                    return Ok(handle);
-                }
-                tried.push(path.display().to_string());
-            }
-            Err(terr(format!(
-                "public-key authentication as `{}` refused (tried {})",
-                node.user,
-                tried.join(", ")
-            )))
-        };
-        let handle = match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Error::Timeout {
-                    host: host.clone(),
-                    command: "connect (TCP, SSH handshake, authentication)".into(),
-                    after: timeout,
-                })
-            }
-        };
+        let handle = dial(node, &host, timeout).await?;
         Ok(SshTransport {
             inner: Arc::new(Inner {
                 host,
-                handle,
+                node: node.clone(),
+                connect_timeout: timeout,
+                conn: std::sync::Mutex::new(Arc::new(handle)),
+                reconnecting: tokio::sync::Mutex::new(()),
                 channels: Semaphore::new(MAX_CHANNELS),
                 killers: Semaphore::new(1),
             }),
@@ -374,13 +293,28 @@ impl SshTransport {
                 let inner = Arc::clone(&inner);
                 let target = target.clone();
                 tokio::spawn(async move {
-                    let open = inner.handle.channel_open_direct_tcpip(
+                    let deadline = TokioInstant::now() + FORWARD_OPEN_TIMEOUT;
+                    let handle = match live_handle(&inner, deadline).await {
+                        Ok(Some(h)) => h,
+                        Ok(None) => {
+                            tracing::warn!(
+                                "{}: forward to {target}:{port}: no connection in time",
+                                inner.host
+                            );
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!("{}: forward to {target}:{port}: {e}", inner.host);
+                            return;
+                        }
+                    };
+                    let open = handle.channel_open_direct_tcpip(
                         target.clone(),
                         u32::from(port),
                         peer.ip().to_string(),
                         u32::from(peer.port()),
                     );
-                    let channel = match tokio::time::timeout(FORWARD_OPEN_TIMEOUT, open).await {
+                    let channel = match tokio::time::timeout_at(deadline, open).await {
                         Ok(Ok(c)) => c,
                         Ok(Err(e)) => {
                             tracing::warn!(
@@ -499,6 +433,146 @@ impl SshTransport {
     }
 }
 
+/// TCP connect, handshake with the host-key check, public-key authentication, all within
+/// `timeout`. Reads the known_hosts and key files each time (a reconnect sees edits).
+async fn dial(node: &Node, host: &str, timeout: Duration) -> Result<client::Handle<Client>> {
+    let terr = |message: String| Error::Transport {
+        host: host.to_string(),
+        message,
+    };
+    let known_hosts_path = node.known_hosts.clone().ok_or_else(|| {
+        terr(
+            "no known_hosts file is configured for this node; host keys are always verified".into(),
+        )
+    })?;
+    let known = KnownHosts::load(&known_hosts_path).map_err(|e| {
+        terr(format!(
+            "cannot read known_hosts file {}: {e}",
+            known_hosts_path.display()
+        ))
+    })?;
+    let keys = load_identities(node).map_err(&terr)?;
+
+    let host_port = known_hosts::host_port(&node.address, node.port);
+    let mut preferred = russh::Preferred::default();
+    let algorithms = known.host_key_algorithms(&host_port);
+    if !algorithms.is_empty() {
+        preferred.key = Cow::Owned(algorithms);
+    }
+    let config = Arc::new(client::Config {
+        nodelay: true,
+        keepalive_interval: Some(KEEPALIVE),
+        keepalive_max: KEEPALIVE_MAX,
+        inactivity_timeout: Some(INACTIVITY),
+        preferred,
+        ..Default::default()
+    });
+    let handler = Client {
+        host_port,
+        known_hosts: known,
+        known_hosts_path,
+    };
+
+    let attempt = async {
+        let tcp = TcpStream::connect((node.address.as_str(), node.port))
+            .await
+            .map_err(|e| terr(format!("TCP connect failed: {e}")))?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("{host}: set_nodelay failed: {e}");
+        }
+        let mut handle =
+            client::connect_stream(config, tcp, handler)
+                .await
+                .map_err(|e| match e {
+                    ClientError::HostKey(m) => terr(m),
+                    ClientError::Ssh(e) => terr(format!("SSH handshake failed: {e}")),
+                })?;
+        let mut tried = Vec::new();
+        for (path, key) in keys {
+            let hash = if key.algorithm().is_rsa() {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| terr(format!("SSH handshake failed: {e}")))?
+                    .flatten()
+            } else {
+                None
+            };
+            let auth = handle
+                .authenticate_publickey(
+                    node.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
+                .await
+                .map_err(|e| terr(format!("authentication failed: {e}")))?;
+            if auth.success() {
+                return Ok(handle);
+            }
+            tried.push(path.display().to_string());
+        }
+        Err(terr(format!(
+            "public-key authentication as `{}` refused (tried {})",
+            node.user,
+            tried.join(", ")
+        )))
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout {
+            host: host.to_string(),
+            command: "connect (TCP, SSH handshake, authentication)".into(),
+            after: timeout,
+        }),
+    }
+}
+
+impl Inner {
+    /// The current connection (possibly dead).
+    fn current(&self) -> Arc<client::Handle<Client>> {
+        let guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&guard)
+    }
+}
+
+/// The connection, re-dialled (host key checked again) when it has died, e.g. because the
+/// node rebooted or sshd restarted. `Ok(None)` when `deadline` passes first.
+async fn live_handle(
+    inner: &Inner,
+    deadline: TokioInstant,
+) -> Result<Option<Arc<client::Handle<Client>>>, String> {
+    let h = inner.current();
+    if !h.is_closed() {
+        return Ok(Some(h));
+    }
+    let Ok(_one) = tokio::time::timeout_at(deadline, inner.reconnecting.lock()).await else {
+        return Ok(None);
+    };
+    let h = inner.current();
+    if !h.is_closed() {
+        return Ok(Some(h));
+    }
+    let left = deadline.saturating_duration_since(TokioInstant::now());
+    match dial(&inner.node, &inner.host, left.min(inner.connect_timeout)).await {
+        Ok(fresh) => {
+            let fresh = Arc::new(fresh);
+            *inner
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&fresh);
+            tracing::info!("{}: connection was lost; reconnected", inner.host);
+            Ok(Some(fresh))
+        }
+        Err(Error::Timeout { .. }) if TokioInstant::now() >= deadline => Ok(None),
+        Err(Error::Transport { message, .. }) => {
+            Err(format!("connection lost, reconnecting failed: {message}"))
+        }
+        Err(e) => Err(format!("connection lost, reconnecting failed: {e}")),
+    }
+}
+
 /// Opens a session channel by `deadline`. `Ok(None)` on timeout; a channel that is confirmed
 /// after the deadline is closed in the background so it does not hold one of sshd's sessions.
 ///
@@ -513,8 +587,11 @@ async fn open_session(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let owned = Arc::clone(inner);
-        let mut task = tokio::spawn(async move { owned.handle.channel_open_session().await });
+        let Some(handle) = live_handle(inner, deadline).await? else {
+            return Ok(None);
+        };
+        let opener = Arc::clone(&handle);
+        let mut task = tokio::spawn(async move { opener.channel_open_session().await });
         match tokio::time::timeout_at(deadline, &mut task).await {
             Ok(Ok(Ok(c))) => return Ok(Some(c)),
             Ok(Ok(Err(russh::Error::ChannelOpenFailure(reason)))) if attempts < OPEN_ATTEMPTS => {
@@ -528,6 +605,8 @@ async fn open_session(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
+            // The connection died under us: the next round reconnects (once).
+            Ok(Ok(Err(_))) if handle.is_closed() && attempts < 2 => {}
             Ok(Ok(Err(e))) => return Err(e.to_string()),
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => {

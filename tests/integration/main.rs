@@ -3,4 +3,6 @@
 
 mod common;
 mod engine;
+mod etcd_probe;
+mod sandbox;
 mod transport;

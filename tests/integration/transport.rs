@@ -566,6 +566,23 @@ async fn ssh_hanging_command_is_cut_and_killed_on_the_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_reconnects_after_the_connection_is_lost() {
+    let sshd = Sshd::start();
+    let t = ssh(&sshd).await;
+    assert!(t.exec("true", T).await.expect("first exec").success());
+    sshd.drop_connections();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = t.exec("echo again", T).await.expect("exec after reconnect");
+    assert_eq!(out.stdout, "again\n");
+    assert_eq!(
+        sshd.log_text().matches("Accepted publickey").count(),
+        2,
+        "{}",
+        sshd.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_shell_quoted_value_never_executes() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;

@@ -1,2 +1,105 @@
-//! kubelet stand-in: placeholder until it lands.
-fn main() {}
+//! kubelet STAND-IN for breakfix sandbox nodes (test/demo infrastructure, not the real kubelet):
+//! entry point. Runs as systemd unit `kubelet`; with argv[0] `standin-shim` the same binary is
+//! the per-container shim.
+
+#[macro_use]
+mod klog;
+mod backoff;
+mod cli;
+mod clock;
+mod kubelet;
+mod logs;
+mod manifest;
+mod pod;
+mod procfs;
+mod runtime;
+mod shim;
+mod status;
+mod volumes;
+
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+/// Waits up to `timeout` for one of the blocked signals in `set`.
+fn wait_signal(set: &SigSet, timeout: Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` is a valid sigset_t, the info pointer may be null, `ts` lives across the call.
+    let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
+}
+
+fn main() {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if argv0 == runtime::SHIM_ARGV0 {
+        std::process::exit(shim::main());
+    }
+    let cfg = cli::parse();
+
+    // SIGTERM/SIGINT are taken synchronously by the loop below; SIGHUP is ignored by it.
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        error!("Could not block signals", "err" => e.to_string());
+    }
+
+    info!(
+        "Starting the kubelet STAND-IN (breakfix sandbox test/demo infrastructure, not the real kubelet)",
+        "version" => cli::VERSION,
+        "nodeName" => cfg.node_name,
+        "podManifestPath" => cfg.manifest_dir.display().to_string(),
+        "podLogDir" => cfg.pod_log_dir.display().to_string(),
+        "statusFile" => cfg.status_file.display().to_string(),
+        "syncFrequency" => clock::go_duration(cfg.sync_frequency),
+    );
+    for flag in &cfg.ignored {
+        info!("Flag accepted but ignored by the stand-in", "flag" => flag);
+    }
+    if cfg.backoff_base != Duration::from_secs(10) || cfg.backoff_max != Duration::from_secs(300) {
+        warn!(
+            "TEST-ONLY back-off override in effect",
+            "backoffBase" => clock::go_duration(cfg.backoff_base),
+            "backoffMax" => clock::go_duration(cfg.backoff_max),
+        );
+    }
+    if !cfg.manifest_dir.is_dir() {
+        warn!("Static pod manifest directory does not exist (yet); watching for it", "path" => cfg.manifest_dir.display().to_string());
+    }
+
+    let sync_frequency = cfg.sync_frequency;
+    let stop_pods = cfg.stop_pods_on_exit;
+    let mut kubelet = kubelet::Kubelet::new(cfg);
+    kubelet.adopt(SystemTime::now());
+    loop {
+        let now = SystemTime::now();
+        let next = now + sync_frequency;
+        let wake = kubelet.sync(now).map_or(next, |w| w.min(next));
+        let timeout = wake
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::from_millis(1))
+            .max(Duration::from_millis(1));
+        match wait_signal(&set, timeout) {
+            Some(s) if s == libc::SIGTERM || s == libc::SIGINT => {
+                info!("Received signal, shutting down the kubelet stand-in", "signal" => s);
+                break;
+            }
+            _ => {}
+        }
+    }
+
+    if stop_pods {
+        info!("Stopping all static pods (--stop-pods-on-exit)");
+        kubelet.begin_shutdown(SystemTime::now());
+        while !kubelet.sync_shutdown(SystemTime::now()) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        info!("Static pod containers keep running (as with the real kubelet); a restarted stand-in re-adopts them");
+    }
+    info!("kubelet stand-in stopped");
+}

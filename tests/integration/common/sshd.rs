@@ -169,6 +169,17 @@ impl Sshd {
         self.child.id()
     }
 
+    /// Kills (by PID) every process this sshd forked for client connections, which drops
+    /// all connections as a node reboot or an sshd restart would; the listener stays up.
+    pub fn drop_connections(&self) {
+        for pid in descendants(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
     /// An inventory node for this server (user root, the fixture's key and known_hosts).
     pub fn node(&self) -> Node {
         Node {
@@ -222,6 +233,40 @@ fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> Result<(), Strin
     Err(format!(
         "no SSH banner on 127.0.0.1:{port} within {limit:?}"
     ))
+}
+
+/// All descendants of `root` (from /proc), children before grandchildren.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parent_of {
+            if *ppid == p {
+                out.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
 }
 
 fn breakfix_host_key(line: &str) -> russh::keys::PublicKey {

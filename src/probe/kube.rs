@@ -1,0 +1,301 @@
+//! `kube` probe: asks the Kubernetes API through the kube crate, with the node's own
+//! kubeconfig (kubeadm: /etc/kubernetes/admin.conf) read over the transport and the API
+//! reached through a port forward to the server the kubeconfig names (as seen from the node).
+
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+
+use super::{Facts, ProbeCtx};
+use crate::error::{Error, Result};
+use crate::template::Renderer;
+
+crate::probe_spec! {
+    /// ```yaml
+    /// - kind: kube
+    ///   name: critical-app-ready
+    ///   resource: deployments
+    ///   namespace: default
+    ///   object: critical-app
+    ///   expect: { exists: true, ready_replicas: 3 }
+    /// - kind: kube
+    ///   name: api-ready
+    ///   expect: { readyz: true, writable: true }
+    /// ```
+    pub struct KubeProbe {
+        /// Resource (plural): `namespaces`, `nodes`, `pods`, `services`, `configmaps`,
+        /// `secrets`, `deployments`. Needed for `exists`, `count`, `field`, `*_replicas`.
+        #[serde(default)]
+        pub resource: Option<String>,
+        /// Namespace (default `default`; ignored for cluster-scoped resources).
+        #[serde(default)]
+        pub namespace: Option<String>,
+        /// Object name (for `exists`, `field`, `*_replicas`).
+        #[serde(default)]
+        pub object: Option<String>,
+        /// Label selector for `count` (e.g. `app=critical-app`).
+        #[serde(default)]
+        pub selector: Option<String>,
+        /// Dotted path into the object for the `field` fact (e.g. `status.phase`,
+        /// `spec.template.spec.containers.0.image`).
+        #[serde(default)]
+        pub field: Option<String>,
+        /// Expectations.
+        pub expect: KubeExpect,
+    }
+}
+
+crate::expect_block! {
+    /// Facts of a `kube` probe.
+    pub struct KubeExpect {
+        /// The named object exists (bool).
+        exists,
+        /// Number of objects listed (namespace + selector).
+        count,
+        /// Value at `field` in the named object.
+        field,
+        /// A Deployment's `status.readyReplicas` (0 when absent).
+        ready_replicas,
+        /// A Deployment's `status.availableReplicas` (0 when absent).
+        available_replicas,
+        /// A Deployment's `spec.replicas`.
+        replicas,
+        /// `GET /readyz` answered 200 (bool); the body is the note when it did not.
+        readyz,
+        /// A ConfigMap can be created and deleted in `default` (bool).
+        writable,
+    }
+}
+
+/// An open route to one node's API server: the forward and a client using it.
+pub struct KubeAccess {
+    /// Local end of the forward.
+    pub forward: crate::transport::Forward,
+    /// Client configured from the node's kubeconfig, pointed at the forward.
+    pub client: Client,
+}
+
+/// `(group, version, kind, namespaced)` of the resources the probe knows.
+pub fn resource_info(plural: &str) -> Option<(&'static str, &'static str, &'static str, bool)> {
+    Some(match plural {
+        "namespaces" => ("", "v1", "Namespace", false),
+        "nodes" => ("", "v1", "Node", false),
+        "pods" => ("", "v1", "Pod", true),
+        "services" => ("", "v1", "Service", true),
+        "configmaps" => ("", "v1", "ConfigMap", true),
+        "secrets" => ("", "v1", "Secret", true),
+        "deployments" => ("apps", "v1", "Deployment", true),
+        _ => return None,
+    })
+}
+
+async fn open(ctx: &ProbeCtx<'_>) -> Result<KubeAccess> {
+    let path = ctx.inventory.cluster.kubeconfig.clone().unwrap_or_else(|| "/etc/kubernetes/admin.conf".into());
+    let host = ctx.session.transport.host().to_string();
+    let bytes = ctx
+        .session
+        .transport
+        .read_file(&path, ctx.timeout)
+        .await?
+        .ok_or_else(|| Error::Transport { host: host.clone(), message: format!("kubeconfig {path} does not exist on the node") })?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let kc = kube::config::Kubeconfig::from_yaml(&text)
+        .map_err(|e| Error::Transport { host: host.clone(), message: format!("kubeconfig {path}: {e}") })?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Transport { host: host.clone(), message: format!("kubeconfig {path}: {e}") })?;
+    let server = config.cluster_url.clone();
+    let api_host = server.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_string();
+    let api_port = server.port_u16().unwrap_or(443);
+    let forward = ctx.session.transport.forward(&api_host, api_port).await?;
+    config.cluster_url = format!("https://{}", forward.local)
+        .parse()
+        .map_err(|e| Error::other(format!("forward address: {e}")))?;
+    config.tls_server_name = Some(config.tls_server_name.clone().unwrap_or(api_host));
+    config.connect_timeout = Some(ctx.timeout);
+    config.read_timeout = Some(ctx.timeout);
+    config.write_timeout = Some(ctx.timeout);
+    let client = Client::try_from(config).map_err(|e| Error::Transport { host, message: format!("kube client: {e}") })?;
+    Ok(KubeAccess { forward, client })
+}
+
+fn dig<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let mut cur = v;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        cur = match cur {
+            serde_json::Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
+            other => other.get(part)?,
+        };
+    }
+    Some(cur)
+}
+
+impl KubeProbe {
+    fn api(&self, client: &Client) -> std::result::Result<Api<DynamicObject>, String> {
+        let plural = self.resource.as_deref().ok_or("this fact needs `resource:`")?;
+        let (g, v, k, namespaced) = resource_info(plural).ok_or_else(|| format!("unknown resource `{plural}`"))?;
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural);
+        Ok(if namespaced {
+            Api::namespaced_with(client.clone(), self.namespace.as_deref().unwrap_or("default"), &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        })
+    }
+
+    /// Gathers the wanted facts. API errors (server down, etcd failing behind it) become
+    /// facts with the error as the note; only breakfix's own access problems are errors.
+    pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
+        let mut guard = ctx.session.kube.lock().await;
+        if guard.is_none() {
+            *guard = Some(open(ctx).await?);
+        }
+        let Some(access) = guard.as_ref() else { return Err(Error::other("kube access vanished")) };
+        let client = access.client.clone();
+        let mut f = Facts::default();
+        let mut notes = Vec::new();
+        let mut failed = false;
+        let deadline = ctx.timeout;
+        let obj_facts = ["exists", "field", "ready_replicas", "available_replicas", "replicas"];
+        if wanted.iter().any(|w| obj_facts.contains(w)) {
+            let api = self.api(&client).map_err(Error::other)?;
+            let name = self.object.as_deref().ok_or_else(|| Error::other(format!("probe `{}`: these facts need `object:`", self.name)))?;
+            match tokio::time::timeout(deadline, api.get_opt(name)).await {
+                Ok(Ok(Some(obj))) => {
+                    let v = serde_json::to_value(&obj).unwrap_or_default();
+                    f.set("exists", true);
+                    if let Some(path) = &self.field {
+                        if let Some(x) = dig(&v, path) {
+                            f.set("field", x.clone());
+                        }
+                    }
+                    f.set("ready_replicas", dig(&v, "status.readyReplicas").cloned().unwrap_or(0.into()));
+                    f.set("available_replicas", dig(&v, "status.availableReplicas").cloned().unwrap_or(0.into()));
+                    if let Some(r) = dig(&v, "spec.replicas") {
+                        f.set("replicas", r.clone());
+                    }
+                }
+                Ok(Ok(None)) => f.set("exists", false),
+                Ok(Err(e)) => {
+                    failed = true;
+                    notes.push(format!("get {name}: {e}"));
+                }
+                Err(_) => {
+                    failed = true;
+                    notes.push(format!("get {name}: no answer within {}", humantime::format_duration(deadline)));
+                }
+            }
+        }
+        if wanted.contains(&"count") {
+            let api = self.api(&client).map_err(Error::other)?;
+            let mut lp = ListParams::default();
+            if let Some(s) = &self.selector {
+                lp = lp.labels(s);
+            }
+            match tokio::time::timeout(deadline, api.list(&lp)).await {
+                Ok(Ok(list)) => f.set("count", list.items.len()),
+                Ok(Err(e)) => {
+                    failed = true;
+                    notes.push(format!("list: {e}"));
+                }
+                Err(_) => {
+                    failed = true;
+                    notes.push("list: no answer".into());
+                }
+            }
+        }
+        if wanted.contains(&"readyz") {
+            let req = http::Request::get("/readyz?verbose").body(Vec::new()).map_err(|e| Error::other(e.to_string()))?;
+            match tokio::time::timeout(deadline, client.request_text(req)).await {
+                Ok(Ok(_)) => f.set("readyz", true),
+                Ok(Err(e)) => {
+                    f.set("readyz", false);
+                    notes.push(format!("readyz: {e}"));
+                }
+                Err(_) => {
+                    f.set("readyz", false);
+                    notes.push("readyz: no answer".into());
+                }
+            }
+        }
+        if wanted.contains(&"writable") {
+            f.set("writable", self.write_check(&client, deadline, &mut notes).await);
+        }
+        if failed {
+            // The cached connection may be stale (API server restarted): reconnect next time.
+            *guard = None;
+        }
+        if !notes.is_empty() {
+            f.note = Some(notes.join("; "));
+        }
+        Ok(f)
+    }
+
+    async fn write_check(&self, client: &Client, deadline: Duration, notes: &mut Vec<String>) -> bool {
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
+        let name = format!("breakfix-probe-{:08x}", rand::random::<u32>());
+        let cm: k8s_openapi::api::core::v1::ConfigMap = match serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "breakfix"}},
+            "data": {"probe": "breakfix"}
+        })) {
+            Ok(c) => c,
+            Err(e) => {
+                notes.push(format!("writable: {e}"));
+                return false;
+            }
+        };
+        match tokio::time::timeout(deadline, api.create(&PostParams::default(), &cm)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                notes.push(format!("create configmap: {e}"));
+                return false;
+            }
+            Err(_) => {
+                notes.push("create configmap: no answer".into());
+                return false;
+            }
+        }
+        match tokio::time::timeout(deadline, api.delete(&name, &DeleteParams::default())).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                notes.push(format!("delete configmap {name}: {e}"));
+                false
+            }
+            Err(_) => {
+                notes.push(format!("delete configmap {name}: no answer"));
+                false
+            }
+        }
+    }
+
+    /// Renders the strings.
+    pub fn render(&self, r: &Renderer) -> Result<Self> {
+        let mut p = self.clone();
+        let opt = |v: &Option<String>| v.as_deref().map(|s| r.text(s)).transpose();
+        p.resource = opt(&self.resource)?;
+        p.namespace = opt(&self.namespace)?;
+        p.object = opt(&self.object)?;
+        p.selector = opt(&self.selector)?;
+        p.field = opt(&self.field)?;
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dig_walks_maps_and_lists() {
+        let v = serde_json::json!({"spec": {"containers": [{"image": "nginx"}]}, "status": {"readyReplicas": 3}});
+        assert_eq!(super::dig(&v, "status.readyReplicas"), Some(&serde_json::json!(3)));
+        assert_eq!(super::dig(&v, "spec.containers.0.image"), Some(&serde_json::json!("nginx")));
+        assert_eq!(super::dig(&v, "spec.nope"), None);
+    }
+
+    #[test]
+    fn knows_the_lab_resources() {
+        assert_eq!(super::resource_info("deployments"), Some(("apps", "v1", "Deployment", true)));
+        assert_eq!(super::resource_info("nodes").map(|r| r.3), Some(false));
+        assert!(super::resource_info("widgets").is_none());
+    }
+}
