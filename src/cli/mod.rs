@@ -7,6 +7,7 @@ pub mod load;
 pub mod plan;
 pub mod reset;
 pub mod run;
+pub mod test;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,8 @@ pub enum Command {
     Reset(reset::ResetArgs),
     /// List the scenarios in a directory.
     List(list::ListArgs),
+    /// Self-test scenarios on a live cluster: baseline, break, solution, reset, wrong fixes.
+    Test(test::TestArgs),
     /// Manage the local lab cluster (systemd-nspawn nodes with real sshd and etcd).
     Sandbox(crate::sandbox::cli::SandboxArgs),
 }
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Check(a) => check::run(a, g).await,
         Command::Reset(a) => reset::run(a, g).await,
         Command::List(a) => list::run(a, g).await,
+        Command::Test(a) => test::run(a, g).await,
         Command::Sandbox(a) => crate::sandbox::cli::run(a).await.map(|_| EXIT_PASS),
     };
     match r {

@@ -5,7 +5,9 @@
 
 pub mod connect;
 pub mod runner;
+pub mod selftest;
 pub mod session;
+pub mod snapshot;
 pub mod verdict;
 
 use std::time::{Duration, Instant};

@@ -9,7 +9,13 @@
 //! forward's local end and verifies the server certificate against the endpoint's host (e.g.
 //! `127.0.0.1`), exactly as a client on the node would. The forward and client are cached in
 //! [`crate::engine::connect::NodeSession::etcd`] and reused by later attempts; when etcd cannot
-//! be reached the cache is dropped so the next attempt reconnects from scratch.
+//! be reached the cache is dropped so the next attempt reconnects from scratch. The TLS files
+//! are read again on every attempt (three small reads) and a change rebuilds the client, so a
+//! fault that replaces them is seen at once.
+//!
+//! # Timeouts
+//! One attempt (file reads, connect, TLS handshake and every request) is bounded by the
+//! probe's timeout (`ctx.timeout`); asking for several facts does not multiply it.
 //!
 //! # Down is a fact, not an error
 //! etcd stopped, refusing connections, rejecting the TLS handshake or not answering within the
@@ -33,6 +39,7 @@ use std::time::Duration;
 use etcd_client::{
     AlarmAction, AlarmType, Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions,
 };
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{Facts, ProbeCtx};
@@ -496,20 +503,61 @@ pub struct EtcdAccess {
     pub forward: Arc<Forward>,
     /// Client speaking TLS through the forward (cheap to clone).
     pub client: Client,
+    /// SHA-256 of the CA, certificate and key the client was built from.
+    tls_sha256: [u8; 32],
     /// Distinguishes accesses so a failing attempt only drops the one it used.
     id: u64,
 }
 
-/// The cached access for `ep`, opening (and caching) a new one when there is none or the
-/// cached one is for another endpoint. Returns a client clone and the access's id.
+/// The node's TLS files, as read on this attempt.
+struct TlsFiles {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl TlsFiles {
+    /// Reads the inventory's CA, certificate and key on the node (three reads, each bounded
+    /// by what is left of the attempt).
+    async fn read(ctx: &ProbeCtx<'_>, deadline: Instant) -> Result<TlsFiles> {
+        let f = &ctx.inventory.cluster.etcd;
+        Ok(TlsFiles {
+            ca: read_tls_file(ctx, "ca_file", &f.ca_file, deadline).await?,
+            cert: read_tls_file(ctx, "cert_file", &f.cert_file, deadline).await?,
+            key: read_tls_file(ctx, "key_file", &f.key_file, deadline).await?,
+        })
+    }
+
+    fn sha256(files: Option<&TlsFiles>) -> [u8; 32] {
+        let mut h = Sha256::new();
+        if let Some(f) = files {
+            for part in [&f.ca, &f.cert, &f.key] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+        h.finalize().into()
+    }
+}
+
+/// The cached access for `ep`, or a new one (cached in turn) when there is none, it is for
+/// another endpoint, or the node's TLS files changed since it was built (a fault may have
+/// replaced them: the probe must see what a client on the node would see). The TLS files are
+/// read on every attempt. Returns a client clone and the access's id.
 async fn access(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<(Client, u64)> {
+    let files = if ep.tls {
+        Some(TlsFiles::read(ctx, deadline).await?)
+    } else {
+        None
+    };
+    let sha = TlsFiles::sha256(files.as_ref());
     let mut slot = ctx.session.etcd.lock().await;
     if let Some(a) = slot.as_ref() {
-        if a.endpoint == ep.url {
+        if a.endpoint == ep.url && a.tls_sha256 == sha {
             return Ok((a.client.clone(), a.id));
         }
     }
-    let a = open(ctx, ep, deadline).await?;
+    let a = open(ctx, ep, files, sha).await?;
     let out = (a.client.clone(), a.id);
     *slot = Some(a);
     Ok(out)
@@ -523,23 +571,20 @@ async fn forget(ctx: &ProbeCtx<'_>, id: u64) {
     }
 }
 
-/// Reads the TLS files on the node, opens the forward and builds the (lazy) client.
-async fn open(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<EtcdAccess> {
-    let files = &ctx.inventory.cluster.etcd;
-    let tls = if ep.tls {
-        let ca = read_tls_file(ctx, "ca_file", &files.ca_file, deadline).await?;
-        let cert = read_tls_file(ctx, "cert_file", &files.cert_file, deadline).await?;
-        let key = read_tls_file(ctx, "key_file", &files.key_file, deadline).await?;
-        Some(
-            TlsOptions::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .identity(Identity::from_pem(cert, key))
-                .domain_name(ep.host.clone())
-                .timeout(ctx.timeout),
-        )
-    } else {
-        None
-    };
+/// Opens the forward and builds the (lazy) client from the node's TLS files.
+async fn open(
+    ctx: &ProbeCtx<'_>,
+    ep: &Endpoint,
+    files: Option<TlsFiles>,
+    tls_sha256: [u8; 32],
+) -> Result<EtcdAccess> {
+    let tls = files.map(|f| {
+        TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(f.ca))
+            .identity(Identity::from_pem(f.cert, f.key))
+            .domain_name(ep.host.clone())
+            .timeout(ctx.timeout)
+    });
     let forward = ctx.session.transport.forward(&ep.host, ep.port).await?;
     let url = format!(
         "{}://{}",
@@ -552,26 +597,31 @@ async fn open(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<Et
     }
     let client = Client::connect([url.as_str()], Some(opts))
         .await
-        .map_err(|e| Error::Transport {
-            host: ctx.session.transport.host().to_string(),
-            message: format!(
-                "setting up the etcd client for {} with the node's TLS files ({}, {}, {}): {}",
-                ep.url,
-                files.ca_file,
-                files.cert_file,
-                files.key_file,
-                describe(&e)
-            ),
+        .map_err(|e| {
+            let f = &ctx.inventory.cluster.etcd;
+            Error::Transport {
+                host: ctx.session.transport.host().to_string(),
+                message: format!(
+                    "setting up the etcd client for {} with the node's TLS files ({}, {}, {}): {}",
+                    ep.url,
+                    f.ca_file,
+                    f.cert_file,
+                    f.key_file,
+                    describe(&e)
+                ),
+            }
         })?;
     Ok(EtcdAccess {
         endpoint: ep.url.clone(),
         forward: Arc::new(forward),
         client,
+        tls_sha256,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
     })
 }
 
-/// Reads one TLS file on the node; a missing file is an error naming the inventory field.
+/// Reads one TLS file on the node; a missing file is an error naming the path and the
+/// inventory field.
 async fn read_tls_file(
     ctx: &ProbeCtx<'_>,
     field: &str,
@@ -584,7 +634,9 @@ async fn read_tls_file(
         Some(b) => Ok(b),
         None => Err(Error::Transport {
             host,
-            message: format!("etcd TLS file {path} (cluster.etcd.{field} in the inventory) does not exist on the node"),
+            message: format!(
+                "etcd TLS file {path} (cluster.etcd.{field} in the inventory) does not exist on the node"
+            ),
         }),
     }
 }

@@ -28,7 +28,9 @@ pub struct SandboxArgs {
 pub enum SandboxCommand {
     /// Build the node image if needed, boot the nodes, wait for sshd and etcd, write the
     /// inventory. Does nothing but report when the sandbox is already up.
-    #[command(after_help = "Examples:\n  breakfix sandbox up\n  breakfix sandbox up --nodes 3 --topology external")]
+    #[command(
+        after_help = "Examples:\n  breakfix sandbox up\n  breakfix sandbox up --nodes 3 --topology external"
+    )]
     Up {
         /// Number of nodes: `controlplane` plus workers `node01`, `node02`, ... (1-8).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
@@ -39,7 +41,9 @@ pub enum SandboxCommand {
         topology: TopologyArg,
     },
     /// Show the nodes, whether their containers run, sshd answers and etcd is healthy.
-    #[command(after_help = "Examples:\n  breakfix sandbox status\n  breakfix sandbox status --output json | jq .nodes")]
+    #[command(
+        after_help = "Examples:\n  breakfix sandbox status\n  breakfix sandbox status --output json | jq .nodes"
+    )]
     Status {
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = OutputArg::Human)]

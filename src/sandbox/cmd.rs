@@ -28,7 +28,11 @@ pub fn display<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
 ///
 /// Errors: the program cannot be started (e.g. not installed) or does not finish in time
 /// (it is killed).
-pub async fn output<S: AsRef<OsStr>>(program: &str, args: &[S], timeout: Duration) -> Result<Output> {
+pub async fn output<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+    timeout: Duration,
+) -> Result<Output> {
     let line = display(program, args);
     let resolved = which(program).unwrap_or_else(|| program.into());
     let child = Command::new(resolved)

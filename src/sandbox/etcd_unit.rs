@@ -39,7 +39,9 @@ impl EtcdMember {
             format!("--initial-advertise-peer-urls=https://{ip}:{PEER_PORT}"),
             format!("--initial-cluster={name}=https://{ip}:{PEER_PORT}"),
             format!("--key-file={PKI_DIR}/server.key"),
-            format!("--listen-client-urls=https://127.0.0.1:{CLIENT_PORT},https://{ip}:{CLIENT_PORT}"),
+            format!(
+                "--listen-client-urls=https://127.0.0.1:{CLIENT_PORT},https://{ip}:{CLIENT_PORT}"
+            ),
             format!("--listen-metrics-urls=http://127.0.0.1:{METRICS_PORT}"),
             format!("--listen-peer-urls=https://{ip}:{PEER_PORT}"),
             "--logger=zap".into(),

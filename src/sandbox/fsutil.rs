@@ -19,8 +19,10 @@ pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Erro
 /// Errors: [`Error::Io`] naming the directory.
 pub fn mkdir_mode(dir: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(dir).map_err(io_err(format!("creating directory {}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .map_err(io_err(format!("setting mode {mode:o} on {}", dir.display())))
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io_err(format!(
+        "setting mode {mode:o} on {}",
+        dir.display()
+    )))
 }
 
 /// Writes `bytes` to `path` with permission bits `mode` (e.g. `0o600` for keys), creating the
@@ -115,8 +117,8 @@ fn unescape_mount_path(s: &str) -> String {
 ///
 /// Errors: /proc/self/mounts unreadable.
 pub fn mount_points() -> Result<Vec<PathBuf>> {
-    let text = fs::read_to_string("/proc/self/mounts")
-        .map_err(io_err("reading /proc/self/mounts"))?;
+    let text =
+        fs::read_to_string("/proc/self/mounts").map_err(io_err("reading /proc/self/mounts"))?;
     Ok(text
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))

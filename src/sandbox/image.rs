@@ -50,7 +50,9 @@ pub const BUILD_SPACE: u64 = 1536 * 1024 * 1024;
 /// The cache key: sha256 of suite, variant, package list and recipe version (16 hex digits).
 pub fn recipe_hash() -> String {
     let mut h = Sha256::new();
-    h.update(format!("suite={SUITE}\nvariant={VARIANT}\nrecipe={RECIPE_VERSION}\n"));
+    h.update(format!(
+        "suite={SUITE}\nvariant={VARIANT}\nrecipe={RECIPE_VERSION}\n"
+    ));
     let mut pkgs: Vec<&str> = PACKAGES.to_vec();
     pkgs.sort_unstable();
     h.update(format!("packages={}\n", pkgs.join(",")));
@@ -107,8 +109,11 @@ pub async fn ensure(image_dir: &Path, step: &Step) -> Result<PathBuf> {
     list.sort_unstable();
     fsutil::write_file(
         &tmp.join("recipe.txt"),
-        format!("suite: {SUITE}\nvariant: {VARIANT}\nrecipe: {RECIPE_VERSION}\npackages: {}\n", list.join(" "))
-            .as_bytes(),
+        format!(
+            "suite: {SUITE}\nvariant: {VARIANT}\nrecipe: {RECIPE_VERSION}\npackages: {}\n",
+            list.join(" ")
+        )
+        .as_bytes(),
         0o644,
     )?;
     let fin = cached_dir(image_dir);
@@ -123,11 +128,19 @@ pub async fn ensure(image_dir: &Path, step: &Step) -> Result<PathBuf> {
 /// Removes `.build-*` directories left by builds whose process is gone (unmounting what
 /// debootstrap may have left mounted inside first).
 async fn remove_stale_builds(image_dir: &Path) -> Result<()> {
-    let Ok(rd) = std::fs::read_dir(image_dir) else { return Ok(()) };
+    let Ok(rd) = std::fs::read_dir(image_dir) else {
+        return Ok(());
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix(".build-") else { continue };
-        let pid: i32 = rest.rsplit('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let Some(rest) = name.strip_prefix(".build-") else {
+            continue;
+        };
+        let pid: i32 = rest
+            .rsplit('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         if pid > 0 && super::procs::start_time(pid).is_some() && pid != std::process::id() as i32 {
             continue; // another build is running (should not happen under the sandbox lock)
         }
@@ -285,7 +298,8 @@ mod tests {
         std::fs::create_dir_all(r.join("etc/ssh")).expect("mkdir");
         std::fs::write(r.join("etc/ssh/ssh_host_ed25519_key"), "k").expect("write");
         std::fs::write(r.join("etc/ssh/sshd_config"), "c").expect("write");
-        std::fs::create_dir_all(r.join("etc/systemd/system/multi-user.target.wants")).expect("mkdir");
+        std::fs::create_dir_all(r.join("etc/systemd/system/multi-user.target.wants"))
+            .expect("mkdir");
         std::os::unix::fs::symlink(
             "/lib/systemd/system/etcd.service",
             r.join("etc/systemd/system/multi-user.target.wants/etcd.service"),
@@ -295,8 +309,13 @@ mod tests {
         post_process(r).expect("post_process");
         assert!(!r.join("etc/ssh/ssh_host_ed25519_key").exists());
         assert!(r.join("etc/ssh/sshd_config").exists());
-        assert!(std::fs::symlink_metadata(r.join("etc/systemd/system/multi-user.target.wants/etcd.service")).is_err());
-        assert!(!std::fs::read_to_string(r.join("etc/resolv.conf")).expect("read").contains("nameserver"));
+        assert!(std::fs::symlink_metadata(
+            r.join("etc/systemd/system/multi-user.target.wants/etcd.service")
+        )
+        .is_err());
+        assert!(!std::fs::read_to_string(r.join("etc/resolv.conf"))
+            .expect("read")
+            .contains("nameserver"));
         assert_eq!(std::fs::read(r.join("etc/machine-id")).expect("read"), b"");
     }
 }

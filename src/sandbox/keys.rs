@@ -50,7 +50,11 @@ pub fn write_pair(key: &PrivateKey, path: &Path) -> Result<()> {
     fsutil::write_file(path, private_openssh(key)?.as_bytes(), 0o600)?;
     let mut pub_path = path.as_os_str().to_owned();
     pub_path.push(".pub");
-    fsutil::write_file(Path::new(&pub_path), format!("{}\n", public_line(key)?).as_bytes(), 0o644)
+    fsutil::write_file(
+        Path::new(&pub_path),
+        format!("{}\n", public_line(key)?).as_bytes(),
+        0o644,
+    )
 }
 
 /// One known_hosts line for a node: `name,ip ssh-ed25519 AAAA...` (the key's comment dropped).
@@ -60,7 +64,9 @@ pub fn known_hosts_line(name: &str, ip: Ipv4Addr, host_key: &PrivateKey) -> Resu
     let line = public_line(host_key)?;
     let mut parts = line.split_whitespace();
     let (Some(alg), Some(b64)) = (parts.next(), parts.next()) else {
-        return Err(Error::other(format!("unexpected public key encoding: {line}")));
+        return Err(Error::other(format!(
+            "unexpected public key encoding: {line}"
+        )));
     };
     Ok(format!("{name},{ip} {alg} {b64}"))
 }
@@ -76,7 +82,9 @@ mod tests {
         assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
         let back = PrivateKey::from_openssh(&text).expect("decode");
         assert_eq!(back.public_key(), k.public_key());
-        assert!(public_line(&k).expect("pub").starts_with("ssh-ed25519 AAAA"));
+        assert!(public_line(&k)
+            .expect("pub")
+            .starts_with("ssh-ed25519 AAAA"));
         let kh = known_hosts_line("controlplane", Ipv4Addr::new(198, 18, 0, 11), &k).expect("kh");
         assert!(kh.starts_with("controlplane,198.18.0.11 ssh-ed25519 AAAA"));
         assert_eq!(kh.split_whitespace().count(), 3);

@@ -193,7 +193,12 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
         fsutil::remove_tree(&dir)?;
     }
 
-    preflight::require_space(&dir, &imgdir, image::cached_rootfs(&imgdir).is_some(), nodes.len())?;
+    preflight::require_space(
+        &dir,
+        &imgdir,
+        image::cached_rootfs(&imgdir).is_some(),
+        nodes.len(),
+    )?;
     network::check_free(BRIDGE, false).await?;
 
     let step = progress.step("node image");
@@ -224,9 +229,15 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
     let dir = st.dir.clone();
 
     let step = progress.step("network");
-    st.record(Resource::Bridge { name: BRIDGE.into() })?;
+    st.record(Resource::Bridge {
+        name: BRIDGE.into(),
+    })?;
     network::create_bridge(BRIDGE).await?;
-    step.done(format!("bridge {BRIDGE} {}/{}", super::HOST_ADDR, super::PREFIX_LEN));
+    step.done(format!(
+        "bridge {BRIDGE} {}/{}",
+        super::HOST_ADDR,
+        super::PREFIX_LEN
+    ));
 
     let step = progress.step("keys and certificates");
     let client = keys::generate("breakfix-sandbox")?;
@@ -248,7 +259,11 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
                 }
             }
         }
-        configs.push((keys::private_openssh(&host_key)?, keys::public_line(&host_key)?, files));
+        configs.push((
+            keys::private_openssh(&host_key)?,
+            keys::public_line(&host_key)?,
+            files,
+        ));
     }
     fsutil::write_file(&dir.join(KNOWN_HOSTS), known_hosts.as_bytes(), 0o644)?;
     step.done("ed25519 keys, kubeadm PKI");
@@ -315,7 +330,13 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
     Ok(())
 }
 
-async fn wait_ready(n: &NodeSpec, paths: &NodePaths, pid: i32, step: &super::progress::Step, pki_dir: &Path) -> Result<()> {
+async fn wait_ready(
+    n: &NodeSpec,
+    paths: &NodePaths,
+    pid: i32,
+    step: &super::progress::Step,
+    pki_dir: &Path,
+) -> Result<()> {
     let start = procs::stat(pid).map(|(s, _)| s).unwrap_or(0);
     let alive = || procs::is_same_alive(pid, start);
     let hint = |e: Error| {
@@ -349,7 +370,10 @@ async fn wait_ready(n: &NodeSpec, paths: &NodePaths, pid: i32, step: &super::pro
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The inventory the engine reads: one entry per node (root over SSH with the sandbox's key,
@@ -363,7 +387,10 @@ pub fn inventory(st: &State) -> Inventory {
             name: "breakfix-sandbox".into(),
             topology: st.topology,
             etcd: EtcdInfo {
-                endpoints: vec![format!("https://127.0.0.1:{}", super::etcd_unit::CLIENT_PORT)],
+                endpoints: vec![format!(
+                    "https://127.0.0.1:{}",
+                    super::etcd_unit::CLIENT_PORT
+                )],
                 ca_file: format!("{pki}/ca.crt"),
                 cert_file: format!("{pki}/server.crt"),
                 key_file: format!("{pki}/server.key"),
@@ -430,7 +457,9 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
             .resources
             .iter()
             .filter_map(|r| match r {
-                Resource::Process { node, pid, .. } if ended.killed.contains(pid) => Some(node.clone()),
+                Resource::Process { node, pid, .. } if ended.killed.contains(pid) => {
+                    Some(node.clone())
+                }
                 _ => None,
             })
             .collect();
@@ -441,7 +470,10 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
         ));
         for n in &names {
             let paths = NodePaths::new(&st.dir, n);
-            progress.println(format!("  last console lines of {n}:\n{}", indent(&node::console_tail(&paths, 15))));
+            progress.println(format!(
+                "  last console lines of {n}:\n{}",
+                indent(&node::console_tail(&paths, 15))
+            ));
         }
     }
     if ended.left.is_empty() {
@@ -491,7 +523,10 @@ async fn unmount(target: &Path) -> Result<()> {
     if !fsutil::is_mounted(target) {
         return Ok(());
     }
-    if super::cmd::run("umount", &[target.as_os_str()]).await.is_ok() {
+    if super::cmd::run("umount", &[target.as_os_str()])
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
     // Busy (a straggler still has it open): detach it lazily; it goes when the last user does.
@@ -541,7 +576,9 @@ async fn report(st: Option<&State>) -> StatusReport {
                 let ssh = readiness::ssh_banner(n.ip, Duration::from_secs(2));
                 let etcd = async {
                     if n.roles.iter().any(|r| r == "etcd") {
-                        readiness::etcd_status(n.ip, &pki_dir, Duration::from_secs(3)).await.ok()
+                        readiness::etcd_status(n.ip, &pki_dir, Duration::from_secs(3))
+                            .await
+                            .ok()
                     } else {
                         None
                     }
@@ -576,7 +613,10 @@ async fn report(st: Option<&State>) -> StatusReport {
             "ssh -i {} -o UserKnownHostsFile={} root@{}",
             st.dir.join(CLIENT_KEY).display(),
             st.dir.join(KNOWN_HOSTS).display(),
-            st.nodes.first().map(|n| n.ip.to_string()).unwrap_or_default()
+            st.nodes
+                .first()
+                .map(|n| n.ip.to_string())
+                .unwrap_or_default()
         )
     });
     StatusReport {

@@ -29,13 +29,17 @@ pub fn create_sparse(file: &Path) -> Result<()> {
 pub fn devices_backed_by(file: &Path) -> Vec<String> {
     let want = file.display().to_string();
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/block") else { return out };
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if !name.starts_with("loop") {
             continue;
         }
-        let Ok(back) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
+        let Ok(back) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+            continue;
+        };
         let back = back.trim();
         let back = back.strip_suffix(" (deleted)").unwrap_or(back);
         if back == want {
@@ -52,7 +56,11 @@ pub fn major_minor(dev: &str) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(dev).map_err(io_err(format!("stat {dev}")))?;
     let rdev = m.rdev();
-    Ok(format!("{}:{}", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))
+    Ok(format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    ))
 }
 
 /// Builds etcd's disk for one node: records then creates the loop device, formats it ext4
@@ -65,7 +73,11 @@ pub async fn setup(st: &mut State, file: &Path, mount_point: &Path) -> Result<St
         file: file.to_path_buf(),
         device: None,
     })?;
-    let dev = cmd::run("losetup", &["--find".as_ref(), "--show".as_ref(), file.as_os_str()] as &[&std::ffi::OsStr]).await?;
+    let dev = cmd::run(
+        "losetup",
+        &["--find".as_ref(), "--show".as_ref(), file.as_os_str()] as &[&std::ffi::OsStr],
+    )
+    .await?;
     if !dev.starts_with("/dev/loop") {
         return Err(Error::other(format!(
             "`losetup --find --show {}` printed `{dev}`, not a loop device",
@@ -75,14 +87,33 @@ pub async fn setup(st: &mut State, file: &Path, mount_point: &Path) -> Result<St
     st.set_loop_device(file, &dev)?;
     cmd::run(
         "mkfs.ext4",
-        &["-q", "-F", "-m", "0", "-L", "etcd-data", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0", &dev],
+        &[
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-L",
+            "etcd-data",
+            "-E",
+            "nodiscard,lazy_itable_init=0,lazy_journal_init=0",
+            &dev,
+        ],
     )
     .await?;
     fsutil::mkdir_mode(mount_point, 0o700)?;
     st.record(Resource::Mount {
         target: mount_point.to_path_buf(),
     })?;
-    cmd::run("mount", &["-t".as_ref(), "ext4".as_ref(), dev.as_ref(), mount_point.as_os_str()] as &[&std::ffi::OsStr]).await?;
+    cmd::run(
+        "mount",
+        &[
+            "-t".as_ref(),
+            "ext4".as_ref(),
+            dev.as_ref(),
+            mount_point.as_os_str(),
+        ] as &[&std::ffi::OsStr],
+    )
+    .await?;
     let lf = mount_point.join("lost+found");
     if lf.is_dir() {
         std::fs::remove_dir(&lf).map_err(io_err(format!("removing {}", lf.display())))?;

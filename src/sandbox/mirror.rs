@@ -25,7 +25,10 @@ pub fn parse_one_line(text: &str, file: &Path) -> Vec<Source> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let mut rest = match line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t")) {
+        let mut rest = match line
+            .strip_prefix("deb ")
+            .or_else(|| line.strip_prefix("deb\t"))
+        {
             Some(r) => r.trim_start(),
             None => continue,
         };
@@ -112,7 +115,9 @@ pub fn sources_in(apt_dir: &Path) -> Vec<Source> {
         .unwrap_or_default();
     files.sort();
     for f in files {
-        let Ok(t) = std::fs::read_to_string(&f) else { continue };
+        let Ok(t) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         match f.extension().and_then(|e| e.to_str()) {
             Some("list") => out.extend(parse_one_line(&t, &f)),
             Some("sources") => out.extend(parse_deb822(&t, &f)),
@@ -130,16 +135,21 @@ pub fn sources_in(apt_dir: &Path) -> Vec<Source> {
 pub fn mirror_for(suite: &str, apt_dir: &Path) -> Result<String> {
     let sources: Vec<Source> = sources_in(apt_dir)
         .into_iter()
-        .filter(|s| s.uri.starts_with("http://") || s.uri.starts_with("https://") || s.uri.starts_with("file:/"))
+        .filter(|s| {
+            s.uri.starts_with("http://")
+                || s.uri.starts_with("https://")
+                || s.uri.starts_with("file:/")
+        })
         .filter(|s| !s.uri.contains("security"))
         .collect();
     if let Some(s) = sources.iter().find(|s| s.suites.iter().any(|x| x == suite)) {
         return Ok(s.uri.clone());
     }
-    if let Some(s) = sources
-        .iter()
-        .find(|s| s.suites.iter().any(|x| !x.contains('-') && !x.contains('/')))
-    {
+    if let Some(s) = sources.iter().find(|s| {
+        s.suites
+            .iter()
+            .any(|x| !x.contains('-') && !x.contains('/'))
+    }) {
         return Ok(s.uri.clone());
     }
     Err(Error::other(format!(

@@ -124,7 +124,10 @@ pub fn plan_nodes(count: u8) -> crate::Result<Vec<NodeSpec>> {
     Ok((0..count)
         .map(|i| {
             let (name, roles) = if i == 0 {
-                ("controlplane".to_string(), vec!["control-plane".to_string(), "etcd".to_string()])
+                (
+                    "controlplane".to_string(),
+                    vec!["control-plane".to_string(), "etcd".to_string()],
+                )
             } else {
                 (format!("node{i:02}"), vec!["worker".to_string()])
             };

@@ -27,7 +27,12 @@ pub fn parse_ip_addr(out: &str) -> Vec<(String, Ipv4Addr, u8)> {
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             let i = w.iter().position(|x| *x == "inet")?;
-            let ifname = w.get(1)?.trim_end_matches(':').split('@').next()?.to_string();
+            let ifname = w
+                .get(1)?
+                .trim_end_matches(':')
+                .split('@')
+                .next()?
+                .to_string();
             let (addr, len) = w.get(i + 1)?.split_once('/')?;
             Some((ifname, addr.parse().ok()?, len.parse().ok()?))
         })
@@ -47,7 +52,9 @@ pub fn in_sandbox_net(a: Ipv4Addr) -> bool {
 /// how to free it).
 pub async fn check_free(bridge: &str, ours: bool) -> Result<()> {
     for (ifname, addr, len) in host_addresses().await? {
-        if ifname != bridge && (in_sandbox_net(addr) || (len < 24 && covers(addr, len, super::HOST_ADDR))) {
+        if ifname != bridge
+            && (in_sandbox_net(addr) || (len < 24 && covers(addr, len, super::HOST_ADDR)))
+        {
             return Err(Error::other(format!(
                 "the sandbox network 198.18.0.0/24 is already in use: interface `{ifname}` has {addr}/{len}. \
                  The sandbox needs {}/{} on its own bridge `{bridge}`; remove that address or interface first",
@@ -83,7 +90,10 @@ pub async fn create_bridge(bridge: &str) -> Result<()> {
         cmd::run("ip", &["link", "add", bridge, "type", "bridge"]).await?;
     }
     // No IPv6 link-local chatter on the sandbox network (best effort: IPv6 may be absent).
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"), "1\n");
+    let _ = std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"),
+        "1\n",
+    );
     let cidr = format!("{}/{}", super::HOST_ADDR, super::PREFIX_LEN);
     cmd::run("ip", &["addr", "replace", &cidr, "dev", bridge]).await?;
     cmd::run("ip", &["link", "set", bridge, "up"]).await?;
@@ -111,10 +121,21 @@ mod tests {
                    5: bfbr0    inet 198.18.0.1/24 scope global bfbr0\n";
         let v = parse_ip_addr(out);
         assert_eq!(v.len(), 3);
-        assert_eq!(v[2], ("bfbr0".to_string(), Ipv4Addr::new(198, 18, 0, 1), 24));
+        assert_eq!(
+            v[2],
+            ("bfbr0".to_string(), Ipv4Addr::new(198, 18, 0, 1), 24)
+        );
         assert!(in_sandbox_net(Ipv4Addr::new(198, 18, 0, 200)));
         assert!(!in_sandbox_net(Ipv4Addr::new(198, 18, 1, 1)));
-        assert!(covers(Ipv4Addr::new(198, 16, 0, 0), 15, Ipv4Addr::new(198, 18, 0, 1)) == false);
-        assert!(covers(Ipv4Addr::new(198, 18, 0, 0), 15, Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(!covers(
+            Ipv4Addr::new(198, 16, 0, 0),
+            15,
+            Ipv4Addr::new(198, 18, 0, 1)
+        ));
+        assert!(covers(
+            Ipv4Addr::new(198, 18, 0, 0),
+            15,
+            Ipv4Addr::new(198, 18, 0, 1)
+        ));
     }
 }

@@ -71,7 +71,14 @@ pub async fn mount_root(st: &mut State, paths: &NodePaths, image: &Path) -> Resu
     );
     cmd::run(
         "mount",
-        &["-t".as_ref(), "overlay".as_ref(), "overlay".as_ref(), "-o".as_ref(), opts.as_ref(), paths.root.as_os_str()] as &[&std::ffi::OsStr],
+        &[
+            "-t".as_ref(),
+            "overlay".as_ref(),
+            "overlay".as_ref(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            paths.root.as_os_str(),
+        ] as &[&std::ffi::OsStr],
     )
     .await?;
     Ok(())
@@ -147,7 +154,8 @@ KbdInteractiveAuthentication no\n\
 UseDNS no\n";
 
 /// root's ~/.bashrc: returns at once for non-interactive shells so remote commands start fast.
-pub const ROOT_BASHRC: &str = "# ~/.bashrc (breakfix sandbox): kept light so remote commands start fast.\n\
+pub const ROOT_BASHRC: &str =
+    "# ~/.bashrc (breakfix sandbox): kept light so remote commands start fast.\n\
 [ -z \"$PS1\" ] && return\n\
 PS1='\\u@\\h:\\w\\$ '\n\
 alias ll='ls -l'\n";
@@ -165,21 +173,47 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
         use rand::RngCore;
         rand::rngs::OsRng.fill_bytes(&mut id);
     }
-    w("etc/machine-id", format!("{}\n", hex::encode(id)).as_bytes(), 0o444)?;
+    w(
+        "etc/machine-id",
+        format!("{}\n", hex::encode(id)).as_bytes(),
+        0o444,
+    )?;
 
     // Address on host0, early in boot.
-    w(&format!("etc/systemd/system/{NETWORK_UNIT}"), network_unit(n.ip).as_bytes(), 0o644)?;
+    w(
+        &format!("etc/systemd/system/{NETWORK_UNIT}"),
+        network_unit(n.ip).as_bytes(),
+        0o644,
+    )?;
     fsutil::symlink(
         &format!("/etc/systemd/system/{NETWORK_UNIT}"),
-        &root.join(format!("etc/systemd/system/sysinit.target.wants/{NETWORK_UNIT}")),
+        &root.join(format!(
+            "etc/systemd/system/sysinit.target.wants/{NETWORK_UNIT}"
+        )),
     )?;
 
     // SSH: this node's own host key, root by key only.
-    w("etc/ssh/ssh_host_ed25519_key", c.host_key_private.as_bytes(), 0o600)?;
-    w("etc/ssh/ssh_host_ed25519_key.pub", format!("{}\n", c.host_key_public).as_bytes(), 0o644)?;
-    w("etc/ssh/sshd_config.d/breakfix-sandbox.conf", SSHD_CONFIG.as_bytes(), 0o644)?;
+    w(
+        "etc/ssh/ssh_host_ed25519_key",
+        c.host_key_private.as_bytes(),
+        0o600,
+    )?;
+    w(
+        "etc/ssh/ssh_host_ed25519_key.pub",
+        format!("{}\n", c.host_key_public).as_bytes(),
+        0o644,
+    )?;
+    w(
+        "etc/ssh/sshd_config.d/breakfix-sandbox.conf",
+        SSHD_CONFIG.as_bytes(),
+        0o644,
+    )?;
     fsutil::mkdir_mode(&root.join("root/.ssh"), 0o700)?;
-    w("root/.ssh/authorized_keys", format!("{}\n", c.authorized_key).as_bytes(), 0o600)?;
+    w(
+        "root/.ssh/authorized_keys",
+        format!("{}\n", c.authorized_key).as_bytes(),
+        0o600,
+    )?;
     w("root/.bashrc", ROOT_BASHRC.as_bytes(), 0o644)?;
 
     // kubeadm layout.
@@ -197,7 +231,11 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
                     name: n.name.clone(),
                     ip: n.ip,
                 };
-                w("etc/systemd/system/etcd.service", member.systemd_unit().as_bytes(), 0o644)?;
+                w(
+                    "etc/systemd/system/etcd.service",
+                    member.systemd_unit().as_bytes(),
+                    0o644,
+                )?;
                 fsutil::symlink(
                     "/etc/systemd/system/etcd.service",
                     &root.join("etc/systemd/system/multi-user.target.wants/etcd.service"),
@@ -214,7 +252,12 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
 }
 
 /// The `systemd-nspawn` arguments that boot node `name` from `root`.
-pub fn nspawn_args(name: &str, root: &Path, sandbox_id: &str, binds: &[(PathBuf, &str)]) -> Vec<String> {
+pub fn nspawn_args(
+    name: &str,
+    root: &Path,
+    sandbox_id: &str,
+    binds: &[(PathBuf, &str)],
+) -> Vec<String> {
     let mut a = vec![
         "--boot".to_string(),
         "--register=no".into(),
@@ -239,7 +282,12 @@ pub fn nspawn_args(name: &str, root: &Path, sandbox_id: &str, binds: &[(PathBuf,
 /// by `down` through its command line, which names the node's root.)
 ///
 /// Errors: nspawn cannot be started, or the state cannot be saved.
-pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[(PathBuf, &str)]) -> Result<i32> {
+pub fn boot(
+    st: &mut State,
+    node: &NodeSpec,
+    paths: &NodePaths,
+    binds: &[(PathBuf, &str)],
+) -> Result<i32> {
     let args = nspawn_args(&node.name, &paths.root, &st.id, binds);
     let log = fs::OpenOptions::new()
         .create(true)
@@ -259,7 +307,11 @@ pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[(PathBu
     // SAFETY: setsid() is async-signal-safe and touches no memory of the parent; it detaches
     // nspawn from breakfix's session and terminal so it survives breakfix exiting.
     unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
     let child = command
         .spawn()
@@ -336,15 +388,22 @@ mod tests {
         };
         write_config(dir.path(), &c).expect("write");
         let r = dir.path();
-        assert_eq!(fs::read_to_string(r.join("etc/hostname")).expect("hostname"), "controlplane\n");
+        assert_eq!(
+            fs::read_to_string(r.join("etc/hostname")).expect("hostname"),
+            "controlplane\n"
+        );
         assert!(r.join("etc/kubernetes/manifests").is_dir());
         assert!(r.join("etc/kubernetes/pki/etcd/server.key").is_file());
-        assert!(fs::read_to_string(r.join("etc/systemd/system/etcd.service"))
-            .expect("unit")
-            .contains("--name=controlplane"));
+        assert!(
+            fs::read_to_string(r.join("etc/systemd/system/etcd.service"))
+                .expect("unit")
+                .contains("--name=controlplane")
+        );
         assert_eq!(
-            fs::read_link(r.join("etc/systemd/system/sysinit.target.wants/sandbox-network.service"))
-                .expect("link"),
+            fs::read_link(
+                r.join("etc/systemd/system/sysinit.target.wants/sandbox-network.service")
+            )
+            .expect("link"),
             PathBuf::from("/etc/systemd/system/sandbox-network.service")
         );
         let mut stacked = c;
@@ -357,8 +416,22 @@ mod tests {
 
     #[test]
     fn nspawn_args_are_the_verified_ones() {
-        let a = nspawn_args("controlplane", Path::new("/s/root"), "abc", &[(PathBuf::from("/s/etcd"), "/var/lib/etcd")]);
-        for want in ["--boot", "--register=no", "--keep-unit", "--network-bridge=bfbr0", "--directory=/s/root", "--machine=controlplane", "--bind=/s/etcd:/var/lib/etcd", "--setenv=BREAKFIX_SANDBOX_ID=abc"] {
+        let a = nspawn_args(
+            "controlplane",
+            Path::new("/s/root"),
+            "abc",
+            &[(PathBuf::from("/s/etcd"), "/var/lib/etcd")],
+        );
+        for want in [
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--network-bridge=bfbr0",
+            "--directory=/s/root",
+            "--machine=controlplane",
+            "--bind=/s/etcd:/var/lib/etcd",
+            "--setenv=BREAKFIX_SANDBOX_ID=abc",
+        ] {
             assert!(a.iter().any(|x| x == want), "missing {want}");
         }
     }

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use time::{Duration as TimeDuration, OffsetDateTime};
 
@@ -90,10 +90,14 @@ impl Ca {
             KeyUsagePurpose::KeyEncipherment,
         ];
         if leaf.server {
-            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         if leaf.client {
-            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
         params.use_authority_key_identifier_extension = true;
         set_validity(&mut params, LEAF_DAYS);
@@ -174,10 +178,46 @@ impl Pki {
         files.push(key("pki/etcd/ca.key", &self.etcd_ca.key_pem()));
         let sans = node_sans(&node.name, node.ip);
         let etcd_leaves = [
-            ("pki/etcd/server", Leaf { cn: node.name.clone(), org: None, sans: sans.clone(), server: true, client: true }),
-            ("pki/etcd/peer", Leaf { cn: node.name.clone(), org: None, sans, server: true, client: true }),
-            ("pki/etcd/healthcheck-client", Leaf { cn: "kube-etcd-healthcheck-client".into(), org: None, sans: vec![], server: false, client: true }),
-            ("pki/apiserver-etcd-client", Leaf { cn: "kube-apiserver-etcd-client".into(), org: None, sans: vec![], server: false, client: true }),
+            (
+                "pki/etcd/server",
+                Leaf {
+                    cn: node.name.clone(),
+                    org: None,
+                    sans: sans.clone(),
+                    server: true,
+                    client: true,
+                },
+            ),
+            (
+                "pki/etcd/peer",
+                Leaf {
+                    cn: node.name.clone(),
+                    org: None,
+                    sans,
+                    server: true,
+                    client: true,
+                },
+            ),
+            (
+                "pki/etcd/healthcheck-client",
+                Leaf {
+                    cn: "kube-etcd-healthcheck-client".into(),
+                    org: None,
+                    sans: vec![],
+                    server: false,
+                    client: true,
+                },
+            ),
+            (
+                "pki/apiserver-etcd-client",
+                Leaf {
+                    cn: "kube-apiserver-etcd-client".into(),
+                    org: None,
+                    sans: vec![],
+                    server: false,
+                    client: true,
+                },
+            ),
         ];
         for (base, leaf) in &etcd_leaves {
             let (c, k) = self.etcd_ca.issue(leaf)?;
@@ -202,11 +242,19 @@ impl Pki {
 }
 
 fn cert(rel: &str, pem: &str) -> PkiFile {
-    PkiFile { rel: rel.into(), bytes: pem.as_bytes().to_vec(), mode: 0o644 }
+    PkiFile {
+        rel: rel.into(),
+        bytes: pem.as_bytes().to_vec(),
+        mode: 0o644,
+    }
 }
 
 fn key(rel: &str, pem: &str) -> PkiFile {
-    PkiFile { rel: rel.into(), bytes: pem.as_bytes().to_vec(), mode: 0o600 }
+    PkiFile {
+        rel: rel.into(),
+        bytes: pem.as_bytes().to_vec(),
+        mode: 0o600,
+    }
 }
 
 /// SANs of a node's etcd serving/peer certificate: host name, localhost, node IP, loopback.
@@ -251,15 +299,28 @@ mod tests {
         let cp = pki.node_files(&nodes[0]).expect("cp files");
         let names: Vec<&str> = cp.iter().map(|f| f.rel.as_str()).collect();
         for want in [
-            "pki/ca.crt", "pki/ca.key", "pki/etcd/ca.crt", "pki/etcd/ca.key",
-            "pki/etcd/server.crt", "pki/etcd/server.key", "pki/etcd/peer.crt", "pki/etcd/peer.key",
-            "pki/etcd/healthcheck-client.crt", "pki/etcd/healthcheck-client.key",
-            "pki/apiserver-etcd-client.crt", "pki/apiserver-etcd-client.key", "admin.conf",
+            "pki/ca.crt",
+            "pki/ca.key",
+            "pki/etcd/ca.crt",
+            "pki/etcd/ca.key",
+            "pki/etcd/server.crt",
+            "pki/etcd/server.key",
+            "pki/etcd/peer.crt",
+            "pki/etcd/peer.key",
+            "pki/etcd/healthcheck-client.crt",
+            "pki/etcd/healthcheck-client.key",
+            "pki/apiserver-etcd-client.crt",
+            "pki/apiserver-etcd-client.key",
+            "admin.conf",
         ] {
             assert!(names.contains(&want), "missing {want}");
         }
         for f in &cp {
-            let expect = if f.rel.ends_with(".crt") { 0o644 } else { 0o600 };
+            let expect = if f.rel.ends_with(".crt") {
+                0o644
+            } else {
+                0o600
+            };
             assert_eq!(f.mode, expect, "{}", f.rel);
         }
         let worker = pki.node_files(&nodes[1]).expect("worker files");

@@ -37,7 +37,11 @@ pub fn require_root() -> Result<()> {
 
 /// Host tools missing from this machine, as (tool, Debian package).
 pub fn missing_tools() -> Vec<(&'static str, &'static str)> {
-    TOOLS.iter().copied().filter(|(t, _)| cmd::which(t).is_none()).collect()
+    TOOLS
+        .iter()
+        .copied()
+        .filter(|(t, _)| cmd::which(t).is_none())
+        .collect()
 }
 
 /// Fails when a host tool is missing, printing the apt-get command that installs them.
@@ -64,7 +68,10 @@ pub fn require_tools() -> Result<()> {
 /// Errors: overlay not listed in /proc/filesystems.
 pub fn require_overlayfs() -> Result<()> {
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if fs.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+    if fs
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
         Ok(())
     } else {
         Err(Error::other(
@@ -82,7 +89,12 @@ pub fn space_needed(image_cached: bool, nodes: usize) -> u64 {
 /// Fails when the filesystem holding `state_dir` (and the image cache) lacks room.
 ///
 /// Errors: not enough free space (the message gives both numbers in MiB and the paths).
-pub fn require_space(state_dir: &Path, image_dir: &Path, image_cached: bool, nodes: usize) -> Result<()> {
+pub fn require_space(
+    state_dir: &Path,
+    image_dir: &Path,
+    image_cached: bool,
+    nodes: usize,
+) -> Result<()> {
     let need = space_needed(image_cached, nodes);
     let free_state = fsutil::free_bytes(state_dir)?;
     let free_img = fsutil::free_bytes(image_dir)?;

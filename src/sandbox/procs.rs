@@ -79,7 +79,9 @@ pub fn find_unrecorded(st: &State) -> Vec<(i32, u64)> {
         if pid == me {
             continue;
         }
-        let Some(start) = start_time(pid) else { continue };
+        let Some(start) = start_time(pid) else {
+            continue;
+        };
         let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let has_marker = env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes());
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -91,7 +93,11 @@ pub fn find_unrecorded(st: &State) -> Vec<(i32, u64)> {
             .first()
             .map(|a| a.ends_with("systemd-nspawn"))
             .unwrap_or(false)
-            && args.iter().any(|a| roots.iter().any(|r| a == r || a.ends_with(&format!("={r}"))));
+            && args.iter().any(|a| {
+                roots
+                    .iter()
+                    .any(|r| a == r || a.ends_with(&format!("={r}")))
+            });
         if has_marker || is_our_nspawn {
             found.push((pid, start));
         }
@@ -115,9 +121,9 @@ pub fn live_processes(st: &State) -> Vec<(i32, u64)> {
         .resources
         .iter()
         .filter_map(|r| match r {
-            Resource::Process { pid, start_time, .. } if is_same_alive(*pid, *start_time) => {
-                Some((*pid, *start_time))
-            }
+            Resource::Process {
+                pid, start_time, ..
+            } if is_same_alive(*pid, *start_time) => Some((*pid, *start_time)),
             _ => None,
         })
         .collect();
@@ -163,14 +169,22 @@ pub fn helpers_running(st: &State) -> Vec<(i32, u64)> {
         if pid == me {
             continue;
         }
-        let Some(start) = start_time(pid) else { continue };
+        let Some(start) = start_time(pid) else {
+            continue;
+        };
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<String> = cmdline
             .split(|&b| b == 0)
             .map(|a| String::from_utf8_lossy(a).to_string())
             .collect();
-        let prog = args.first().map(|a| a.rsplit('/').next().unwrap_or("").to_string()).unwrap_or_default();
-        let helper = matches!(prog.as_str(), "mount" | "umount" | "losetup" | "mkfs.ext4" | "mke2fs" | "ip");
+        let prog = args
+            .first()
+            .map(|a| a.rsplit('/').next().unwrap_or("").to_string())
+            .unwrap_or_default();
+        let helper = matches!(
+            prog.as_str(),
+            "mount" | "umount" | "losetup" | "mkfs.ext4" | "mke2fs" | "ip"
+        );
         let ours = args.iter().any(|a| a.contains(&dir) || a == super::BRIDGE);
         if helper && ours {
             found.push((pid, start));

@@ -2,7 +2,6 @@
 //! `==> step` / `    ok (1.2s)` lines on stderr otherwise (CI logs, tests).
 
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -33,8 +32,10 @@ impl Progress {
         let title = title.into();
         let bar = self.multi.as_ref().map(|m| {
             let pb = m.add(ProgressBar::new_spinner());
-            let style = ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg:.dim} {elapsed:>4}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let style = ProgressStyle::with_template(
+                "{spinner:.cyan} {prefix:.bold} {wide_msg:.dim} {elapsed:>4}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
             pb.set_style(style);
             pb.set_prefix(title.clone());
             pb.enable_steady_tick(Duration::from_millis(120));
@@ -47,7 +48,6 @@ impl Progress {
             title,
             bar,
             start: Instant::now(),
-            last: Arc::new(Mutex::new(String::new())),
         }
     }
 
@@ -67,18 +67,13 @@ pub struct Step {
     title: String,
     bar: Option<ProgressBar>,
     start: Instant,
-    last: Arc<Mutex<String>>,
 }
 
 impl Step {
     /// Updates the step's detail line (not printed in plain mode, to keep logs short).
     pub fn set_message(&self, msg: impl Into<String>) {
-        let msg = msg.into();
         if let Some(b) = &self.bar {
-            b.set_message(msg.clone());
-        }
-        if let Ok(mut l) = self.last.lock() {
-            *l = msg;
+            b.set_message(msg.into());
         }
     }
 

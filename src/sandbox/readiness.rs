@@ -24,17 +24,22 @@ pub async fn ssh_banner(ip: Ipv4Addr, limit: Duration) -> Result<String> {
     let addr = SocketAddr::from((ip, 22));
     let host = format!("{ip}:22");
     let fut = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| Error::Transport {
-            host: host.clone(),
-            message: e.to_string(),
-        })?;
-        let mut buf = vec![0u8; 256];
-        let mut got = 0;
-        while got < buf.len() {
-            let n = s.read(&mut buf[got..]).await.map_err(|e| Error::Transport {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::Transport {
                 host: host.clone(),
                 message: e.to_string(),
             })?;
+        let mut buf = vec![0u8; 256];
+        let mut got = 0;
+        while got < buf.len() {
+            let n = s
+                .read(&mut buf[got..])
+                .await
+                .map_err(|e| Error::Transport {
+                    host: host.clone(),
+                    message: e.to_string(),
+                })?;
             if n == 0 {
                 break;
             }
@@ -43,7 +48,11 @@ pub async fn ssh_banner(ip: Ipv4Addr, limit: Duration) -> Result<String> {
                 break;
             }
         }
-        let line = String::from_utf8_lossy(&buf[..got]).lines().next().unwrap_or("").to_string();
+        let line = String::from_utf8_lossy(&buf[..got])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
         if line.starts_with("SSH-2.0-") {
             // Answer with our own identification before closing, so sshd logs a plain
             // "Connection closed ... [preauth]" rather than a key-exchange error.
@@ -111,7 +120,12 @@ pub async fn etcd_status(ip: Ipv4Addr, pki_dir: &Path, limit: Duration) -> Resul
 /// died), or `timeout` passes. Returns the check's value.
 ///
 /// Errors: the last check's error, prefixed with what was awaited and why waiting stopped.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, alive: impl Fn() -> bool, mut check: F) -> Result<T>
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    alive: impl Fn() -> bool,
+    mut check: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -123,7 +137,9 @@ where
             Err(e) => e,
         };
         if !alive() {
-            return Err(Error::other(format!("{what}: the node's container exited (last check: {err})")));
+            return Err(Error::other(format!(
+                "{what}: the node's container exited (last check: {err})"
+            )));
         }
         if Instant::now() >= deadline {
             return Err(Error::other(format!(

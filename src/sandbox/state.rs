@@ -196,7 +196,10 @@ impl State {
     }
 
     /// Recorded processes of `node`.
-    pub fn processes_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = (ProcKind, i32, u64)> + 'a {
+    pub fn processes_of<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = (ProcKind, i32, u64)> + 'a {
         self.resources.iter().filter_map(move |r| match r {
             Resource::Process {
                 node: n,
@@ -240,7 +243,8 @@ impl Lock {
         fs::create_dir_all(parent)
             .map_err(io_err(format!("creating directory {}", parent.display())))?;
         let open = || {
-            fs::File::open(parent).map_err(io_err(format!("opening {} to lock it", parent.display())))
+            fs::File::open(parent)
+                .map_err(io_err(format!("opening {} to lock it", parent.display())))
         };
         use nix::fcntl::{Flock, FlockArg};
         match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
@@ -277,13 +281,17 @@ mod tests {
         let nodes = super::super::plan_nodes(2).expect("plan");
         let mut st = State::new(dir.path(), Topology::External, nodes, "/img".into());
         st.save().expect("save");
-        st.record(Resource::Bridge { name: "bfbr0".into() }).expect("record");
+        st.record(Resource::Bridge {
+            name: "bfbr0".into(),
+        })
+        .expect("record");
         st.record(Resource::LoopDevice {
             file: "/x/etcd.img".into(),
             device: None,
         })
         .expect("record");
-        st.set_loop_device(Path::new("/x/etcd.img"), "/dev/loop3").expect("set");
+        st.set_loop_device(Path::new("/x/etcd.img"), "/dev/loop3")
+            .expect("set");
         let back = State::load(dir.path()).expect("load").expect("some");
         assert_eq!(back, st);
         assert_eq!(
@@ -293,6 +301,8 @@ mod tests {
                 device: Some("/dev/loop3".into())
             }
         );
-        assert!(State::load(&dir.path().join("none")).expect("load").is_none());
+        assert!(State::load(&dir.path().join("none"))
+            .expect("load")
+            .is_none());
     }
 }

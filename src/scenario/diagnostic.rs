@@ -346,12 +346,20 @@ pub fn suggest<S: AsRef<str>>(word: &str, candidates: &[S]) -> Option<String> {
 /// The candidate nearest to `word` by edit distance, if close enough to be a typo.
 pub fn closest<'a, S: AsRef<str>>(word: &str, candidates: &'a [S]) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
-    candidates
+    let near = candidates
         .iter()
         .map(|c| (levenshtein(word, c.as_ref()), c.as_ref()))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    // A prefix of a longer name (`stable` for `stable_for`), when it is the only one.
+    near.or_else(|| {
+        let mut longer = candidates.iter().map(AsRef::as_ref).filter(|c| word.len() >= 4 && c.starts_with(word));
+        match (longer.next(), longer.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    })
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -394,6 +402,7 @@ mod tests {
     fn suggestions() {
         assert_eq!(closest("tagz", &["tags", "title"]), Some("tags"));
         assert_eq!(closest("zzzz", &["tags", "title"]), None);
+        assert_eq!(closest("stable", &["stable_for", "timeout"]), Some("stable_for"));
     }
 
     #[test]

@@ -49,9 +49,11 @@ pub fn validate(l: &Loaded) -> Vec<Diagnostic> {
         out: Vec::new(),
         env: template_env(),
         missing_target_reported: false,
+        verify_incomplete: false,
     };
     v.scenario_header();
     v.params(&v.sf.clone(), l.tree.as_ref(), &l.scenario.params);
+    v.verify_incomplete = l.scenario.verify.include.iter().any(|i| !l.graders.iter().any(|g| g.name == i.value));
     v.targets();
     v.actions();
     let probes = v.collect_probes();
@@ -104,6 +106,9 @@ struct Validator<'a> {
     env: Environment<'static>,
     /// A missing `target:` with no targets defined is reported once.
     missing_target_reported: bool,
+    /// Some included grader did not load: unknown verify probe names may be its own, so
+    /// references to them are not reported (the include itself is).
+    verify_incomplete: bool,
 }
 
 /// Position of `item.<key>`'s value, else of the item, else unknown.
@@ -402,6 +407,7 @@ impl<'a> Validator<'a> {
                         Diagnostic::at(&p.file, spanned_pos(n), format!("probe `{}` needs `{target}`, which is a {} probe", p.name(), other.phase.word()))
                             .with_help(format!("a {} probe can only need {} probes: they run together", p.phase.word(), p.phase.word())),
                     ),
+                    None if p.phase == Phase::Verify && self.verify_incomplete => {}
                     None => {
                         let same: Vec<&str> = probes.iter().filter(|q| q.phase == p.phase).map(|q| q.name()).collect();
                         let help = suggest(target, &same).unwrap_or_else(|| format!("{} probes: {}", p.phase.word(), names(&same)));
@@ -506,7 +512,7 @@ impl<'a> Validator<'a> {
         for t in &s.tasks {
             for r in &t.probes {
                 let name = r.value.as_str();
-                if verify.contains(&name) {
+                if verify.contains(&name) || (self.verify_incomplete && !confirm.contains(&name)) {
                     continue;
                 }
                 let (message, help) = if confirm.contains(&name) {

@@ -506,6 +506,34 @@ async fn wrong_ca_is_unhealthy_with_an_x509_note() {
 }
 
 #[tokio::test]
+async fn replaced_ca_file_on_the_node_is_seen_by_the_next_attempt() {
+    let etcd = Etcd::start(&[]).await;
+    // The probe's CA is a copy, so etcd's own --trusted-ca-file stays untouched.
+    std::fs::copy(etcd.pki.path("ca.crt"), etcd.pki.path("probe-ca.crt")).expect("copy CA");
+    let inv = etcd.inventory("probe-ca.crt");
+    let s = session().await;
+    let p = probe("");
+    let f = gather(&p, &s, &inv, T, &["healthy"]).await;
+    assert_eq!(fact(&f, "healthy"), &json!(true));
+
+    std::fs::copy(etcd.pki.path("other-ca.crt"), etcd.pki.path("probe-ca.crt")).expect("swap CA");
+    let f = gather(&p, &s, &inv, T, &["healthy"]).await;
+    assert_eq!(
+        fact(&f, "healthy"),
+        &json!(false),
+        "cached client must not hide the new CA"
+    );
+    assert!(
+        f.note.as_deref().is_some_and(|n| n.contains("x509")),
+        "{f:?}"
+    );
+
+    std::fs::copy(etcd.pki.path("ca.crt"), etcd.pki.path("probe-ca.crt")).expect("restore CA");
+    let f = gather(&p, &s, &inv, T, &["healthy"]).await;
+    assert_eq!(fact(&f, "healthy"), &json!(true), "{f:?}");
+}
+
+#[tokio::test]
 async fn client_cert_from_another_ca_is_rejected_by_etcd() {
     let etcd = Etcd::start(&[]).await;
     let mut inv = etcd.inventory("ca.crt");
@@ -611,4 +639,91 @@ fn pki_writes_all_files() {
     ] {
         assert!(Path::new(&pki.path(n)).exists(), "{n}");
     }
+}
+
+/// Starts etcd again on the sandbox's controlplane even when an assertion failed.
+struct RestartEtcd<'a>(&'a crate::common::SandboxGuard);
+
+impl Drop for RestartEtcd<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.ssh("controlplane", "systemctl start etcd");
+    }
+}
+
+/// Over SSH against the sandbox's controlplane: the node's own kubeadm TLS files, a
+/// direct-tcpip forward to its 127.0.0.1:2379, the server certificate verified against
+/// 127.0.0.1; then `systemctl stop etcd` seen as `healthy: false` and a start seen again.
+#[test]
+fn sandbox_controlplane_over_ssh() {
+    let sb = crate::common::sandbox();
+    let inv = sb.load();
+    let node = inv
+        .node("controlplane")
+        .expect("controlplane in the inventory")
+        .clone();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let s = NodeSession::connect(&node, Duration::from_secs(10))
+            .await
+            .expect("ssh to controlplane");
+        let p = probe("");
+        let all = [
+            "healthy",
+            "leader",
+            "db_size",
+            "revision",
+            "alarms",
+            "members",
+            "member_names",
+            "key_count",
+            "writable",
+        ];
+        let start = Instant::now();
+        let f = gather(&p, &s, &inv, T, &all).await;
+        eprintln!(
+            "sandbox, all facts over ssh in {:?}: {f:?}",
+            start.elapsed()
+        );
+        assert_eq!(fact(&f, "healthy"), &json!(true), "{f:?}");
+        assert_eq!(fact(&f, "leader"), &json!(true));
+        assert_eq!(fact(&f, "alarms"), &json!([]));
+        assert_eq!(fact(&f, "writable"), &json!(true));
+        assert!(fact(&f, "member_names")
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("controlplane"))));
+        assert!(fact(&f, "revision").as_i64().is_some_and(|r| r >= 1));
+
+        let _restart = RestartEtcd(&sb);
+        sb.ssh_ok("controlplane", "systemctl stop etcd");
+        let timeout = Duration::from_secs(2);
+        let start = Instant::now();
+        let f = gather(&p, &s, &inv, timeout, &["healthy", "alarms"]).await;
+        let took = start.elapsed();
+        eprintln!(
+            "sandbox, etcd stopped: healthy=false after {took:?}; note: {:?}",
+            f.note
+        );
+        assert_eq!(fact(&f, "healthy"), &json!(false), "{f:?}");
+        assert!(!f.values.contains_key("alarms"));
+        assert!(f.note.as_deref().is_some_and(|n| !n.is_empty()));
+        assert!(took <= timeout + Duration::from_secs(1), "took {took:?}");
+
+        sb.ssh_ok("controlplane", "systemctl start etcd");
+        let start = Instant::now();
+        loop {
+            let f = gather(&p, &s, &inv, timeout, &["healthy"]).await;
+            if fact(&f, "healthy") == &json!(true) {
+                eprintln!(
+                    "sandbox, etcd started: healthy=true after {:?}",
+                    start.elapsed()
+                );
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "still unhealthy: {f:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
 }

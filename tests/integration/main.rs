@@ -2,6 +2,7 @@
 //! sandbox take `common::sandbox()` which serialises them and brings the sandbox up on demand.
 
 mod common;
+mod diagnostics;
 mod engine;
 mod etcd_probe;
 mod sandbox;

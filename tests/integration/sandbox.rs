@@ -23,10 +23,17 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn etcd_runs_as_a_systemd_unit_with_kubeadm_tls() {
     let sb = sandbox();
-    assert_eq!(sb.ssh_ok("controlplane", "systemctl is-active etcd").trim(), "active");
+    assert_eq!(
+        sb.ssh_ok("controlplane", "systemctl is-active etcd").trim(),
+        "active"
+    );
 
     let out = sb.ssh("controlplane", &format!("{ETCDCTL} endpoint health"));
-    assert!(out.status.success(), "endpoint health failed: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "endpoint health failed: {}",
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stderr).contains("127.0.0.1:2379 is healthy"),
         "health line (stderr): {}",
@@ -40,10 +47,18 @@ fn etcd_runs_as_a_systemd_unit_with_kubeadm_tls() {
     assert!(members[0].contains("https://198.18.0.11:2380"), "{table}");
 
     let log = sb.ssh_ok("controlplane", "journalctl -u etcd --no-pager -o cat");
-    assert!(log.contains("ready to serve client requests"), "etcd's log in the journal:\n{log}");
+    assert!(
+        log.contains("serving client traffic securely"),
+        "etcd's log in the journal:\n{log}"
+    );
 
     let ss = sb.ssh_ok("controlplane", "ss -tlnp");
-    for want in ["127.0.0.1:2379", "198.18.0.11:2379", "198.18.0.11:2380", "127.0.0.1:2381"] {
+    for want in [
+        "127.0.0.1:2379",
+        "198.18.0.11:2379",
+        "198.18.0.11:2380",
+        "127.0.0.1:2381",
+    ] {
         assert!(ss.contains(want), "{want} not listening:\n{ss}");
     }
     // The data dir is its own (loop-backed) filesystem, as the slow-disk faults need.
@@ -55,17 +70,35 @@ fn etcd_runs_as_a_systemd_unit_with_kubeadm_tls() {
 fn etcd_stop_and_start_keep_the_keys() {
     let sb = sandbox();
     let value = format!("v{}", std::process::id());
-    sb.ssh_ok("controlplane", &format!("{ETCDCTL} put /breakfix-test/survives {value}"));
+    sb.ssh_ok(
+        "controlplane",
+        &format!("{ETCDCTL} put /breakfix-test/survives {value}"),
+    );
     sb.ssh_ok("controlplane", "systemctl stop etcd");
     let state = sb.ssh("controlplane", "systemctl is-active etcd");
     assert_eq!(text(&state.stdout).trim(), "inactive");
-    let down = sb.ssh("controlplane", &format!("{ETCDCTL} --dial-timeout=1s --command-timeout=2s endpoint health"));
-    assert!(!down.status.success(), "health must fail while etcd is stopped");
+    let down = sb.ssh(
+        "controlplane",
+        &format!("{ETCDCTL} --dial-timeout=1s --command-timeout=2s endpoint health"),
+    );
+    assert!(
+        !down.status.success(),
+        "health must fail while etcd is stopped"
+    );
     sb.ssh_ok("controlplane", "systemctl start etcd");
-    assert_eq!(sb.ssh_ok("controlplane", "systemctl is-active etcd").trim(), "active");
-    let got = sb.ssh_ok("controlplane", &format!("{ETCDCTL} get /breakfix-test/survives --print-value-only"));
+    assert_eq!(
+        sb.ssh_ok("controlplane", "systemctl is-active etcd").trim(),
+        "active"
+    );
+    let got = sb.ssh_ok(
+        "controlplane",
+        &format!("{ETCDCTL} get /breakfix-test/survives --print-value-only"),
+    );
     assert_eq!(got.trim(), value);
-    sb.ssh_ok("controlplane", &format!("{ETCDCTL} del /breakfix-test/survives"));
+    sb.ssh_ok(
+        "controlplane",
+        &format!("{ETCDCTL} del /breakfix-test/survives"),
+    );
 }
 
 #[test]
@@ -74,8 +107,14 @@ fn nodes_are_kubeadm_shaped_and_know_each_other() {
     let inv = sb.load();
     assert_eq!(inv.cluster.topology, Topology::External);
     assert_eq!(inv.cluster.etcd.endpoints, ["https://127.0.0.1:2379"]);
-    assert_eq!(inv.cluster.etcd.cert_file, "/etc/kubernetes/pki/etcd/server.crt");
-    assert_eq!(inv.cluster.kubeconfig.as_deref(), Some("/etc/kubernetes/admin.conf"));
+    assert_eq!(
+        inv.cluster.etcd.cert_file,
+        "/etc/kubernetes/pki/etcd/server.crt"
+    );
+    assert_eq!(
+        inv.cluster.kubeconfig.as_deref(),
+        Some("/etc/kubernetes/admin.conf")
+    );
     let names: Vec<&str> = inv.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["controlplane", "node01"]);
     assert_eq!(inv.nodes[0].roles, ["control-plane", "etcd"]);
@@ -86,8 +125,14 @@ fn nodes_are_kubeadm_shaped_and_know_each_other() {
     assert!(hosts.starts_with("198.18.0.11"), "{hosts}");
     sb.ssh_ok("node01", "ping -c 1 -W 2 controlplane");
     // etcd is reachable from the worker over the sandbox network (TLS + client cert needed).
-    let refused = sb.ssh("node01", "curl -sk --max-time 3 https://controlplane:2379/health");
-    assert!(!refused.status.success() || !text(&refused.stdout).contains("true"), "etcd must require a client certificate");
+    let refused = sb.ssh(
+        "node01",
+        "curl -sk --max-time 3 https://controlplane:2379/health",
+    );
+    assert!(
+        !refused.status.success() || !text(&refused.stdout).contains("true"),
+        "etcd must require a client certificate"
+    );
 
     let modes = sb.ssh_ok(
         "controlplane",
@@ -96,15 +141,30 @@ fn nodes_are_kubeadm_shaped_and_know_each_other() {
          /etc/kubernetes/pki/etcd/healthcheck-client.crt /etc/kubernetes/pki/etcd/peer.key /etc/kubernetes/admin.conf",
     );
     for line in modes.lines() {
-        let want = if line.ends_with(".crt") { "644 " } else { "600 " };
+        let want = if line.ends_with(".crt") {
+            "644 "
+        } else {
+            "600 "
+        };
         assert!(line.starts_with(want), "mode: {line}");
     }
     sb.ssh_ok("controlplane", "test -d /etc/kubernetes/manifests");
-    sb.ssh_ok("node01", "test -f /etc/kubernetes/pki/ca.crt && ! test -e /etc/kubernetes/pki/ca.key");
-    assert_eq!(sb.ssh("node01", "systemctl is-active etcd").stdout, b"inactive\n");
+    sb.ssh_ok(
+        "node01",
+        "test -f /etc/kubernetes/pki/ca.crt && ! test -e /etc/kubernetes/pki/ca.key",
+    );
+    assert_eq!(
+        sb.ssh("node01", "systemctl is-active etcd").stdout,
+        b"inactive\n"
+    );
 
     let sshd = sb.ssh_ok("controlplane", "sshd -T");
-    for want in ["permitrootlogin without-password", "passwordauthentication no", "kbdinteractiveauthentication no", "usedns no"] {
+    for want in [
+        "permitrootlogin without-password",
+        "passwordauthentication no",
+        "kbdinteractiveauthentication no",
+        "usedns no",
+    ] {
         assert!(sshd.contains(want), "sshd: {want} missing");
     }
     // Each node has its own host key.
@@ -122,12 +182,19 @@ fn a_wrong_host_key_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Same names, another key: as if someone else answered at 198.18.0.11.
     let impostor = breakfix::sandbox::keys::generate("impostor").expect("key");
-    let line = breakfix::sandbox::keys::known_hosts_line("controlplane", "198.18.0.11".parse().expect("ip"), &impostor)
-        .expect("line");
+    let line = breakfix::sandbox::keys::known_hosts_line(
+        "controlplane",
+        "198.18.0.11".parse().expect("ip"),
+        &impostor,
+    )
+    .expect("line");
     let bad = dir.path().join("known_hosts");
     std::fs::write(&bad, format!("{line}\n")).expect("write");
     let out = ssh_with(&node, &bad, "true");
-    assert!(!out.status.success(), "ssh must refuse a host whose key does not match");
+    assert!(
+        !out.status.success(),
+        "ssh must refuse a host whose key does not match"
+    );
     assert!(
         text(&out.stderr).contains("Host key verification failed")
             || text(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
@@ -148,8 +215,16 @@ fn up_again_is_a_quick_no_op_and_status_reports_json() {
     let start = Instant::now();
     let out = breakfix(&["sandbox", "up"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(start.elapsed() < Duration::from_secs(10), "no-op took {:?}", start.elapsed());
-    assert!(text(&out.stdout).contains("sandbox: up"), "{}", text(&out.stdout));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "no-op took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        text(&out.stdout).contains("sandbox: up"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = breakfix(&["sandbox", "status", "--output", "json"]);
     assert!(out.status.success());
@@ -184,18 +259,28 @@ fn recorded() -> Recorded {
             _ => {}
         }
     }
-    Recorded { dir, pids, loop_files }
+    Recorded {
+        dir,
+        pids,
+        loop_files,
+    }
 }
 
 fn proc_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(s) => !s.lines().any(|l| l.starts_with("State:") && (l.contains("Z") || l.contains("X"))),
+        Ok(s) => !s
+            .lines()
+            .any(|l| l.starts_with("State:") && (l.contains("Z") || l.contains("X"))),
         Err(_) => false,
     }
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().expect(cmd);
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect(cmd);
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
 
@@ -208,7 +293,9 @@ fn assert_nothing_left(rec: &Recorded) {
     }
     // No process anywhere mentions the sandbox's node roots (nspawn) or carries its marker.
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let c = text(&cmdline).replace('\0', " ");
@@ -221,13 +308,20 @@ fn assert_nothing_left(rec: &Recorded) {
     }
     let links = run("ip", &["-br", "link"]);
     assert!(!links.contains("bfbr0"), "bridge left:\n{links}");
-    assert!(!links.contains("vb-controlplane") && !links.contains("vb-node0"), "veth left:\n{links}");
+    assert!(
+        !links.contains("vb-controlplane") && !links.contains("vb-node0"),
+        "veth left:\n{links}"
+    );
     let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
     assert!(!mounts.contains(&dir), "mount left:\n{mounts}");
     let loops = run("losetup", &["-a"]);
     assert!(!loops.contains(&dir), "loop device left:\n{loops}");
     for f in &rec.loop_files {
-        assert!(!loops.contains(&f.display().to_string()), "loop device of {} left", f.display());
+        assert!(
+            !loops.contains(&f.display().to_string()),
+            "loop device of {} left",
+            f.display()
+        );
     }
     assert!(!Path::new(&rec.dir).exists(), "state directory {dir} left");
 }
@@ -236,7 +330,11 @@ fn assert_nothing_left(rec: &Recorded) {
 fn down_leaves_nothing_and_the_next_user_brings_it_up_again() {
     let sb = sandbox();
     let rec = recorded();
-    assert!(rec.pids.len() >= 4, "nspawn + init recorded per node: {:?}", rec.pids);
+    assert!(
+        rec.pids.len() >= 4,
+        "nspawn + init recorded per node: {:?}",
+        rec.pids
+    );
     assert!(!rec.loop_files.is_empty());
     let out = breakfix(&["sandbox", "down"]);
     assert!(out.status.success(), "down failed: {}", text(&out.stderr));
@@ -245,13 +343,20 @@ fn down_leaves_nothing_and_the_next_user_brings_it_up_again() {
     // A second down is harmless.
     let out = breakfix(&["sandbox", "down"]);
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("no sandbox"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("no sandbox"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = breakfix(&["sandbox", "status"]);
     assert!(text(&out.stdout).contains("sandbox: down"));
 
     // The next user of the sandbox brings it up again.
     sb.ensure_up();
-    assert_eq!(sb.ssh_ok("controlplane", "systemctl is-active etcd").trim(), "active");
+    assert_eq!(
+        sb.ssh_ok("controlplane", "systemctl is-active etcd").trim(),
+        "active"
+    );
 }
 
 #[test]
@@ -259,8 +364,9 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
     let sb = sandbox();
     let out = breakfix(&["sandbox", "down"]);
     assert!(out.status.success(), "down failed: {}", text(&out.stderr));
-    // Kill `up` at different points of its work (the image is cached, so `up` takes ~2 s).
-    for delay_ms in [150u64, 500, 900] {
+    // Kill `up` at different points of its work (the image is cached: resources appear in the
+    // first ~150 ms, then `up` waits ~1-2 s for sshd and etcd).
+    for delay_ms in [30u64, 80, 120, 250, 900] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
             .args(["sandbox", "up"])
             .stdin(Stdio::null())
@@ -274,10 +380,18 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
         let dir = breakfix::sandbox::state_dir();
         let rec = match State::load(&dir) {
             Ok(Some(_)) => recorded(),
-            _ => Recorded { dir, pids: vec![], loop_files: vec![] },
+            _ => Recorded {
+                dir,
+                pids: vec![],
+                loop_files: vec![],
+            },
         };
         let out = breakfix(&["sandbox", "down"]);
-        assert!(out.status.success(), "down after a kill at {delay_ms} ms failed: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "down after a kill at {delay_ms} ms failed: {}",
+            text(&out.stderr)
+        );
         assert_nothing_left(&rec);
     }
     sb.ensure_up();

@@ -341,7 +341,12 @@ impl Store {
                     );
                 }
             }
-            self.health_tx.send_replace(next);
+            // Notify only on changes so watchers (the controller) wake on transitions.
+            self.health_tx.send_if_modified(|h| {
+                let changed = h.ok != next.ok || h.checked != next.checked;
+                *h = next;
+                changed
+            });
             tokio::time::sleep_until(started + Duration::from_secs(1)).await;
         }
     }

@@ -189,11 +189,7 @@ pub fn node_status(node: &Value) -> String {
     let ready = arr(node, "/status/conditions")
         .iter()
         .find(|c| s(c, "/type") == "Ready")
-        .map(|c| match s(c, "/status") {
-            "True" => "Ready",
-            "False" => "NotReady",
-            _ => "Unknown",
-        })
+        .map(|c| if s(c, "/status") == "True" { "Ready" } else { "NotReady" })
         .unwrap_or("Unknown");
     let mut out = ready.to_string();
     if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {

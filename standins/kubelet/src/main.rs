@@ -32,6 +32,16 @@ fn wait_signal(set: &SigSet, timeout: Duration) -> Option<i32> {
     (sig > 0).then_some(sig)
 }
 
+/// Collects exited shims (they are re-parented to the stand-in, a child subreaper).
+fn reap() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
 fn main() {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if argv0 == runtime::SHIM_ARGV0 {
@@ -71,6 +81,11 @@ fn main() {
         warn!("Static pod manifest directory does not exist (yet); watching for it", "path" => cfg.manifest_dir.display().to_string());
     }
 
+    // Shims detach from the stand-in; as a subreaper it still reaps the ones it started.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        warn!("Could not become a child subreaper", "err" => e.to_string());
+    }
+
     let sync_frequency = cfg.sync_frequency;
     let stop_pods = cfg.stop_pods_on_exit;
     let mut kubelet = kubelet::Kubelet::new(cfg);
@@ -79,6 +94,7 @@ fn main() {
         let now = SystemTime::now();
         let next = now + sync_frequency;
         let wake = kubelet.sync(now).map_or(next, |w| w.min(next));
+        reap();
         let timeout = wake
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::from_millis(1))
@@ -96,6 +112,7 @@ fn main() {
         info!("Stopping all static pods (--stop-pods-on-exit)");
         kubelet.begin_shutdown(SystemTime::now());
         while !kubelet.sync_shutdown(SystemTime::now()) {
+            reap();
             std::thread::sleep(Duration::from_millis(50));
         }
     } else {

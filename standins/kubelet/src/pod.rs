@@ -485,16 +485,13 @@ impl ContainerWorker {
 }
 
 fn log_exit(pod: &StaticPod, container: &str, id: &str, exit: &ExitRecord) {
-    let signal = exit.signal.map(signal_name).unwrap_or_default();
-    info!(
-        "Generic (PLEG): container finished",
-        "podID" => pod.uid,
-        "containerID" => id,
-        "exitCode" => exit.exit_code,
-        "pod" => pod_ref(pod),
-        "containerName" => container,
-        "reason" => exit.reason,
-        "signal" => signal,
-        "message" => exit.message,
-    );
+    let msg = "Generic (PLEG): container finished";
+    match (exit.signal, exit.message.is_empty()) {
+        (Some(sig), _) => info!(msg, "podID" => pod.uid, "containerID" => id, "exitCode" => exit.exit_code,
+            "pod" => pod_ref(pod), "containerName" => container, "reason" => exit.reason, "signal" => signal_name(sig)),
+        (None, true) => info!(msg, "podID" => pod.uid, "containerID" => id, "exitCode" => exit.exit_code,
+            "pod" => pod_ref(pod), "containerName" => container, "reason" => exit.reason),
+        (None, false) => info!(msg, "podID" => pod.uid, "containerID" => id, "exitCode" => exit.exit_code,
+            "pod" => pod_ref(pod), "containerName" => container, "reason" => exit.reason, "message" => exit.message),
+    }
 }

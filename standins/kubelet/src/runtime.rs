@@ -209,12 +209,13 @@ impl Instance {
         if let Some(exit) = &self.exit {
             return Observed::Exited(exit.clone());
         }
-        if let Some(exit) = read_json::<ExitRecord>(&self.dir.join("exit.json")) {
-            self.exit = Some(exit.clone());
-            return Observed::Exited(exit);
-        }
+        let exit = read_json::<ExitRecord>(&self.dir.join("exit.json"));
         if self.running.is_none() {
             self.running = read_json(&self.dir.join("running.json"));
+        }
+        if let Some(exit) = exit {
+            self.exit = Some(exit.clone());
+            return Observed::Exited(exit);
         }
         if self.shim.is_none() {
             self.shim = read_json(&self.dir.join("shim.json"));
