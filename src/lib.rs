@@ -13,6 +13,7 @@ pub mod error;
 pub mod fault;
 pub mod inventory;
 pub mod journal;
+pub mod lab;
 pub mod matcher;
 pub mod plan;
 pub mod probe;

@@ -1,4 +1,5 @@
-//! `breakfix check [SCENARIO]`: grade now (exit 0 pass, 1 fail, 2 error).
+//! `breakfix check [SCENARIO]`: grade now (exit 0 pass, 1 fail, 2 error); a learner's
+//! self-check. Every check is recorded in the local history.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,16 +8,26 @@ use clap::Args;
 
 use super::args::{Output, TargetArgs};
 use super::{Globals, EXIT_FAIL, EXIT_PASS};
-use crate::engine::{self, session::Session};
+use crate::engine::{self, history, session::Session};
 use crate::error::{Error, Result};
+use crate::plan::{describe_action, Plan, PlannedProbe};
 use crate::report::{Outcome, Report};
 
 /// Arguments of `check`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  breakfix check                  # the scenario of the last `breakfix break`\n  breakfix check scenarios/etcd-service-stopped.yaml --output json")]
+#[command(after_help = "Examples:\n  breakfix check                  # the scenario of the last `breakfix break`\n  breakfix check --step 2         # only task 2's probes (or lab step 2 after `break --lab`)\n  breakfix check --lab labs/etcd-outage.yaml --step 1 --output json")]
 pub struct CheckArgs {
     /// Scenario file (default: the one from the last `breakfix break`).
     pub scenario: Option<PathBuf>,
+    /// A lab file: check the scenario of its step `--step`.
+    #[arg(long, value_name = "LAB", conflicts_with = "scenario")]
+    pub lab: Option<PathBuf>,
+    /// Lab step (with a lab) or task number (with a scenario), 1-based.
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
+    /// Also print the reference solution (spoiler).
+    #[arg(long)]
+    pub solution: bool,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Output format.
@@ -24,31 +35,72 @@ pub struct CheckArgs {
     pub output: Output,
 }
 
+/// Keeps the probes of task `n` (1-based) and those they need.
+fn task_probes(plan: &Plan, n: usize) -> Result<Vec<PlannedProbe>> {
+    let t = plan
+        .tasks
+        .get(n.wrapping_sub(1))
+        .ok_or_else(|| Error::other(format!("scenario `{}` has tasks 1..={}, not {n}", plan.name, plan.tasks.len())))?;
+    if t.probes.is_empty() {
+        return Ok(plan.verify.clone());
+    }
+    let mut keep: std::collections::BTreeSet<String> = t.probes.iter().map(|p| p.value.clone()).collect();
+    loop {
+        let before = keep.len();
+        for p in &plan.verify {
+            if keep.contains(&p.id) || keep.iter().any(|k| p.id.starts_with(&format!("{k}@"))) {
+                keep.extend(p.needs.iter().cloned());
+                keep.insert(p.id.clone());
+            }
+        }
+        if keep.len() == before {
+            break;
+        }
+    }
+    Ok(plan.verify.iter().filter(|p| keep.contains(&p.id)).cloned().collect())
+}
+
 /// Runs the verify probes once (each with its own within/stable_for) and grades.
 pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
     let started = Instant::now();
     let quiet = g.quiet || a.output == Output::Json;
     let session = Session::load()?;
-    let scenario = match (&a.scenario, &session) {
-        (Some(s), _) => s.clone(),
-        (None, Some(s)) => s.scenario.clone(),
-        (None, None) => return Err(Error::other("which scenario? pass SCENARIO, or run `breakfix break SCENARIO` first")),
-    };
-    if let Some(s) = &session {
-        if a.target.inventory.is_none() && a.scenario.is_none() {
-            a.target.inventory = Some(s.inventory.clone());
-        }
-        if a.target.params.is_empty() && a.scenario.is_none() {
+    let explicit = a.scenario.is_some() || a.lab.is_some();
+    if let (false, Some(s)) = (explicit, &session) {
+        a.target.inventory.get_or_insert(s.inventory.clone());
+        if a.target.params.is_empty() {
             a.target.params = s.params.clone().into_iter().collect();
         }
-        if a.target.graders.is_none() && a.scenario.is_none() {
+        if a.target.graders.is_none() {
             a.target.graders = s.graders.clone();
         }
+        if let (Some(lab), None) = (&s.lab, &a.lab) {
+            a.lab = Some(lab.clone());
+            a.step = a.step.or(s.step);
+        }
     }
+    // Which scenario, and is --step a lab step or a task?
+    let (scenario, task) = match (&a.scenario, &a.lab, &session) {
+        (Some(s), _, _) => (Some(s.clone()), a.step),
+        (None, Some(lab), _) => {
+            let n = a.step.ok_or_else(|| Error::other("--lab needs --step N"))?;
+            (super::run::resolve_scenario(None, Some(lab), Some(n))?, None)
+        }
+        (None, None, Some(s)) => (Some(s.scenario.clone()), a.step),
+        (None, None, None) => return Err(Error::other("which scenario? pass SCENARIO, or run `breakfix break SCENARIO` first")),
+    };
+    let Some(scenario) = scenario else {
+        println!("This lab step has nothing to check: it passes once you have read it.");
+        return Ok(EXIT_PASS);
+    };
     let (_, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(&scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+    let (_, mut plan) = super::load::plan(&scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+    if let Some(n) = task {
+        plan.verify = task_probes(&plan, n)?;
+    }
     let sessions = engine::connect(&plan, &inv, quiet).await?;
     let verify = engine::check(&plan, &sessions, &inv, quiet).await;
+    let _ = history::record(&history::Attempt::new("check", &plan.name, &verify));
     let outcome = Report::grade(&verify);
     let report = Report {
         scenario: plan.name.clone(),
@@ -63,7 +115,22 @@ pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
     };
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
-        Output::Human => report.print_human(&mut std::io::stdout()).map_err(|e| Error::other(e.to_string()))?,
+        Output::Human => {
+            report.print_human(&mut std::io::stdout()).map_err(|e| Error::other(e.to_string()))?;
+            if outcome == Outcome::Fail {
+                let revealed = session.as_ref().map(|s| s.hints.values().sum::<u32>()).unwrap_or(0);
+                let total: usize = plan.tasks.iter().map(|t| t.hints.len()).sum();
+                if (revealed as usize) < total {
+                    println!("\n  stuck? `breakfix hint` shows the next hint ({} of {} used; hints cost points)", revealed, total);
+                }
+            }
+            if a.solution {
+                println!("\n  {} (reference solution)", console::style("spoiler").yellow().bold());
+                for s in &plan.solution {
+                    println!("    {:<14} {}", s.node, describe_action(&s.action));
+                }
+            }
+        }
     }
     Ok(if outcome == Outcome::Pass { EXIT_PASS } else { EXIT_FAIL })
 }

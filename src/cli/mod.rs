@@ -2,6 +2,8 @@
 
 pub mod args;
 pub mod check;
+pub mod drill;
+pub mod hint;
 pub mod list;
 pub mod load;
 pub mod plan;
@@ -58,6 +60,10 @@ pub enum Command {
     Break(run::BreakArgs),
     /// Grade now: run the verify probes once (exit 0 pass, 1 fail, 2 error).
     Check(check::CheckArgs),
+    /// Reveal the next hint of the current break (costs points).
+    Hint(hint::HintArgs),
+    /// A timed drill: break, start the clock, poll verify, score tasks, hints and time.
+    Drill(drill::DrillArgs),
     /// Undo every recorded fault on every node (journal replay, newest first).
     Reset(reset::ResetArgs),
     /// List the scenarios in a directory.
@@ -92,6 +98,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Break(a) => run::run_break(a, g).await,
         Command::Check(a) => check::run(a, g).await,
         Command::Reset(a) => reset::run(a, g).await,
+        Command::Drill(a) => drill::run(a, g).await,
+        Command::Hint(a) => hint::run(a, g).await,
         Command::List(a) => list::run(a, g).await,
         Command::Test(a) => test::run(a, g).await,
         Command::Sandbox(a) => crate::sandbox::cli::run(a).await.map(|_| EXIT_PASS),

@@ -44,12 +44,34 @@ pub struct RunArgs {
 
 /// Arguments of `break`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  breakfix break scenarios/etcd-service-stopped.yaml && breakfix check")]
+#[command(after_help = "Examples:\n  breakfix break scenarios/etcd-service-stopped.yaml && breakfix check\n  breakfix break --lab labs/etcd-outage.yaml --step 2")]
 pub struct BreakArgs {
-    /// Scenario file.
-    pub scenario: PathBuf,
+    /// Scenario file (or use --lab with --step).
+    #[arg(required_unless_present = "lab")]
+    pub scenario: Option<PathBuf>,
+    /// A lab file: break with the scenario of its step `--step`.
+    #[arg(long, value_name = "LAB", requires = "step", conflicts_with = "scenario")]
+    pub lab: Option<PathBuf>,
+    /// 1-based lab step.
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// The scenario to use: the given file, or the one of a lab step. `Ok(None)` for a lab step
+/// that only teaches (no scenario).
+pub fn resolve_scenario(scenario: Option<&std::path::Path>, lab: Option<&std::path::Path>, step: Option<usize>) -> Result<Option<PathBuf>> {
+    match (scenario, lab, step) {
+        (Some(s), None, _) => Ok(Some(s.to_path_buf())),
+        (None, Some(l), Some(n)) => {
+            let lab = crate::lab::LoadedLab::load(l)?;
+            lab.step(n)?;
+            Ok(lab.scenario_path(n))
+        }
+        (None, Some(_), None) => Err(Error::other("--lab needs --step N")),
+        _ => Err(Error::other("which scenario? pass SCENARIO or --lab LAB --step N")),
+    }
 }
 
 fn print_tasks(plan: &Plan) {
@@ -125,20 +147,27 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
     Ok(if outcome == Outcome::Pass { EXIT_PASS } else { EXIT_FAIL })
 }
 
-/// Break and confirm; record the session for `check` and `reset`.
+/// Break and confirm; record the session for `check`, `hint` and `reset`.
 pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
+    let Some(scenario) = resolve_scenario(a.scenario.as_deref(), a.lab.as_deref(), a.step)? else {
+        println!("This lab step has nothing to break: read its text and go on.");
+        return Ok(EXIT_PASS);
+    };
     let (inv_path, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(&a.scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+    let (_, plan) = super::load::plan(&scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
     let sessions = engine::connect(&plan, &inv, g.quiet).await?;
     let journal = Journal::open();
     let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
     let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     Session {
-        scenario: abs(&a.scenario),
+        scenario: abs(&scenario),
         inventory: abs(&inv_path),
         graders: a.target.graders.as_deref().map(abs),
         params: a.target.params.iter().cloned().collect(),
         confirmed_at: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        lab: a.lab.as_deref().map(abs),
+        step: a.step,
+        hints: Default::default(),
     }
     .save()?;
     for v in &broken.confirm {

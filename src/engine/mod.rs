@@ -4,7 +4,9 @@
 //! together (`run` = all of them, `break` = up to confirm, `check` = verify once).
 
 pub mod connect;
+pub mod history;
 pub mod runner;
+pub mod score;
 pub mod selftest;
 pub mod session;
 pub mod snapshot;

@@ -19,8 +19,17 @@ pub struct Session {
     pub graders: Option<PathBuf>,
     /// `--param` overrides.
     pub params: BTreeMap<String, String>,
-    /// Seconds since the epoch when the break was confirmed.
+    /// Seconds since the epoch when the break was confirmed (the clock's start).
     pub confirmed_at: u64,
+    /// The lab and step this break belongs to, if any.
+    #[serde(default)]
+    pub lab: Option<PathBuf>,
+    /// 1-based lab step.
+    #[serde(default)]
+    pub step: Option<usize>,
+    /// Hints revealed so far, per task (0-based task index -> count).
+    #[serde(default)]
+    pub hints: BTreeMap<usize, u32>,
 }
 
 fn path() -> PathBuf {

@@ -43,7 +43,11 @@ impl FileReport {
 
     /// All diagnostics rendered with snippets (each against its own file's text).
     pub fn render(&self, color: bool) -> String {
-        super::diagnostic::render_all(&self.diagnostics, |f| self.sources.get(f).map(String::as_str), color)
+        super::diagnostic::render_all(
+            &self.diagnostics,
+            |f| self.sources.get(f).map(String::as_str),
+            color,
+        )
     }
 
     /// The JSON view.
@@ -74,7 +78,9 @@ impl FileReport {
 /// Loads and validates the scenario at `path`, with graders from `graders_dir` (default:
 /// [`default_graders_dir`], i.e. `graders/` beside the scenario's directory).
 pub fn check_file(path: &Path, graders_dir: Option<&Path>) -> FileReport {
-    let dir = graders_dir.map(Path::to_path_buf).unwrap_or_else(|| default_graders_dir(path));
+    let dir = graders_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_graders_dir(path));
     match load(path, &dir) {
         Err(errs) => {
             let mut sources = BTreeMap::new();
@@ -95,7 +101,9 @@ pub fn check_file(path: &Path, graders_dir: Option<&Path>) -> FileReport {
             let mut sources = BTreeMap::new();
             for d in &diagnostics {
                 if let Some(s) = l.source_of(&d.file) {
-                    sources.entry(d.file.clone()).or_insert_with(|| s.to_string());
+                    sources
+                        .entry(d.file.clone())
+                        .or_insert_with(|| s.to_string());
                 }
             }
             FileReport {
@@ -111,17 +119,4 @@ pub fn check_file(path: &Path, graders_dir: Option<&Path>) -> FileReport {
 /// Loads a scenario for running: `Ok` only when it has no diagnostics.
 pub fn load_valid(path: &Path, graders_dir: Option<&Path>, color: bool) -> crate::Result<Loaded> {
     check_file(path, graders_dir).into_result(color)
-}
-
-#[cfg(test)]
-mod scratch_tests {
-    #[test]
-    fn scratch_print() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::env::set_current_dir(root).unwrap();
-        for f in std::env::var("SCRATCH_FILES").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
-            let r = super::check_file(std::path::Path::new(f), None);
-            println!("==== {f}: {} diagnostics\n{}", r.diagnostics.len(), r.render(false));
-        }
-    }
 }

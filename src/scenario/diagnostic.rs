@@ -4,7 +4,9 @@
 
 use std::borrow::Cow;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report,
+};
 use serde::Serialize;
 use serde_saphyr::MessageFormatter;
 
@@ -38,7 +40,12 @@ const WIDTH: usize = 100;
 
 impl Diagnostic {
     /// A diagnostic at `line:column` of `file`.
-    pub fn new(file: impl Into<String>, line: u64, column: u64, message: impl Into<String>) -> Diagnostic {
+    pub fn new(
+        file: impl Into<String>,
+        line: u64,
+        column: u64,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             file: file.into(),
             line,
@@ -97,15 +104,28 @@ impl Diagnostic {
         if let (serde_saphyr::Error::SerdeMissingField { .. }, Some(p)) = (original, pos) {
             // The parser reports a missing field where the mapping ended; point at the
             // mapping's first key instead (the item that lacks the field).
-            if let Some(first) = super::tree::parse(source).ok().and_then(|t| t.mapping_with_entry_at(p.line, p.column).and_then(Node::first_key_pos)) {
+            if let Some(first) = super::tree::parse(source).ok().and_then(|t| {
+                t.mapping_with_entry_at(p.line, p.column)
+                    .and_then(Node::first_key_pos)
+            }) {
                 pos = Some(first);
+            }
+        }
+        if let (serde_saphyr::Error::Message { msg, .. }, Some(p)) = (original, pos) {
+            // Custom errors (matchers, durations, `kind` first) are raised where their
+            // mapping starts; point at the value the message quotes when it follows on the
+            // same line.
+            if let Some(better) = last_quoted(msg).and_then(|q| find_after(source, p, q)) {
+                pos = Some(better);
             }
         }
         let found = pos.and_then(|p| {
             let off = p.byte_offset?;
             source.get(off..off + p.byte_len).filter(|t| !t.is_empty())
         });
-        let parser_text = serde_saphyr::DefaultMessageFormatter.format_message(original).into_owned();
+        let parser_text = serde_saphyr::DefaultMessageFormatter
+            .format_message(original)
+            .into_owned();
         let (message, help) = reword(original, &parser_text, found, pos, source);
         let (message, help) = split_lines(message, help);
         let mut d = match pos {
@@ -120,7 +140,11 @@ impl Diagnostic {
     /// message, a `[file:line:col]` line and the source lines around it with carets under the
     /// offending text, then the help. `color = false` gives plain ASCII.
     pub fn render(&self, source: &str, color: bool) -> String {
-        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::none() };
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::none()
+        };
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_links(false)
             .with_width(WIDTH)
@@ -130,12 +154,20 @@ impl Diagnostic {
         if let Some(h) = &self.help {
             diag = diag.with_help(h.clone());
         }
-        let span = if self.line > 0 { byte_span(source, self.line, self.column, self.length) } else { None };
+        let span = if self.line > 0 {
+            byte_span(source, self.line, self.column, self.length)
+        } else {
+            None
+        };
         let mut out = String::new();
         let rendered = match span {
             Some((offset, len)) => {
-                let diag = diag.with_labels(vec![LabeledSpan::new_primary_with_span(None, (offset, len))]);
-                let report = Report::new(diag).with_source_code(NamedSource::new(self.file.clone(), source.to_string()));
+                let diag = diag.with_labels(vec![LabeledSpan::new_primary_with_span(
+                    None,
+                    (offset, len),
+                )]);
+                let report = Report::new(diag)
+                    .with_source_code(NamedSource::new(self.file.clone(), source.to_string()));
                 handler.render_report(&mut out, report.as_ref())
             }
             None => {
@@ -157,7 +189,11 @@ impl Diagnostic {
 
 /// Renders several diagnostics, each against the source of its own file (`source_of`);
 /// a diagnostic whose source is unknown is rendered without a snippet.
-pub fn render_all<'a>(diags: &[Diagnostic], source_of: impl Fn(&str) -> Option<&'a str>, color: bool) -> String {
+pub fn render_all<'a>(
+    diags: &[Diagnostic],
+    source_of: impl Fn(&str) -> Option<&'a str>,
+    color: bool,
+) -> String {
     let mut out = String::new();
     for d in diags {
         out.push_str(&d.render(source_of(&d.file).unwrap_or(""), color));
@@ -198,7 +234,8 @@ fn byte_span(source: &str, line: u64, column: u64, length: u64) -> Option<(usize
 fn original_error(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
     loop {
         match err {
-            serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } => err = error,
+            serde_saphyr::Error::WithSnippet { error, .. }
+            | serde_saphyr::Error::AliasError { error, .. } => err = error,
             other => return other,
         }
     }
@@ -214,11 +251,18 @@ fn reword(
 ) -> (String, Option<String>) {
     use serde_saphyr::Error as E;
     match err {
-        E::SerdeUnknownField { field, expected, .. } => (
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => (
             format!("unknown field `{field}`"),
-            Some(suggest(field, expected).unwrap_or_else(|| format!("allowed here: {}", list(expected)))),
+            Some(
+                suggest(field, expected)
+                    .unwrap_or_else(|| format!("allowed here: {}", list(expected))),
+            ),
         ),
-        E::SerdeUnknownVariant { variant, expected, .. } => {
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => {
             let is_kind = pos.is_some_and(|p| key_before(source, p).as_deref() == Some("kind"));
             let what = if is_kind { "kind" } else { "value" };
             (
@@ -229,7 +273,10 @@ fn reword(
                 }),
             )
         }
-        E::SerdeMissingField { field, .. } => (format!("missing field `{field}`"), Some(format!("add `{field}:` to this mapping"))),
+        E::SerdeMissingField { field, .. } => (
+            format!("missing field `{field}`"),
+            Some(format!("add `{field}:` to this mapping")),
+        ),
         E::Unexpected { expected, .. } => {
             let want = match *expected {
                 "sequence start" => "a list",
@@ -290,13 +337,39 @@ fn reword(
     }
 }
 
+/// The last `backtick-quoted` fragment of a message.
+fn last_quoted(msg: &str) -> Option<&str> {
+    let end = msg.rfind('`')?;
+    let start = msg[..end].rfind('`')? + 1;
+    Some(&msg[start..end]).filter(|q| !q.is_empty())
+}
+
+/// `needle` in `source` at or after `from`, on the same line.
+fn find_after(source: &str, from: Pos, needle: &str) -> Option<Pos> {
+    let off = from.byte_offset?;
+    let line_end = source[off..]
+        .find('\n')
+        .map(|i| off + i)
+        .unwrap_or(source.len());
+    let i = source.get(off..line_end)?.find(needle)? + off;
+    Some(Pos {
+        line: from.line,
+        column: from.column + source[off..i].chars().count() as u64,
+        byte_offset: Some(i),
+        byte_len: needle.len(),
+        len: needle.chars().count() as u64,
+    })
+}
+
 /// The mapping key written before the value at `pos` on the same line (`kind: x` -> `kind`).
 fn key_before(source: &str, pos: Pos) -> Option<String> {
     let off = pos.byte_offset?;
     let line_start = source.get(..off)?.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let before = source.get(line_start..off)?.trim_end();
     let before = before.strip_suffix(':')?;
-    let key = before.rsplit(|c: char| c.is_whitespace() || c == '{' || c == ',' || c == '-').next()?;
+    let key = before
+        .rsplit(|c: char| c.is_whitespace() || c == '{' || c == ',' || c == '-')
+        .next()?;
     Some(key.to_string())
 }
 
@@ -319,7 +392,13 @@ fn split_lines(message: String, help: Option<String>) -> (String, Option<String>
 /// Control characters escaped, so a message is one line.
 fn sanitize(s: &str) -> String {
     s.chars()
-        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_debug().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
         .collect()
 }
 
@@ -334,7 +413,11 @@ fn list(items: &[&str]) -> String {
     if items.is_empty() {
         "nothing".into()
     } else {
-        items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -354,7 +437,10 @@ pub fn closest<'a, S: AsRef<str>>(word: &str, candidates: &'a [S]) -> Option<&'a
         .map(|(_, c)| c);
     // A prefix of a longer name (`stable` for `stable_for`), when it is the only one.
     near.or_else(|| {
-        let mut longer = candidates.iter().map(AsRef::as_ref).filter(|c| word.len() >= 4 && c.starts_with(word));
+        let mut longer = candidates
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|c| word.len() >= 4 && c.starts_with(word));
         match (longer.next(), longer.next()) {
             (Some(c), None) => Some(c),
             _ => None,
@@ -381,7 +467,13 @@ pub fn names<S: AsRef<str>>(items: &[S]) -> Cow<'static, str> {
     if items.is_empty() {
         Cow::Borrowed("none")
     } else {
-        Cow::Owned(items.iter().map(|i| format!("`{}`", i.as_ref())).collect::<Vec<_>>().join(", "))
+        Cow::Owned(
+            items
+                .iter()
+                .map(|i| format!("`{}`", i.as_ref()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     }
 }
 
@@ -402,12 +494,17 @@ mod tests {
     fn suggestions() {
         assert_eq!(closest("tagz", &["tags", "title"]), Some("tags"));
         assert_eq!(closest("zzzz", &["tags", "title"]), None);
-        assert_eq!(closest("stable", &["stable_for", "timeout"]), Some("stable_for"));
+        assert_eq!(
+            closest("stable", &["stable_for", "timeout"]),
+            Some("stable_for")
+        );
     }
 
     #[test]
     fn renders_plain() {
-        let d = Diagnostic::new("x.yaml", 2, 3, "bad").with_length(2).with_help("fix it");
+        let d = Diagnostic::new("x.yaml", 2, 3, "bad")
+            .with_length(2)
+            .with_help("fix it");
         let out = d.render("a: 1\nb: cd\n", false);
         assert!(out.contains("[x.yaml:2:3]"), "{out}");
         assert!(out.contains("^^"), "{out}");

@@ -111,7 +111,10 @@ pub fn grader_path(graders_dir: &Path, name: &str) -> PathBuf {
 
 /// Is `name` usable as an include name (a plain file stem)?
 pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']) && !name.chars().any(char::is_control)
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
 }
 
 /// Reads and parses `path` and the graders its `verify.include` names (from `graders_dir`).
@@ -176,12 +179,15 @@ pub fn load(path: &Path, graders_dir: &Path) -> Result<Loaded, Vec<(String, Diag
 
 fn read(path: &Path) -> Result<String, Diagnostic> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Diagnostic::whole_file(&file, format!("cannot read the file: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Diagnostic::whole_file(&file, format!("the file is not UTF-8 text: {e}")))
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::whole_file(&file, format!("cannot read the file: {e}")))?;
+    String::from_utf8(bytes)
+        .map_err(|e| Diagnostic::whole_file(&file, format!("the file is not UTF-8 text: {e}")))
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(file: &str, source: &str) -> Result<T, Diagnostic> {
-    serde_saphyr::from_str_with_options::<T>(source, options()).map_err(|e| Diagnostic::from_yaml(file, source, &e))
+    serde_saphyr::from_str_with_options::<T>(source, options())
+        .map_err(|e| Diagnostic::from_yaml(file, source, &e))
 }
 
 #[cfg(test)]
@@ -190,9 +196,21 @@ mod tests {
 
     #[test]
     fn graders_dir_is_beside_the_scenarios_dir() {
-        assert_eq!(default_graders_dir(Path::new("scenarios/a.yaml")), PathBuf::from("graders"));
-        assert_eq!(default_graders_dir(Path::new("/x/scenarios/a.yaml")), PathBuf::from("/x/graders"));
-        assert_eq!(default_graders_dir(Path::new("a.yaml")), PathBuf::from("../graders"));
-        assert_eq!(default_graders_dir(Path::new("../a.yaml")), PathBuf::from("../../graders"));
+        assert_eq!(
+            default_graders_dir(Path::new("scenarios/a.yaml")),
+            PathBuf::from("graders")
+        );
+        assert_eq!(
+            default_graders_dir(Path::new("/x/scenarios/a.yaml")),
+            PathBuf::from("/x/graders")
+        );
+        assert_eq!(
+            default_graders_dir(Path::new("a.yaml")),
+            PathBuf::from("../graders")
+        );
+        assert_eq!(
+            default_graders_dir(Path::new("../a.yaml")),
+            PathBuf::from("../../graders")
+        );
     }
 }

@@ -175,9 +175,16 @@ pub struct Task {
     /// Hints, in the order they unlock.
     #[serde(default)]
     pub hints: Vec<Hint>,
-    /// Names of verify probes that show this task done.
+    /// Names of verify probes that show this task done (none: the whole verify).
     #[serde(default)]
     pub probes: Vec<Spanned<String>>,
+    /// Points for finishing the task (default 10).
+    #[serde(default = "ten")]
+    pub points: u32,
+}
+
+fn ten() -> u32 {
+    10
 }
 
 /// A hint.
@@ -186,7 +193,7 @@ pub struct Task {
 pub struct Hint {
     /// The hint text.
     pub text: String,
-    /// Unlocks by itself after this long (default: on request only).
+    /// Unlocks by itself this long after the clock started (default: on request only).
     #[serde(default)]
     pub after: Option<Dur>,
     /// Points it costs (default 1).

@@ -25,7 +25,10 @@ impl Pos {
     /// From a serde-saphyr location.
     pub fn of(l: &Location) -> Pos {
         let span = l.span();
-        let byte_len = span.byte_len().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+        let byte_len = span
+            .byte_len()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
         Pos {
             line: l.line(),
             column: l.column(),
@@ -72,7 +75,10 @@ impl Node {
     /// The key position and value under `key` of a mapping.
     pub fn entry(&self, key: &str) -> Option<(Pos, &Node)> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _, _)| k == key).map(|(_, p, n)| (*p, n)),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, p, n)| (*p, n)),
             _ => None,
         }
     }
@@ -110,12 +116,18 @@ impl Node {
         let here = |p: &Pos| p.line == line && p.column == column;
         match &self.value {
             Value::Map(entries) => {
-                if entries.iter().any(|(_, kp, v)| here(kp) || (here(&v.pos) && !matches!(v.value, Value::Map(_) | Value::Seq(_)))) {
+                if entries.iter().any(|(_, kp, v)| {
+                    here(kp) || (here(&v.pos) && !matches!(v.value, Value::Map(_) | Value::Seq(_)))
+                }) {
                     return Some(self);
                 }
-                entries.iter().find_map(|(_, _, v)| v.mapping_with_entry_at(line, column))
+                entries
+                    .iter()
+                    .find_map(|(_, _, v)| v.mapping_with_entry_at(line, column))
             }
-            Value::Seq(items) => items.iter().find_map(|n| n.mapping_with_entry_at(line, column)),
+            Value::Seq(items) => items
+                .iter()
+                .find_map(|n| n.mapping_with_entry_at(line, column)),
             _ => None,
         }
     }
@@ -245,9 +257,13 @@ mod tests {
         let (kp, a) = t.entry("a").expect("a");
         assert_eq!((kp.line, kp.column), (1, 1));
         assert_eq!((a.pos.line, a.pos.column), (1, 4));
-        let x = t.at(&[Step::Key("b"), Step::Idx(0), Step::Key("x")]).expect("x");
+        let x = t
+            .at(&[Step::Key("b"), Step::Idx(0), Step::Key("x")])
+            .expect("x");
         assert_eq!((x.pos.line, x.pos.column, x.pos.byte_len), (3, 8, 3));
-        let y = t.at(&[Step::Key("b"), Step::Idx(0), Step::Key("y")]).expect("y");
+        let y = t
+            .at(&[Step::Key("b"), Step::Idx(0), Step::Key("y")])
+            .expect("y");
         assert_eq!(y.pos.line, 5);
         let off = y.pos.byte_offset.expect("offset");
         assert!(src[off..off + y.pos.byte_len].starts_with("text"));

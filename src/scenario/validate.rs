@@ -53,7 +53,12 @@ pub fn validate(l: &Loaded) -> Vec<Diagnostic> {
     };
     v.scenario_header();
     v.params(&v.sf.clone(), l.tree.as_ref(), &l.scenario.params);
-    v.verify_incomplete = l.scenario.verify.include.iter().any(|i| !l.graders.iter().any(|g| g.name == i.value));
+    v.verify_incomplete = l
+        .scenario
+        .verify
+        .include
+        .iter()
+        .any(|i| !l.graders.iter().any(|g| g.name == i.value));
     v.targets();
     v.actions();
     let probes = v.collect_probes();
@@ -137,12 +142,15 @@ fn spanned_pos<T>(s: &Spanned<T>) -> Pos {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl<'a> Validator<'a> {
@@ -163,18 +171,36 @@ impl<'a> Validator<'a> {
         for (i, g) in self.l.failed_graders.iter().enumerate() {
             rank.entry(g.path.display().to_string()).or_insert(1000 + i);
         }
-        self.out.sort_by_key(|d| (rank.get(&d.file).copied().unwrap_or(usize::MAX), d.line, d.column));
+        self.out.sort_by_key(|d| {
+            (
+                rank.get(&d.file).copied().unwrap_or(usize::MAX),
+                d.line,
+                d.column,
+            )
+        });
         self.out.dedup();
         self.out
     }
 
     // ---- header, params, targets -------------------------------------------------------
 
-    fn header(&mut self, file: &str, api: &Spanned<String>, kind: &Spanned<String>, want_kind: &str) {
+    fn header(
+        &mut self,
+        file: &str,
+        api: &Spanned<String>,
+        kind: &Spanned<String>,
+        want_kind: &str,
+    ) {
         if api.value != API_VERSION {
             self.push(
-                Diagnostic::at(file, spanned_pos(api), format!("unsupported apiVersion `{}`", api.value))
-                    .with_help(format!("this version of breakfix reads `apiVersion: {API_VERSION}`")),
+                Diagnostic::at(
+                    file,
+                    spanned_pos(api),
+                    format!("unsupported apiVersion `{}`", api.value),
+                )
+                .with_help(format!(
+                    "this version of breakfix reads `apiVersion: {API_VERSION}`"
+                )),
             );
         }
         if kind.value != want_kind {
@@ -185,8 +211,12 @@ impl<'a> Validator<'a> {
                 _ => format!("this file must start with `apiVersion: {API_VERSION}` and `kind: {want_kind}`"),
             };
             self.push(
-                Diagnostic::at(file, spanned_pos(kind), format!("expected `kind: {want_kind}`, found `{}`", kind.value))
-                    .with_help(help),
+                Diagnostic::at(
+                    file,
+                    spanned_pos(kind),
+                    format!("expected `kind: {want_kind}`, found `{}`", kind.value),
+                )
+                .with_help(help),
             );
         }
     }
@@ -198,8 +228,12 @@ impl<'a> Validator<'a> {
         let name = &s.metadata.name;
         if !is_name(&name.value) {
             self.push(
-                Diagnostic::at(&sf, spanned_pos(name), format!("invalid scenario name `{}`", name.value))
-                    .with_help("use lowercase letters, digits and dashes, e.g. `etcd-service-stopped`"),
+                Diagnostic::at(
+                    &sf,
+                    spanned_pos(name),
+                    format!("invalid scenario name `{}`", name.value),
+                )
+                .with_help("use lowercase letters, digits and dashes, e.g. `etcd-service-stopped`"),
             );
         }
     }
@@ -227,27 +261,46 @@ impl<'a> Validator<'a> {
             let at = key_pos(section, name);
             match (role, node) {
                 (Some(_), Some(_)) => self.push(
-                    Diagnostic::at(&sf, at, format!("target `{name}` sets both `role:` and `node:`"))
-                        .with_help("a target selects nodes either by role or by node name; keep one"),
+                    Diagnostic::at(
+                        &sf,
+                        at,
+                        format!("target `{name}` sets both `role:` and `node:`"),
+                    )
+                    .with_help("a target selects nodes either by role or by node name; keep one"),
                 ),
                 (None, None) => self.push(
-                    Diagnostic::at(&sf, at, format!("target `{name}` selects no node"))
-                        .with_help("give it `role: <role>` (e.g. `control-plane`) or `node: <node name>`"),
+                    Diagnostic::at(&sf, at, format!("target `{name}` selects no node")).with_help(
+                        "give it `role: <role>` (e.g. `control-plane`) or `node: <node name>`",
+                    ),
                 ),
                 _ => {}
             }
             if *all && node.is_some() {
-                let pos = section.and_then(|s| s.get(name)).map(|t| key_pos(Some(t), "all")).unwrap_or(at);
+                let pos = section
+                    .and_then(|s| s.get(name))
+                    .map(|t| key_pos(Some(t), "all"))
+                    .unwrap_or(at);
                 self.push(
-                    Diagnostic::at(&sf, pos, format!("`all:` does not apply to target `{name}`, which names one node"))
-                        .with_help("`all: true` selects every node with the target's `role:`"),
+                    Diagnostic::at(
+                        &sf,
+                        pos,
+                        format!("`all:` does not apply to target `{name}`, which names one node"),
+                    )
+                    .with_help("`all: true` selects every node with the target's `role:`"),
                 );
             }
         }
     }
 
     /// Checks a `target:` reference (or its absence) written in `file`.
-    fn target_ref(&mut self, file: &str, target: Option<&Spanned<String>>, item: Option<&Node>, what: &str, missing_reported: &mut bool) {
+    fn target_ref(
+        &mut self,
+        file: &str,
+        target: Option<&Spanned<String>>,
+        item: Option<&Node>,
+        what: &str,
+        missing_reported: &mut bool,
+    ) {
         let targets: Vec<&String> = self.l.scenario.targets.keys().collect();
         match target {
             Some(t) => {
@@ -255,9 +308,17 @@ impl<'a> Validator<'a> {
                     let help = if targets.is_empty() {
                         "the scenario defines no `targets:`; add e.g. `targets: { cp: { role: control-plane } }`".to_string()
                     } else {
-                        suggest(&t.value, &targets).unwrap_or_else(|| format!("defined targets: {}", names(&targets)))
+                        suggest(&t.value, &targets)
+                            .unwrap_or_else(|| format!("defined targets: {}", names(&targets)))
                     };
-                    self.push(Diagnostic::at(file, spanned_pos(t), format!("undefined target `{}`", t.value)).with_help(help));
+                    self.push(
+                        Diagnostic::at(
+                            file,
+                            spanned_pos(t),
+                            format!("undefined target `{}`", t.value),
+                        )
+                        .with_help(help),
+                    );
                 }
             }
             None => match targets.len() {
@@ -272,8 +333,15 @@ impl<'a> Validator<'a> {
                     }
                 }
                 n => self.push(
-                    Diagnostic::at(file, item_pos(item), format!("{what} needs `target:`: the scenario defines {n} targets"))
-                        .with_help(format!("say where it runs with `target:` (one of {})", names(&targets))),
+                    Diagnostic::at(
+                        file,
+                        item_pos(item),
+                        format!("{what} needs `target:`: the scenario defines {n} targets"),
+                    )
+                    .with_help(format!(
+                        "say where it runs with `target:` (one of {})",
+                        names(&targets)
+                    )),
                 ),
             },
         }
@@ -288,8 +356,14 @@ impl<'a> Validator<'a> {
         let mut missing_reported = false;
         if s.faults.is_empty() {
             self.push(
-                Diagnostic::at(&sf, key_pos(tree, "faults"), "`faults:` is empty: the scenario breaks nothing")
-                    .with_help("add at least one fault, e.g. `- { kind: systemd, unit: etcd, action: stop }`"),
+                Diagnostic::at(
+                    &sf,
+                    key_pos(tree, "faults"),
+                    "`faults:` is empty: the scenario breaks nothing",
+                )
+                .with_help(
+                    "add at least one fault, e.g. `- { kind: systemd, unit: etcd, action: stop }`",
+                ),
             );
         }
         let mut lists: Vec<(Vec<Step<'_>>, &[Action], bool)> = vec![
@@ -298,13 +372,21 @@ impl<'a> Validator<'a> {
             (vec![Step::Key("solution")], &s.solution, false),
         ];
         for (j, w) in s.wrong_fixes.iter().enumerate() {
-            lists.push((vec![Step::Key("wrong_fixes"), Step::Idx(j), Step::Key("steps")], &w.steps, false));
+            lists.push((
+                vec![Step::Key("wrong_fixes"), Step::Idx(j), Step::Key("steps")],
+                &w.steps,
+                false,
+            ));
         }
         for (path, list, is_fault) in lists {
             let section = tree.and_then(|t| t.at(&path));
             for (i, a) in list.iter().enumerate() {
                 let item = section.and_then(|n| n.idx(i));
-                let what = if is_fault { format!("fault `{}`", a.label()) } else { format!("step `{}`", a.label()) };
+                let what = if is_fault {
+                    format!("fault `{}`", a.label())
+                } else {
+                    format!("step `{}`", a.label())
+                };
                 self.target_ref(&sf, a.target(), item, &what, &mut missing_reported);
                 if let Action::Command(c) = a {
                     if is_fault && c.undo.is_none() {
@@ -363,7 +445,13 @@ impl<'a> Validator<'a> {
         let mut first: BTreeMap<&str, &ProbeAt<'a>> = BTreeMap::new();
         for p in probes {
             let what = format!("probe `{}`", p.name());
-            self.target_ref(&p.file, p.probe.common().target, p.item, &what, &mut missing_reported);
+            self.target_ref(
+                &p.file,
+                p.probe.common().target,
+                p.item,
+                &what,
+                &mut missing_reported,
+            );
             if p.probe.expectations().is_empty() {
                 self.push(
                     Diagnostic::at(&p.file, key_pos(p.item, "expect"), format!("probe `{}` has an empty `expect:`", p.name()))
@@ -371,7 +459,11 @@ impl<'a> Validator<'a> {
                 );
             }
             if p.name().is_empty() {
-                self.push(Diagnostic::at(&p.file, p.name_pos(), "a probe name cannot be empty"));
+                self.push(Diagnostic::at(
+                    &p.file,
+                    p.name_pos(),
+                    "a probe name cannot be empty",
+                ));
                 continue;
             }
             match first.get(p.name()) {
@@ -396,30 +488,73 @@ impl<'a> Validator<'a> {
                 let target = n.value.as_str();
                 if target == p.name() {
                     self.push(
-                        Diagnostic::at(&p.file, spanned_pos(n), format!("probe `{}` needs itself", p.name()))
-                            .with_help("`needs:` lists other probes that must pass before this one runs"),
+                        Diagnostic::at(
+                            &p.file,
+                            spanned_pos(n),
+                            format!("probe `{}` needs itself", p.name()),
+                        )
+                        .with_help(
+                            "`needs:` lists other probes that must pass before this one runs",
+                        ),
                     );
                     continue;
                 }
                 match first.get(target) {
                     Some(other) if other.phase == p.phase => {}
                     Some(other) => self.push(
-                        Diagnostic::at(&p.file, spanned_pos(n), format!("probe `{}` needs `{target}`, which is a {} probe", p.name(), other.phase.word()))
-                            .with_help(format!("a {} probe can only need {} probes: they run together", p.phase.word(), p.phase.word())),
+                        Diagnostic::at(
+                            &p.file,
+                            spanned_pos(n),
+                            format!(
+                                "probe `{}` needs `{target}`, which is a {} probe",
+                                p.name(),
+                                other.phase.word()
+                            ),
+                        )
+                        .with_help(format!(
+                            "a {} probe can only need {} probes: they run together",
+                            p.phase.word(),
+                            p.phase.word()
+                        )),
                     ),
                     None if p.phase == Phase::Verify && self.verify_incomplete => {}
                     None => {
-                        let same: Vec<&str> = probes.iter().filter(|q| q.phase == p.phase).map(|q| q.name()).collect();
-                        let help = suggest(target, &same).unwrap_or_else(|| format!("{} probes: {}", p.phase.word(), names(&same)));
-                        self.push(Diagnostic::at(&p.file, spanned_pos(n), format!("probe `{}` needs `{target}`, which is not defined", p.name())).with_help(help));
+                        let same: Vec<&str> = probes
+                            .iter()
+                            .filter(|q| q.phase == p.phase)
+                            .map(|q| q.name())
+                            .collect();
+                        let help = suggest(target, &same).unwrap_or_else(|| {
+                            format!("{} probes: {}", p.phase.word(), names(&same))
+                        });
+                        self.push(
+                            Diagnostic::at(
+                                &p.file,
+                                spanned_pos(n),
+                                format!(
+                                    "probe `{}` needs `{target}`, which is not defined",
+                                    p.name()
+                                ),
+                            )
+                            .with_help(help),
+                        );
                     }
                 }
             }
         }
         // Cycles: depth-first search per phase over first definitions.
         for phase in [Phase::Confirm, Phase::Verify] {
-            let group: Vec<&ProbeAt<'a>> = probes.iter().filter(|p| p.phase == phase && first.get(p.name()).is_some_and(|f| std::ptr::eq(*f, *p))).collect();
-            let index: BTreeMap<&str, usize> = group.iter().enumerate().map(|(i, p)| (p.name(), i)).collect();
+            let group: Vec<&ProbeAt<'a>> = probes
+                .iter()
+                .filter(|p| {
+                    p.phase == phase && first.get(p.name()).is_some_and(|f| std::ptr::eq(*f, *p))
+                })
+                .collect();
+            let index: BTreeMap<&str, usize> = group
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name(), i))
+                .collect();
             let mut state = vec![0u8; group.len()]; // 0 new, 1 on stack, 2 done
             let mut stack: Vec<usize> = Vec::new();
             for start in 0..group.len() {
@@ -430,11 +565,20 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn cycle_dfs(&mut self, u: usize, group: &[&ProbeAt<'a>], index: &BTreeMap<&str, usize>, state: &mut [u8], stack: &mut Vec<usize>) {
+    fn cycle_dfs(
+        &mut self,
+        u: usize,
+        group: &[&ProbeAt<'a>],
+        index: &BTreeMap<&str, usize>,
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) {
         state[u] = 1;
         stack.push(u);
         for n in group[u].probe.common().needs {
-            let Some(&v) = index.get(n.value.as_str()) else { continue };
+            let Some(&v) = index.get(n.value.as_str()) else {
+                continue;
+            };
             if v == u {
                 continue;
             }
@@ -442,7 +586,8 @@ impl<'a> Validator<'a> {
                 0 => self.cycle_dfs(v, group, index, state, stack),
                 1 => {
                     let from = stack.iter().position(|&x| x == v).unwrap_or(0);
-                    let mut path: Vec<&str> = stack[from..].iter().map(|&i| group[i].name()).collect();
+                    let mut path: Vec<&str> =
+                        stack[from..].iter().map(|&i| group[i].name()).collect();
                     path.push(group[v].name());
                     let p = group[u];
                     self.push(
@@ -476,19 +621,31 @@ impl<'a> Validator<'a> {
             let at = spanned_pos(inc);
             if !is_plain_name(name) {
                 self.push(
-                    Diagnostic::at(&sf, at, format!("`{name}` is not a grader name"))
-                        .with_help(format!("name a file of {} without `.yaml` (e.g. `etcd-health` for {})", dir.display(), grader_path(&dir, "etcd-health").display())),
+                    Diagnostic::at(&sf, at, format!("`{name}` is not a grader name")).with_help(
+                        format!(
+                            "name a file of {} without `.yaml` (e.g. `etcd-health` for {})",
+                            dir.display(),
+                            grader_path(&dir, "etcd-health").display()
+                        ),
+                    ),
                 );
                 continue;
             }
             if !seen.insert(name) {
-                self.push(Diagnostic::at(&sf, at, format!("grader `{name}` is included twice")));
+                self.push(Diagnostic::at(
+                    &sf,
+                    at,
+                    format!("grader `{name}` is included twice"),
+                ));
                 continue;
             }
             let path = grader_path(&dir, name);
             if !path.is_file() {
                 let available = available_graders(&dir);
-                let help = if let Some(stem) = name.strip_suffix(".yaml").filter(|s| available.iter().any(|a| a == s)) {
+                let help = if let Some(stem) = name
+                    .strip_suffix(".yaml")
+                    .filter(|s| available.iter().any(|a| a == s))
+                {
                     format!("write the grader's name without `.yaml`: `{stem}`")
                 } else if let Some(c) = closest(name, &available) {
                     format!("did you mean `{c}`?")
@@ -499,7 +656,17 @@ impl<'a> Validator<'a> {
                         names(&available)
                     )
                 };
-                self.push(Diagnostic::at(&sf, at, format!("undefined grader `{name}`: {} does not exist", path.display())).with_help(help));
+                self.push(
+                    Diagnostic::at(
+                        &sf,
+                        at,
+                        format!(
+                            "undefined grader `{name}`: {} does not exist",
+                            path.display()
+                        ),
+                    )
+                    .with_help(help),
+                );
             }
         }
     }
@@ -507,8 +674,16 @@ impl<'a> Validator<'a> {
     fn tasks(&mut self, probes: &[ProbeAt<'a>]) {
         let s = &self.l.scenario;
         let sf = self.sf.clone();
-        let verify: Vec<&str> = probes.iter().filter(|p| p.phase == Phase::Verify).map(|p| p.name()).collect();
-        let confirm: Vec<&str> = probes.iter().filter(|p| p.phase == Phase::Confirm).map(|p| p.name()).collect();
+        let verify: Vec<&str> = probes
+            .iter()
+            .filter(|p| p.phase == Phase::Verify)
+            .map(|p| p.name())
+            .collect();
+        let confirm: Vec<&str> = probes
+            .iter()
+            .filter(|p| p.phase == Phase::Confirm)
+            .map(|p| p.name())
+            .collect();
         for t in &s.tasks {
             for r in &t.probes {
                 let name = r.value.as_str();
@@ -518,12 +693,17 @@ impl<'a> Validator<'a> {
                 let (message, help) = if confirm.contains(&name) {
                     (
                         format!("task `{}` refers to `{name}`, a confirm probe", t.title),
-                        "a task is done when its verify probes pass; list verify probes here".to_string(),
+                        "a task is done when its verify probes pass; list verify probes here"
+                            .to_string(),
                     )
                 } else {
                     (
-                        format!("task `{}` refers to probe `{name}`, which is not a verify probe", t.title),
-                        suggest(name, &verify).unwrap_or_else(|| format!("verify probes: {}", names(&verify))),
+                        format!(
+                            "task `{}` refers to probe `{name}`, which is not a verify probe",
+                            t.title
+                        ),
+                        suggest(name, &verify)
+                            .unwrap_or_else(|| format!("verify probes: {}", names(&verify))),
                     )
                 };
                 self.push(Diagnostic::at(&sf, spanned_pos(r), message).with_help(help));
@@ -542,16 +722,33 @@ impl<'a> Validator<'a> {
             let tree = g.tree.as_ref();
             self.header(&file, &g.grader.api_version, &g.grader.kind, "Grader");
             let meta_name = &g.grader.metadata.name;
-            let name_pos = tree.and_then(|t| t.at(&[Step::Key("metadata"), Step::Key("name")])).map(|n| n.pos).unwrap_or_default();
+            let name_pos = tree
+                .and_then(|t| t.at(&[Step::Key("metadata"), Step::Key("name")]))
+                .map(|n| n.pos)
+                .unwrap_or_default();
             if meta_name != &g.name {
                 self.push(
-                    Diagnostic::at(&file, name_pos, format!("grader name `{meta_name}` does not match its file name `{}.yaml`", g.name))
-                        .with_help(format!("a grader's `metadata.name` is its file name without `.yaml`: `{}`", g.name)),
+                    Diagnostic::at(
+                        &file,
+                        name_pos,
+                        format!(
+                            "grader name `{meta_name}` does not match its file name `{}.yaml`",
+                            g.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "a grader's `metadata.name` is its file name without `.yaml`: `{}`",
+                        g.name
+                    )),
                 );
             }
             self.params(&file, tree, &g.grader.params);
             if g.grader.probes.is_empty() {
-                self.push(Diagnostic::at(&file, key_pos(tree, "probes"), "`probes:` is empty: the grader checks nothing"));
+                self.push(Diagnostic::at(
+                    &file,
+                    key_pos(tree, "probes"),
+                    "`probes:` is empty: the grader checks nothing",
+                ));
             }
         }
     }
@@ -571,26 +768,59 @@ impl<'a> Validator<'a> {
         let l = self.l;
         if let Some(t) = l.tree.as_ref() {
             let sf = self.sf.clone();
-            self.templates_in(&sf, &l.source, t, &scenario_params, "the scenario's `params:` (or an included grader's)");
+            self.templates_in(
+                &sf,
+                &l.source,
+                t,
+                &scenario_params,
+                "the scenario's `params:` (or an included grader's)",
+            );
         }
         for g in &l.graders {
-            let own: BTreeMap<String, String> = g.grader.params.iter().map(|(k, p)| (k.clone(), p.default.0.clone())).collect();
+            let own: BTreeMap<String, String> = g
+                .grader
+                .params
+                .iter()
+                .map(|(k, p)| (k.clone(), p.default.0.clone()))
+                .collect();
             if let Some(t) = g.tree.as_ref() {
-                self.templates_in(&g.path.display().to_string(), &g.source, t, &own, "the grader's `params:` (a scenario can override its default)");
+                self.templates_in(
+                    &g.path.display().to_string(),
+                    &g.source,
+                    t,
+                    &own,
+                    "the grader's `params:` (a scenario can override its default)",
+                );
             }
         }
     }
 
-    fn templates_in(&mut self, file: &str, source: &str, tree: &Node, params: &BTreeMap<String, String>, declare_where: &str) {
+    fn templates_in(
+        &mut self,
+        file: &str,
+        source: &str,
+        tree: &Node,
+        params: &BTreeMap<String, String>,
+        declare_where: &str,
+    ) {
         let mut scalars: Vec<(&Node, &str)> = Vec::new();
         tree.each_scalar(&mut |n, s| scalars.push((n, s)));
         for (node, value) in scalars {
-            let Some(off) = node.pos.byte_offset else { continue };
-            let Some(raw) = source.get(off..off + node.pos.byte_len) else { continue };
+            let Some(off) = node.pos.byte_offset else {
+                continue;
+            };
+            let Some(raw) = source.get(off..off + node.pos.byte_len) else {
+                continue;
+            };
             if !raw.contains("{{") && !raw.contains("{%") && !raw.contains("{#") {
                 continue;
             }
-            let ctx = TemplateCtx { file, source, params, declare_where };
+            let ctx = TemplateCtx {
+                file,
+                source,
+                params,
+                declare_where,
+            };
             if raw.contains("{%") || raw.contains("{#") {
                 // Statements (`{% for %}`, `{% set %}`) bind names: check the value as a whole.
                 self.whole_template(&ctx, node, raw, value);
@@ -607,7 +837,14 @@ impl<'a> Validator<'a> {
         while let Some(i) = raw[from..].find("{{").map(|i| from + i) {
             let Some(j) = raw[i + 2..].find("}}").map(|j| i + 2 + j) else {
                 let pos = pos_at(ctx.source, off + i, 2);
-                self.push(Diagnostic::at(ctx.file, pos, "unclosed template expression: `{{` without `}}`").with_help("write `{{ params.name }}`; a literal `{{` is written `{{ '{{' }}`"));
+                self.push(
+                    Diagnostic::at(
+                        ctx.file,
+                        pos,
+                        "unclosed template expression: `{{` without `}}`",
+                    )
+                    .with_help("write `{{ params.name }}`; a literal `{{` is written `{{ '{{' }}`"),
+                );
                 return;
             };
             let text = &raw[i..j + 2];
@@ -625,12 +862,17 @@ impl<'a> Validator<'a> {
                     let problems = self.variable_problems(&vars, ctx);
                     for (var, message, help) in &problems {
                         let pos = locate(ctx.source, at, text, var);
-                        self.push(Diagnostic::at(ctx.file, pos, message.clone()).with_help(help.clone()));
+                        self.push(
+                            Diagnostic::at(ctx.file, pos, message.clone()).with_help(help.clone()),
+                        );
                     }
                     if problems.is_empty() {
                         if let Some(msg) = self.dry_render(&expr, ctx.params) {
                             let pos = pos_at(ctx.source, at, text.len());
-                            self.push(Diagnostic::at(ctx.file, pos, msg).with_help("filters: minijinja's built-in filters and `raw`"));
+                            self.push(
+                                Diagnostic::at(ctx.file, pos, msg)
+                                    .with_help("filters: minijinja's built-in filters and `raw`"),
+                            );
                         }
                     }
                 }
@@ -645,8 +887,15 @@ impl<'a> Validator<'a> {
         match self.env.template_from_str(value) {
             Err(e) => {
                 let pos = pos_at(ctx.source, start, first_line.len());
-                let line = e.line().map(|l| format!(" (line {l} of the value)")).unwrap_or_default();
-                self.push(Diagnostic::at(ctx.file, pos, format!("template syntax error{line}: {}", minijinja_message(&e))));
+                let line = e
+                    .line()
+                    .map(|l| format!(" (line {l} of the value)"))
+                    .unwrap_or_default();
+                self.push(Diagnostic::at(
+                    ctx.file,
+                    pos,
+                    format!("template syntax error{line}: {}", minijinja_message(&e)),
+                ));
             }
             Ok(t) => {
                 let mut vars: Vec<String> = t.undeclared_variables(true).into_iter().collect();
@@ -654,7 +903,9 @@ impl<'a> Validator<'a> {
                 let problems = self.variable_problems(&vars, ctx);
                 for (var, message, help) in &problems {
                     let pos = locate(ctx.source, start, raw, var);
-                    self.push(Diagnostic::at(ctx.file, pos, message.clone()).with_help(help.clone()));
+                    self.push(
+                        Diagnostic::at(ctx.file, pos, message.clone()).with_help(help.clone()),
+                    );
                 }
                 if problems.is_empty() {
                     if let Some(msg) = self.dry_render(value, ctx.params) {
@@ -668,7 +919,11 @@ impl<'a> Validator<'a> {
 
     /// `(variable text to point at, message, help)` for each variable the template context
     /// does not have.
-    fn variable_problems(&self, vars: &[String], ctx: &TemplateCtx<'_>) -> Vec<(String, String, String)> {
+    fn variable_problems(
+        &self,
+        vars: &[String],
+        ctx: &TemplateCtx<'_>,
+    ) -> Vec<(String, String, String)> {
         let globals: Vec<String> = self.env.globals().map(|(k, _)| k.to_string()).collect();
         let mut out = Vec::new();
         for var in vars {
@@ -681,9 +936,17 @@ impl<'a> Validator<'a> {
                         let declared: Vec<&String> = ctx.params.keys().collect();
                         let help = match closest(name, &declared) {
                             Some(c) => format!("did you mean `params.{c}`?"),
-                            None => format!("declare `{name}` with a default under {}; declared: {}", ctx.declare_where, names(&declared)),
+                            None => format!(
+                                "declare `{name}` with a default under {}; declared: {}",
+                                ctx.declare_where,
+                                names(&declared)
+                            ),
                         };
-                        out.push((format!("params.{name}"), format!("undefined param `{name}`"), help));
+                        out.push((
+                            format!("params.{name}"),
+                            format!("undefined param `{name}`"),
+                            help,
+                        ));
                     }
                 }
                 "node" | "cluster" => {
@@ -691,7 +954,11 @@ impl<'a> Validator<'a> {
                         out.push((
                             bad.clone(),
                             format!("undefined template variable `{bad}`"),
-                            format!("`{}` has {}", bad.rsplit_once('.').map(|(p, _)| p).unwrap_or(root), names(known)),
+                            format!(
+                                "`{}` has {}",
+                                bad.rsplit_once('.').map(|(p, _)| p).unwrap_or(root),
+                                names(known)
+                            ),
                         ));
                     }
                 }
@@ -704,7 +971,11 @@ impl<'a> Validator<'a> {
                         Some(c) => format!("did you mean `{c}`?"),
                         None => "templates can use `params.<name>`, `node` (name, address, roles), `nodes` and `cluster` (name, topology, etcd, kubeconfig)".to_string(),
                     };
-                    out.push((root.to_string(), format!("undefined template variable `{root}`"), help));
+                    out.push((
+                        root.to_string(),
+                        format!("undefined template variable `{root}`"),
+                        help,
+                    ));
                 }
             }
         }
@@ -731,7 +1002,12 @@ impl<'a> Validator<'a> {
             },
         };
         match self.env.render_str(template, ctx) {
-            Err(e) if matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest | ErrorKind::UnknownFunction) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnknownFilter | ErrorKind::UnknownTest | ErrorKind::UnknownFunction
+                ) =>
+            {
                 Some(format!("template error: {}", minijinja_message(&e)))
             }
             _ => None,
@@ -752,7 +1028,9 @@ struct TemplateCtx<'a> {
 fn template_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.add_filter("raw", |v: minijinja::Value| minijinja::Value::from_safe_string(v.to_string()));
+    env.add_filter("raw", |v: minijinja::Value| {
+        minijinja::Value::from_safe_string(v.to_string())
+    });
     env
 }
 
@@ -760,7 +1038,11 @@ fn template_env() -> Environment<'static> {
 fn unknown_attr(parts: &[&str]) -> Option<(String, &'static [&'static str])> {
     let (root, rest) = parts.split_first()?;
     let first = rest.first()?;
-    let known: &'static [&'static str] = if *root == "node" { NODE_ATTRS } else { CLUSTER_ATTRS };
+    let known: &'static [&'static str] = if *root == "node" {
+        NODE_ATTRS
+    } else {
+        CLUSTER_ATTRS
+    };
     if !known.contains(first) {
         return Some((format!("{root}.{first}"), known));
     }
@@ -820,8 +1102,15 @@ fn pos_at(source: &str, offset: usize, len: usize) -> Pos {
     let before = source.get(..offset).unwrap_or("");
     let line = before.matches('\n').count() as u64 + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let column = source.get(line_start..offset).map(|s| s.chars().count()).unwrap_or(0) as u64 + 1;
-    let chars = source.get(offset..(offset + len).min(source.len())).map(|s| s.chars().count()).unwrap_or(0) as u64;
+    let column = source
+        .get(line_start..offset)
+        .map(|s| s.chars().count())
+        .unwrap_or(0) as u64
+        + 1;
+    let chars = source
+        .get(offset..(offset + len).min(source.len()))
+        .map(|s| s.chars().count())
+        .unwrap_or(0) as u64;
     Pos {
         line,
         column,
@@ -836,7 +1125,12 @@ fn available_graders(dir: &std::path::Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_string))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".yaml"))
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -858,7 +1152,10 @@ mod tests {
 
     #[test]
     fn words() {
-        assert_eq!(find_word("{{ xparams.y }} {{ params.y }}", "params.y"), Some(19));
+        assert_eq!(
+            find_word("{{ xparams.y }} {{ params.y }}", "params.y"),
+            Some(19)
+        );
         assert_eq!(find_word("{{ params.yy }}", "params.y"), None);
     }
 

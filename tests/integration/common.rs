@@ -39,7 +39,9 @@ pub fn breakfix(args: &[&str]) -> Output {
 
 /// Takes the sandbox (waiting for other users) and makes sure it is up.
 pub fn sandbox() -> SandboxGuard {
-    let thread = SANDBOX_MUTEX.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let thread = SANDBOX_MUTEX
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -71,7 +73,10 @@ impl SandboxGuard {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(breakfix::sandbox::is_up(), "sandbox not up after `breakfix sandbox up`");
+        assert!(
+            breakfix::sandbox::is_up(),
+            "sandbox not up after `breakfix sandbox up`"
+        );
     }
 
     /// The inventory, loaded.
@@ -83,8 +88,13 @@ impl SandboxGuard {
     /// known_hosts (strict host key checking, no agent, no user config).
     pub fn ssh(&self, name: &str, command: &str) -> Output {
         let inv = self.load();
-        let node = inv.node(name).unwrap_or_else(|| panic!("no node {name} in the inventory"));
-        let known_hosts = node.known_hosts.clone().expect("known_hosts in the inventory");
+        let node = inv
+            .node(name)
+            .unwrap_or_else(|| panic!("no node {name} in the inventory"));
+        let known_hosts = node
+            .known_hosts
+            .clone()
+            .expect("known_hosts in the inventory");
         ssh_with(node, &known_hosts, command)
     }
 
@@ -105,7 +115,10 @@ impl SandboxGuard {
 /// Runs `command` on `node` with the OpenSSH client, verifying the host key against
 /// `known_hosts` only.
 pub fn ssh_with(node: &breakfix::inventory::Node, known_hosts: &Path, command: &str) -> Output {
-    let key = node.identity_file.clone().expect("identity_file in the inventory");
+    let key = node
+        .identity_file
+        .clone()
+        .expect("identity_file in the inventory");
     Command::new("ssh")
         .arg("-F")
         .arg("/dev/null")
@@ -114,12 +127,18 @@ pub fn ssh_with(node: &breakfix::inventory::Node, known_hosts: &Path, command: &
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .args([
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=10",
-            "-o", "LogLevel=ERROR",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
             "-p",
         ])
         .arg(node.port.to_string())

@@ -83,7 +83,12 @@ fn valid_fixtures_have_no_diagnostics() {
     assert!(!files.is_empty());
     for path in files {
         let report = check_file(&path, None);
-        assert!(report.is_ok(), "{}:\n{}", path.display(), report.render(false));
+        assert!(
+            report.is_ok(),
+            "{}:\n{}",
+            path.display(),
+            report.render(false)
+        );
         let loaded = report.loaded.expect("loaded");
         assert!(!loaded.scenario.faults.is_empty());
     }
@@ -93,32 +98,58 @@ fn valid_fixtures_have_no_diagnostics() {
 fn shipped_scenarios_have_no_diagnostics() {
     for path in yaml_files("scenarios") {
         let report = check_file(&path, None);
-        assert!(report.is_ok(), "{}:\n{}", path.display(), report.render(false));
+        assert!(
+            report.is_ok(),
+            "{}:\n{}",
+            path.display(),
+            report.render(false)
+        );
     }
 }
 
 #[test]
 fn graders_are_loaded_with_the_scenario() {
-    let l = load_valid(Path::new("tests/fixtures/valid/with-grader.yaml"), None, false).expect("valid");
+    let l = load_valid(
+        Path::new("tests/fixtures/valid/with-grader.yaml"),
+        None,
+        false,
+    )
+    .expect("valid");
     assert_eq!(l.graders.len(), 1);
-    assert_eq!(l.graders[0].path, Path::new("tests/fixtures/graders/etcd-healthy.yaml"));
+    assert_eq!(
+        l.graders[0].path,
+        Path::new("tests/fixtures/graders/etcd-healthy.yaml")
+    );
     assert_eq!(l.grader_files()[0].probes.len(), 3);
 }
 
 #[test]
 fn graders_dir_can_be_overridden() {
-    let report = check_file(Path::new("tests/fixtures/valid/with-grader.yaml"), Some(Path::new("tests/fixtures/nowhere")));
+    let report = check_file(
+        Path::new("tests/fixtures/valid/with-grader.yaml"),
+        Some(Path::new("tests/fixtures/nowhere")),
+    );
     assert_eq!(report.diagnostics.len(), 1, "{}", report.render(false));
-    assert!(report.diagnostics[0].message.contains("tests/fixtures/nowhere/etcd-healthy.yaml does not exist"));
+    assert!(report.diagnostics[0]
+        .message
+        .contains("tests/fixtures/nowhere/etcd-healthy.yaml does not exist"));
 }
 
 #[test]
 fn invalid_scenario_is_an_error_for_the_engine() {
-    let err = load_valid(Path::new("tests/fixtures/invalid/undefined-target.yaml"), None, false).expect_err("invalid");
+    let err = load_valid(
+        Path::new("tests/fixtures/invalid/undefined-target.yaml"),
+        None,
+        false,
+    )
+    .expect_err("invalid");
     match err {
         breakfix::Error::Scenario { count, rendered } => {
             assert_eq!(count, 2);
-            assert!(rendered.contains("[tests/fixtures/invalid/undefined-target.yaml:12:13]"), "{rendered}");
+            assert!(
+                rendered.contains("[tests/fixtures/invalid/undefined-target.yaml:12:13]"),
+                "{rendered}"
+            );
         }
         other => panic!("unexpected error {other}"),
     }
@@ -126,24 +157,38 @@ fn invalid_scenario_is_an_error_for_the_engine() {
 
 #[test]
 fn unreadable_file_has_a_diagnostic_without_position() {
-    let report = check_file(Path::new("tests/fixtures/invalid/does-not-exist.yaml"), None);
+    let report = check_file(
+        Path::new("tests/fixtures/invalid/does-not-exist.yaml"),
+        None,
+    );
     assert_eq!(report.diagnostics.len(), 1);
     let d = &report.diagnostics[0];
     assert_eq!((d.line, d.column), (0, 0));
-    assert!(report.render(false).contains("tests/fixtures/invalid/does-not-exist.yaml: cannot read the file"));
+    assert!(report
+        .render(false)
+        .contains("tests/fixtures/invalid/does-not-exist.yaml: cannot read the file"));
 }
 
 #[test]
 fn json_form_of_a_report() {
-    let report = check_file(Path::new("tests/fixtures/invalid/undefined-target.yaml"), None);
+    let report = check_file(
+        Path::new("tests/fixtures/invalid/undefined-target.yaml"),
+        None,
+    );
     let json = serde_json::to_string_pretty(&report.json()).expect("json");
     insta::assert_snapshot!("undefined-target.json", json);
 }
 
 #[test]
 fn colour_rendering_differs_only_in_style() {
-    let report = check_file(Path::new("tests/fixtures/invalid/undefined-target.yaml"), None);
+    let report = check_file(
+        Path::new("tests/fixtures/invalid/undefined-target.yaml"),
+        None,
+    );
     let coloured = report.render(true);
-    assert!(coloured.contains("\u{1b}["), "colour output uses ANSI escapes");
+    assert!(
+        coloured.contains("\u{1b}["),
+        "colour output uses ANSI escapes"
+    );
     assert!(coloured.contains("undefined-target.yaml:12:13"));
 }

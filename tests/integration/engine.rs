@@ -109,10 +109,12 @@ verify:
     }
 
     fn breakfix(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_breakfix"))
-            .args(args)
-            .arg("--inventory")
-            .arg(&self.inventory)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_breakfix"));
+        cmd.args(args);
+        if args.first() != Some(&"hint") {
+            cmd.arg("--inventory").arg(&self.inventory);
+        }
+        cmd
             .env("BREAKFIX_STATE_DIR", self.path("state"))
             .env("BREAKFIX_NODE_JOURNAL_DIR", self.path("node-journal"))
             .env("NO_COLOR", "1")
@@ -351,4 +353,72 @@ fn selftest_catches_a_reset_that_leaves_a_difference() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("FAIL  reset") && out.contains("reset leaves differences: file fixture:"), "{out}");
+}
+
+fn tasks_scenario(lab: &Lab) -> PathBuf {
+    let sc = lab.scenario("drill", "");
+    let text = std::fs::read_to_string(&sc).expect("read");
+    let tasks = "tasks:\n  - title: Find the bad listen line\n    time_limit: 1m\n    points: 5\n    hints:\n      - text: look at the listen= line\n        cost: 2\n      - text: it names 10.255.255.1\n    probes: [listen-ok]\n  - title: Prove there is one listen line\n    probes: [one-listen-line]\nverify:\n";
+    std::fs::write(&sc, text.replacen("verify:\n", tasks, 1)).expect("write");
+    sc
+}
+
+#[test]
+fn drill_records_time_to_fix_within_one_poll_interval() {
+    let lab = Lab::new();
+    let sc = tasks_scenario(&lab);
+    let o = lab.breakfix(&["drill", sc.to_str().expect("utf-8"), "--solution-after", "3s", "--poll", "500ms", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ttf = r[0]["time_to_fix"].as_f64().expect("fixed");
+    assert!((3.0..=3.0 + 0.5 + 0.4).contains(&ttf), "time to fix {ttf}s, solution applied at 3s, poll 0.5s");
+    assert_eq!(r[0]["tasks"][0]["score"], 5);
+    assert_eq!(r[0]["tasks"][1]["score"], 10);
+    assert_eq!(r[0]["score"], 15);
+    assert_eq!(lab.conf_text(), ORIGINAL, "drill resets at the end");
+}
+
+#[test]
+fn drill_without_a_fix_ends_at_the_time_limit_listing_failures() {
+    let lab = Lab::new();
+    let sc = tasks_scenario(&lab);
+    let started = Instant::now();
+    let o = lab.breakfix(&["drill", sc.to_str().expect("utf-8"), "--time-limit", "3s", "--poll", "500ms"]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("not fixed at the time limit (3s)"), "{out}");
+    assert!(out.contains("FAIL listen-ok: contents: expected contains listen=127.0.0.1:2379"), "{out}");
+    let o = lab.breakfix(&["drill", sc.to_str().expect("utf-8"), "--time-limit", "2s", "--poll", "500ms", "--output", "tap"]);
+    let tap = String::from_utf8_lossy(&o.stdout);
+    assert!(tap.starts_with("TAP version 13\n1..2\nnot ok 1 - drill: Find the bad listen line"), "{tap}");
+}
+
+#[test]
+fn check_step_hints_and_history() {
+    let lab = Lab::new();
+    let sc = tasks_scenario(&lab);
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Task 1 only: one probe graded.
+    let o = lab.breakfix(&["check", "--step", "1", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["verify"].as_array().map(|v| v.len()), Some(1), "{r}");
+    // Human check points to the next hint and hides the solution.
+    let o = lab.breakfix(&["check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("`breakfix hint`") && !out.contains("spoiler"), "{out}");
+    let o = lab.breakfix(&["hint"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("hint 1/2 for task 1") , "{}", text(&o));
+    let o = lab.breakfix(&["hint"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("it names 10.255.255.1"), "{}", text(&o));
+    let o = lab.breakfix(&["check", "--solution"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("spoiler"), "{}", text(&o));
+    let history = std::fs::read_to_string(lab.path("state/history.jsonl")).expect("history");
+    assert_eq!(history.lines().count(), 3, "{history}");
+    assert!(history.lines().all(|l| l.contains("\"outcome\":\"fail\"")));
+    lab.breakfix(&["reset"]);
+    assert_eq!(lab.conf_text(), ORIGINAL);
 }

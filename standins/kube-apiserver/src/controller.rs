@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::api::service_range;
 use crate::app::App;
-use crate::log::{info, warn};
+use crate::log::{info, warning};
 use crate::objects;
 use crate::registry;
 use crate::status::ApiError;
@@ -144,7 +144,7 @@ impl Quiet {
             Err(e) => {
                 let m = format!("{what}: {}", e.message);
                 if m != self.0 {
-                    warn!("controller: {m}");
+                    warning!("controller: {m}");
                     self.0 = m;
                 }
             }

@@ -29,7 +29,7 @@ macro_rules! info {
 }
 
 /// Warning line.
-macro_rules! warn {
+macro_rules! warning {
     ($($t:tt)*) => { $crate::log::emit('W', file!(), line!(), format_args!($($t)*)) };
 }
 
@@ -38,4 +38,4 @@ macro_rules! error {
     ($($t:tt)*) => { $crate::log::emit('E', file!(), line!(), format_args!($($t)*)) };
 }
 
-pub(crate) use {error, info, warn};
+pub(crate) use {error, info, warning};

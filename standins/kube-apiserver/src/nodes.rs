@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::controller::Ctl;
 use crate::flags::K8S_VERSION;
-use crate::log::{info, warn};
+use crate::log::{info, warning};
 use crate::objects::name_of;
 use crate::status::ApiError;
 use crate::util::{now_rfc3339, parse_time};
@@ -63,10 +63,10 @@ pub fn read(app: &App) -> Vec<NodeSpec> {
     match std::fs::read_to_string(path) {
         Ok(text) => match serde_saphyr::from_str::<NodesFile>(&text) {
             Ok(NodesFile::Wrapped { nodes }) | Ok(NodesFile::List(nodes)) => return nodes,
-            Err(e) => warn!("ignoring {}: {e}", path.display()),
+            Err(e) => warning!("ignoring {}: {e}", path.display()),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!("reading {}: {e}", path.display()),
+        Err(e) => warning!("reading {}: {e}", path.display()),
     }
     let address = app
         .flags

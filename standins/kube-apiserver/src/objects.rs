@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::app::App;
-use crate::log::{error, warn};
+use crate::log::{error, warning};
 use crate::registry::Resource;
 use crate::status::ApiError;
 use crate::store::{Kv, StoreError};
@@ -25,7 +25,7 @@ pub fn namespace_of(obj: &Value) -> Option<&str> {
 pub fn api_error(res: &Resource, name: &str, e: StoreError) -> ApiError {
     match e {
         StoreError::Unreachable(m) => {
-            warn!("storage unreachable for {} {:?}: {}", res.qualified(), name, m);
+            warning!("storage unreachable for {} {:?}: {}", res.qualified(), name, m);
             ApiError::timeout()
         }
         StoreError::Answered(m) => {
@@ -102,7 +102,7 @@ pub async fn list(
         }
         match decode(kv) {
             Some(v) => out.push(v),
-            None => warn!("skipping {}: stored value is not JSON", kv.key),
+            None => warning!("skipping {}: stored value is not JSON", kv.key),
         }
     }
     Ok((out, rev))

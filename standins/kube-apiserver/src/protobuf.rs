@@ -21,8 +21,6 @@ enum T {
     OptInt,
     Bool,
     OptBool,
-    /// Bytes rendered as base64.
-    Bytes,
     Msg(&'static [F]),
     /// An embedded struct whose fields JSON inlines into the parent.
     Inline(&'static [F]),
@@ -382,10 +380,6 @@ fn decode_msg(mut buf: &[u8], schema: &[F]) -> Result<Map<String, Value>, String
                     out.insert(name, Value::String(s));
                 }
             }
-            T::Bytes => {
-                let b = take(&mut buf)?;
-                out.insert(name, Value::String(b64(b)));
-            }
             T::Msg(s) => {
                 let m = decode_msg(take(&mut buf)?, s)?;
                 if !m.is_empty() {
@@ -394,7 +388,7 @@ fn decode_msg(mut buf: &[u8], schema: &[F]) -> Result<Map<String, Value>, String
             }
             T::Inline(s) => out.extend(decode_msg(take(&mut buf)?, s)?),
             T::MapStr | T::MapBytes | T::MapQty => {
-                let (k, v) = map_entry(take(&mut buf)?, t)?;
+                let (k, v) = map_entry(take(&mut buf)?, *t)?;
                 let e = out.entry(name).or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(m) = e {
                     m.insert(k, v);

@@ -23,7 +23,7 @@ use crate::discovery;
 use crate::flags::K8S_VERSION;
 use crate::health;
 use crate::http::{self, Ctx, Query, Resp};
-use crate::log::{info, warn};
+use crate::log::{info, warning};
 use crate::openapi;
 use crate::status::ApiError;
 use crate::tls::{self, Identity, Tls};
@@ -38,7 +38,7 @@ pub async fn serve(app: Arc<App>, tls: Tls, listener: TcpListener) {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                warn!("accept: {e}");
+                warning!("accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -113,7 +113,7 @@ async fn handle(app: Arc<App>, identity: Identity, req: Request<Incoming>) -> Re
             return http::error(&ApiError::unauthorized())
         }
         Identity::Anonymous => "system:anonymous".to_string(),
-        Identity::User { name, .. } => name.clone(),
+        Identity::User { name } => name.clone(),
     };
     let ctx = Ctx {
         method: parts.method.clone(),

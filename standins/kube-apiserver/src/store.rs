@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::flags::Flags;
-use crate::log::{info, warn};
+use crate::log::{info, warning};
 
 /// One stored key.
 #[derive(Debug, Clone)]
@@ -334,7 +334,7 @@ impl Store {
                 if next.ok {
                     info!("etcd at {} is reachable again (health check passed)", self.endpoints);
                 } else {
-                    warn!(
+                    warning!(
                         "[core] grpc: addrConn.createTransport failed to connect to {{Addr: {:?}}}. Err: {}",
                         self.endpoints.as_str(),
                         next.error

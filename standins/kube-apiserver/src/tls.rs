@@ -17,12 +17,11 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConf
 pub enum Identity {
     /// No client certificate.
     Anonymous,
-    /// A verified client certificate: user (CN) and groups (O).
+    /// A verified client certificate: the user is its CN (groups, the O fields, are not
+    /// needed: every authenticated user may do everything, as system:masters may).
     User {
         /// Common name.
         name: String,
-        /// Organisations.
-        groups: Vec<String>,
     },
     /// A certificate that does not verify (wrong CA, expired): 401 everywhere.
     Invalid(String),
@@ -151,12 +150,7 @@ pub fn identify(
                 .and_then(|a| a.as_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            let groups = subject
-                .iter_organization()
-                .filter_map(|a| a.as_str().ok())
-                .map(String::from)
-                .collect();
-            Identity::User { name, groups }
+            Identity::User { name }
         }
         Err(e) => Identity::Invalid(format!("parsing certificate: {e}")),
     }

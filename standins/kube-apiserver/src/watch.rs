@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::api::{selectors, Target};
 use crate::app::App;
 use crate::http::{self, Ctx, Resp};
-use crate::log::warn;
+use crate::log::warning;
 use crate::objects;
 use crate::status::ApiError;
 use crate::store::Kv;
@@ -103,7 +103,7 @@ pub async fn serve(app: &App, ctx: &Ctx, t: &Target) -> Result<Resp, ApiError> {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
-                    warn!("watch of {prefix} ended: {e}");
+                    warning!("watch of {prefix} ended: {e}");
                     break;
                 }
             };

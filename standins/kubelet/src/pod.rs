@@ -135,8 +135,8 @@ impl PodWorker {
                 old.remove();
             }
             c.previous = c.current.take();
-            if let Some(p) = inst.process() {
-                info!(
+            match (inst.process(), inst.exit_record()) {
+                (Some(p), _) => info!(
                     "Adopted running container",
                     "pod" => pod_ref(&self.pod),
                     "podUID" => self.pod.uid,
@@ -144,8 +144,24 @@ impl PodWorker {
                     "containerID" => inst.id(),
                     "pid" => p.pid,
                     "restartCount" => inst.spec.restart_count,
-                );
+                ),
+                (None, Some(exit)) => info!(
+                    "Found exited container",
+                    "pod" => pod_ref(&self.pod),
+                    "podUID" => self.pod.uid,
+                    "containerName" => name,
+                    "containerID" => inst.id(),
+                    "exitCode" => exit.exit_code,
+                    "restartCount" => inst.spec.restart_count,
+                ),
+                (None, None) => {}
+            }
+            // Already reported by the run that started it.
+            if inst.started().is_some() {
                 c.logged_start = Some(inst.id().to_string());
+            }
+            if inst.exit_record().is_some() {
+                c.logged_exit = Some(inst.id().to_string());
             }
             c.current = Some(inst);
         }

@@ -33,6 +33,12 @@ impl ProcRef {
         }
     }
 
+    /// The process `pid`, even if it already exited and waits to be reaped (a zombie keeps its
+    /// start time): for recording a child right after it was spawned.
+    pub fn of_child(pid: i32) -> Option<ProcRef> {
+        stat(pid).map(|(_, start_ticks)| ProcRef { pid, start_ticks })
+    }
+
     /// True while this very process (same PID and start time) runs and is not a zombie.
     pub fn alive(&self) -> bool {
         ProcRef::of(self.pid).is_some_and(|p| p == *self)

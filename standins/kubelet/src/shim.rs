@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{killpg, signal, SigHandler, Signal};
+use nix::sys::signal::{killpg, signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{fork, setsid, ForkResult, Pid};
 
 use crate::clock;
@@ -35,6 +35,8 @@ pub fn main() -> i32 {
         }
     }
     let _ = setsid();
+    // The kubelet blocks the signals it waits for; the shim must not inherit that.
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: setting dispositions to SIG_IGN installs no handler code.
     unsafe {
         let _ = signal(Signal::SIGHUP, SigHandler::SigIgn);
@@ -153,6 +155,22 @@ fn bind_mounts(spec: &ShimSpec) -> Result<Vec<BindMount>, String> {
     Ok(out)
 }
 
+/// In the forked child: a fresh signal state, as a container's first process gets (no blocked
+/// signals, default dispositions; the shim ignores SIGHUP/SIGINT and Rust ignores SIGPIPE).
+fn reset_signals() {
+    // SAFETY: sigemptyset/sigprocmask/signal are async-signal-safe and get valid arguments.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
 /// In the forked child: a private mount namespace with the container's bind mounts.
 fn apply_mounts(mounts: &[BindMount]) -> std::io::Result<()> {
     if mounts.is_empty() {
@@ -212,9 +230,12 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: apply_mounts only makes syscalls on data prepared before the fork.
+    // SAFETY: reset_signals and apply_mounts only make syscalls on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || apply_mounts(&mounts));
+        cmd.pre_exec(move || {
+            reset_signals();
+            apply_mounts(&mounts)
+        });
     }
     let child = cmd
         .spawn()
@@ -228,7 +249,7 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
 
 fn supervise(dir: &Path, mut s: Started) -> ExitRecord {
     let pid = s.child.id() as i32;
-    if let Some(container) = ProcRef::of(pid) {
+    if let Some(container) = ProcRef::of_child(pid) {
         let _ = write_json_atomic(
             &dir.join("running.json"),
             &RunningRecord {
