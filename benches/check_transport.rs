@@ -221,6 +221,43 @@ async fn mode_d(transports: &[Transport], plan: &[(usize, &str)]) -> Duration {
     start.elapsed()
 }
 
+/// Busy CPU time of the whole machine so far (all cores; /proc/stat, USER_HZ = 100).
+fn cpu_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .enumerate()
+                // user nice system idle iowait irq softirq steal: skip idle and iowait.
+                .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+                .filter_map(|(_, v)| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Floor: the same commands with no SSH at all, one after another in one local `sh` (on
+/// this machine; for the loopback fixture that is the node). What running them costs.
+fn floor_local(plan: &[(usize, &str)]) -> Duration {
+    let script: String = plan
+        .iter()
+        .map(|(_, c)| format!("{{ {c} ; }} >/dev/null 2>&1 </dev/null\n"))
+        .collect();
+    let start = Instant::now();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    start.elapsed()
+}
+
 struct Stats {
     min: Duration,
     median: Duration,
@@ -347,11 +384,26 @@ async fn main() {
     mode_b(&masters, &plan); // warm-up
 
     let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut floor = Vec::new();
+    // Machine CPU (all processes: clients, sshd, the commands) spent per mode.
+    let mut cpu = [Duration::ZERO; 4];
     for r in 0..rounds {
+        let t0 = cpu_busy();
         a.push(tokio::task::block_in_place(|| mode_a(&targets, &plan)));
+        let t1 = cpu_busy();
         b.push(tokio::task::block_in_place(|| mode_b(&masters, &plan)));
+        let t2 = cpu_busy();
         c.push(mode_c(&transports, &plan).await);
+        let t3 = cpu_busy();
         d.push(mode_d(&transports, &plan).await);
+        let t4 = cpu_busy();
+        floor.push(floor_local(&plan));
+        for (i, (x, y)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4)]
+            .into_iter()
+            .enumerate()
+        {
+            cpu[i] += y.saturating_sub(x);
+        }
         eprintln!(
             "round {}/{rounds}: a {} b {} c {} d {}",
             r + 1,
@@ -364,23 +416,36 @@ async fn main() {
     drop(masters);
 
     let (sa, sb, sc, sd) = (stats(a), stats(b), stats(c), stats(d));
+    let sf = stats(floor);
     let n = plan.len() as u32;
-    println!("| mode | min | median | max | median per command |");
-    println!("|---|---|---|---|---|");
-    for (name, s) in [
+    let total = n * rounds as u32;
+    println!("| mode | min | median | max | median per command | machine CPU per command |");
+    println!("|---|---|---|---|---|---|");
+    for (i, (name, s)) in [
         ("(a) one `ssh` process per command, sequential", &sa),
         ("(b) OpenSSH ControlMaster, sequential", &sb),
         ("(c) russh, one warm connection, concurrent channels", &sc),
         ("(d) russh, one warm connection, sequential (info)", &sd),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         println!(
-            "| {name} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} |",
             ms(s.min),
             ms(s.median),
             ms(s.max),
-            ms(s.median / n)
+            ms(s.median / n),
+            ms(cpu[i] / total)
         );
     }
+    println!(
+        "| floor: the same commands in one local `sh`, no SSH (info) | {} | {} | {} | {} | |",
+        ms(sf.min),
+        ms(sf.median),
+        ms(sf.max),
+        ms(sf.median / n)
+    );
     let ratio = |x: &Stats, y: &Stats| x.median.as_secs_f64() / y.median.as_secs_f64();
     let (ra, rb) = (ratio(&sa, &sc), ratio(&sb, &sc));
     println!();

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod engine;
 pub mod cli;
 pub mod error;
+pub mod export;
 pub mod fault;
 pub mod inventory;
 pub mod journal;

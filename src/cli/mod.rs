@@ -2,10 +2,13 @@
 
 pub mod args;
 pub mod check;
+pub mod completions;
 pub mod drill;
+pub mod export;
 pub mod hint;
 pub mod list;
 pub mod load;
+pub mod man;
 pub mod plan;
 pub mod reset;
 pub mod run;
@@ -72,6 +75,12 @@ pub enum Command {
     Test(test::TestArgs),
     /// Manage the local lab cluster (systemd-nspawn nodes with real sshd and etcd).
     Sandbox(crate::sandbox::cli::SandboxArgs),
+    /// Publish a lab on another platform (Killercoda).
+    Export(export::ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one page per subcommand with -o DIR.
+    Man(man::ManArgs),
 }
 
 /// Global flags every command sees.
@@ -103,6 +112,9 @@ pub async fn run(cli: Cli) -> u8 {
         Command::List(a) => list::run(a, g).await,
         Command::Test(a) => test::run(a, g).await,
         Command::Sandbox(a) => crate::sandbox::cli::run(a).await.map(|_| EXIT_PASS),
+        Command::Export(a) => export::run(a, g).await,
+        Command::Completions(a) => completions::run(a, g).await,
+        Command::Man(a) => man::run(a, g).await,
     };
     match r {
         Ok(code) => code,

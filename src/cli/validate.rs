@@ -29,7 +29,7 @@ pub async fn run(a: ValidateArgs, g: Globals) -> Result<u8> {
     let mut json = Vec::new();
     for f in &a.files {
         let report = super::load::check_file(f, a.graders.as_deref());
-        let ok = report.diagnostics.is_empty() && report.loaded.is_some();
+        let ok = report.is_ok() && report.loaded.is_some();
         if !ok {
             bad += 1;
         }
@@ -41,11 +41,7 @@ pub async fn run(a: ValidateArgs, g: Globals) -> Result<u8> {
                     print!("{}", report.render(g.color));
                 }
             }
-            Output::Json => json.push(serde_json::json!({
-                "file": f.display().to_string(),
-                "valid": ok,
-                "diagnostics": report.diagnostics,
-            })),
+            Output::Json => json.push(serde_json::to_value(report.json()).unwrap_or_default()),
         }
     }
     if a.output == Output::Json {

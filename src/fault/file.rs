@@ -52,6 +52,11 @@ crate::action_spec! {
         pub path: String,
         /// The change.
         pub edit: FileEdit,
+        /// Command run after the edit AND again after its undo, so the change takes effect
+        /// both ways (e.g. `systemctl daemon-reload && systemctl restart etcd`). Its exit
+        /// status is not checked: a broken config may well make it fail.
+        #[serde(default)]
+        pub then: Option<String>,
     }
 }
 
@@ -64,6 +69,9 @@ pub struct FileUndo {
     pub pre_image: Option<String>,
     /// sha256 (hex) of the old bytes.
     pub sha256: Option<String>,
+    /// Command to run after restoring (the action's `then:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
 }
 
 /// Hex sha256 of `b`.
@@ -72,8 +80,17 @@ pub fn sha256_hex(b: &[u8]) -> String {
 }
 
 impl FileUndo {
-    /// Writes the pre-image back (atomically), or removes a file that did not exist.
+    /// Writes the pre-image back (atomically), or removes a file that did not exist; then
+    /// runs `then` (its exit status ignored).
     pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+        self.restore(s).await?;
+        if let Some(then) = &self.then {
+            s.exec(then, std::time::Duration::from_secs(120)).await?;
+        }
+        Ok(())
+    }
+
+    async fn restore(&self, s: &NodeSession) -> Result<()> {
         use base64::Engine as _;
         let t = std::time::Duration::from_secs(30);
         match &self.pre_image {
@@ -177,16 +194,22 @@ impl FileAction {
                 path: self.path.clone(),
                 pre_image: old.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
                 sha256: old.as_ref().map(|b| sha256_hex(b)),
+                then: self.then.clone(),
             };
             journal.record(ctx.session, ctx.scenario, label, Undo::File(undo)).await?;
         }
-        ctx.session.transport.write_file(&self.path, new.as_bytes(), None, ctx.timeout).await
+        ctx.session.transport.write_file(&self.path, new.as_bytes(), None, ctx.timeout).await?;
+        if let Some(then) = &self.then {
+            ctx.session.exec(then, std::time::Duration::from_secs(120)).await?;
+        }
+        Ok(())
     }
 
     /// Renders `path` and the edit's strings.
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.path = r.text(&self.path)?;
+        a.then = self.then.as_deref().map(|t| r.shell(t)).transpose()?;
         a.edit = match &self.edit {
             FileEdit::SetLine { pattern, line } => FileEdit::SetLine { pattern: r.text(pattern)?, line: r.text(line)? },
             FileEdit::Replace { find, with } => FileEdit::Replace { find: r.text(find)?, with: r.text(with)? },

@@ -266,6 +266,7 @@ impl ManifestAction {
                 path: path.clone(),
                 pre_image: Some(base64::engine::general_purpose::STANDARD.encode(&old)),
                 sha256: Some(sha256_hex(&old)),
+                then: None,
             };
             journal.record(ctx.session, ctx.scenario, label, Undo::File(undo)).await?;
         }

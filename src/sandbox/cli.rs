@@ -82,6 +82,14 @@ pub enum OutputArg {
     Json,
 }
 
+/// [`run`] with the CLI's global `--quiet` honoured (no step lines or spinners on stderr).
+///
+/// Errors: as [`run`].
+pub async fn run_with(args: SandboxArgs, quiet: bool) -> Result<()> {
+    super::progress::set_quiet(quiet);
+    run(args).await
+}
+
 /// Runs a `breakfix sandbox ...` command, printing its result on stdout.
 ///
 /// Errors: whatever [`lifecycle::up`] / [`lifecycle::down`] report; `status` fails only when

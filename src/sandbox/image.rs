@@ -117,6 +117,11 @@ pub async fn ensure(image_dir: &Path, step: &Step) -> Result<PathBuf> {
         0o644,
     )?;
     let fin = cached_dir(image_dir);
+    if let Some(root) = cached_rootfs(image_dir) {
+        // Another breakfix (with another state directory) finished the same image first.
+        fsutil::remove_tree(&tmp)?;
+        return Ok(root);
+    }
     std::fs::rename(&tmp, &fin).map_err(io_err(format!(
         "moving the built image {} to {}",
         tmp.display(),

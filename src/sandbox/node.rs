@@ -304,13 +304,21 @@ pub fn boot(
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
-    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent; it detaches
-    // nspawn from breakfix's session and terminal so it survives breakfix exiting.
+    // SAFETY: between fork and exec the closure only makes raw system calls (setsid,
+    // close_range, close), which are async-signal-safe, and touches no memory of the parent.
+    // setsid() detaches nspawn from breakfix's session and terminal so it survives breakfix
+    // exiting; closing every descriptor above stderr keeps the long-lived node from holding
+    // anything breakfix's caller had open (a lock file inherited without close-on-exec would
+    // otherwise stay locked for as long as the sandbox runs).
     unsafe {
         command.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                for fd in 3..4096 {
+                    libc::close(fd);
+                }
+            }
+            Ok(())
         });
     }
     let child = command

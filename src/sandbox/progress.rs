@@ -2,9 +2,22 @@
 //! `==> step` / `    ok (1.2s)` lines on stderr otherwise (CI logs, tests).
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Turns step output off (spinners and plain lines alike) for the rest of the process, e.g.
+/// for the CLI's global `--quiet`. Errors and the final report are still printed.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
 
 /// A set of steps shown together (one spinner each on a terminal).
 #[derive(Clone)]
@@ -21,8 +34,7 @@ impl Default for Progress {
 impl Progress {
     /// Spinners when stderr is a terminal, plain lines otherwise.
     pub fn new() -> Progress {
-        let multi = std::io::stderr()
-            .is_terminal()
+        let multi = (!quiet() && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Progress { multi }
     }
@@ -41,7 +53,7 @@ impl Progress {
             pb.enable_steady_tick(Duration::from_millis(120));
             pb
         });
-        if bar.is_none() {
+        if bar.is_none() && !quiet() {
             eprintln!("==> {title}");
         }
         Step {
@@ -57,7 +69,8 @@ impl Progress {
             Some(m) => {
                 let _ = m.println(line.as_ref());
             }
-            None => eprintln!("{}", line.as_ref()),
+            None if !quiet() => eprintln!("{}", line.as_ref()),
+            None => {}
         }
     }
 }
@@ -90,7 +103,8 @@ impl Step {
                 b.set_prefix("✓");
                 b.finish_with_message(line);
             }
-            None => eprintln!("    ok: {line}"),
+            None if !quiet() => eprintln!("    ok: {line}"),
+            None => {}
         }
     }
 
@@ -107,7 +121,8 @@ impl Step {
                 b.set_prefix("✗");
                 b.abandon_with_message(line);
             }
-            None => eprintln!("    {line}"),
+            None if !quiet() => eprintln!("    {line}"),
+            None => {}
         }
     }
 

@@ -347,7 +347,8 @@ fn last_quoted(msg: &str) -> Option<&str> {
 /// `needle` in `source` at or after `from`, on the same line.
 fn find_after(source: &str, from: Pos, needle: &str) -> Option<Pos> {
     let off = from.byte_offset?;
-    let line_end = source[off..]
+    let line_end = source
+        .get(off..)?
         .find('\n')
         .map(|i| off + i)
         .unwrap_or(source.len());

@@ -132,13 +132,34 @@ impl Node {
         }
     }
 
-    /// Calls `f` for every scalar value (not keys) in document order.
-    pub fn each_scalar<'a>(&'a self, f: &mut dyn FnMut(&'a Node, &'a str)) {
+    /// Calls `f` for every scalar value (not keys) in document order, with its path.
+    pub fn each_scalar<'a>(&'a self, f: &mut dyn FnMut(&[Step<'a>], &'a Node, &'a str)) {
+        let mut path = Vec::new();
+        self.walk(&mut path, f);
+    }
+
+    fn walk<'a>(
+        &'a self,
+        path: &mut Vec<Step<'a>>,
+        f: &mut dyn FnMut(&[Step<'a>], &'a Node, &'a str),
+    ) {
         match &self.value {
-            Value::Scalar(s) => f(self, s),
+            Value::Scalar(s) => f(path, self, s),
             Value::Null => {}
-            Value::Seq(items) => items.iter().for_each(|n| n.each_scalar(f)),
-            Value::Map(entries) => entries.iter().for_each(|(_, _, n)| n.each_scalar(f)),
+            Value::Seq(items) => {
+                for (i, n) in items.iter().enumerate() {
+                    path.push(Step::Idx(i));
+                    n.walk(path, f);
+                    path.pop();
+                }
+            }
+            Value::Map(entries) => {
+                for (k, _, n) in entries {
+                    path.push(Step::Key(k));
+                    n.walk(path, f);
+                    path.pop();
+                }
+            }
         }
     }
 }

@@ -86,6 +86,17 @@ impl Phase {
     }
 }
 
+/// Which list a step is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    /// `setup:` or `solution:`: run as is, not journaled.
+    Plain,
+    /// `faults:`: journaled before it runs.
+    Fault,
+    /// `wrong_fixes[].steps`: journaled too (the self-test undoes them).
+    WrongFix,
+}
+
 /// A probe with where it was written.
 struct ProbeAt<'a> {
     probe: &'a Probe,
@@ -366,35 +377,43 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
-        let mut lists: Vec<(Vec<Step<'_>>, &[Action], bool)> = vec![
-            (vec![Step::Key("setup")], &s.setup, false),
-            (vec![Step::Key("faults")], &s.faults, true),
-            (vec![Step::Key("solution")], &s.solution, false),
+        // (path, steps, section kind): faults and wrong-fix steps are journaled, so a
+        // `command` there needs `undo:`.
+        let mut lists: Vec<(Vec<Step<'_>>, &[Action], Section)> = vec![
+            (vec![Step::Key("setup")], &s.setup, Section::Plain),
+            (vec![Step::Key("faults")], &s.faults, Section::Fault),
+            (vec![Step::Key("solution")], &s.solution, Section::Plain),
         ];
         for (j, w) in s.wrong_fixes.iter().enumerate() {
             lists.push((
                 vec![Step::Key("wrong_fixes"), Step::Idx(j), Step::Key("steps")],
                 &w.steps,
-                false,
+                Section::WrongFix,
             ));
         }
-        for (path, list, is_fault) in lists {
+        for (path, list, section_kind) in lists {
             let section = tree.and_then(|t| t.at(&path));
             for (i, a) in list.iter().enumerate() {
                 let item = section.and_then(|n| n.idx(i));
-                let what = if is_fault {
-                    format!("fault `{}`", a.label())
-                } else {
-                    format!("step `{}`", a.label())
+                let what = match section_kind {
+                    Section::Fault => format!("fault `{}`", a.label()),
+                    _ => format!("step `{}`", a.label()),
                 };
                 self.target_ref(&sf, a.target(), item, &what, &mut missing_reported);
-                if let Action::Command(c) = a {
-                    if is_fault && c.undo.is_none() {
-                        self.push(
-                            Diagnostic::at(&sf, item_pos(item), format!("command {what} has no `undo:`"))
-                                .with_help("a `command` fault needs `undo:`, a command that reverts `run:`; it is journaled before `run:` and replayed by `breakfix reset`"),
-                        );
-                    }
+                let Action::Command(c) = a else { continue };
+                if c.undo.is_some() {
+                    continue;
+                }
+                match section_kind {
+                    Section::Fault => self.push(
+                        Diagnostic::at(&sf, item_pos(item), format!("command {what} has no `undo:`"))
+                            .with_help("a `command` fault needs `undo:`, a command that reverts `run:`; it is journaled before `run:` and replayed by `breakfix reset`"),
+                    ),
+                    Section::WrongFix => self.push(
+                        Diagnostic::at(&sf, item_pos(item), format!("command {what} of a wrong fix has no `undo:`"))
+                            .with_help("wrong fixes are journaled like faults so `breakfix test` can undo them: add `undo:`, a command that reverts `run:`"),
+                    ),
+                    Section::Plain => {}
                 }
             }
         }
@@ -803,9 +822,9 @@ impl<'a> Validator<'a> {
         params: &BTreeMap<String, String>,
         declare_where: &str,
     ) {
-        let mut scalars: Vec<(&Node, &str)> = Vec::new();
-        tree.each_scalar(&mut |n, s| scalars.push((n, s)));
-        for (node, value) in scalars {
+        let mut scalars: Vec<(Where, &Node, &str)> = Vec::new();
+        tree.each_scalar(&mut |path, n, s| scalars.push((classify(path), n, s)));
+        for (place, node, value) in scalars {
             let Some(off) = node.pos.byte_offset else {
                 continue;
             };
@@ -821,6 +840,34 @@ impl<'a> Validator<'a> {
                 params,
                 declare_where,
             };
+            match place {
+                Where::Rendered => {}
+                Where::Prose => continue,
+                Where::AsWritten(key) => {
+                    let start = ["{{", "{%", "{#"]
+                        .iter()
+                        .filter_map(|m| raw.find(m))
+                        .min()
+                        .unwrap_or(0);
+                    let end = ["}}", "%}", "#}"]
+                        .iter()
+                        .filter_map(|m| raw[start..].find(m))
+                        .min()
+                        .map(|e| start + e + 2)
+                        .unwrap_or(raw.len());
+                    let pos = pos_at(source, off + start, end - start);
+                    let help = if key == "expect" {
+                        "matcher values are compared as written; check the templated value in the probe itself (e.g. in a command's `run:`) instead".to_string()
+                    } else {
+                        format!("`{key}` is used as written; templates are rendered in the fields probes and steps act on (commands, units, paths, ...)")
+                    };
+                    self.push(
+                        Diagnostic::at(file, pos, format!("template in `{key}` is not rendered"))
+                            .with_help(help),
+                    );
+                    continue;
+                }
+            }
             if raw.contains("{%") || raw.contains("{#") {
                 // Statements (`{% for %}`, `{% set %}`) bind names: check the value as a whole.
                 self.whole_template(&ctx, node, raw, value);
@@ -843,7 +890,7 @@ impl<'a> Validator<'a> {
                         pos,
                         "unclosed template expression: `{{` without `}}`",
                     )
-                    .with_help("write `{{ params.name }}`; a literal `{{` is written `{{ '{{' }}`"),
+                    .with_help(LITERAL_HELP),
                 );
                 return;
             };
@@ -851,10 +898,22 @@ impl<'a> Validator<'a> {
             from = j + 2;
             let expr = unquote(text, quote);
             let at = off + i;
+            if looks_like_go_template(&expr) {
+                let pos = pos_at(ctx.source, at, text.len());
+                self.push(
+                    Diagnostic::at(
+                        ctx.file,
+                        pos,
+                        format!("`{text}` looks like a Go template, not a breakfix template"),
+                    )
+                    .with_help(LITERAL_HELP),
+                );
+                continue;
+            }
             match self.env.template_from_str(&expr) {
                 Err(e) => {
                     let pos = pos_at(ctx.source, at, text.len());
-                    self.push(Diagnostic::at(ctx.file, pos, format!("template syntax error: {}", minijinja_message(&e))).with_help("template expressions look like `{{ params.name }}` or `{{ params.cmd | raw }}`"));
+                    self.push(Diagnostic::at(ctx.file, pos, format!("template syntax error: {}", minijinja_message(&e))).with_help(format!("template expressions look like `{{{{ params.name }}}}`; {LITERAL_HELP}")));
                 }
                 Ok(t) => {
                     let mut vars: Vec<String> = t.undeclared_variables(true).into_iter().collect();
@@ -1012,6 +1071,82 @@ impl<'a> Validator<'a> {
             }
             _ => None,
         }
+    }
+}
+
+/// How to keep `{{` literal (Go templates of kubectl, crictl, docker).
+const LITERAL_HELP: &str = "to keep `{{ }}` as written (a kubectl or crictl Go template), wrap it: `{% raw %}...{% endraw %}`";
+
+/// `{{.field}}`, `{{range ...}}`, `{{end}}`: Go template syntax (kubectl, crictl, docker).
+fn looks_like_go_template(expr: &str) -> bool {
+    let inner = expr.trim_start_matches("{{").trim_end_matches("}}").trim();
+    let first = inner.split_whitespace().next().unwrap_or("");
+    inner.starts_with('.')
+        || inner.starts_with('$')
+        || ["end", "else"].contains(&inner)
+        || (["range", "with", "define", "template", "block"].contains(&first)
+            && inner.contains(" ."))
+        || (first == "if" && inner.contains(" ."))
+}
+
+/// What happens to the text of a scalar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Where {
+    /// A field of a probe or step that is rendered per node (`run:`, `unit:`, `path:`, ...).
+    Rendered,
+    /// Text for people (titles, descriptions, task text, hints): shown as written, never
+    /// rendered, so `{{` there is just text.
+    Prose,
+    /// A field used as written (the key named): a template there would never be rendered.
+    AsWritten(String),
+}
+
+/// Keys of a probe or step whose values are not rendered.
+const NOT_RENDERED: &[&str] = &[
+    "kind",
+    "name",
+    "target",
+    "needs",
+    "expect",
+    "timeout",
+    "within",
+    "interval",
+    "stable_for",
+];
+
+/// Keys whose values are text for people.
+const PROSE: &[&str] = &["title", "description", "text", "why"];
+
+/// Classifies a scalar by its path in a scenario or grader file.
+fn classify(path: &[Step<'_>]) -> Where {
+    let key = |i: usize| match path.get(i) {
+        Some(Step::Key(k)) => Some(*k),
+        _ => None,
+    };
+    let is_idx = |i: usize| matches!(path.get(i), Some(Step::Idx(_)));
+    let last_key = path.iter().rev().find_map(|s| match s {
+        Step::Key(k) => Some(*k),
+        Step::Idx(_) => None,
+    });
+    if key(0) == Some("metadata") || last_key.is_some_and(|k| PROSE.contains(&k)) {
+        return Where::Prose;
+    }
+    // Where the fields of a probe or step start in `path`.
+    let item_start = match key(0) {
+        Some("confirm" | "setup" | "faults" | "solution" | "probes") if is_idx(1) => Some(2),
+        Some("verify") if key(1) == Some("probes") && is_idx(2) => Some(3),
+        Some("wrong_fixes") if is_idx(1) && key(2) == Some("steps") && is_idx(3) => Some(4),
+        _ => None,
+    };
+    let Some(start) = item_start else {
+        return Where::AsWritten(last_key.unwrap_or("this field").to_string());
+    };
+    match key(start) {
+        Some(k) if NOT_RENDERED.contains(&k) => Where::AsWritten(k.to_string()),
+        Some("edit") if key(start + 1) == Some("yaml_set") && key(start + 2) == Some("value") => {
+            Where::AsWritten("value".into())
+        }
+        _ => Where::Rendered,
     }
 }
 

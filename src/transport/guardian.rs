@@ -61,7 +61,11 @@ impl Drop for Guardian {
 impl Guardian {
     /// Starts the guardian on `channel` (a fresh session channel) for connection `token`,
     /// waiting up to `timeout` for it to report ready.
-    pub(crate) async fn start(channel: Channel<client::Msg>, token: &str, timeout: Duration) -> Result<Guardian, String> {
+    pub(crate) async fn start(
+        channel: Channel<client::Msg>,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<Guardian, String> {
         let (mut rd, wr) = channel.split();
         // `bfg...` as $0: the guardian itself never matches a command marker.
         let command = format!("exec sh -c {} bfg{token} {token}", shell_quote(SCRIPT));
@@ -87,7 +91,10 @@ impl Guardian {
                                     let _ = tx.send(());
                                 }
                             } else if let Some(marker) = line.strip_prefix("done ") {
-                                let waiter = routes.lock().unwrap_or_else(PoisonError::into_inner).remove(marker);
+                                let waiter = routes
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .remove(marker);
                                 if let Some(tx) = waiter {
                                     let _ = tx.send(());
                                 }
@@ -99,7 +106,10 @@ impl Guardian {
                 }
             }
             // Gone: waiters see their sender dropped and fall back.
-            routes.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            routes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
         });
         match tokio::time::timeout(timeout, ready_rx).await {
             Ok(Ok(())) => Ok(Guardian {

@@ -25,6 +25,7 @@
 //!   user still cost time per command). The local transport runs `sh -c` directly.
 //! - [`Transport::host`] is `name (address:port)` for SSH and `name (local)` for local.
 
+mod guardian;
 mod known_hosts;
 pub mod local;
 mod raw;

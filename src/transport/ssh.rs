@@ -3,12 +3,19 @@
 //!
 //! # How commands run on the node
 //! The SSH `exec` request goes to the user's login shell, which runs
-//! `exec timeout -s KILL <secs> sh -c '<command>' bfx<token>` (plain `sh -c` when `timeout` is
-//! missing). So the command always runs under POSIX `sh` whatever the login shell is, the
-//! node itself kills it shortly after the deadline even if this process dies, and the token
-//! in its argv lets [`SshTransport`] find and kill its process group and session the moment
-//! the client-side deadline passes (SSH `signal` requests are ignored by OpenSSH for
-//! non-PTY sessions, so they are not relied on).
+//! `exec sh -c '<command>' bfx<connection token><operation token>`: the command always runs
+//! under POSIX `sh` whatever the login shell is, and the marker in its argv lets the
+//! connection's guardian (see `guardian.rs`: one long-lived shell per connection) kill its
+//! process group and session the moment the client-side deadline passes, and kill every
+//! command still running when the connection ends (engine killed, transport dropped, network
+//! lost). SSH `signal` requests are ignored by OpenSSH for non-PTY sessions, so they are not
+//! relied on. Without a guardian (it failed to start) a timed-out command is killed through
+//! a separate short-lived session instead, and each command runs under
+//! `timeout -s KILL <secs>` so the node still kills it if this process dies.
+//!
+//! # Reconnects
+//! When the connection has died (node rebooted, sshd restarted, keepalives unanswered), the
+//! next operation dials again, host key checked again, within its own deadline.
 //!
 //! # Limits
 //! At most [`MAX_CHANNELS`] session channels are open at once; further operations wait for a
@@ -27,14 +34,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant as TokioInstant;
 
+use super::guardian::Guardian;
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::raw::{self, RawOutput};
 use super::{shell_quote, Forward, Output};
 use crate::error::{Error, Result};
 use crate::inventory::Node;
 
-/// Session channels allowed open at once on one connection (OpenSSH's default
-/// `MaxSessions` is 10; two stay free for kills and for other clients).
+/// Session channels allowed open at once on one connection for operations (OpenSSH's
+/// default `MaxSessions` is 10; of the other two, one is the guardian and one is kept for
+/// the fallback kill session and for sshd's lag in freeing closed sessions).
 pub const MAX_CHANNELS: usize = 8;
 
 /// Keepalive interval; after [`KEEPALIVE_MAX`] unanswered keepalives the connection is
@@ -61,15 +70,24 @@ struct Inner {
     /// For reconnecting: the node and the timeout given to `connect`.
     node: Node,
     connect_timeout: Duration,
-    /// The current connection; replaced when it has died (see [`live_handle`]).
-    conn: std::sync::Mutex<Arc<client::Handle<Client>>>,
+    /// The current connection; replaced when it has died (see [`live_conn`]).
+    conn: std::sync::Mutex<Arc<Conn>>,
     /// One reconnect at a time.
     reconnecting: tokio::sync::Mutex<()>,
     /// Caps session channels at [`MAX_CHANNELS`].
     channels: Semaphore,
-    /// One kill at a time, outside the main cap, so a burst of timeouts cannot exceed
-    /// `MaxSessions` (8 stuck commands + 1 killer).
+    /// Fallback kills (no guardian) one at a time, outside the main cap, so a burst of
+    /// timeouts cannot exceed `MaxSessions` (8 stuck commands + 1 killer).
     killers: Semaphore,
+}
+
+/// One live SSH connection and what belongs to it.
+struct Conn {
+    handle: client::Handle<Client>,
+    /// Prefix of the markers of this connection's commands (16 hex digits).
+    token: String,
+    /// Kills this connection's commands; `None` when it could not be started.
+    guardian: Option<Guardian>,
 }
 
 /// russh callbacks: only the host-key check matters.
@@ -146,13 +164,13 @@ impl SshTransport {
     /// the known_hosts file), and refused authentication.
     pub async fn connect(node: &Node, timeout: Duration) -> Result<SshTransport> {
         let host = format!("{} ({}:{})", node.name, node.address, node.port);
-        let handle = dial(node, &host, timeout).await?;
+        let conn = establish(node, &host, timeout).await?;
         Ok(SshTransport {
             inner: Arc::new(Inner {
                 host,
                 node: node.clone(),
                 connect_timeout: timeout,
-                conn: std::sync::Mutex::new(Arc::new(handle)),
+                conn: std::sync::Mutex::new(Arc::new(conn)),
                 reconnecting: tokio::sync::Mutex::new(()),
                 channels: Semaphore::new(MAX_CHANNELS),
                 killers: Semaphore::new(1),
@@ -294,7 +312,7 @@ impl SshTransport {
                 let target = target.clone();
                 tokio::spawn(async move {
                     let deadline = TokioInstant::now() + FORWARD_OPEN_TIMEOUT;
-                    let handle = match live_handle(&inner, deadline).await {
+                    let conn = match live_conn(&inner, deadline).await {
                         Ok(Some(h)) => h,
                         Ok(None) => {
                             tracing::warn!(
@@ -308,7 +326,7 @@ impl SshTransport {
                             return;
                         }
                     };
-                    let open = handle.channel_open_direct_tcpip(
+                    let open = conn.handle.channel_open_direct_tcpip(
                         target.clone(),
                         u32::from(port),
                         peer.ip().to_string(),
@@ -368,17 +386,17 @@ impl SshTransport {
             Ok(Err(_)) => return Err(self.terr(format!("`{label}`: the connection is closed"))),
             Err(_) => return Err(timed_out()),
         };
-        let channel = match open_session(&self.inner, deadline).await {
+        let (conn, channel) = match open_session(&self.inner, deadline).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(timed_out()),
             Err(e) => return Err(self.terr(format!("`{label}`: cannot open a channel: {e}"))),
         };
-        let marker = format!("bfx{}", raw::token());
-        let wrapped = wrap_command(
-            command,
-            deadline.saturating_duration_since(TokioInstant::now()),
-            &marker,
-        );
+        let marker = format!("bfx{}{}", conn.token, raw::token());
+        let backstop = match conn.guardian {
+            Some(_) => None,
+            None => Some(deadline.saturating_duration_since(TokioInstant::now())),
+        };
+        let wrapped = wrap_command(command, &marker, backstop);
         let (mut rd, wr) = channel.split();
         let start = Instant::now();
         match tokio::time::timeout_at(deadline, drive(&mut rd, &wr, wrapped, stdin)).await {
@@ -388,7 +406,7 @@ impl SshTransport {
             }
             Ok(Err(msg)) => Err(self.terr(format!("`{label}`: {msg}"))),
             Err(_) => {
-                self.kill(&marker).await;
+                self.kill(&conn, &marker).await;
                 let _ = tokio::time::timeout(CLEANUP_TIMEOUT, wr.close()).await;
                 drop(permit);
                 Err(timed_out())
@@ -397,9 +415,19 @@ impl SshTransport {
     }
 
     /// Kills every process of the command tagged `marker`: its process group, and its
-    /// session when it leads one (sshd starts each command in a new session). Best effort,
-    /// bounded by [`CLEANUP_TIMEOUT`]; the node's own `timeout` wrapper is the backstop.
-    async fn kill(&self, marker: &str) {
+    /// session when it leads one (sshd starts each command in a new session). Through the
+    /// connection's guardian, else through a short-lived session. Best effort, bounded by
+    /// [`CLEANUP_TIMEOUT`].
+    async fn kill(&self, conn: &Conn, marker: &str) {
+        if let Some(g) = &conn.guardian {
+            match g.kill(marker, CLEANUP_TIMEOUT).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(
+                    "{}: guardian: {e}; killing through a new session",
+                    self.host()
+                ),
+            }
+        }
         // `[b]fx...` matches the marker but not this script's own command line.
         let pattern = match marker.split_at_checked(1) {
             Some((a, b)) => format!("[{a}]{b}"),
@@ -417,7 +445,7 @@ impl SshTransport {
         };
         let deadline = TokioInstant::now() + CLEANUP_TIMEOUT;
         let attempt = async {
-            let channel = open_session(&self.inner, deadline)
+            let (_, channel) = open_session(&self.inner, deadline)
                 .await?
                 .ok_or_else(|| "no channel in time".to_string())?;
             let (mut rd, wr) = channel.split();
@@ -526,9 +554,42 @@ async fn dial(node: &Node, host: &str, timeout: Duration) -> Result<client::Hand
     }
 }
 
+/// [`dial`], then start the connection's guardian (within what is left of `timeout`; a
+/// guardian that does not start is logged, not fatal).
+async fn establish(node: &Node, host: &str, timeout: Duration) -> Result<Conn> {
+    let start = Instant::now();
+    let handle = dial(node, host, timeout).await?;
+    let token = raw::token();
+    let left = timeout
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_secs(1));
+    let guardian = match tokio::time::timeout(left, handle.channel_open_session()).await {
+        Ok(Ok(channel)) => match Guardian::start(channel, &token, left).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!("{host}: the guardian did not start ({e}); timed-out commands will be killed through extra sessions");
+                None
+            }
+        },
+        Ok(Err(e)) => {
+            tracing::warn!("{host}: no channel for the guardian ({e})");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("{host}: no channel for the guardian in time");
+            None
+        }
+    };
+    Ok(Conn {
+        handle,
+        token,
+        guardian,
+    })
+}
+
 impl Inner {
     /// The current connection (possibly dead).
-    fn current(&self) -> Arc<client::Handle<Client>> {
+    fn current(&self) -> Arc<Conn> {
         let guard = self
             .conn
             .lock()
@@ -537,25 +598,22 @@ impl Inner {
     }
 }
 
-/// The connection, re-dialled (host key checked again) when it has died, e.g. because the
-/// node rebooted or sshd restarted. `Ok(None)` when `deadline` passes first.
-async fn live_handle(
-    inner: &Inner,
-    deadline: TokioInstant,
-) -> Result<Option<Arc<client::Handle<Client>>>, String> {
+/// The connection, re-established (host key checked again) when it has died, e.g. because
+/// the node rebooted or sshd restarted. `Ok(None)` when `deadline` passes first.
+async fn live_conn(inner: &Inner, deadline: TokioInstant) -> Result<Option<Arc<Conn>>, String> {
     let h = inner.current();
-    if !h.is_closed() {
+    if !h.handle.is_closed() {
         return Ok(Some(h));
     }
     let Ok(_one) = tokio::time::timeout_at(deadline, inner.reconnecting.lock()).await else {
         return Ok(None);
     };
     let h = inner.current();
-    if !h.is_closed() {
+    if !h.handle.is_closed() {
         return Ok(Some(h));
     }
     let left = deadline.saturating_duration_since(TokioInstant::now());
-    match dial(&inner.node, &inner.host, left.min(inner.connect_timeout)).await {
+    match establish(&inner.node, &inner.host, left.min(inner.connect_timeout)).await {
         Ok(fresh) => {
             let fresh = Arc::new(fresh);
             *inner
@@ -582,18 +640,18 @@ async fn live_handle(
 async fn open_session(
     inner: &Arc<Inner>,
     deadline: TokioInstant,
-) -> Result<Option<Channel<client::Msg>>, String> {
+) -> Result<Option<(Arc<Conn>, Channel<client::Msg>)>, String> {
     let mut backoff = Duration::from_millis(2);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let Some(handle) = live_handle(inner, deadline).await? else {
+        let Some(conn) = live_conn(inner, deadline).await? else {
             return Ok(None);
         };
-        let opener = Arc::clone(&handle);
-        let mut task = tokio::spawn(async move { opener.channel_open_session().await });
+        let opener = Arc::clone(&conn);
+        let mut task = tokio::spawn(async move { opener.handle.channel_open_session().await });
         match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(Ok(c))) => return Ok(Some(c)),
+            Ok(Ok(Ok(c))) => return Ok(Some((conn, c))),
             Ok(Ok(Err(russh::Error::ChannelOpenFailure(reason)))) if attempts < OPEN_ATTEMPTS => {
                 tracing::debug!(
                     "{}: channel open refused ({reason:?}), retrying",
@@ -606,7 +664,7 @@ async fn open_session(
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
             // The connection died under us: the next round reconnects (once).
-            Ok(Ok(Err(_))) if handle.is_closed() && attempts < 2 => {}
+            Ok(Ok(Err(_))) if conn.handle.is_closed() && attempts < 2 => {}
             Ok(Ok(Err(e))) => return Err(e.to_string()),
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => {
@@ -681,15 +739,21 @@ async fn drive(
     Ok(out)
 }
 
-/// The exec request string: run `command` under `sh -c`, tagged with `marker`, killed by the
-/// node itself one second after the (rounded-up) remaining time.
-fn wrap_command(command: &str, remaining: Duration, marker: &str) -> String {
-    let secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0) + 1;
+/// The exec request string: run `command` under `sh -c`, tagged with `marker` (as `$0`).
+/// With `backstop` (used when the connection has no guardian), the node itself kills the
+/// command one second after that (rounded-up) time, through `timeout(1)` when installed.
+fn wrap_command(command: &str, marker: &str, backstop: Option<Duration>) -> String {
     let q = shell_quote(command);
-    format!(
-        "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {secs} sh -c {q} {marker}; \
-         else exec sh -c {q} {marker}; fi"
-    )
+    match backstop {
+        None => format!("exec sh -c {q} {marker}"),
+        Some(left) => {
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0) + 1;
+            format!(
+                "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {secs} sh -c {q} {marker}; \
+                 else exec sh -c {q} {marker}; fi"
+            )
+        }
+    }
 }
 
 /// The remote side of `write_file`; reads the new contents on stdin.
@@ -754,13 +818,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrapped_command_rounds_up_and_quotes() {
-        let w = wrap_command("echo 'hi'; $(x)", Duration::from_millis(1500), "bfx1");
-        assert!(
-            w.contains("timeout -s KILL 3 sh -c 'echo '\\''hi'\\''; $(x)' bfx1"),
-            "{w}"
-        );
-        let w = wrap_command("true", Duration::from_secs(2), "bfx1");
+    fn wrapped_command_quotes_and_tags() {
+        let w = wrap_command("echo 'hi'; $(x)", "bfx1", None);
+        assert_eq!(w, "exec sh -c 'echo '\\''hi'\\''; $(x)' bfx1");
+        let w = wrap_command("true", "bfx1", Some(Duration::from_millis(1500)));
+        assert!(w.contains("exec timeout -s KILL 3 sh -c true bfx1"), "{w}");
+        let w = wrap_command("true", "bfx1", Some(Duration::from_secs(2)));
         assert!(w.contains("KILL 3 sh"), "{w}");
     }
 

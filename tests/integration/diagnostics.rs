@@ -66,6 +66,7 @@ invalid_fixtures! {
     unresolved_template_variable => "unresolved-template-variable",
     undefined_param => "undefined-param",
     template_syntax_error => "template-syntax-error",
+    template_not_rendered => "template-not-rendered",
     undefined_target => "undefined-target",
     missing_target => "missing-target",
     undefined_grader => "undefined-grader",
@@ -191,4 +192,132 @@ fn colour_rendering_differs_only_in_style() {
         "colour output uses ANSI escapes"
     );
     assert!(coloured.contains("undefined-target.yaml:12:13"));
+}
+
+/// The ```yaml blocks of docs/scenario-format.md, dedented, with their line numbers.
+fn doc_yaml_blocks() -> Vec<(usize, String)> {
+    let doc = std::fs::read_to_string("docs/scenario-format.md").expect("docs/scenario-format.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, usize, String)> = None;
+    for (i, line) in doc.lines().enumerate() {
+        match &mut current {
+            None => {
+                let indent = line.len() - line.trim_start().len();
+                if line.trim_start() == "```yaml" {
+                    current = Some((i + 1, indent, String::new()));
+                }
+            }
+            Some((start, indent, text)) => {
+                if line.trim() == "```" {
+                    blocks.push((*start, std::mem::take(text)));
+                    current = None;
+                } else {
+                    text.push_str(line.get(*indent..).unwrap_or(""));
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// Base scenario the documentation's fragments are merged into (their top-level sections
+/// replace the base's).
+const DOC_BASE: &str = "apiVersion: breakfix/v1
+kind: Scenario
+metadata:
+  name: doc-example
+  title: Documentation example
+targets:
+  cp: { role: control-plane }
+faults:
+  - { kind: systemd, unit: etcd, action: stop }
+verify:
+  probes:
+    - { kind: systemd, name: etcd-unit-active, unit: etcd, expect: { active: active } }
+";
+
+/// Top-level sections of a YAML text: `(key, text of the section)`.
+fn sections(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let top = !line.starts_with([' ', '#', '-']) && !line.is_empty();
+        if top {
+            let key = line.split(':').next().unwrap_or("").to_string();
+            out.push((key, String::new()));
+        }
+        if let Some((_, body)) = out.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn documentation_examples_are_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graders = dir.path().join("graders");
+    std::fs::create_dir_all(&graders).expect("mkdir");
+    let blocks = doc_yaml_blocks();
+    assert!(blocks.len() > 20, "found only {} yaml blocks", blocks.len());
+    let opts = breakfix::scenario::load::options;
+    for (line, text) in blocks {
+        let at = format!("docs/scenario-format.md:{line}");
+        if text.starts_with("- kind:") {
+            let as_probes =
+                serde_saphyr::from_str_with_options::<Vec<breakfix::probe::Probe>>(&text, opts());
+            let as_actions =
+                serde_saphyr::from_str_with_options::<Vec<breakfix::fault::Action>>(&text, opts());
+            assert!(
+                as_probes.is_ok() || as_actions.is_ok(),
+                "{at}: neither probes ({:?}) nor steps ({:?})",
+                as_probes.err(),
+                as_actions.err()
+            );
+        } else if text.starts_with("expect:") {
+            #[derive(serde::Deserialize)]
+            #[allow(dead_code)]
+            struct E {
+                expect: std::collections::BTreeMap<String, breakfix::matcher::Matcher>,
+            }
+            serde_saphyr::from_str_with_options::<E>(&text, opts())
+                .unwrap_or_else(|e| panic!("{at}: {e}"));
+        } else if text.contains("\nkind: Grader\n") {
+            let name = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("name: "))
+                .map(|n| n.split_whitespace().next().unwrap_or(n).to_string())
+                .expect("grader name");
+            std::fs::write(graders.join(format!("{name}.yaml")), &text).expect("write grader");
+            let scenario = DOC_BASE.replace(
+                "verify:\n  probes:\n",
+                &format!("verify:\n  include: [{name}]\n  probes:\n"),
+            );
+            let path = dir.path().join("scenario-with-grader.yaml");
+            std::fs::write(&path, scenario).expect("write");
+            let report = check_file(&path, Some(&graders));
+            assert!(report.is_ok(), "{at}:\n{}", report.render(false));
+        } else {
+            let (file, graders_dir) = if text.starts_with("apiVersion:") && text.contains("\nfaults:") {
+                (text.clone(), PathBuf::from("graders"))
+            } else {
+                let fragment = sections(&text);
+                let mut merged = String::new();
+                for (key, body) in sections(DOC_BASE) {
+                    if !fragment.iter().any(|(k, _)| *k == key) {
+                        merged.push_str(&body);
+                    }
+                }
+                for (_, body) in &fragment {
+                    merged.push_str(body);
+                }
+                (merged, PathBuf::from("graders"))
+            };
+            let path = dir.path().join(format!("doc-line-{line}.yaml"));
+            std::fs::write(&path, &file).expect("write");
+            let report = check_file(&path, Some(&graders_dir));
+            assert!(report.is_ok(), "{at}:\n{file}\n{}", report.render(false));
+        }
+    }
 }

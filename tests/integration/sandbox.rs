@@ -351,7 +351,33 @@ fn down_leaves_nothing_and_the_next_user_brings_it_up_again() {
     let out = breakfix(&["sandbox", "status"]);
     assert!(text(&out.stdout).contains("sandbox: down"));
 
-    // The next user of the sandbox brings it up again.
+    // The next user of the sandbox brings it up again, here from a shell holding a descriptor
+    // without close-on-exec (as `flock FILE cmd` does): the long-lived nodes must not keep it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("inherited.lock");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec 7>'{}'; exec '{}' sandbox up",
+            marker.display(),
+            env!("CARGO_BIN_EXE_breakfix")
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "up failed: {}", text(&out.stderr));
+    for pid in recorded().pids {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("fds")
+            .flatten()
+        {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(
+                target, marker,
+                "node process {pid} kept an inherited descriptor"
+            );
+        }
+    }
     sb.ensure_up();
     assert_eq!(
         sb.ssh_ok("controlplane", "systemctl is-active etcd").trim(),

@@ -583,6 +583,48 @@ async fn ssh_reconnects_after_the_connection_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_commands_die_with_the_transport() {
+    // Dropping the transport (as when the engine exits or is killed) must not leave its
+    // running commands behind on the node.
+    let sshd = Sshd::start();
+    let tok = token();
+    let secs = format!("298.{}", u32::from_str_radix(&tok[..6], 16).unwrap_or(1));
+    let t = std::sync::Arc::new(ssh(&sshd).await);
+    let runner = std::sync::Arc::clone(&t);
+    let cmd = format!("sleep {secs}; echo marker-{tok}");
+    let task = tokio::spawn(async move { runner.exec(&cmd, Duration::from_secs(600)).await });
+    let pattern = format!("sleep 29[8]{}", &secs[3..]);
+    let running = || {
+        std::process::Command::new("pgrep")
+            .arg("-f")
+            .arg(&pattern)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let start = Instant::now();
+    while !running() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    drop(t);
+    let start = Instant::now();
+    while running() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the command outlived its transport"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_shell_quoted_value_never_executes() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;

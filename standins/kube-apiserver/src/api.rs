@@ -2,12 +2,9 @@
 //! the verbs get, list, watch, create, update, patch, delete and deletecollection, plus the
 //! scale and log subresources and computed componentstatuses.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use hyper::header::HeaderValue;
 use hyper::Method;
-use rand::Rng;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -23,6 +20,7 @@ use crate::strategy;
 use crate::table;
 use crate::util::random_suffix;
 use crate::watch;
+use crate::{componentstatus, podlogs, scale, services};
 
 /// What a resource path addresses.
 #[derive(Debug, Clone)]
@@ -99,8 +97,8 @@ async fn dispatch(app: &Arc<App>, ctx: &Ctx, t: &Target) -> Result<Resp, ApiErro
     }
     if t.res.computed {
         return match (&ctx.method, &t.name) {
-            (&Method::GET, None) => component_statuses(app, ctx, None),
-            (&Method::GET, Some(n)) => component_statuses(app, ctx, Some(n)),
+            (&Method::GET, None) => componentstatus::serve(app, ctx, None),
+            (&Method::GET, Some(n)) => componentstatus::serve(app, ctx, Some(n)),
             _ => Err(ApiError::method_not_allowed()),
         };
     }
@@ -112,8 +110,8 @@ async fn dispatch(app: &Arc<App>, ctx: &Ctx, t: &Target) -> Result<Resp, ApiErro
         (&Method::GET, None) if ctx.query.flag("watch") => watch::serve(app, ctx, t).await,
         (&Method::GET, None) => list(app, ctx, t, deadline).await,
         (&Method::GET, Some(name)) => match sub {
-            Some("scale") => get_scale(app, t, name, deadline).await,
-            Some("log") => logs(app, ctx, t, name, deadline).await,
+            Some("scale") => scale::get(app, t, name, deadline).await,
+            Some("log") => podlogs::get(app, ctx, t, name, deadline).await,
             _ => get(app, ctx, t, name, deadline).await,
         },
         (&Method::POST, None) => create(app, ctx, t, deadline).await,
@@ -125,7 +123,7 @@ async fn dispatch(app: &Arc<App>, ctx: &Ctx, t: &Target) -> Result<Resp, ApiErro
     }
 }
 
-fn ns_of(t: &Target) -> Option<&str> {
+pub(crate) fn ns_of(t: &Target) -> Option<&str> {
     if t.res.namespaced {
         t.ns.as_deref()
     } else {
@@ -134,14 +132,15 @@ fn ns_of(t: &Target) -> Option<&str> {
 }
 
 /// Parses a request body by Content-Type (JSON, YAML, protobuf).
-fn decode_body(ctx: &Ctx) -> Result<Value, ApiError> {
+pub(crate) fn decode_body(ctx: &Ctx) -> Result<Value, ApiError> {
     let ct = ctx.content_type();
     let v: Value = match ct.as_str() {
-        "" | "application/json" | "application/merge-patch+json"
-        | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
-            serde_json::from_slice(&ctx.body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?
-        }
+        ""
+        | "application/json"
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "application/json-patch+json" => serde_json::from_slice(&ctx.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?,
         "application/yaml" | "application/apply-patch+yaml" => {
             match serde_json::from_slice(&ctx.body) {
                 Ok(v) => v,
@@ -158,11 +157,17 @@ fn decode_body(ctx: &Ctx) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-fn check_kind(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn check_kind(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
-    if let Some(k) = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()) {
+    if let Some(k) = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+    {
         if k != res.kind {
             return Err(ApiError::bad_request(format!(
                 "the kind of the object ({k}) does not match the kind on the URL ({})",
@@ -197,7 +202,7 @@ fn set_namespace(res: &Resource, t: &Target, obj: &mut Value) -> Result<(), ApiE
     }
 }
 
-fn respond_objects(res: &Resource, ctx: &Ctx, items: Vec<Value>, rv: i64) -> Resp {
+pub(crate) fn respond_objects(res: &Resource, ctx: &Ctx, items: Vec<Value>, rv: i64) -> Resp {
     if ctx.wants_table() {
         let include = ctx.query.get("includeObject").unwrap_or("Metadata");
         return http::json(200, &table::table(res, &items, &rv.to_string(), include));
@@ -213,11 +218,17 @@ fn respond_objects(res: &Resource, ctx: &Ctx, items: Vec<Value>, rv: i64) -> Res
     )
 }
 
-fn respond_object(res: &Resource, ctx: &Ctx, code: u16, obj: &Value) -> Resp {
+pub(crate) fn respond_object(res: &Resource, ctx: &Ctx, code: u16, obj: &Value) -> Resp {
     if ctx.wants_table() && code == 200 {
-        let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let include = ctx.query.get("includeObject").unwrap_or("Metadata");
-        return http::json(200, &table::table(res, std::slice::from_ref(obj), rv, include));
+        return http::json(
+            200,
+            &table::table(res, std::slice::from_ref(obj), rv, include),
+        );
     }
     http::json(code, obj)
 }
@@ -231,7 +242,13 @@ pub fn selectors(ctx: &Ctx) -> Result<(LabelSelector, FieldSelector), ApiError> 
     Ok((l, f))
 }
 
-async fn get(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant) -> Result<Resp, ApiError> {
+async fn get(
+    app: &App,
+    ctx: &Ctx,
+    t: &Target,
+    name: &str,
+    deadline: Instant,
+) -> Result<Resp, ApiError> {
     let (obj, _) = objects::get(app, t.res, ns_of(t), name, deadline).await?;
     Ok(respond_object(t.res, ctx, 200, &obj))
 }
@@ -239,28 +256,45 @@ async fn get(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant) ->
 async fn list(app: &App, ctx: &Ctx, t: &Target, deadline: Instant) -> Result<Resp, ApiError> {
     let (ls, fs) = selectors(ctx)?;
     let (items, rev) = objects::list(app, t.res, ns_of(t), deadline).await?;
-    let items: Vec<Value> = items.into_iter().filter(|o| ls.matches(o) && fs.matches(o)).collect();
+    let items: Vec<Value> = items
+        .into_iter()
+        .filter(|o| ls.matches(o) && fs.matches(o))
+        .collect();
     Ok(respond_objects(t.res, ctx, items, rev))
 }
 
-fn dry_run(ctx: &Ctx) -> bool {
+pub(crate) fn dry_run(ctx: &Ctx) -> bool {
     ctx.query.get("dryRun") == Some("All")
 }
 
 /// Create as the API does it: name, namespace checks, strategy, storage.
-async fn create_object(app: &App, t: &Target, mut obj: Value, dry: bool, deadline: Instant) -> Result<Value, ApiError> {
+async fn create_object(
+    app: &App,
+    t: &Target,
+    mut obj: Value,
+    dry: bool,
+    deadline: Instant,
+) -> Result<Value, ApiError> {
     let res = t.res;
     check_kind(res, &mut obj)?;
     set_namespace(res, t, &mut obj)?;
     let mut name = name_of(&obj).to_string();
     if name.is_empty() {
-        if let Some(g) = obj.pointer("/metadata/generateName").and_then(Value::as_str) {
+        if let Some(g) = obj
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+        {
             name = format!("{g}{}", random_suffix(5));
             obj["metadata"]["name"] = json!(name);
         }
     }
     if name.is_empty() {
-        return Err(ApiError::invalid(res, "", "metadata.name", "Required value: name or generateName is required"));
+        return Err(ApiError::invalid(
+            res,
+            "",
+            "metadata.name",
+            "Required value: name or generateName is required",
+        ));
     }
     if !strategy::valid_name(&name) {
         return Err(ApiError::invalid(
@@ -280,7 +314,7 @@ async fn create_object(app: &App, t: &Target, mut obj: Value, dry: bool, deadlin
     }
     strategy::prepare_create(res, &mut obj)?;
     if res.kind == "Service" {
-        allocate_service(app, &mut obj, deadline).await?;
+        services::allocate(app, &mut obj, deadline).await?;
     }
     if dry {
         return Ok(obj);
@@ -311,7 +345,7 @@ fn body_rv(obj: &Value) -> Option<i64> {
 
 /// Reads, transforms (`f` gets the current object and returns the desired one) and writes
 /// back, retrying on races; `precondition` is a resourceVersion the client insisted on.
-async fn read_modify_write<F>(
+pub(crate) async fn read_modify_write<F>(
     app: &App,
     ctx: &Ctx,
     t: &Target,
@@ -350,11 +384,20 @@ where
     Err(ApiError::conflict(res, name))
 }
 
-async fn update(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant) -> Result<Resp, ApiError> {
+async fn update(
+    app: &App,
+    ctx: &Ctx,
+    t: &Target,
+    name: &str,
+    deadline: Instant,
+) -> Result<Resp, ApiError> {
     let body = decode_body(ctx)?;
     if t.sub.as_deref() == Some("scale") {
-        let replicas = body.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-        return set_scale(app, ctx, t, name, replicas, deadline).await;
+        let replicas = body
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        return scale::set(app, ctx, t, name, replicas, deadline).await;
     }
     let obj = read_modify_write(app, ctx, t, name, deadline, |old| {
         let mut new = body.clone();
@@ -368,7 +411,7 @@ async fn update(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant)
 }
 
 /// Applies a PATCH body of the request's type to `target`.
-fn apply_patch(ct: &str, target: &mut Value, body: &Value) -> Result<(), ApiError> {
+pub(crate) fn apply_patch(ct: &str, target: &mut Value, body: &Value) -> Result<(), ApiError> {
     match ct {
         "application/merge-patch+json" => patch::merge_patch(target, body),
         "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
@@ -382,15 +425,24 @@ fn apply_patch(ct: &str, target: &mut Value, body: &Value) -> Result<(), ApiErro
     Ok(())
 }
 
-async fn patch_obj(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant) -> Result<Resp, ApiError> {
+async fn patch_obj(
+    app: &App,
+    ctx: &Ctx,
+    t: &Target,
+    name: &str,
+    deadline: Instant,
+) -> Result<Resp, ApiError> {
     let ct = ctx.content_type();
     let body = decode_body(ctx)?;
     if t.sub.as_deref() == Some("scale") {
         let (obj, _) = objects::get(app, t.res, ns_of(t), name, deadline).await?;
-        let mut scale = scale_of(t.res, &obj);
+        let mut scale = scale::scale_of(&obj);
         apply_patch(&ct, &mut scale, &body)?;
-        let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-        return set_scale(app, ctx, t, name, replicas, deadline).await;
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        return scale::set(app, ctx, t, name, replicas, deadline).await;
     }
     if ct == "application/apply-patch+yaml" {
         // Server-side apply of a new object creates it.
@@ -419,23 +471,35 @@ async fn patch_obj(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Insta
 
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
-async fn delete(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant) -> Result<Resp, ApiError> {
+async fn delete(
+    app: &App,
+    ctx: &Ctx,
+    t: &Target,
+    name: &str,
+    deadline: Instant,
+) -> Result<Resp, ApiError> {
     let res = t.res;
     if res.name == "namespaces" && PROTECTED_NAMESPACES.contains(&name) {
         return Err(ApiError {
             code: 403,
             reason: "Forbidden",
-            message: format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            message: format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            ),
             details: json!({"name": name, "kind": "namespaces"}),
         });
     }
     let (obj, rev) = objects::get(app, res, ns_of(t), name, deadline).await?;
     if !ctx.body.is_empty() {
         if let Ok(opts) = serde_json::from_slice::<Value>(&ctx.body) {
-            let want_rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+            let want_rv = opts
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str);
             let want_uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
             let have_uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
-            if want_rv.is_some_and(|w| w != rev.to_string()) || want_uid.is_some_and(|w| Some(w) != have_uid) {
+            if want_rv.is_some_and(|w| w != rev.to_string())
+                || want_uid.is_some_and(|w| Some(w) != have_uid)
+            {
                 return Err(ApiError::conflict(res, name));
             }
         }
@@ -457,13 +521,21 @@ async fn delete(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant)
     }
     let deleted = objects::delete(app, res, ns_of(t), name, Some(rev), deadline).await?;
     if matches!(res.name, "configmaps" | "secrets" | "events") {
-        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         return Ok(http::json(200, &status::success(res, name, uid)));
     }
     Ok(http::json(200, &deleted))
 }
 
-async fn delete_collection(app: &App, ctx: &Ctx, t: &Target, deadline: Instant) -> Result<Resp, ApiError> {
+async fn delete_collection(
+    app: &App,
+    ctx: &Ctx,
+    t: &Target,
+    deadline: Instant,
+) -> Result<Resp, ApiError> {
     if t.res.name == "namespaces" {
         return Err(ApiError::method_not_allowed());
     }
@@ -471,7 +543,10 @@ async fn delete_collection(app: &App, ctx: &Ctx, t: &Target, deadline: Instant) 
     let (items, rev) = objects::list(app, t.res, ns_of(t), deadline).await?;
     let mut deleted = Vec::new();
     for it in items.into_iter().filter(|o| ls.matches(o) && fs.matches(o)) {
-        let ns = it.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+        let ns = it
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(String::from);
         match objects::delete(app, t.res, ns.as_deref(), name_of(&it), None, deadline).await {
             Ok(d) => deleted.push(d),
             Err(e) if e.code == 404 => {}
@@ -484,218 +559,3 @@ async fn delete_collection(app: &App, ctx: &Ctx, t: &Target, deadline: Instant) 
     ))
 }
 
-/// The autoscaling/v1 Scale of a deployment or replica set.
-fn scale_of(res: &Resource, obj: &Value) -> Value {
-    let sel = obj.pointer("/spec/selector").map(LabelSelector::from_object).unwrap_or_default();
-    let _ = res;
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": obj.pointer("/metadata/name"),
-            "namespace": obj.pointer("/metadata/namespace"),
-            "uid": obj.pointer("/metadata/uid"),
-            "resourceVersion": obj.pointer("/metadata/resourceVersion"),
-            "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
-        },
-        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
-        "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": sel.render(),
-        },
-    })
-}
-
-async fn get_scale(app: &App, t: &Target, name: &str, deadline: Instant) -> Result<Resp, ApiError> {
-    let (obj, _) = objects::get(app, t.res, ns_of(t), name, deadline).await?;
-    Ok(http::json(200, &scale_of(t.res, &obj)))
-}
-
-async fn set_scale(app: &App, ctx: &Ctx, t: &Target, name: &str, replicas: i64, deadline: Instant) -> Result<Resp, ApiError> {
-    let main = Target { sub: None, ..t.clone() };
-    let obj = read_modify_write(app, ctx, &main, name, deadline, |old| {
-        let mut new = old.clone();
-        if let Some(Value::Object(m)) = new.get_mut("metadata") {
-            m.remove("resourceVersion");
-        }
-        new["spec"]["replicas"] = json!(replicas);
-        Ok(new)
-    })
-    .await?;
-    Ok(http::json(200, &scale_of(t.res, &obj)))
-}
-
-/// `kubectl logs`: static pods' logs from the kubelet stand-in's files on this node; other
-/// pods run no containers and have empty logs.
-async fn logs(app: &App, ctx: &Ctx, t: &Target, name: &str, deadline: Instant) -> Result<Resp, ApiError> {
-    let (pod, _) = objects::get(app, t.res, ns_of(t), name, deadline).await?;
-    let containers: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from)).collect())
-        .unwrap_or_default();
-    let container = match ctx.query.get("container") {
-        Some(c) if !c.is_empty() => c.to_string(),
-        _ if containers.len() == 1 => containers[0].clone(),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )))
-        }
-    };
-    if !containers.contains(&container) {
-        return Err(ApiError::bad_request(format!(
-            "container {container} is not valid for pod {name}"
-        )));
-    }
-    let hash = pod
-        .pointer("/metadata/annotations/kubernetes.io~1config.hash")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let ns = ns_of(t).unwrap_or_default();
-    let mut text = String::new();
-    if !hash.is_empty() {
-        let dir = std::path::PathBuf::from(format!("/var/log/pods/{ns}_{name}_{hash}/{container}"));
-        let mut files: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| {
-                        let n = e.file_name().to_string_lossy().strip_suffix(".log")?.parse().ok()?;
-                        Some((n, e.path()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        let pick = if ctx.query.flag("previous") {
-            files.len().checked_sub(2).and_then(|i| files.get(i))
-        } else {
-            files.last()
-        };
-        if let Some((_, p)) = pick {
-            let raw = std::fs::read_to_string(p).unwrap_or_default();
-            text = raw.lines().map(strip_cri_prefix).collect::<Vec<_>>().join("\n");
-            if !text.is_empty() {
-                text.push('\n');
-            }
-        }
-    }
-    if let Some(n) = ctx.query.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(n);
-        text = lines[start..].iter().map(|l| format!("{l}\n")).collect();
-    }
-    Ok(http::text(200, text))
-}
-
-/// `2025-01-01T00:00:00.000000000Z stdout F message` -> `message`.
-fn strip_cri_prefix(line: &str) -> &str {
-    let mut parts = line.splitn(4, ' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(ts), Some("stdout" | "stderr"), Some("F" | "P"), Some(msg)) if ts.contains('T') => msg,
-        _ => line,
-    }
-}
-
-fn component_statuses(app: &App, ctx: &Ctx, name: Option<&str>) -> Result<Resp, ApiError> {
-    let res = registry::by_kind("ComponentStatus");
-    let h = app.store.health().borrow().clone();
-    let cs = |n: &str, ok: bool, err: &str| {
-        let mut c = json!({"type": "Healthy", "status": if ok { "True" } else { "False" }, "message": if ok { "ok" } else { "" }});
-        if !ok {
-            c["error"] = json!(err);
-        }
-        json!({"kind": "ComponentStatus", "apiVersion": "v1", "metadata": {"name": n}, "conditions": [c]})
-    };
-    let items = vec![
-        cs("controller-manager", true, ""),
-        cs("scheduler", true, ""),
-        cs("etcd-0", h.ok, &h.error),
-    ];
-    let mut resp = match name {
-        Some(n) => match items.iter().find(|i| name_of(i) == n) {
-            Some(i) => respond_object(res, ctx, 200, i),
-            None => return Err(ApiError::not_found(res, n)),
-        },
-        None => respond_objects(res, ctx, items, 0),
-    };
-    resp.headers_mut().insert(
-        "warning",
-        HeaderValue::from_static("299 - \"v1 ComponentStatus is deprecated in v1.19+\""),
-    );
-    Ok(resp)
-}
-
-/// Parses `--service-cluster-ip-range` (IPv4 CIDR) into (network, size).
-pub fn service_range(cidr: &str) -> (u32, u32) {
-    let (ip, bits) = cidr.split_once('/').unwrap_or((cidr, "12"));
-    let ip: Ipv4Addr = ip.parse().unwrap_or(Ipv4Addr::new(10, 96, 0, 0));
-    let bits: u32 = bits.parse().unwrap_or(12).clamp(8, 30);
-    let size = 1u32 << (32 - bits);
-    (u32::from(ip) & !(size - 1), size)
-}
-
-/// Allocates a ClusterIP (and node ports) for a new Service.
-async fn allocate_service(app: &App, obj: &mut Value, deadline: Instant) -> Result<(), ApiError> {
-    let typ = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-    if typ == "ExternalName" {
-        return Ok(());
-    }
-    let svc = registry::by_kind("Service");
-    let (all, _) = objects::list(app, svc, None, deadline).await?;
-    let used_ips: Vec<String> = all
-        .iter()
-        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from))
-        .collect();
-    let want = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
-    let ip = if !want.is_empty() {
-        if want != "None" && used_ips.contains(&want) {
-            return Err(ApiError::invalid(
-                svc,
-                name_of(obj),
-                "spec.clusterIPs",
-                &format!("Invalid value: [{want:?}]: failed to allocate IP {want}: provided IP is already allocated"),
-            ));
-        }
-        want
-    } else {
-        let (net, size) = service_range(&app.flags.service_cluster_ip_range);
-        let mut rng = rand::thread_rng();
-        let mut pick = String::new();
-        for _ in 0..200 {
-            let cand = Ipv4Addr::from(net + rng.gen_range(10..size.saturating_sub(1).max(11))).to_string();
-            if !used_ips.contains(&cand) {
-                pick = cand;
-                break;
-            }
-        }
-        if pick.is_empty() {
-            return Err(ApiError::internal("failed to allocate a serviceIP: range is full"));
-        }
-        pick
-    };
-    obj["spec"]["clusterIP"] = json!(ip);
-    obj["spec"]["clusterIPs"] = json!([ip]);
-    if typ == "NodePort" || typ == "LoadBalancer" {
-        let used: Vec<i64> = all
-            .iter()
-            .flat_map(|s| s.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
-            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-            .collect();
-        let mut rng = rand::thread_rng();
-        if let Some(Value::Array(ports)) = obj.pointer_mut("/spec/ports") {
-            for p in ports {
-                if p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) == 0 {
-                    let mut np = rng.gen_range(30000..32768);
-                    while used.contains(&np) {
-                        np = rng.gen_range(30000..32768);
-                    }
-                    p["nodePort"] = json!(np);
-                }
-            }
-        }
-        obj["spec"]["externalTrafficPolicy"] = json!("Cluster");
-    }
-    Ok(())
-}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::api::service_range;
+use crate::services::service_range;
 use crate::app::App;
 use crate::log::{info, warning};
 use crate::objects;
@@ -33,7 +33,9 @@ impl Ctl {
     /// Lists all objects of a kind.
     pub async fn list(&self, kind: &str) -> Result<Vec<Value>, ApiError> {
         let res = registry::by_kind(kind);
-        Ok(objects::list(&self.app, res, None, self.deadline()).await?.0)
+        Ok(objects::list(&self.app, res, None, self.deadline())
+            .await?
+            .0)
     }
 
     /// Creates an object as given (metadata filled by the caller or here).
@@ -65,7 +67,16 @@ impl Ctl {
     pub async fn delete(&self, kind: &str, obj: &Value) -> Result<(), ApiError> {
         let res = registry::by_kind(kind);
         let ns = objects::namespace_of(obj);
-        match objects::delete(&self.app, res, ns, objects::name_of(obj), None, self.deadline()).await {
+        match objects::delete(
+            &self.app,
+            res,
+            ns,
+            objects::name_of(obj),
+            None,
+            self.deadline(),
+        )
+        .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.code == 404 => Ok(()),
             Err(e) => Err(e),
@@ -109,9 +120,9 @@ async fn bootstrap(ctl: &Ctl) -> Result<(), ApiError> {
         }
     }
     let svcs = ctl.list("Service").await?;
-    let has_kubernetes = svcs
-        .iter()
-        .any(|s| objects::name_of(s) == "kubernetes" && objects::namespace_of(s) == Some("default"));
+    let has_kubernetes = svcs.iter().any(|s| {
+        objects::name_of(s) == "kubernetes" && objects::namespace_of(s) == Some("default")
+    });
     if !has_kubernetes {
         let (net, _) = service_range(&ctl.app.flags.service_cluster_ip_range);
         let ip = std::net::Ipv4Addr::from(net + 1).to_string();

@@ -6,7 +6,16 @@ use serde_json::{json, Value};
 
 use crate::registry::{Resource, RESOURCES};
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// `/api`.
 pub fn api_versions(server_address: &str) -> Value {
@@ -18,7 +27,11 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = RESOURCES.iter().map(|r| r.group).filter(|g| !g.is_empty()).collect();
+    let mut g: Vec<&str> = RESOURCES
+        .iter()
+        .map(|r| r.group)
+        .filter(|g| !g.is_empty())
+        .collect();
     g.dedup();
     g
 }
@@ -49,7 +62,11 @@ fn entry(r: &Resource) -> Value {
     let verbs: Vec<&str> = if r.computed {
         vec!["get", "list"]
     } else if r.name == "namespaces" {
-        VERBS.iter().copied().filter(|v| *v != "deletecollection").collect()
+        VERBS
+            .iter()
+            .copied()
+            .filter(|v| *v != "deletecollection")
+            .collect()
     } else {
         VERBS.to_vec()
     };
@@ -119,7 +136,11 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 
 /// `/` : the paths the server serves.
 pub fn root_paths() -> Value {
-    let mut paths = vec!["/api".to_string(), "/api/v1".to_string(), "/apis".to_string()];
+    let mut paths = vec![
+        "/api".to_string(),
+        "/api/v1".to_string(),
+        "/apis".to_string(),
+    ];
     for g in groups() {
         paths.push(format!("/apis/{g}"));
         paths.push(format!("/apis/{g}/v1"));

@@ -172,8 +172,7 @@ const HONOURED_VALUE: &[&str] = &[
 fn kind_of(name: &str) -> Option<Kind> {
     if HONOURED_VALUE.contains(&name) || IGNORED_VALUE.contains(&name) {
         Some(Kind::Value)
-    } else if IGNORED_BOOL.contains(&name)
-        || matches!(name, "anonymous-auth" | "help" | "version")
+    } else if IGNORED_BOOL.contains(&name) || matches!(name, "anonymous-auth" | "help" | "version")
     {
         Some(Kind::Bool)
     } else {
@@ -292,8 +291,12 @@ fn set_value(flags: &mut Flags, name: &str, value: String) -> Result<(), String>
         "tls-private-key-file" => flags.tls_private_key_file = path(&value),
         "client-ca-file" => flags.client_ca_file = path(&value),
         "service-cluster-ip-range" => {
-            flags.service_cluster_ip_range =
-                value.split(',').next().unwrap_or_default().trim().to_string()
+            flags.service_cluster_ip_range = value
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
         }
         "request-timeout" => {
             flags.request_timeout = parse_go_duration(&value)

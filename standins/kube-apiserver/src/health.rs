@@ -129,13 +129,23 @@ mod tests {
             checked: true,
             ok: false,
             error: "error getting data from etcd: context deadline exceeded".into(),
+            detail: "dial tcp 127.0.0.1:2379: connect: connection refused".into(),
         };
         let (code, body) = answer(Kind::Readyz, None, false, &[], &down);
         assert_eq!(code, 500);
         assert!(body.contains("[-]etcd failed: reason withheld\n"));
         assert!(body.ends_with("readyz check failed\n"));
-        assert_eq!(answer(Kind::Livez, None, false, &[], &down), (200, "ok".to_string()));
-        let (code, body) = answer(Kind::Readyz, None, true, &["etcd".into(), "etcd-readiness".into()], &down);
+        assert_eq!(
+            answer(Kind::Livez, None, false, &[], &down),
+            (200, "ok".to_string())
+        );
+        let (code, body) = answer(
+            Kind::Readyz,
+            None,
+            true,
+            &["etcd".into(), "etcd-readiness".into()],
+            &down,
+        );
         assert_eq!(code, 200);
         assert!(body.contains("[+]etcd excluded: ok"));
     }

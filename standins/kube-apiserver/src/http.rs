@@ -67,7 +67,10 @@ impl Query {
 
     /// First value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether `key` is present (`?verbose` arrives as `verbose=`).
@@ -77,7 +80,11 @@ impl Query {
 
     /// All values of `key`.
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// A boolean parameter (`watch=true`, `watch=1`).
@@ -134,7 +141,8 @@ impl Ctx {
 fn base(code: u16, content_type: &'static str, body: Body) -> Resp {
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     r
@@ -147,14 +155,20 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 
 /// JSON answer.
 pub fn json(code: u16, v: &Value) -> Resp {
-    base(code, "application/json", full(serde_json::to_vec(v).unwrap_or_default()))
+    base(
+        code,
+        "application/json",
+        full(serde_json::to_vec(v).unwrap_or_default()),
+    )
 }
 
 /// Plain-text answer (health endpoints).
 pub fn text(code: u16, body: String) -> Resp {
     let mut r = base(code, "text/plain; charset=utf-8", full(body));
-    r.headers_mut()
-        .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 

@@ -5,6 +5,10 @@
 mod log;
 
 mod api;
+mod componentstatus;
+mod podlogs;
+mod scale;
+mod services;
 mod app;
 mod controller;
 mod discovery;
@@ -99,8 +103,8 @@ async fn serve(flags: Flags) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             return fail(&format!(
-                "failed to create listener: failed to listen on {addr}: listen tcp {addr}: bind: {e}"
-            ))
+            "failed to create listener: failed to listen on {addr}: listen tcp {addr}: bind: {e}"
+        ))
         }
     };
     info!("Serving securely on {addr}");

@@ -71,11 +71,17 @@ fn manifest(m: &str) -> Option<Value> {
     } else {
         m.to_string()
     };
-    serde_saphyr::from_str::<Value>(&text).ok().filter(Value::is_object)
+    serde_saphyr::from_str::<Value>(&text)
+        .ok()
+        .filter(Value::is_object)
 }
 
 fn container_status(c: &Ctr, spec_image: &str) -> Value {
-    let image = if c.image.is_empty() { spec_image } else { &c.image };
+    let image = if c.image.is_empty() {
+        spec_image
+    } else {
+        &c.image
+    };
     let running = c.state == "running";
     let state = match c.state.as_str() {
         "running" => json!({"running": {"startedAt": c.started_at}}),
@@ -126,7 +132,10 @@ fn cond(typ: &str, ok: bool, now: &str, prev: Option<&Value>) -> Value {
     let old = prev
         .and_then(|p| p.pointer("/status/conditions"))
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(typ)))
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(typ))
+        })
         .filter(|c| c.get("status").and_then(Value::as_str) == Some(status))
         .and_then(|c| c.get("lastTransitionTime").cloned());
     let mut c = json!({"type": typ, "status": status, "lastProbeTime": null,
@@ -137,39 +146,70 @@ fn cond(typ: &str, ok: bool, now: &str, prev: Option<&Value>) -> Value {
     c
 }
 
-fn desired(p: &StaticPod, file: &PodsFile, node: &Value, addr: &str, prev: Option<&Value>) -> Value {
+fn desired(
+    p: &StaticPod,
+    file: &PodsFile,
+    node: &Value,
+    addr: &str,
+    prev: Option<&Value>,
+) -> Value {
     let now = now_rfc3339();
     let m = manifest(&p.manifest).unwrap_or_else(|| json!({}));
     let mut spec = m.get("spec").cloned().unwrap_or_else(|| {
         json!({"containers": p.containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>()})
     });
     spec["nodeName"] = json!(file.node);
-    let mut annotations = m.pointer("/metadata/annotations").cloned().unwrap_or(json!({}));
+    let mut annotations = m
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or(json!({}));
     annotations["kubernetes.io/config.hash"] = json!(p.uid);
     annotations["kubernetes.io/config.mirror"] = json!(p.uid);
     annotations["kubernetes.io/config.source"] = json!("file");
     let seen = prev
-        .and_then(|v| v.pointer("/metadata/annotations/kubernetes.io~1config.seen").cloned())
+        .and_then(|v| {
+            v.pointer("/metadata/annotations/kubernetes.io~1config.seen")
+                .cloned()
+        })
         .unwrap_or(json!(file.updated));
     annotations["kubernetes.io/config.seen"] = seen;
     let spec_image = |name: &str| {
         spec.get("containers")
             .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(name)))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+            })
             .and_then(|c| c.get("image").and_then(Value::as_str))
             .unwrap_or_default()
             .to_string()
     };
-    let statuses: Vec<Value> = p.containers.iter().map(|c| container_status(c, &spec_image(&c.name))).collect();
+    let statuses: Vec<Value> = p
+        .containers
+        .iter()
+        .map(|c| container_status(c, &spec_image(&c.name)))
+        .collect();
     let all_ready = !p.containers.is_empty() && p.containers.iter().all(|c| c.state == "running");
     let requests = spec
         .get("containers")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c.pointer("/resources/requests").is_some()));
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.pointer("/resources/requests").is_some())
+        });
     let start = prev
         .and_then(|v| v.pointer("/status/startTime").cloned())
-        .unwrap_or(json!(p.containers.first().map(|c| c.started_at.clone()).filter(|s| !s.is_empty()).unwrap_or(now.clone())));
-    let phase = if p.phase.is_empty() { "Pending" } else { p.phase.as_str() };
+        .unwrap_or(json!(p
+            .containers
+            .first()
+            .map(|c| c.started_at.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(now.clone())));
+    let phase = if p.phase.is_empty() {
+        "Pending"
+    } else {
+        p.phase.as_str()
+    };
     let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -227,14 +267,20 @@ pub async fn sync(ctl: &Ctl) -> Result<(), ApiError> {
     let addr = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP")))
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+        })
         .and_then(|x| x.get("address").and_then(Value::as_str))
         .unwrap_or_default()
         .to_string();
     let pods = ctl.list("Pod").await?;
     let mine: Vec<&Value> = pods
         .iter()
-        .filter(|p| p.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some())
+        .filter(|p| {
+            p.pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+                .is_some()
+        })
         .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(file.node.as_str()))
         .collect();
     for sp in &file.pods {
@@ -261,7 +307,11 @@ pub async fn sync(ctl: &Ctl) -> Result<(), ApiError> {
             .any(|sp| sp.name == name_of(p) && Some(sp.namespace.as_str()) == namespace_of(p));
         if !listed {
             ctl.delete("Pod", p).await?;
-            info!("deleted mirror pod {}/{}", namespace_of(p).unwrap_or_default(), name_of(p));
+            info!(
+                "deleted mirror pod {}/{}",
+                namespace_of(p).unwrap_or_default(),
+                name_of(p)
+            );
         }
     }
     Ok(())

@@ -84,7 +84,10 @@ pub fn read(app: &App) -> Vec<NodeSpec> {
 fn kubelet_fresh(app: &App) -> Option<bool> {
     let bytes = std::fs::read(&app.flags.pods_file).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    let updated = v.get("updated").and_then(Value::as_str).and_then(parse_time)?;
+    let updated = v
+        .get("updated")
+        .and_then(Value::as_str)
+        .and_then(parse_time)?;
     Some((time::OffsetDateTime::now_utc() - updated).whole_seconds() <= GRACE)
 }
 
@@ -92,7 +95,10 @@ fn cond(typ: &str, status: &str, reason: &str, message: &str, now: &str, prev: &
     let old = prev
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(typ)));
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(typ))
+        });
     let transition = old
         .filter(|c| c.get("status").and_then(Value::as_str) == Some(status))
         .and_then(|c| c.get("lastTransitionTime").cloned())
@@ -106,17 +112,66 @@ fn cond(typ: &str, status: &str, reason: &str, message: &str, now: &str, prev: &
 fn conditions(ready: bool, now: &str, prev: &Value) -> Value {
     if ready {
         json!([
-            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available", now, prev),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now, prev),
-            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", now, prev),
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status", now, prev),
+            cond(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                now,
+                prev
+            ),
+            cond(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                now,
+                prev
+            ),
+            cond(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                now,
+                prev
+            ),
+            cond(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+                now,
+                prev
+            ),
         ])
     } else {
         let msg = "Kubelet stopped posting node status.";
         let mut cs = json!([
-            cond("MemoryPressure", "Unknown", "NodeStatusUnknown", msg, now, prev),
-            cond("DiskPressure", "Unknown", "NodeStatusUnknown", msg, now, prev),
-            cond("PIDPressure", "Unknown", "NodeStatusUnknown", msg, now, prev),
+            cond(
+                "MemoryPressure",
+                "Unknown",
+                "NodeStatusUnknown",
+                msg,
+                now,
+                prev
+            ),
+            cond(
+                "DiskPressure",
+                "Unknown",
+                "NodeStatusUnknown",
+                msg,
+                now,
+                prev
+            ),
+            cond(
+                "PIDPressure",
+                "Unknown",
+                "NodeStatusUnknown",
+                msg,
+                now,
+                prev
+            ),
             cond("Ready", "Unknown", "NodeStatusUnknown", msg, now, prev),
         ]);
         // The heartbeat stops with the kubelet.
@@ -138,7 +193,9 @@ fn conditions(ready: bool, now: &str, prev: &Value) -> Value {
 }
 
 fn read_trim(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn os_image() -> String {
@@ -168,7 +225,9 @@ fn new_node(spec: &NodeSpec, i: usize) -> Value {
         labels[format!("node-role.kubernetes.io/{r}")] = json!("");
         if r == "control-plane" {
             labels["node.kubernetes.io/exclude-from-external-load-balancers"] = json!("");
-            taints.push(json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}));
+            taints.push(
+                json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}),
+            );
         }
     }
     let cidr = format!("10.244.{i}.0/24");
@@ -193,7 +252,9 @@ fn new_node(spec: &NodeSpec, i: usize) -> Value {
 /// The status part every heartbeat rewrites.
 fn status(spec: &NodeSpec, ready: bool, prev: &Value) -> Value {
     let now = now_rfc3339();
-    let cpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let capacity = json!({"cpu": cpu.to_string(), "ephemeral-storage": "20470Mi", "hugepages-2Mi": "0", "memory": memory_ki(), "pods": "110"});
     let machine = read_trim("/etc/machine-id");
     json!({
@@ -238,11 +299,17 @@ pub async fn sync(ctl: &Ctl) -> Result<(), ApiError> {
         }
     }
     // Nodes no longer listed stop heartbeating: after the grace period they go Unknown.
-    for cur in existing.iter().filter(|n| !specs.iter().any(|s| s.name == name_of(n))) {
+    for cur in existing
+        .iter()
+        .filter(|n| !specs.iter().any(|s| s.name == name_of(n)))
+    {
         let stale = cur
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+            })
             .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
             .and_then(|c| c.get("lastHeartbeatTime").and_then(Value::as_str))
             .and_then(parse_time)

@@ -13,23 +13,37 @@ use crate::store::{Kv, StoreError};
 
 /// `metadata.name`.
 pub fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `metadata.namespace` (None when empty).
 pub fn namespace_of(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty())
+    obj.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Turns a storage failure into the API error the real server returns.
 pub fn api_error(res: &Resource, name: &str, e: StoreError) -> ApiError {
     match e {
         StoreError::Unreachable(m) => {
-            warning!("storage unreachable for {} {:?}: {}", res.qualified(), name, m);
+            warning!(
+                "\"Timeout or abort while handling\" resource=\"{}\" name=\"{}\" err=\"{}\"",
+                res.qualified(),
+                name,
+                m
+            );
             ApiError::timeout()
         }
         StoreError::Answered(m) => {
-            error!("etcd error for {} {:?}: {}", res.qualified(), name, m);
+            error!(
+                "\"Unhandled Error\" resource=\"{}\" name=\"{}\" err=\"{}\"",
+                res.qualified(),
+                name,
+                m
+            );
             ApiError::internal(&m)
         }
         StoreError::AlreadyExists => ApiError::already_exists(res, name),
@@ -71,7 +85,9 @@ pub async fn get(
             Some(v) => Ok((v, kv.mod_revision)),
             None => {
                 error!("stored object at {key} is not JSON");
-                Err(ApiError::internal(&format!("unable to decode the object stored at {key}")))
+                Err(ApiError::internal(&format!(
+                    "unable to decode the object stored at {key}"
+                )))
             }
         },
         Ok(None) => Err(ApiError::not_found(res, name)),
@@ -87,7 +103,11 @@ pub async fn list(
     deadline: Instant,
 ) -> Result<(Vec<Value>, i64), ApiError> {
     let prefix = res.list_prefix(&app.store.prefix, ns);
-    let (kvs, rev) = app.store.list(&prefix, deadline).await.map_err(|e| api_error(res, "", e))?;
+    let (kvs, rev) = app
+        .store
+        .list(&prefix, deadline)
+        .await
+        .map_err(|e| api_error(res, "", e))?;
     let mut out = Vec::with_capacity(kvs.len());
     for kv in &kvs {
         // services/specs vs services/endpoints, and nested prefixes: keep direct children.
@@ -109,7 +129,12 @@ pub async fn list(
 }
 
 /// Stores a new object as given; returns it with its resourceVersion.
-pub async fn create(app: &App, res: &Resource, mut obj: Value, deadline: Instant) -> Result<Value, ApiError> {
+pub async fn create(
+    app: &App,
+    res: &Resource,
+    mut obj: Value,
+    deadline: Instant,
+) -> Result<Value, ApiError> {
     let name = name_of(&obj).to_string();
     let key = res.key(&app.store.prefix, namespace_of(&obj), &name);
     let rev = app
@@ -122,7 +147,13 @@ pub async fn create(app: &App, res: &Resource, mut obj: Value, deadline: Instant
 }
 
 /// Replaces an object stored at mod_revision `rev`; returns it with its new resourceVersion.
-pub async fn update(app: &App, res: &Resource, mut obj: Value, rev: i64, deadline: Instant) -> Result<Value, ApiError> {
+pub async fn update(
+    app: &App,
+    res: &Resource,
+    mut obj: Value,
+    rev: i64,
+    deadline: Instant,
+) -> Result<Value, ApiError> {
     let name = name_of(&obj).to_string();
     let key = res.key(&app.store.prefix, namespace_of(&obj), &name);
     let new_rev = app

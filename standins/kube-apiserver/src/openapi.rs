@@ -32,7 +32,10 @@ pub fn index() -> Value {
 /// `/openapi/v3/<gv path>`, if served.
 pub fn document(gv: &str) -> Option<Value> {
     let mut paths = Map::new();
-    for r in RESOURCES.iter().filter(|r| gv_path(r.group, r.version) == gv) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| gv_path(r.group, r.version) == gv)
+    {
         let base = if r.namespaced {
             format!("/{gv}/namespaces/{{namespace}}/{}/{{name}}", r.name)
         } else {

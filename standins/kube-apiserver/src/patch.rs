@@ -27,7 +27,11 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// The merge key of a list field, as in the Kubernetes types' `patchMergeKey` tags.
 fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
         | "imagePullSecrets" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
@@ -111,7 +115,11 @@ fn strip_directives(m: Map<String, Value>) -> Map<String, Value> {
 }
 
 fn merge_list(field: &str, cur: Option<Vec<Value>>, patch: &[Value]) -> Vec<Value> {
-    let sample = patch.iter().find(|v| v.is_object()).cloned().unwrap_or(Value::Null);
+    let sample = patch
+        .iter()
+        .find(|v| v.is_object())
+        .cloned()
+        .unwrap_or(Value::Null);
     let key = merge_key(field, &sample);
     match (key, cur) {
         (Some(key), Some(mut cur)) if sample.is_object() => {
@@ -162,7 +170,9 @@ fn unescape(seg: &str) -> String {
 
 /// RFC 6902 JSON patch (add, remove, replace, test, copy, move).
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
-    let ops = ops.as_array().ok_or("json patch must be an array of operations")?;
+    let ops = ops
+        .as_array()
+        .ok_or("json patch must be an array of operations")?;
     for op in ops {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or_default();
         let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
@@ -197,7 +207,9 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
 }
 
 fn split(path: &str) -> Result<(String, String), String> {
-    let i = path.rfind('/').ok_or_else(|| format!("invalid path {path:?}"))?;
+    let i = path
+        .rfind('/')
+        .ok_or_else(|| format!("invalid path {path:?}"))?;
     Ok((path[..i].to_string(), unescape(&path[i + 1..])))
 }
 
@@ -213,7 +225,9 @@ fn set(target: &mut Value, path: &str, v: Value, add: bool) -> Result<(), String
     match p {
         Value::Object(m) => {
             if !add && !m.contains_key(&last) {
-                return Err(format!("replace operation does not apply: doc is missing key: {path}"));
+                return Err(format!(
+                    "replace operation does not apply: doc is missing key: {path}"
+                ));
             }
             m.insert(last, v);
         }
@@ -221,7 +235,9 @@ fn set(target: &mut Value, path: &str, v: Value, add: bool) -> Result<(), String
             if last == "-" {
                 a.push(v);
             } else {
-                let i: usize = last.parse().map_err(|_| format!("invalid index {last:?}"))?;
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| format!("invalid index {last:?}"))?;
                 if add && i <= a.len() {
                     a.insert(i, v);
                 } else if !add && i < a.len() {
@@ -255,7 +271,9 @@ fn remove(target: &mut Value, path: &str) -> Result<(), String> {
     if removed {
         Ok(())
     } else {
-        Err(format!("remove operation does not apply: doc is missing path: {path:?}"))
+        Err(format!(
+            "remove operation does not apply: doc is missing path: {path:?}"
+        ))
     }
 }
 
@@ -286,7 +304,10 @@ mod tests {
     #[test]
     fn merge_patch_nulls_delete() {
         let mut t = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
-        merge_patch(&mut t, &json!({"metadata": {"labels": {"a": null, "c": "3"}}}));
+        merge_patch(
+            &mut t,
+            &json!({"metadata": {"labels": {"a": null, "c": "3"}}}),
+        );
         assert_eq!(t, json!({"metadata": {"labels": {"b": "2", "c": "3"}}}));
     }
 

@@ -304,7 +304,10 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         format!("this kube-apiserver stand-in cannot decode protobuf for kind {kind:?}; send JSON (e.g. kubectl create -f)")
     })?;
     let mut obj = Map::new();
-    obj.insert("apiVersion".into(), type_meta.get("apiVersion").cloned().unwrap_or(Value::Null));
+    obj.insert(
+        "apiVersion".into(),
+        type_meta.get("apiVersion").cloned().unwrap_or(Value::Null),
+    );
     obj.insert("kind".into(), Value::String(kind));
     obj.extend(decode_msg(raw, schema)?);
     Ok(Value::Object(obj))

@@ -59,7 +59,15 @@ const fn res(
 pub static RESOURCES: &[Resource] = &[
     Resource {
         status: true,
-        ..res("namespaces", "namespace", "Namespace", "", false, &["ns"], "namespaces")
+        ..res(
+            "namespaces",
+            "namespace",
+            "Namespace",
+            "",
+            false,
+            &["ns"],
+            "namespaces",
+        )
     },
     Resource {
         status: true,
@@ -73,9 +81,25 @@ pub static RESOURCES: &[Resource] = &[
     Resource {
         status: true,
         categories: &["all"],
-        ..res("services", "service", "Service", "", true, &["svc"], "services/specs")
+        ..res(
+            "services",
+            "service",
+            "Service",
+            "",
+            true,
+            &["svc"],
+            "services/specs",
+        )
     },
-    res("configmaps", "configmap", "ConfigMap", "", true, &["cm"], "configmaps"),
+    res(
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        "",
+        true,
+        &["cm"],
+        "configmaps",
+    ),
     res("secrets", "secret", "Secret", "", true, &[], "secrets"),
     res("events", "event", "Event", "", true, &["ev"], "events"),
     Resource {
@@ -94,13 +118,29 @@ pub static RESOURCES: &[Resource] = &[
         status: true,
         scale: true,
         categories: &["all"],
-        ..res("deployments", "deployment", "Deployment", "apps", true, &["deploy"], "deployments")
+        ..res(
+            "deployments",
+            "deployment",
+            "Deployment",
+            "apps",
+            true,
+            &["deploy"],
+            "deployments",
+        )
     },
     Resource {
         status: true,
         scale: true,
         categories: &["all"],
-        ..res("replicasets", "replicaset", "ReplicaSet", "apps", true, &["rs"], "replicasets")
+        ..res(
+            "replicasets",
+            "replicaset",
+            "ReplicaSet",
+            "apps",
+            true,
+            &["rs"],
+            "replicasets",
+        )
     },
 ];
 

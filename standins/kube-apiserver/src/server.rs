@@ -50,7 +50,12 @@ pub async fn serve(app: Arc<App>, tls: Tls, listener: TcpListener) {
     }
 }
 
-async fn connection(app: Arc<App>, acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+async fn connection(
+    app: Arc<App>,
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
     let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -62,7 +67,10 @@ async fn connection(app: Arc<App>, acceptor: TlsAcceptor, tcp: tokio::net::TcpSt
             return;
         }
     };
-    let identity = tls::identify(app.verifier.as_ref(), stream.get_ref().1.peer_certificates());
+    let identity = tls::identify(
+        app.verifier.as_ref(),
+        stream.get_ref().1.peer_certificates(),
+    );
     if let Identity::Invalid(why) = &identity {
         info!("Unable to authenticate the request from {peer}: {why}");
     }
@@ -109,7 +117,12 @@ async fn handle(app: Arc<App>, identity: Identity, req: Request<Incoming>) -> Re
     let path = parts.uri.path().to_string();
     let user = match &identity {
         Identity::Invalid(_) => return http::error(&ApiError::unauthorized()),
-        Identity::Anonymous if !app.flags.anonymous_auth => {
+        // No token authenticator here: any bearer token is invalid (401), as on a real
+        // server that does not know it.
+        Identity::Anonymous
+            if !app.flags.anonymous_auth
+                || parts.headers.contains_key(hyper::header::AUTHORIZATION) =>
+        {
             return http::error(&ApiError::unauthorized())
         }
         Identity::Anonymous => "system:anonymous".to_string(),
@@ -132,7 +145,16 @@ async fn route(app: &Arc<App>, ctx: &Ctx, anonymous: bool) -> Resp {
     if anonymous && !is_public(&ctx.path) {
         let verb = verb_of(&ctx.method);
         let forbidden = match resource_target(&segs) {
-            Some(t) => ApiError::forbidden_resource(&ctx.user, if t.name.is_none() && verb == "get" { "list" } else { verb }, t.res, t.ns.as_deref()),
+            Some(t) => ApiError::forbidden_resource(
+                &ctx.user,
+                if t.name.is_none() && verb == "get" {
+                    "list"
+                } else {
+                    verb
+                },
+                t.res,
+                t.ns.as_deref(),
+            ),
             None => ApiError::forbidden_path(&ctx.user, verb, &ctx.path),
         };
         return http::error(&forbidden);
@@ -144,10 +166,20 @@ async fn route(app: &Arc<App>, ctx: &Ctx, anonymous: bool) -> Resp {
             let Some(kind) = health::Kind::from_segment(kind) else {
                 return http::error(&ApiError::path_not_found());
             };
-            let check = if rest.is_empty() { None } else { Some(rest.join("/")) };
+            let check = if rest.is_empty() {
+                None
+            } else {
+                Some(rest.join("/"))
+            };
             let h = app.store.health().borrow().clone();
             let excluded = ctx.query.all("exclude");
-            let (code, body) = health::answer(kind, check.as_deref(), ctx.query.has("verbose"), &excluded, &h);
+            let (code, body) = health::answer(
+                kind,
+                check.as_deref(),
+                ctx.query.has("verbose"),
+                &excluded,
+                &h,
+            );
             http::text(code, body)
         }
         ["api"] => http::json(200, &discovery::api_versions(&app.server_address())),

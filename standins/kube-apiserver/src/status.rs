@@ -150,7 +150,12 @@ impl ApiError {
     }
 
     /// 403 Forbidden for a resource request.
-    pub fn forbidden_resource(user: &str, verb: &str, res: &Resource, ns: Option<&str>) -> ApiError {
+    pub fn forbidden_resource(
+        user: &str,
+        verb: &str,
+        res: &Resource,
+        ns: Option<&str>,
+    ) -> ApiError {
         let scope = match ns {
             Some(ns) => format!(" in the namespace \"{ns}\""),
             None => " at the cluster scope".into(),

@@ -48,8 +48,10 @@ pub struct Health {
     pub checked: bool,
     /// The last probe got an answer.
     pub ok: bool,
-    /// Error of the last failed probe.
+    /// Error of the last failed probe, as the etcd health check reports it.
     pub error: String,
+    /// The underlying cause (`dial tcp 127.0.0.1:2379: connect: connection refused`).
+    pub detail: String,
 }
 
 /// The etcd-backed store.
@@ -61,6 +63,8 @@ pub struct Store {
     /// How long a request waits for an unreachable etcd.
     pub timeout: Duration,
     endpoints: Arc<String>,
+    /// First endpoint as host:port, for messages.
+    addr: Arc<String>,
     health: watch::Receiver<Health>,
     health_tx: Arc<watch::Sender<Health>>,
 }
@@ -87,9 +91,7 @@ pub async fn connect(flags: &Flags) -> Result<Store, String> {
             }
             (None, None) => {}
             _ => {
-                return Err(
-                    "--etcd-certfile and --etcd-keyfile must be given together".to_string()
-                )
+                return Err("--etcd-certfile and --etcd-keyfile must be given together".to_string())
             }
         }
         opts = opts.with_tls(tls);
@@ -110,34 +112,96 @@ pub async fn connect(flags: &Flags) -> Result<Store, String> {
         prefix: flags.etcd_prefix.trim_end_matches('/').to_string(),
         timeout: flags.storage_timeout,
         endpoints: Arc::new(eps.join(",")),
+        addr: Arc::new(
+            eps.first()
+                .map(|e| {
+                    e.trim_start_matches("https://")
+                        .trim_start_matches("http://")
+                        .trim_end_matches('/')
+                        .to_string()
+                })
+                .unwrap_or_default(),
+        ),
         health: rx,
         health_tx: Arc::new(tx),
     })
 }
 
 /// Sorts an etcd-client error: a gRPC status without a source came from etcd; anything
-/// else is a connection/TLS failure on this side.
-fn classify(e: etcd_client::Error) -> StoreError {
+/// else is a connection/TLS failure on this side, described the way Go's gRPC does.
+fn classify(e: etcd_client::Error, addr: &str) -> StoreError {
     match &e {
         etcd_client::Error::GRpcStatus(s) if std::error::Error::source(s).is_none() => {
             StoreError::Answered(s.message().to_string())
         }
-        _ => StoreError::Unreachable(chain(&e)),
+        etcd_client::Error::GRpcStatus(s) => StoreError::Unreachable(describe(s, addr)),
+        etcd_client::Error::TransportError(t) => StoreError::Unreachable(describe(t, addr)),
+        _ => StoreError::Unreachable(describe(&e, addr)),
     }
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
+/// Go-style text for a transport failure (`dial tcp 127.0.0.1:2379: connect: connection
+/// refused`, `x509: certificate signed by unknown authority`).
+fn describe(e: &(dyn std::error::Error + 'static), addr: &str) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut last = e.to_string();
     while let Some(c) = cur {
-        let s = c.to_string();
-        if !s.is_empty() && !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if let Some(inner) = io.get_ref() {
+                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                    return tls_text(tls);
+                }
+            }
+            let what = match io.kind() {
+                K::ConnectionRefused => "connect: connection refused".to_string(),
+                K::TimedOut => "i/o timeout".to_string(),
+                K::ConnectionReset => "read: connection reset by peer".to_string(),
+                K::UnexpectedEof => return "error reading server preface: EOF".to_string(),
+                _ => io.to_string().to_lowercase(),
+            };
+            return format!("dial tcp {addr}: {what}");
+        }
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return tls_text(tls);
+        }
+        let t = c.to_string();
+        if !t.is_empty() {
+            last = t;
         }
         cur = c.source();
     }
-    out
+    if last.contains("frame") || last.contains("h2") || last.contains("http2") {
+        return "error reading server preface: http2: frame too large".to_string();
+    }
+    last
+}
+
+fn tls_text(e: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let text = match e {
+        E::InvalidCertificate(C::UnknownIssuer) | E::InvalidCertificate(C::BadSignature) => {
+            "x509: certificate signed by unknown authority".to_string()
+        }
+        E::InvalidCertificate(C::Expired) | E::InvalidCertificate(C::NotValidYet) => {
+            "x509: certificate has expired or is not yet valid".to_string()
+        }
+        E::InvalidCertificate(C::NotValidForName) => {
+            "x509: certificate is not valid for the requested name".to_string()
+        }
+        E::AlertReceived(A::BadCertificate) => "remote error: tls: bad certificate".to_string(),
+        E::AlertReceived(A::UnknownCA) => {
+            "remote error: tls: unknown certificate authority".to_string()
+        }
+        E::AlertReceived(A::CertificateRequired) => {
+            "remote error: tls: certificate required".to_string()
+        }
+        E::InvalidMessage(_) | E::General(_) => {
+            "tls: first record does not look like a TLS handshake".to_string()
+        }
+        other => format!("tls: {other}"),
+    };
+    format!("authentication handshake failed: {text}")
 }
 
 fn to_kv(kv: &etcd_client::KeyValue) -> Kv {
@@ -174,7 +238,7 @@ impl Store {
         loop {
             match tokio::time::timeout_at(deadline, op(self.client.clone())).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => match classify(e) {
+                Ok(Err(e)) => match classify(e, &self.addr) {
                     StoreError::Unreachable(m) => last = m,
                     other => return Err(other),
                 },
@@ -200,7 +264,11 @@ impl Store {
     }
 
     /// Reads every key under `prefix`; returns them with the store revision.
-    pub async fn list(&self, prefix: &str, deadline: Instant) -> Result<(Vec<Kv>, i64), StoreError> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        deadline: Instant,
+    ) -> Result<(Vec<Kv>, i64), StoreError> {
         let resp = self
             .call(deadline, |mut c| {
                 let p = prefix.to_string();
@@ -212,7 +280,12 @@ impl Store {
     }
 
     /// Creates `key` if absent; returns the new revision.
-    pub async fn create(&self, key: &str, value: Vec<u8>, deadline: Instant) -> Result<i64, StoreError> {
+    pub async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<i64, StoreError> {
         let resp = self
             .call(deadline, |mut c| {
                 let txn = Txn::new()
@@ -280,7 +353,9 @@ impl Store {
             .await?;
         let ops = resp.op_responses();
         if !resp.succeeded() {
-            let exists = ops.iter().any(|r| matches!(r, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+            let exists = ops
+                .iter()
+                .any(|r| matches!(r, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
             return Err(if exists {
                 StoreError::Conflict
             } else {
@@ -298,7 +373,12 @@ impl Store {
     }
 
     /// Starts an etcd watch on `prefix` from `start_rev` (0: now), with previous values.
-    pub async fn watch(&self, prefix: &str, start_rev: i64, deadline: Instant) -> Result<WatchStream, StoreError> {
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        start_rev: i64,
+        deadline: Instant,
+    ) -> Result<WatchStream, StoreError> {
         self.call(deadline, |mut c| {
             let mut o = WatchOptions::new().with_prefix().with_prev_key();
             if start_rev > 0 {
@@ -311,35 +391,62 @@ impl Store {
     }
 
     /// Probes etcd every second (a read of `<prefix>/health`, 2 s timeout, like the real
-    /// health check) and publishes the result; logs transitions.
+    /// health check) and publishes the result; logs failures the way gRPC does (on change
+    /// and every 10 s while failing).
     pub async fn health_loop(self) {
         let key = format!("{}/health", self.prefix);
+        let mut last_log: Option<Instant> = None;
         loop {
             let started = Instant::now();
             let mut c = self.client.clone();
-            let result = match tokio::time::timeout(Duration::from_secs(2), c.get(key.as_str(), None)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(match classify(e) {
-                    StoreError::Answered(m) | StoreError::Unreachable(m) => m,
-                    _ => "unknown error".to_string(),
-                }),
-                Err(_) => Err("context deadline exceeded".to_string()),
+            let probe =
+                tokio::time::timeout(Duration::from_secs(2), c.get(key.as_str(), None)).await;
+            let next = match probe {
+                Ok(Ok(_)) => Health {
+                    checked: true,
+                    ok: true,
+                    ..Health::default()
+                },
+                Ok(Err(e)) => match classify(e, &self.addr) {
+                    StoreError::Answered(m) => Health {
+                        checked: true,
+                        ok: false,
+                        error: format!("error getting data from etcd: {m}"),
+                        detail: m,
+                    },
+                    StoreError::Unreachable(m) => Health {
+                        checked: true,
+                        ok: false,
+                        error: "error getting data from etcd: context deadline exceeded".into(),
+                        detail: m,
+                    },
+                    _ => Health {
+                        checked: true,
+                        ..Health::default()
+                    },
+                },
+                Err(_) => Health {
+                    checked: true,
+                    ok: false,
+                    error: "error getting data from etcd: context deadline exceeded".into(),
+                    detail: "context deadline exceeded".into(),
+                },
             };
             let prev = self.health.borrow().clone();
-            let next = match &result {
-                Ok(()) => Health { checked: true, ok: true, error: String::new() },
-                Err(e) => Health { checked: true, ok: false, error: format!("error getting data from etcd: {e}") },
-            };
-            if next.ok != prev.ok || !prev.checked {
-                if next.ok {
-                    info!("etcd at {} is reachable again (health check passed)", self.endpoints);
-                } else {
-                    warning!(
-                        "[core] grpc: addrConn.createTransport failed to connect to {{Addr: {:?}}}. Err: {}",
-                        self.endpoints.as_str(),
-                        next.error
-                    );
-                }
+            if next.ok && (!prev.ok || !prev.checked) {
+                info!("etcd at {} answers (health check passed)", self.endpoints);
+                last_log = None;
+            }
+            if !next.ok
+                && (prev.ok || last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)))
+            {
+                warning!(
+                    "[core] [Channel #1 SubChannel #2] grpc: addrConn.createTransport failed to connect to {{Addr: {:?}, ServerName: {:?}, }}. Err: connection error: desc = \"transport: Error while dialing: {}\"",
+                    self.addr.as_str(),
+                    self.addr.as_str(),
+                    next.detail
+                );
+                last_log = Some(Instant::now());
             }
             // Notify only on changes so watchers (the controller) wake on transitions.
             self.health_tx.send_if_modified(|h| {

@@ -32,7 +32,10 @@ fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
 }
 
 fn default_str(m: &mut Map<String, Value>, key: &str, val: &str) {
-    if !m.get(key).is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+    if !m
+        .get(key)
+        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    {
         m.insert(key.into(), json!(val));
     }
 }
@@ -67,7 +70,11 @@ fn probe_defaults(p: &mut Value) {
 }
 
 fn container_defaults(c: &mut Value) {
-    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let Value::Object(m) = c else { return };
     default_str(m, "terminationMessagePath", "/dev/termination-log");
     default_str(m, "terminationMessagePolicy", "File");
@@ -118,17 +125,47 @@ fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
     }
 }
 
-fn validate_pod_spec(res: &Resource, name: &str, spec: Option<&Value>, field: &str) -> Result<(), ApiError> {
-    let cs = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+fn validate_pod_spec(
+    res: &Resource,
+    name: &str,
+    spec: Option<&Value>,
+    field: &str,
+) -> Result<(), ApiError> {
+    let cs = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
     let Some(cs) = cs.filter(|c| !c.is_empty()) else {
-        return Err(ApiError::invalid(res, name, &format!("{field}.containers"), "Required value"));
+        return Err(ApiError::invalid(
+            res,
+            name,
+            &format!("{field}.containers"),
+            "Required value",
+        ));
     };
     for (i, c) in cs.iter().enumerate() {
-        if c.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
-            return Err(ApiError::invalid(res, name, &format!("{field}.containers[{i}].name"), "Required value"));
+        if c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(ApiError::invalid(
+                res,
+                name,
+                &format!("{field}.containers[{i}].name"),
+                "Required value",
+            ));
         }
-        if c.get("image").and_then(Value::as_str).unwrap_or_default().is_empty() {
-            return Err(ApiError::invalid(res, name, &format!("{field}.containers[{i}].image"), "Required value"));
+        if c.get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            return Err(ApiError::invalid(
+                res,
+                name,
+                &format!("{field}.containers[{i}].image"),
+                "Required value",
+            ));
         }
     }
     Ok(())
@@ -136,15 +173,28 @@ fn validate_pod_spec(res: &Resource, name: &str, spec: Option<&Value>, field: &s
 
 fn validate_selector(res: &Resource, name: &str, obj: &Value) -> Result<(), ApiError> {
     let Some(sel) = obj.pointer("/spec/selector").filter(|s| s.is_object()) else {
-        return Err(ApiError::invalid(res, name, "spec.selector", "Required value"));
+        return Err(ApiError::invalid(
+            res,
+            name,
+            "spec.selector",
+            "Required value",
+        ));
     };
     let selector = LabelSelector::from_object(sel);
     if selector.is_empty() {
-        return Err(ApiError::invalid(res, name, "spec.selector", "Invalid value: \"null\": empty selector is invalid for deployment"));
+        return Err(ApiError::invalid(
+            res,
+            name,
+            "spec.selector",
+            "Invalid value: \"null\": empty selector is invalid for deployment",
+        ));
     }
     let template = json!({"metadata": {"labels": obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}))}});
     if !selector.matches(&template) {
-        let labels = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+        let labels = obj
+            .pointer("/spec/template/metadata/labels")
+            .cloned()
+            .unwrap_or(json!({}));
         return Err(ApiError::invalid(
             res,
             name,
@@ -161,7 +211,9 @@ pub fn valid_name(name: &str) -> bool {
         && name.len() <= 253
         && name.split('.').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !part.starts_with('-')
                 && !part.ends_with('-')
         })
@@ -169,7 +221,11 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Kind-specific defaults (idempotent; run on create and update).
 pub fn defaults(res: &Resource, obj: &mut Value) {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     match res.kind {
         "Namespace" => {
             let labels = obj_mut(obj_mut_value(obj, "metadata"), "labels");
@@ -192,7 +248,11 @@ pub fn defaults(res: &Resource, obj: &mut Value) {
                 if let Value::Object(st) = strategy {
                     default_str(st, "type", "RollingUpdate");
                     if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                        default_val(st, "rollingUpdate", json!({"maxUnavailable": "25%", "maxSurge": "25%"}));
+                        default_val(
+                            st,
+                            "rollingUpdate",
+                            json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
+                        );
                     }
                 }
             }
@@ -235,7 +295,10 @@ pub fn defaults(res: &Resource, obj: &mut Value) {
                     if let Value::Object(d) = data {
                         for (k, v) in sd {
                             let s = v.as_str().unwrap_or_default();
-                            d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                            d.insert(
+                                k,
+                                json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                            );
                         }
                     }
                 }
@@ -247,21 +310,45 @@ pub fn defaults(res: &Resource, obj: &mut Value) {
 
 /// Validation shared by create and update.
 pub fn validate(res: &Resource, obj: &Value) -> Result<(), ApiError> {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match res.kind {
         "Pod" => validate_pod_spec(res, name, obj.get("spec"), "spec"),
         "Deployment" | "ReplicaSet" => {
             validate_selector(res, name, obj)?;
-            validate_pod_spec(res, name, obj.pointer("/spec/template/spec"), "spec.template.spec")?;
-            if obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) < 0 {
-                return Err(ApiError::invalid(res, name, "spec.replicas", "Invalid value: must be greater than or equal to 0"));
+            validate_pod_spec(
+                res,
+                name,
+                obj.pointer("/spec/template/spec"),
+                "spec.template.spec",
+            )?;
+            if obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                < 0
+            {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    "spec.replicas",
+                    "Invalid value: must be greater than or equal to 0",
+                ));
             }
             Ok(())
         }
         "Service" => {
-            let typ = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or_default();
+            let typ = obj
+                .pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-            let ports = obj.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
+            let ports = obj
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             if ports == 0 && typ != "ExternalName" && !headless {
                 return Err(ApiError::invalid(res, name, "spec.ports", "Required value"));
             }
@@ -274,7 +361,13 @@ pub fn validate(res: &Resource, obj: &Value) -> Result<(), ApiError> {
 /// Prepares a new object for storage: system metadata, status reset, defaults, validation.
 pub fn prepare_create(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
     let meta = obj_mut(obj, "metadata");
-    for k in ["resourceVersion", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+    for k in [
+        "resourceVersion",
+        "selfLink",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+    ] {
         meta.remove(k);
     }
     meta.insert("uid".into(), json!(new_uid()));
@@ -286,7 +379,10 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
     }
     match res.kind {
         "Pod" => {
-            let keep_phase = obj.pointer("/status/phase").is_some() && obj.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
+            let keep_phase = obj.pointer("/status/phase").is_some()
+                && obj
+                    .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+                    .is_some();
             if !keep_phase {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
@@ -301,7 +397,12 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// Prepares an update of `old` into `new`. `sub` is the subresource (`status`) if any.
-pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, sub: Option<&str>) -> Result<(), ApiError> {
+pub fn prepare_update(
+    res: &Resource,
+    old: &Value,
+    new: &mut Value,
+    sub: Option<&str>,
+) -> Result<(), ApiError> {
     if sub == Some("status") {
         let status = new.get("status").cloned().unwrap_or(json!({}));
         *new = old.clone();
@@ -310,7 +411,14 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, sub: Option<
     }
     {
         let meta = obj_mut(new, "metadata");
-        for k in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "name", "namespace"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "name",
+            "namespace",
+        ] {
             match old.pointer(&format!("/metadata/{k}")) {
                 Some(v) => {
                     meta.insert(k.into(), v.clone());
@@ -344,7 +452,10 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, sub: Option<
                 }
             }
             (Some(o), Some(n)) if o != n && n != json!("") => {
-                let name = old.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let name = old
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 return Err(ApiError::invalid(
                     res,
                     name,
@@ -361,7 +472,10 @@ pub fn prepare_update(res: &Resource, old: &Value, new: &mut Value, sub: Option<
     defaults(res, new);
     validate(res, new)?;
     if matches!(res.kind, "Deployment" | "ReplicaSet") && old.get("spec") != new.get("spec") {
-        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         obj_mut(new, "metadata").insert("generation".into(), json!(g + 1));
     }
     Ok(())

@@ -67,7 +67,12 @@ fn columns(res: &Resource) -> Vec<Col> {
             Col("Selector", "string", 1),
         ],
         "configmaps" => vec![name, Col("Data", "string", 0), age],
-        "secrets" => vec![name, Col("Type", "string", 0), Col("Data", "string", 0), age],
+        "secrets" => vec![
+            name,
+            Col("Type", "string", 0),
+            Col("Data", "string", 0),
+            age,
+        ],
         "namespaces" => vec![name, Col("Status", "string", 0), age],
         "events" => vec![
             Col("Last Seen", "string", 0),
@@ -103,7 +108,10 @@ fn or_none(x: &str) -> String {
 }
 
 fn arr<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
-    v.pointer(ptr).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn containers_and_images(v: &Value, ptr: &str) -> (String, String) {
@@ -165,7 +173,10 @@ fn pod_cells(pod: &Value) -> Vec<Value> {
     let restarts: i64 = statuses.iter().map(|c| i(c, "/restartCount")).sum();
     let last = statuses
         .iter()
-        .filter_map(|c| c.pointer("/lastState/terminated/finishedAt").and_then(Value::as_str))
+        .filter_map(|c| {
+            c.pointer("/lastState/terminated/finishedAt")
+                .and_then(Value::as_str)
+        })
         .max();
     let restarts = match last {
         Some(t) if restarts > 0 => format!("{restarts} ({} ago)", age(Some(t))),
@@ -176,7 +187,9 @@ fn pod_cells(pod: &Value) -> Vec<Value> {
         json!(format!("{ready}/{total}")),
         json!(pod_status(pod)),
         json!(restarts),
-        json!(age(pod.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+        json!(age(pod
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str))),
         json!(or_none(s(pod, "/status/podIP"))),
         json!(or_none(s(pod, "/spec/nodeName"))),
         json!("<none>"),
@@ -189,7 +202,13 @@ pub fn node_status(node: &Value) -> String {
     let ready = arr(node, "/status/conditions")
         .iter()
         .find(|c| s(c, "/type") == "Ready")
-        .map(|c| if s(c, "/status") == "True" { "Ready" } else { "NotReady" })
+        .map(|c| {
+            if s(c, "/status") == "True" {
+                "Ready"
+            } else {
+                "NotReady"
+            }
+        })
         .unwrap_or("Unknown");
     let mut out = ready.to_string();
     if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
@@ -221,7 +240,9 @@ fn node_cells(node: &Value) -> Vec<Value> {
         json!(s(node, "/metadata/name")),
         json!(node_status(node)),
         json!(or_none(&roles.join(","))),
-        json!(age(node.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+        json!(age(node
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str))),
         json!(s(node, "/status/nodeInfo/kubeletVersion")),
         json!(or_none(&addr("InternalIP"))),
         json!(or_none(&addr("ExternalIP"))),
@@ -270,29 +291,43 @@ fn service_cells(svc: &Value) -> Vec<Value> {
         json!(or_none(s(svc, "/spec/clusterIP"))),
         json!(external),
         json!(or_none(&ports.join(","))),
-        json!(age(svc.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+        json!(age(svc
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str))),
         json!(or_none(&sel)),
     ]
 }
 
 fn map_len(v: &Value, ptr: &str) -> usize {
-    v.pointer(ptr).and_then(Value::as_object).map(|m| m.len()).unwrap_or(0)
+    v.pointer(ptr)
+        .and_then(Value::as_object)
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 /// The cells of one object's row.
 pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
-    let created = age(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
+    let created = age(o
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str));
     match res.name {
         "pods" => pod_cells(o),
         "nodes" => node_cells(o),
         "services" => service_cells(o),
         "deployments" => {
             let (c, im) = containers_and_images(o, "/spec/template/spec/containers");
-            let sel = o.pointer("/spec/selector").map(LabelSelector::from_object).unwrap_or_default();
+            let sel = o
+                .pointer("/spec/selector")
+                .map(LabelSelector::from_object)
+                .unwrap_or_default();
             vec![
                 name,
-                json!(format!("{}/{}", i(o, "/status/readyReplicas"), i(o, "/spec/replicas"))),
+                json!(format!(
+                    "{}/{}",
+                    i(o, "/status/readyReplicas"),
+                    i(o, "/spec/replicas")
+                )),
                 json!(i(o, "/status/updatedReplicas")),
                 json!(i(o, "/status/availableReplicas")),
                 json!(created),
@@ -303,7 +338,10 @@ pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
         }
         "replicasets" => {
             let (c, im) = containers_and_images(o, "/spec/template/spec/containers");
-            let sel = o.pointer("/spec/selector").map(LabelSelector::from_object).unwrap_or_default();
+            let sel = o
+                .pointer("/spec/selector")
+                .map(LabelSelector::from_object)
+                .unwrap_or_default();
             vec![
                 name,
                 json!(i(o, "/spec/replicas")),
@@ -320,7 +358,12 @@ pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             json!(map_len(o, "/data") + map_len(o, "/binaryData")),
             json!(created),
         ],
-        "secrets" => vec![name, json!(s(o, "/type")), json!(map_len(o, "/data")), json!(created)],
+        "secrets" => vec![
+            name,
+            json!(s(o, "/type")),
+            json!(map_len(o, "/data")),
+            json!(created),
+        ],
         "namespaces" => vec![name, json!(s(o, "/status/phase")), json!(created)],
         "events" => {
             let last = o
@@ -340,9 +383,21 @@ pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             ]
         }
         "componentstatuses" => {
-            let c = arr(o, "/conditions").first().cloned().unwrap_or(Value::Null);
-            let status = if s(&c, "/status") == "True" { "Healthy" } else { "Unhealthy" };
-            vec![name, json!(status), json!(s(&c, "/message")), json!(s(&c, "/error"))]
+            let c = arr(o, "/conditions")
+                .first()
+                .cloned()
+                .unwrap_or(Value::Null);
+            let status = if s(&c, "/status") == "True" {
+                "Healthy"
+            } else {
+                "Unhealthy"
+            };
+            vec![
+                name,
+                json!(status),
+                json!(s(&c, "/message")),
+                json!(s(&c, "/error")),
+            ]
         }
         _ => vec![name, json!(created)],
     }

@@ -10,7 +10,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 /// Who sent a request.
 #[derive(Debug, Clone)]
@@ -73,9 +75,12 @@ pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Tls, St
         }
         None => (builder.with_no_client_auth(), None),
     };
-    let mut config = builder
-        .with_single_cert(chain, key_der)
-        .map_err(|e| format!("tls: private key does not match public key ({}): {e}", key.display()))?;
+    let mut config = builder.with_single_cert(chain, key_der).map_err(|e| {
+        format!(
+            "tls: private key does not match public key ({}): {e}",
+            key.display()
+        )
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Tls {
         config: Arc::new(config),

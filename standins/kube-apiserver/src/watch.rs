@@ -31,7 +31,10 @@ struct Encoder {
 impl Encoder {
     fn event(&mut self, typ: &str, obj: &Value) -> Bytes {
         let object = if self.table {
-            let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let mut t = table::table(self.res, std::slice::from_ref(obj), rv, "Metadata");
             if !self.first {
                 t["columnDefinitions"] = json!([]);
@@ -41,7 +44,8 @@ impl Encoder {
         } else {
             obj.clone()
         };
-        let mut line = serde_json::to_vec(&json!({"type": typ, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": typ, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -112,7 +116,8 @@ pub async fn serve(app: &App, ctx: &Ctx, t: &Target) -> Result<Resp, ApiError> {
                     let gone = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                         "message": format!("too old resource version: {} ({})", from - 1, resp.compact_revision()),
                         "reason": "Expired", "code": 410});
-                    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": gone})).unwrap_or_default();
+                    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": gone}))
+                        .unwrap_or_default();
                     line.push(b'\n');
                     let _ = tx.send(Bytes::from(line)).await;
                 }
@@ -122,18 +127,34 @@ pub async fn serve(app: &App, ctx: &Ctx, t: &Target) -> Result<Resp, ApiError> {
                 let Some(kv) = ev.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
                 let rest = key.get(prefix.len()..).unwrap_or_default();
-                let direct = if namespaced_all { rest.matches('/').count() == 1 } else { !rest.contains('/') };
+                let direct = if namespaced_all {
+                    rest.matches('/').count() == 1
+                } else {
+                    !rest.contains('/')
+                };
                 if !direct {
                     continue;
                 }
                 let (typ, obj) = match ev.event_type() {
                     EventType::Put => {
-                        let typ = if kv.create_revision() == kv.mod_revision() { "ADDED" } else { "MODIFIED" };
-                        let stored = Kv { key: key.clone(), value: kv.value().to_vec(), mod_revision: kv.mod_revision() };
+                        let typ = if kv.create_revision() == kv.mod_revision() {
+                            "ADDED"
+                        } else {
+                            "MODIFIED"
+                        };
+                        let stored = Kv {
+                            key: key.clone(),
+                            value: kv.value().to_vec(),
+                            mod_revision: kv.mod_revision(),
+                        };
                         (typ, objects::decode(&stored))
                     }
                     EventType::Delete => {
-                        let prev = ev.prev_kv().map(|p| Kv { key: key.clone(), value: p.value().to_vec(), mod_revision: kv.mod_revision() });
+                        let prev = ev.prev_kv().map(|p| Kv {
+                            key: key.clone(),
+                            value: p.value().to_vec(),
+                            mod_revision: kv.mod_revision(),
+                        });
                         ("DELETED", prev.as_ref().and_then(objects::decode))
                     }
                 };

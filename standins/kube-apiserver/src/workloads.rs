@@ -22,7 +22,9 @@ use crate::util::{now_rfc3339, parse_time, random_suffix, template_hash};
 pub struct State;
 
 fn uid(o: &Value) -> &str {
-    o.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
+    o.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The uid of the controlling owner of `kind`.
@@ -41,7 +43,9 @@ fn owner_ref(o: &Value, kind: &str) -> Value {
 }
 
 fn replicas(o: &Value) -> i64 {
-    o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
+    o.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
 }
 
 fn deleting(o: &Value) -> bool {
@@ -49,7 +53,8 @@ fn deleting(o: &Value) -> bool {
 }
 
 fn is_mirror(p: &Value) -> bool {
-    p.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some()
+    p.pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
 }
 
 fn pod_ready(p: &Value) -> bool {
@@ -122,7 +127,12 @@ async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), Api
                     "status": {"replicas": 0},
                 });
                 match ctl.create("ReplicaSet", rs).await {
-                    Ok(_) => event(d, "Deployment", "ScalingReplicaSet", &format!("Scaled up replica set {rs_name} from 0 to {want}")),
+                    Ok(_) => event(
+                        d,
+                        "Deployment",
+                        "ScalingReplicaSet",
+                        &format!("Scaled up replica set {rs_name} from 0 to {want}"),
+                    ),
                     Err(e) if e.code == 409 => {}
                     Err(e) => return Err(e),
                 }
@@ -130,11 +140,20 @@ async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), Api
             Some(r) if replicas(r) != want => {
                 let mut r2 = r.clone();
                 r2["spec"]["replicas"] = json!(want);
-                r2["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] = json!(want.to_string());
+                r2["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
+                    json!(want.to_string());
                 bump_generation(&mut r2);
                 ctl.update("ReplicaSet", r2).await?;
                 let verb = if want > replicas(r) { "up" } else { "down" };
-                event(d, "Deployment", "ScalingReplicaSet", &format!("Scaled {verb} replica set {rs_name} from {} to {want}", replicas(r)));
+                event(
+                    d,
+                    "Deployment",
+                    "ScalingReplicaSet",
+                    &format!(
+                        "Scaled {verb} replica set {rs_name} from {} to {want}",
+                        replicas(r)
+                    ),
+                );
             }
             Some(_) => {}
         }
@@ -142,17 +161,30 @@ async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), Api
             .and_then(|r| r.pointer("/status/readyReplicas").and_then(Value::as_i64))
             .unwrap_or(0);
         if new_ready >= want {
-            for old in owned.iter().filter(|r| name_of(r) != rs_name && replicas(r) != 0) {
+            for old in owned
+                .iter()
+                .filter(|r| name_of(r) != rs_name && replicas(r) != 0)
+            {
                 let mut o2 = (*old).clone();
                 o2["spec"]["replicas"] = json!(0);
                 bump_generation(&mut o2);
                 ctl.update("ReplicaSet", o2).await?;
-                event(d, "Deployment", "ScalingReplicaSet", &format!("Scaled down replica set {} from {} to 0", name_of(old), replicas(old)));
+                event(
+                    d,
+                    "Deployment",
+                    "ScalingReplicaSet",
+                    &format!(
+                        "Scaled down replica set {} from {} to 0",
+                        name_of(old),
+                        replicas(old)
+                    ),
+                );
             }
         }
         if revision(d) != rev {
             let mut d2 = d.clone();
-            d2["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!(rev.to_string());
+            d2["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                json!(rev.to_string());
             ctl.update("Deployment", d2).await?;
         }
     }
@@ -160,7 +192,10 @@ async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), Api
 }
 
 fn bump_generation(o: &mut Value) {
-    let g = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let g = o
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     o["metadata"]["generation"] = json!(g + 1);
 }
 
@@ -169,14 +204,24 @@ fn fits(node: &Value, pod_spec: &Value) -> bool {
     if node_status(node) != "Ready" {
         return false;
     }
-    let tolerations = pod_spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let tolerations = pod_spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let tolerated = |t: &Value| {
         let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
         let effect = t.get("effect").and_then(Value::as_str).unwrap_or_default();
         tolerations.iter().any(|tol| {
             let tk = tol.get("key").and_then(Value::as_str).unwrap_or_default();
-            let te = tol.get("effect").and_then(Value::as_str).unwrap_or_default();
-            let op = tol.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            let te = tol
+                .get("effect")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let op = tol
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or("Equal");
             (tk.is_empty() && op == "Exists" || tk == key) && (te.is_empty() || te == effect)
         })
     };
@@ -185,7 +230,12 @@ fn fits(node: &Value, pod_spec: &Value) -> bool {
         .and_then(Value::as_array)
         .is_none_or(|ts| {
             ts.iter()
-                .filter(|t| matches!(t.get("effect").and_then(Value::as_str), Some("NoSchedule" | "NoExecute")))
+                .filter(|t| {
+                    matches!(
+                        t.get("effect").and_then(Value::as_str),
+                        Some("NoSchedule" | "NoExecute")
+                    )
+                })
                 .all(tolerated)
         });
     let selector_ok = pod_spec
@@ -198,7 +248,10 @@ fn fits(node: &Value, pod_spec: &Value) -> bool {
 fn internal_ip(node: &Value) -> String {
     node.pointer("/status/addresses")
         .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP")))
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+        })
         .and_then(|x| x.get("address").and_then(Value::as_str))
         .unwrap_or_default()
         .to_string()
@@ -231,7 +284,12 @@ impl<'a> Scheduler<'a> {
             .nodes
             .iter()
             .filter(|n| fits(n, spec))
-            .min_by_key(|n| (self.load.get(name_of(n)).copied().unwrap_or(0), name_of(n).to_string()))?;
+            .min_by_key(|n| {
+                (
+                    self.load.get(name_of(n)).copied().unwrap_or(0),
+                    name_of(n).to_string(),
+                )
+            })?;
         let name = name_of(best).to_string();
         *self.load.entry(name.clone()).or_insert(0) += 1;
         Some(name)
@@ -266,18 +324,30 @@ impl<'a> Scheduler<'a> {
 }
 
 /// ReplicaSet -> Pods: create or delete pods to match spec.replicas; write RS status.
-async fn replica_sets(ctl: &Ctl, rss: &[Value], deps: &[Value], pods: &[Value], sched: &mut Scheduler<'_>) -> Result<(), ApiError> {
+async fn replica_sets(
+    ctl: &Ctl,
+    rss: &[Value],
+    deps: &[Value],
+    pods: &[Value],
+    sched: &mut Scheduler<'_>,
+) -> Result<(), ApiError> {
     for rs in rss {
         if let Some(dep_uid) = owner(rs, "Deployment") {
             if !deps.iter().any(|d| uid(d) == dep_uid) {
                 ctl.delete("ReplicaSet", rs).await?;
-                info!("garbage collected replicaset {}/{}", namespace_of(rs).unwrap_or_default(), name_of(rs));
+                info!(
+                    "garbage collected replicaset {}/{}",
+                    namespace_of(rs).unwrap_or_default(),
+                    name_of(rs)
+                );
                 continue;
             }
         }
         let owned: Vec<&Value> = pods
             .iter()
-            .filter(|p| same_ns(p, rs) && owner(p, "ReplicaSet").as_deref() == Some(uid(rs)) && !deleting(p))
+            .filter(|p| {
+                same_ns(p, rs) && owner(p, "ReplicaSet").as_deref() == Some(uid(rs)) && !deleting(p)
+            })
             .collect();
         let want = replicas(rs);
         let have = owned.len() as i64;
@@ -286,14 +356,34 @@ async fn replica_sets(ctl: &Ctl, rss: &[Value], deps: &[Value], pods: &[Value], 
                 let pod = new_pod(rs, sched);
                 let name = name_of(&pod).to_string();
                 ctl.create("Pod", pod).await?;
-                event(rs, "ReplicaSet", "SuccessfulCreate", &format!("Created pod: {name}"));
+                event(
+                    rs,
+                    "ReplicaSet",
+                    "SuccessfulCreate",
+                    &format!("Created pod: {name}"),
+                );
             }
         } else if have > want {
             let mut victims = owned.clone();
-            victims.sort_by_key(|p| (pod_ready(p), std::cmp::Reverse(p.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or_default().to_string())));
+            victims.sort_by_key(|p| {
+                (
+                    pod_ready(p),
+                    std::cmp::Reverse(
+                        p.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                )
+            });
             for p in victims.into_iter().take((have - want) as usize) {
                 ctl.delete("Pod", p).await?;
-                event(rs, "ReplicaSet", "SuccessfulDelete", &format!("Deleted pod: {}", name_of(p)));
+                event(
+                    rs,
+                    "ReplicaSet",
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {}", name_of(p)),
+                );
             }
         }
         let ready = owned.iter().filter(|p| pod_ready(p)).count() as i64;
@@ -363,11 +453,16 @@ fn pending_status(spec: &Value, scheduled: bool, why: &str) -> Value {
 }
 
 fn containers(spec: &Value) -> Vec<Value> {
-    spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default()
+    spec.get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn qos(spec: &Value) -> &'static str {
-    if containers(spec).iter().any(|c| c.pointer("/resources/requests").is_some() || c.pointer("/resources/limits").is_some()) {
+    if containers(spec).iter().any(|c| {
+        c.pointer("/resources/requests").is_some() || c.pointer("/resources/limits").is_some()
+    }) {
         "Burstable"
     } else {
         "BestEffort"
@@ -383,10 +478,12 @@ fn running_status(pod: &Value, host_ip: &str, pod_ip: &str) -> Value {
         .unwrap_or(json!(now));
     let statuses: Vec<Value> = containers(&spec)
         .iter()
-        .map(|c| json!({"name": c.get("name"), "image": c.get("image"), "imageID": "",
+        .map(|c| {
+            json!({"name": c.get("name"), "image": c.get("image"), "imageID": "",
             "containerID": format!("standin://{}", random_suffix(12)),
             "ready": true, "started": true, "restartCount": 0,
-            "state": {"running": {"startedAt": now}}, "lastState": {}}))
+            "state": {"running": {"startedAt": now}}, "lastState": {}})
+        })
         .collect();
     let c = |t: &str, at: &Value| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": at});
     let now_v = json!(now);
@@ -404,29 +501,49 @@ fn running_status(pod: &Value, host_ip: &str, pod_ip: &str) -> Value {
 
 /// Binds unscheduled pods and starts Pending ones (after one round), including bare pods;
 /// deletes pods whose ReplicaSet is gone.
-async fn pods_round(ctl: &Ctl, pods: &[Value], rss: &[Value], sched: &mut Scheduler<'_>) -> Result<(), ApiError> {
+async fn pods_round(
+    ctl: &Ctl,
+    pods: &[Value],
+    rss: &[Value],
+    sched: &mut Scheduler<'_>,
+) -> Result<(), ApiError> {
     let now = time::OffsetDateTime::now_utc();
     for p in pods.iter().filter(|p| !is_mirror(p) && !deleting(p)) {
         if let Some(rs_uid) = owner(p, "ReplicaSet") {
             if !rss.iter().any(|r| uid(r) == rs_uid) {
                 ctl.delete("Pod", p).await?;
-                info!("garbage collected pod {}/{}", namespace_of(p).unwrap_or_default(), name_of(p));
+                info!(
+                    "garbage collected pod {}/{}",
+                    namespace_of(p).unwrap_or_default(),
+                    name_of(p)
+                );
                 continue;
             }
         }
-        let phase = p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
+        let phase = p
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("Pending");
         if phase != "Pending" {
             continue;
         }
         let spec = p.get("spec").cloned().unwrap_or(json!({}));
-        let node = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
+        let node = p
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if node.is_empty() {
             let mut p2 = p.clone();
             match sched.pick(&spec) {
                 Some(n) => {
                     p2["spec"]["nodeName"] = json!(n);
                     p2["status"] = pending_status(&spec, true, "");
-                    info!("\"Successfully bound pod to node\" pod=\"{}/{}\" node=\"{n}\"", namespace_of(p).unwrap_or_default(), name_of(p));
+                    info!(
+                        "\"Successfully bound pod to node\" pod=\"{}/{}\" node=\"{n}\"",
+                        namespace_of(p).unwrap_or_default(),
+                        name_of(p)
+                    );
                 }
                 None => p2["status"] = pending_status(&spec, false, &sched.unschedulable_message()),
             }
@@ -479,18 +596,31 @@ fn conditions_only_time_differs(a: &Value, b: &Value) -> bool {
     same(&strip(a), &strip(b))
 }
 
-fn dep_condition(typ: &str, ok: bool, reason: &str, message: &str, prev: &Value, now: &str) -> Value {
+fn dep_condition(
+    typ: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    prev: &Value,
+    now: &str,
+) -> Value {
     let status = if ok { "True" } else { "False" };
     let old = prev
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(typ)));
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(typ))
+        });
     let transition = old
         .filter(|c| c.get("status").and_then(Value::as_str) == Some(status))
         .and_then(|c| c.get("lastTransitionTime").cloned())
         .unwrap_or(json!(now));
     let update = old
-        .filter(|c| c.get("status").and_then(Value::as_str) == Some(status) && c.get("reason").and_then(Value::as_str) == Some(reason))
+        .filter(|c| {
+            c.get("status").and_then(Value::as_str) == Some(status)
+                && c.get("reason").and_then(Value::as_str) == Some(reason)
+        })
         .and_then(|c| c.get("lastUpdateTime").cloned())
         .unwrap_or(json!(now));
     json!({"type": typ, "status": status, "lastUpdateTime": update, "lastTransitionTime": transition,
@@ -498,7 +628,12 @@ fn dep_condition(typ: &str, ok: bool, reason: &str, message: &str, prev: &Value,
 }
 
 /// Deployment status from its ReplicaSets' pods.
-async fn deployment_status(ctl: &Ctl, deps: &[Value], rss: &[Value], pods: &[Value]) -> Result<(), ApiError> {
+async fn deployment_status(
+    ctl: &Ctl,
+    deps: &[Value],
+    rss: &[Value],
+    pods: &[Value],
+) -> Result<(), ApiError> {
     let now = now_rfc3339();
     for d in deps.iter().filter(|d| !deleting(d)) {
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -510,11 +645,19 @@ async fn deployment_status(ctl: &Ctl, deps: &[Value], rss: &[Value], pods: &[Val
             .collect();
         let pods_of = |r: &Value| -> Vec<&Value> {
             pods.iter()
-                .filter(|p| same_ns(p, r) && owner(p, "ReplicaSet").as_deref() == Some(uid(r)) && !deleting(p))
+                .filter(|p| {
+                    same_ns(p, r)
+                        && owner(p, "ReplicaSet").as_deref() == Some(uid(r))
+                        && !deleting(p)
+                })
                 .collect()
         };
         let all: Vec<&Value> = owned.iter().flat_map(|r| pods_of(r)).collect();
-        let updated = owned.iter().find(|r| name_of(r) == rs_name).map(|r| pods_of(r).len()).unwrap_or(0) as i64;
+        let updated = owned
+            .iter()
+            .find(|r| name_of(r) == rs_name)
+            .map(|r| pods_of(r).len())
+            .unwrap_or(0) as i64;
         let ready = all.iter().filter(|p| pod_ready(p)).count() as i64;
         let want = replicas(d);
         let total = all.len() as i64;
@@ -541,7 +684,16 @@ async fn deployment_status(ctl: &Ctl, deps: &[Value], rss: &[Value], pods: &[Val
             ],
         });
         if let Value::Object(m) = &mut status {
-            m.retain(|k, v| !(matches!(k.as_str(), "readyReplicas" | "availableReplicas" | "unavailableReplicas" | "updatedReplicas" | "replicas") && v.as_i64() == Some(0)));
+            m.retain(|k, v| {
+                !(matches!(
+                    k.as_str(),
+                    "readyReplicas"
+                        | "availableReplicas"
+                        | "unavailableReplicas"
+                        | "updatedReplicas"
+                        | "replicas"
+                ) && v.as_i64() == Some(0))
+            });
         }
         if d.get("status") != Some(&status) {
             let mut d2 = d.clone();

@@ -7,7 +7,10 @@ mod common;
 #[ignore]
 fn dev_env() {
     let s = common::Stack::start();
-    let secs: u64 = std::env::var("DEV_ENV_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let secs: u64 = std::env::var("DEV_ENV_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let info = format!(
         "KUBECONFIG={}\nCACHE={}\nETCD={}\nAPI_PORT={}\nLOG={}\nWORK={}\n",
         s.kubectl.kubeconfig.display(),

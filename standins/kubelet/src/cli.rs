@@ -70,7 +70,8 @@ pub struct Config {
     pub ignored: Vec<String>,
 }
 
-pub const ABOUT: &str = "kubelet STAND-IN (breakfix sandbox test/demo infrastructure, NOT the real kubelet): \
+pub const ABOUT: &str =
+    "kubelet STAND-IN (breakfix sandbox test/demo infrastructure, NOT the real kubelet): \
 runs the static pods of --pod-manifest-path as host processes, with the kubelet's restart, \
 crash-loop back-off and /var/log/pods behaviour.";
 
@@ -211,15 +212,15 @@ fn host_name() -> String {
 mod tests {
     use super::*;
 
-    fn parse_args(args: &[&str]) -> Config {
+    fn parse_args(args: &[&str]) -> Result<Config, String> {
         let m = command()
             .try_get_matches_from(args)
-            .unwrap_or_else(|e| panic!("{e}"));
-        from_matches(&m)
+            .map_err(|e| e.to_string())?;
+        Ok(from_matches(&m))
     }
 
     #[test]
-    fn kubeadm_flags_are_accepted_and_ignored() {
+    fn kubeadm_flags_are_accepted_and_ignored() -> Result<(), String> {
         let c = parse_args(&[
             "kubelet",
             "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
@@ -231,15 +232,18 @@ mod tests {
             "--v=2",
             "--node-name=ControlPlane",
             "--sync-frequency=200ms",
-        ]);
+        ])?;
         assert_eq!(c.node_name, "controlplane");
         assert_eq!(c.sync_frequency, Duration::from_millis(200));
         assert_eq!(c.manifest_dir, PathBuf::from("/etc/kubernetes/manifests"));
         assert_eq!(c.backoff_base, Duration::from_secs(10));
         assert_eq!(c.backoff_max, Duration::from_secs(300));
-        assert!(c.ignored.contains(&"--kubeconfig=/etc/kubernetes/kubelet.conf".to_string()));
+        assert!(c
+            .ignored
+            .contains(&"--kubeconfig=/etc/kubernetes/kubelet.conf".to_string()));
         assert!(c.ignored.contains(&"--v=2".to_string()));
         assert_eq!(c.ignored.len(), 6);
+        Ok(())
     }
 
     #[test]

@@ -46,7 +46,10 @@ impl Kubelet {
             .collect();
         let mut by_pod: BTreeMap<String, Vec<runtime::Instance>> = BTreeMap::new();
         for inst in runtime::list(&self.cfg.root_dir) {
-            by_pod.entry(inst.spec.pod_uid.clone()).or_default().push(inst);
+            by_pod
+                .entry(inst.spec.pod_uid.clone())
+                .or_default()
+                .push(inst);
         }
         for (uid, instances) in by_pod {
             let worker = match desired.get(&uid) {
@@ -55,7 +58,9 @@ impl Kubelet {
                     PodWorker::new(pod.clone(), &self.cfg)
                 }
                 None => {
-                    let Some(first) = instances.first() else { continue };
+                    let Some(first) = instances.first() else {
+                        continue;
+                    };
                     let mut w = PodWorker::orphan(&first.spec, &self.cfg);
                     info!(
                         "Stopping containers of a pod whose manifest is gone",
@@ -127,7 +132,8 @@ impl Kubelet {
             for note in &pod.unsupported {
                 warn!("Static pod uses something the stand-in does not implement", "pod" => format!("{}/{}", pod.namespace, pod.name), "note" => note);
             }
-            self.pods.insert(pod.uid.clone(), PodWorker::new(pod, &self.cfg));
+            self.pods
+                .insert(pod.uid.clone(), PodWorker::new(pod, &self.cfg));
         }
         self.drive(now)
     }

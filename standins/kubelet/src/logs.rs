@@ -20,7 +20,14 @@ pub fn pod_dir(base: &Path, namespace: &str, pod: &str, uid: &str) -> PathBuf {
 }
 
 /// `<base>/<ns>_<pod>_<uid>/<container>/<restartCount>.log`
-pub fn container_log(base: &Path, namespace: &str, pod: &str, uid: &str, container: &str, restart: u32) -> PathBuf {
+pub fn container_log(
+    base: &Path,
+    namespace: &str,
+    pod: &str,
+    uid: &str,
+    container: &str,
+    restart: u32,
+) -> PathBuf {
     pod_dir(base, namespace, pod, uid)
         .join(container)
         .join(format!("{restart}.log"))
@@ -104,7 +111,9 @@ pub fn prune(container_dir: &Path, keep_from: u32) {
     };
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().to_string();
-        let n = name.strip_suffix(".log").and_then(|n| n.parse::<u32>().ok());
+        let n = name
+            .strip_suffix(".log")
+            .and_then(|n| n.parse::<u32>().ok());
         if n.is_some_and(|n| n < keep_from) {
             // Best effort: a file that cannot be removed is tried again at the next prune.
             let _ = std::fs::remove_file(e.path());

@@ -7,6 +7,7 @@ mod klog;
 mod backoff;
 mod cli;
 mod clock;
+mod container;
 mod kubelet;
 mod logs;
 mod manifest;
@@ -38,6 +39,21 @@ fn reap() {
     while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
         if st == WaitStatus::StillAlive {
             break;
+        }
+    }
+}
+
+/// Waits (bounded) for the shims of stopped containers to exit, so none is left unreaped.
+fn reap_remaining(limit: Duration) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = SystemTime::now() + limit;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if SystemTime::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }
@@ -115,6 +131,7 @@ fn main() {
             reap();
             std::thread::sleep(Duration::from_millis(50));
         }
+        reap_remaining(Duration::from_secs(2));
     } else {
         info!("Static pod containers keep running (as with the real kubelet); a restarted stand-in re-adopts them");
     }

@@ -158,7 +158,11 @@ pub fn load(path: &Path, bytes: &[u8], node: &str) -> Result<StaticPod, String> 
         (_, None) => return Err("Object 'Kind' is missing".to_string()),
         (None, _) => return Err("Object 'apiVersion' is missing".to_string()),
         (Some("v1"), Some("Pod")) => {}
-        (Some(v), Some(k)) => return Err(format!("invalid pod: apiVersion {v:?} kind {k:?}, want v1 Pod")),
+        (Some(v), Some(k)) => {
+            return Err(format!(
+                "invalid pod: apiVersion {v:?} kind {k:?}, want v1 Pod"
+            ))
+        }
     }
     let pod: Pod = decode(text)?;
     from_pod(path, &pod, node)
@@ -171,7 +175,10 @@ fn from_pod(path: &Path, pod: &Pod, node: &str) -> Result<StaticPod, String> {
         .clone()
         .filter(|n| !n.is_empty())
         .ok_or("invalid pod: metadata.name: Required value")?;
-    let spec = pod.spec.as_ref().ok_or("invalid pod: spec: Required value")?;
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or("invalid pod: spec: Required value")?;
     if spec.containers.is_empty() {
         return Err("invalid pod: spec.containers: Required value".to_string());
     }
@@ -181,7 +188,10 @@ fn from_pod(path: &Path, pod: &Pod, node: &str) -> Result<StaticPod, String> {
             return Err("invalid pod: spec.containers[].name: Required value".to_string());
         }
         if !seen.insert(c.name.as_str()) {
-            return Err(format!("invalid pod: spec.containers[].name: Duplicate value: {:?}", c.name));
+            return Err(format!(
+                "invalid pod: spec.containers[].name: Duplicate value: {:?}",
+                c.name
+            ));
         }
     }
     let name = format!("{base_name}-{node}");
@@ -202,7 +212,11 @@ fn from_pod(path: &Path, pod: &Pod, node: &str) -> Result<StaticPod, String> {
         None | Some("Always") => RestartPolicy::Always,
         Some("OnFailure") => RestartPolicy::OnFailure,
         Some("Never") => RestartPolicy::Never,
-        Some(other) => return Err(format!("invalid pod: spec.restartPolicy: Unsupported value: {other:?}")),
+        Some(other) => {
+            return Err(format!(
+                "invalid pod: spec.restartPolicy: Unsupported value: {other:?}"
+            ))
+        }
     };
     let grace = spec.termination_grace_period_seconds.unwrap_or(30).max(0);
 
@@ -222,7 +236,9 @@ fn from_pod(path: &Path, pod: &Pod, node: &str) -> Result<StaticPod, String> {
         unsupported.push("initContainers are not run".to_string());
     }
     if spec.host_network != Some(true) {
-        unsupported.push("hostNetwork is not true: the stand-in runs every pod on the host network".to_string());
+        unsupported.push(
+            "hostNetwork is not true: the stand-in runs every pod on the host network".to_string(),
+        );
     }
     let fields = FieldValues {
         name: &name,
@@ -287,7 +303,10 @@ fn container_spec(
     let mut mounts = Vec::new();
     for vm in c.volume_mounts.iter().flatten() {
         if vm.sub_path.as_ref().is_some_and(|s| !s.is_empty()) {
-            unsupported.push(format!("container {:?}: subPath of {:?} is ignored", c.name, vm.name));
+            unsupported.push(format!(
+                "container {:?}: subPath of {:?} is ignored",
+                c.name, vm.name
+            ));
         }
         match volumes.iter().find(|v| v.name == vm.name) {
             Some(v) => mounts.push(Mount {
@@ -323,7 +342,10 @@ fn env_value(var: &EnvVar, fields: &FieldValues, earlier: &[(String, String)]) -
             _ => None,
         };
     }
-    let vars: BTreeMap<&str, &str> = earlier.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let vars: BTreeMap<&str, &str> = earlier
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     Some(expand(var.value.as_deref().unwrap_or(""), &vars))
 }
 
@@ -402,17 +424,20 @@ spec:
 "#;
 
     #[test]
-    fn kubeadm_like_manifest() {
-        let pod = load(Path::new("/m/etcd.yaml"), ETCD.as_bytes(), "controlplane");
-        let pod = pod.unwrap_or_else(|e| panic!("{e}"));
+    fn kubeadm_like_manifest() -> Result<(), String> {
+        let pod = load(Path::new("/m/etcd.yaml"), ETCD.as_bytes(), "controlplane")?;
         assert_eq!(pod.name, "etcd-controlplane");
         assert_eq!(pod.namespace, "kube-system");
         assert_eq!(pod.uid.len(), 32);
         assert_eq!(pod.grace, Duration::from_secs(30));
-        assert_eq!(pod.containers[0].argv, ["etcd", "--data-dir=/var/lib/etcd", "--name=controlplane"]);
+        assert_eq!(
+            pod.containers[0].argv,
+            ["etcd", "--data-dir=/var/lib/etcd", "--name=controlplane"]
+        );
         assert_eq!(pod.containers[0].mounts[0].host_path, "/var/lib/etcd");
         assert_eq!(pod.volumes[0].kind, "DirectoryOrCreate");
         assert!(pod.unsupported.is_empty(), "{:?}", pod.unsupported);
+        Ok(())
     }
 
     #[test]
@@ -420,7 +445,10 @@ spec:
         let a = load(Path::new("/m/etcd.yaml"), ETCD.as_bytes(), "cp").map(|p| p.uid);
         let commented = format!("# edited\n{ETCD}");
         let b = load(Path::new("/m/etcd.yaml"), commented.as_bytes(), "cp").map(|p| p.uid);
-        let changed = ETCD.replace("/var/lib/etcd\n    - --name", "/var/lib/etcd-new\n    - --name");
+        let changed = ETCD.replace(
+            "/var/lib/etcd\n    - --name",
+            "/var/lib/etcd-new\n    - --name",
+        );
         let c = load(Path::new("/m/etcd.yaml"), changed.as_bytes(), "cp").map(|p| p.uid);
         let d = load(Path::new("/m/etcd.yaml.bak"), ETCD.as_bytes(), "cp").map(|p| p.uid);
         assert!(a.is_ok());
@@ -433,7 +461,10 @@ spec:
     fn errors_have_a_location() {
         let bad = ETCD.replace("  containers:", "  containers: [");
         let err = load(Path::new("/m/etcd.yaml"), bad.as_bytes(), "cp").err();
-        assert!(err.as_deref().is_some_and(|e| e.contains("line")), "{err:?}");
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("line")),
+            "{err:?}"
+        );
         let no_kind = ETCD.replace("kind: Pod\n", "");
         let err = load(Path::new("/m/etcd.yaml"), no_kind.as_bytes(), "cp").err();
         assert_eq!(err.as_deref(), Some("Object 'Kind' is missing"));

@@ -96,7 +96,10 @@ pub fn containers_dir(root_dir: &Path) -> PathBuf {
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
@@ -244,8 +247,14 @@ impl Instance {
             r.container.signal_group(Signal::SIGKILL);
         }
         let (reason, message) = match (&self.shim, &self.running) {
-            (None, _) => ("StartError", "the container shim did not start (see shim.log)"),
-            _ => ("Unknown", "the container shim is gone (node restarted or shim killed)"),
+            (None, _) => (
+                "StartError",
+                "the container shim did not start (see shim.log)",
+            ),
+            _ => (
+                "Unknown",
+                "the container shim is gone (node restarted or shim killed)",
+            ),
         };
         let exit = ExitRecord {
             exit_code: 255,
@@ -298,6 +307,12 @@ pub fn list(root_dir: &Path) -> Vec<Instance> {
         .filter_map(Result::ok)
         .filter_map(|e| Instance::load(&e.path()))
         .collect();
-    out.sort_by_key(|i| (i.spec.pod_uid.clone(), i.spec.container.name.clone(), i.spec.restart_count));
+    out.sort_by_key(|i| {
+        (
+            i.spec.pod_uid.clone(),
+            i.spec.container.name.clone(),
+            i.spec.restart_count,
+        )
+    });
     out
 }

@@ -64,7 +64,8 @@ fn run(dir: &Path) -> Result<(), String> {
     )
     .map_err(|e| format!("write shim.json: {e}"))?;
     let bytes = std::fs::read(dir.join("spec.json")).map_err(|e| format!("read spec.json: {e}"))?;
-    let spec: ShimSpec = serde_json::from_slice(&bytes).map_err(|e| format!("parse spec.json: {e}"))?;
+    let spec: ShimSpec =
+        serde_json::from_slice(&bytes).map_err(|e| format!("parse spec.json: {e}"))?;
     let exit = match start(&spec) {
         Ok(started) => supervise(dir, started),
         Err(message) => ExitRecord {
@@ -111,7 +112,9 @@ fn lookup(program: &str, path_var: &str) -> Result<PathBuf, String> {
         return if is_exec(&p) {
             Ok(p)
         } else {
-            Err(format!("exec: {program:?}: stat {program}: no such file or directory"))
+            Err(format!(
+                "exec: {program:?}: stat {program}: no such file or directory"
+            ))
         };
     }
     path_var
@@ -138,12 +141,14 @@ fn bind_mounts(spec: &ShimSpec) -> Result<Vec<BindMount>, String> {
             continue; // the host path is already where the container expects it
         }
         if host.is_dir() {
-            std::fs::create_dir_all(target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+            std::fs::create_dir_all(target)
+                .map_err(|e| format!("mkdir {}: {e}", target.display()))?;
         } else if host.exists() && !target.exists() {
             if let Some(parent) = target.parent() {
                 let _ = std::fs::create_dir_all(parent);
             }
-            std::fs::File::create(target).map_err(|e| format!("create {}: {e}", target.display()))?;
+            std::fs::File::create(target)
+                .map_err(|e| format!("create {}: {e}", target.display()))?;
         }
         let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
         out.push(BindMount {
@@ -183,17 +188,38 @@ fn apply_mounts(mounts: &[BindMount]) -> std::io::Result<()> {
             return Err(err());
         }
         let none = std::ptr::null();
-        if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+        if libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
             return Err(err());
         }
         for m in mounts {
             let flags = libc::MS_BIND | libc::MS_REC;
-            if libc::mount(m.source.as_ptr(), m.target.as_ptr(), none, flags, std::ptr::null()) != 0 {
+            if libc::mount(
+                m.source.as_ptr(),
+                m.target.as_ptr(),
+                none,
+                flags,
+                std::ptr::null(),
+            ) != 0
+            {
                 return Err(err());
             }
             if m.read_only {
                 let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-                if libc::mount(m.source.as_ptr(), m.target.as_ptr(), none, flags, std::ptr::null()) != 0 {
+                if libc::mount(
+                    m.source.as_ptr(),
+                    m.target.as_ptr(),
+                    none,
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
                     return Err(err());
                 }
             }
@@ -205,7 +231,8 @@ fn apply_mounts(mounts: &[BindMount]) -> std::io::Result<()> {
 fn start(spec: &ShimSpec) -> Result<Started, String> {
     let c = &spec.container;
     let writer = Arc::new(
-        CriWriter::open(&spec.log_path).map_err(|e| format!("open log {}: {e}", spec.log_path.display()))?,
+        CriWriter::open(&spec.log_path)
+            .map_err(|e| format!("open log {}: {e}", spec.log_path.display()))?,
     );
     let program = c.argv.first().ok_or(
         "no command: the stand-in cannot run an image's entrypoint, the container needs `command:`",
@@ -282,7 +309,9 @@ fn supervise(dir: &Path, mut s: Started) -> ExitRecord {
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     let deadline = SystemTime::now() + Duration::from_secs(2);
     for _ in 0..pumps {
-        let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
         if done_rx.recv_timeout(left).is_err() {
             break;
         }

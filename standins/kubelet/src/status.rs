@@ -2,9 +2,10 @@
 //! replaced atomically (temp + rename) whenever a pod or container changes.
 //!
 //! Shape (every field always present; `pid` 0 when no process runs, `exit_code` 0 and
-//! `started_at` "" until the container has exited / started once):
+//! `started_at`/`finished_at` "" until the container has started / exited once):
 //! `{"node","updated","pods":[{"name","namespace","uid","manifest","phase",
-//!   "containers":[{"name","pid","state","reason","exit_code","restart_count","started_at","image"}]}]}`
+//!   "containers":[{"name","pid","state","reason","message","exit_code","restart_count",
+//!   "started_at","finished_at","image"}]}]}`
 
 use std::path::Path;
 
@@ -40,11 +41,16 @@ pub struct ContainerStatus {
     pub state: String,
     /// "" (running) | ContainerCreating | CrashLoopBackOff | Error | Completed | StartError | Unknown
     pub reason: String,
+    /// Detail for `reason`, e.g. "back-off 20s restarting failed container=etcd pod=..." or a
+    /// start error; "" when there is none.
+    pub message: String,
     /// Exit code of the last run that ended (128 + signal for a signal), 0 if none yet.
     pub exit_code: i32,
     pub restart_count: u32,
     /// RFC 3339 start of the current (or last) run, "" if it never started.
     pub started_at: String,
+    /// RFC 3339 end of the last run that ended, "" if none.
+    pub finished_at: String,
     pub image: String,
 }
 

@@ -14,7 +14,10 @@ pub fn set_up(v: &HostPathVolume) -> Result<(), String> {
         if ok {
             Ok(())
         } else {
-            Err(format!("hostPath type check failed: {} is not a {what}", v.path))
+            Err(format!(
+                "hostPath type check failed: {} is not a {what}",
+                v.path
+            ))
         }
     };
     match v.kind.as_str() {
@@ -32,7 +35,10 @@ pub fn set_up(v: &HostPathVolume) -> Result<(), String> {
             Some(m) => check(m.is_file(), "file"),
             None => {
                 if let Some(parent) = path.parent() {
-                    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent);
+                    let _ = std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(parent);
                 }
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -44,9 +50,18 @@ pub fn set_up(v: &HostPathVolume) -> Result<(), String> {
             }
         },
         "File" => check(meta.is_some_and(|m| m.is_file()), "file"),
-        "Socket" => check(meta.is_some_and(|m| m.file_type().is_socket()), "socket file"),
-        "CharDevice" => check(meta.is_some_and(|m| m.file_type().is_char_device()), "character device"),
-        "BlockDevice" => check(meta.is_some_and(|m| m.file_type().is_block_device()), "block device"),
+        "Socket" => check(
+            meta.is_some_and(|m| m.file_type().is_socket()),
+            "socket file",
+        ),
+        "CharDevice" => check(
+            meta.is_some_and(|m| m.file_type().is_char_device()),
+            "character device",
+        ),
+        "BlockDevice" => check(
+            meta.is_some_and(|m| m.file_type().is_block_device()),
+            "block device",
+        ),
         other => Err(format!("invalid HostPathType {other:?}")),
     }
 }

@@ -9,7 +9,13 @@ use std::process::Command;
 
 use common::*;
 
-fn etcd_manifest(data_dir: &Path, volume_dir: &Path, listen_client: &str, client_port: u16, peer_port: u16) -> String {
+fn etcd_manifest(
+    data_dir: &Path,
+    volume_dir: &Path,
+    listen_client: &str,
+    client_port: u16,
+    peer_port: u16,
+) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -82,7 +88,13 @@ fn bad_listen_client_urls_crash_loops_with_the_bind_error() {
     // 10.255.255.1 is not an address of this host: bind(2) fails locally, nothing is sent.
     k.write_manifest(
         "etcd.yaml",
-        &etcd_manifest(&data, &data, "http://10.255.255.1:2379", free_port(), free_port()),
+        &etcd_manifest(
+            &data,
+            &data,
+            "http://10.255.255.1:2379",
+            free_port(),
+            free_port(),
+        ),
     );
     let c = wait_for(60, "etcd restarted twice", || {
         k.container("etcd")
@@ -96,14 +108,29 @@ fn bad_listen_client_urls_crash_loops_with_the_bind_error() {
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .collect();
-        all.contains("bind: cannot assign requested address").then_some(all)
+        all.contains("bind: cannot assign requested address")
+            .then_some(all)
     });
-    assert!(pod_logs.contains("listen tcp 10.255.255.1:2379"), "{pod_logs}");
+    assert!(
+        pod_logs.contains("listen tcp 10.255.255.1:2379"),
+        "{pod_logs}"
+    );
     let journal = k.journal();
     assert!(journal.contains("with CrashLoopBackOff: \\\"back-off 200ms restarting failed container=etcd pod=etcd-testnode_kube-system("), "{journal}");
-    assert!(journal.contains("Back-off restarting failed container etcd in pod etcd-testnode_kube-system("), "{journal}");
-    assert!(journal.contains(r#"exitCode=1 pod="kube-system/etcd-testnode" containerName="etcd""#), "{journal}");
-    assert!(journal.contains(r#"image="registry.k8s.io/etcd:3.5.15-0" command="etcd""#), "{journal}");
+    assert!(
+        journal.contains(
+            "Back-off restarting failed container etcd in pod etcd-testnode_kube-system("
+        ),
+        "{journal}"
+    );
+    assert!(
+        journal.contains(r#"exitCode=1 pod="kube-system/etcd-testnode" containerName="etcd""#),
+        "{journal}"
+    );
+    assert!(
+        journal.contains(r#"image="registry.k8s.io/etcd:3.5.15-0" command="etcd""#),
+        "{journal}"
+    );
 }
 
 #[test]
@@ -112,18 +139,37 @@ fn changing_the_data_dir_restarts_etcd_on_an_empty_store() {
     let (cport, pport) = (free_port(), free_port());
     let data = k.path("etcd");
     let client = format!("http://127.0.0.1:{cport}");
-    k.write_manifest("etcd.yaml", &etcd_manifest(&data, &data, &client, cport, pport));
+    k.write_manifest(
+        "etcd.yaml",
+        &etcd_manifest(&data, &data, &client, cport, pport),
+    );
     let pid1 = wait_for(20, "etcd running", || k.running_pid("etcd"));
-    assert!(cmdline(pid1).starts_with("etcd --name=testnode"), "{}", cmdline(pid1));
-    wait_for(30, "put works", || etcdctl(cport, &["put", "/registry/configmaps/default/t", "a=b"]));
-    assert!(data.join("member").is_dir(), "etcd wrote into the hostPath dir");
+    assert!(
+        cmdline(pid1).starts_with("etcd --name=testnode"),
+        "{}",
+        cmdline(pid1)
+    );
+    wait_for(30, "put works", || {
+        etcdctl(cport, &["put", "/registry/configmaps/default/t", "a=b"])
+    });
+    assert!(
+        data.join("member").is_dir(),
+        "etcd wrote into the hostPath dir"
+    );
 
     // The seed fault: --data-dir points somewhere new (the volume is unchanged).
     let new_dir = k.path("etcd-new");
-    k.write_manifest("etcd.yaml", &etcd_manifest(&new_dir, &data, &client, cport, pport));
-    let pid2 = wait_for(30, "etcd restarted", || k.running_pid("etcd").filter(|p| *p != pid1));
+    k.write_manifest(
+        "etcd.yaml",
+        &etcd_manifest(&new_dir, &data, &client, cport, pport),
+    );
+    let pid2 = wait_for(30, "etcd restarted", || {
+        k.running_pid("etcd").filter(|p| *p != pid1)
+    });
     assert!(!alive(pid1));
-    let keys = wait_for(30, "etcd answers", || etcdctl(cport, &["get", "/registry", "--prefix", "--keys-only"]));
+    let keys = wait_for(30, "etcd answers", || {
+        etcdctl(cport, &["get", "/registry", "--prefix", "--keys-only"])
+    });
     assert_eq!(keys.trim(), "", "new data dir must be an empty store");
     let log = wait_for(10, "new member log", || {
         let l = k.read_log("etcd", "etcd", 0);
@@ -132,14 +178,23 @@ fn changing_the_data_dir_restarts_etcd_on_an_empty_store() {
     assert!(log.contains(&new_dir.display().to_string()), "{log}");
 
     // Reverting brings the objects back.
-    k.write_manifest("etcd.yaml", &etcd_manifest(&data, &data, &client, cport, pport));
-    wait_for(30, "etcd restarted again", || k.running_pid("etcd").filter(|p| *p != pid2));
+    k.write_manifest(
+        "etcd.yaml",
+        &etcd_manifest(&data, &data, &client, cport, pport),
+    );
+    wait_for(30, "etcd restarted again", || {
+        k.running_pid("etcd").filter(|p| *p != pid2)
+    });
     let keys = wait_for(30, "old key back", || {
         etcdctl(cport, &["get", "/registry", "--prefix", "--keys-only"])
             .filter(|k| k.contains("/registry/configmaps/default/t"))
     });
     assert!(keys.contains("/registry/configmaps/default/t"));
     let journal = k.journal();
-    assert_eq!(journal.matches("\"SyncLoop REMOVE\"").count(), 2, "{journal}");
+    assert_eq!(
+        journal.matches("\"SyncLoop REMOVE\"").count(),
+        2,
+        "{journal}"
+    );
     assert!(journal.contains("gracePeriod=10"), "{journal}");
 }

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
@@ -38,27 +38,48 @@ fn ca(cn: &str) -> Ca {
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let cert = params.self_signed(&key).expect("self-signed");
-    Ca { pem: cert.pem(), params, key }
+    Ca {
+        pem: cert.pem(),
+        params,
+        key,
+    }
 }
 
-fn leaf(ca: &Ca, cn: &str, org: Option<&str>, sans: &[&str], server: bool, client: bool) -> (String, String) {
+fn leaf(
+    ca: &Ca,
+    cn: &str,
+    org: Option<&str>,
+    sans: &[&str],
+    server: bool,
+    client: bool,
+) -> (String, String) {
     let key = KeyPair::generate().expect("key");
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .expect("params");
     let mut dn = DistinguishedName::new();
     if let Some(o) = org {
         dn.push(DnType::OrganizationName, o);
     }
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     if server {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     if client {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     let issuer = Issuer::from_params(&ca.params, &ca.key);
     let cert = params.signed_by(&key, &issuer).expect("sign");
@@ -76,18 +97,46 @@ impl Pki {
         let w = |name: &str, data: &str| std::fs::write(dir.join(name), data).expect("write pki");
         let etcd_ca = ca("etcd-ca");
         w("etcd/ca.crt", &etcd_ca.pem);
-        let (c, k) = leaf(&etcd_ca, "controlplane", None, &["localhost", "127.0.0.1"], true, true);
+        let (c, k) = leaf(
+            &etcd_ca,
+            "controlplane",
+            None,
+            &["localhost", "127.0.0.1"],
+            true,
+            true,
+        );
         w("etcd/server.crt", &c);
         w("etcd/server.key", &k);
-        let (c, k) = leaf(&etcd_ca, "kube-apiserver-etcd-client", None, &[], false, true);
+        let (c, k) = leaf(
+            &etcd_ca,
+            "kube-apiserver-etcd-client",
+            None,
+            &[],
+            false,
+            true,
+        );
         w("apiserver-etcd-client.crt", &c);
         w("apiserver-etcd-client.key", &k);
         let k8s_ca = ca("kubernetes");
         w("ca.crt", &k8s_ca.pem);
-        let (c, k) = leaf(&k8s_ca, "kube-apiserver", None, &["127.0.0.1", "localhost", "kubernetes", "kubernetes.default"], true, false);
+        let (c, k) = leaf(
+            &k8s_ca,
+            "kube-apiserver",
+            None,
+            &["127.0.0.1", "localhost", "kubernetes", "kubernetes.default"],
+            true,
+            false,
+        );
         w("apiserver.crt", &c);
         w("apiserver.key", &k);
-        let (c, k) = leaf(&k8s_ca, "kubernetes-admin", Some("system:masters"), &[], false, true);
+        let (c, k) = leaf(
+            &k8s_ca,
+            "kubernetes-admin",
+            Some("system:masters"),
+            &[],
+            false,
+            true,
+        );
         w("admin.crt", &c);
         w("admin.key", &k);
         // A client certificate from a CA the server does not trust.
@@ -95,7 +144,9 @@ impl Pki {
         let (c, k) = leaf(&rogue, "mallory", Some("system:masters"), &[], false, true);
         w("rogue.crt", &c);
         w("rogue.key", &k);
-        Pki { dir: dir.to_path_buf() }
+        Pki {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn path(&self, name: &str) -> String {
@@ -138,7 +189,11 @@ impl Etcd {
 
     fn spawn(&mut self) {
         let p = |n: &str| self.pki_dir.join(n).display().to_string();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("etcd log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("etcd log");
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(ETCD)
             .args([
@@ -188,7 +243,10 @@ impl Etcd {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("etcd did not become healthy; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "etcd did not become healthy; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 
     /// SIGKILL by PID.
@@ -233,13 +291,28 @@ pub fn kubeadm_flags(pki: &Pki, port: u16, etcd_servers: &str, work: &Path) -> V
         format!("--etcd-certfile={}", pki.path("apiserver-etcd-client.crt")),
         format!("--etcd-keyfile={}", pki.path("apiserver-etcd-client.key")),
         format!("--etcd-servers={etcd_servers}"),
-        format!("--kubelet-client-certificate={}", pki.path("apiserver-kubelet-client.crt")),
-        format!("--kubelet-client-key={}", pki.path("apiserver-kubelet-client.key")),
+        format!(
+            "--kubelet-client-certificate={}",
+            pki.path("apiserver-kubelet-client.crt")
+        ),
+        format!(
+            "--kubelet-client-key={}",
+            pki.path("apiserver-kubelet-client.key")
+        ),
         "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname".into(),
-        format!("--proxy-client-cert-file={}", pki.path("front-proxy-client.crt")),
-        format!("--proxy-client-key-file={}", pki.path("front-proxy-client.key")),
+        format!(
+            "--proxy-client-cert-file={}",
+            pki.path("front-proxy-client.crt")
+        ),
+        format!(
+            "--proxy-client-key-file={}",
+            pki.path("front-proxy-client.key")
+        ),
         "--requestheader-allowed-names=front-proxy-client".into(),
-        format!("--requestheader-client-ca-file={}", pki.path("front-proxy-ca.crt")),
+        format!(
+            "--requestheader-client-ca-file={}",
+            pki.path("front-proxy-ca.crt")
+        ),
         "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
         "--requestheader-group-headers=X-Remote-Group".into(),
         "--requestheader-username-headers=X-Remote-User".into(),
@@ -251,8 +324,14 @@ pub fn kubeadm_flags(pki: &Pki, port: u16, etcd_servers: &str, work: &Path) -> V
         "--service-cluster-ip-range=10.96.0.0/12".into(),
         format!("--tls-cert-file={}", pki.path("apiserver.crt")),
         format!("--tls-private-key-file={}", pki.path("apiserver.key")),
-        format!("--breakfix-nodes-file={}", work.join("nodes.yaml").display()),
-        format!("--breakfix-pods-file={}", work.join("standin-pods.json").display()),
+        format!(
+            "--breakfix-nodes-file={}",
+            work.join("nodes.yaml").display()
+        ),
+        format!(
+            "--breakfix-pods-file={}",
+            work.join("standin-pods.json").display()
+        ),
     ]
 }
 
@@ -264,14 +343,22 @@ impl ApiServer {
             .and_then(|p| p.parse().ok())
             .expect("--secure-port=N in args");
         let log = work.join("apiserver.log");
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
         let child = Command::new(BIN)
             .args(args)
             .stdout(Stdio::null())
             .stderr(f)
             .spawn()
             .expect("start stand-in");
-        let s = ApiServer { child: Some(child), port, log };
+        let s = ApiServer {
+            child: Some(child),
+            port,
+            log,
+        };
         let until = Instant::now() + Duration::from_secs(20);
         while Instant::now() < until {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -318,7 +405,10 @@ impl Kubectl {
     /// Writes a kubeconfig like kubeadm's admin.conf (embedded certificates).
     pub fn new(work: &Path, pki: &Pki, port: u16, user: (&str, &str)) -> Kubectl {
         use base64::Engine as _;
-        let b64 = |n: &str| base64::engine::general_purpose::STANDARD.encode(std::fs::read(pki.dir.join(n)).expect("pki file"));
+        let b64 = |n: &str| {
+            base64::engine::general_purpose::STANDARD
+                .encode(std::fs::read(pki.dir.join(n)).expect("pki file"))
+        };
         let kubeconfig = work.join(format!("{}.conf", user.0.replace('/', "_")));
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n    user: kubernetes-admin\n  name: kubernetes-admin@kubernetes\ncurrent-context: kubernetes-admin@kubernetes\nusers:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
@@ -329,7 +419,30 @@ impl Kubectl {
         std::fs::write(&kubeconfig, text).expect("kubeconfig");
         let home = work.join("home");
         std::fs::create_dir_all(&home).expect("home");
-        Kubectl { kubeconfig, cache: work.join("kube-cache"), home }
+        Kubectl {
+            kubeconfig,
+            cache: work.join("kube-cache"),
+            home,
+        }
+    }
+
+    /// A kubeconfig without client certificate (anonymous requests).
+    pub fn anonymous(work: &Path, pki: &Pki, port: u16) -> Kubectl {
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(pki.dir.join("ca.crt")).expect("ca"));
+        let kubeconfig = work.join("anonymous.conf");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://127.0.0.1:{port}\n  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n    user: anonymous\n  name: anonymous@kubernetes\ncurrent-context: anonymous@kubernetes\nusers:\n- name: anonymous\n  user: {{}}\n"
+        );
+        std::fs::write(&kubeconfig, text).expect("kubeconfig");
+        let home = work.join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        Kubectl {
+            kubeconfig,
+            cache: work.join("kube-cache-anon"),
+            home,
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -344,7 +457,11 @@ impl Kubectl {
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .arg(format!("--cache-dir={}", self.cache.display()))
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl");
@@ -391,9 +508,18 @@ impl Stack {
         std::fs::write(dir.path().join("nodes.yaml"), NODES_YAML).expect("nodes file");
         let etcd = Etcd::start(dir.path(), &pki);
         let port = free_port();
-        let api = ApiServer::start(dir.path(), &kubeadm_flags(&pki, port, &etcd.url(), dir.path()));
+        let api = ApiServer::start(
+            dir.path(),
+            &kubeadm_flags(&pki, port, &etcd.url(), dir.path()),
+        );
         let kubectl = Kubectl::new(dir.path(), &pki, port, ("admin.crt", "admin.key"));
-        Stack { dir, pki, etcd, api, kubectl }
+        Stack {
+            dir,
+            pki,
+            etcd,
+            api,
+            kubectl,
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,9 @@ impl Standin {
     /// Everything the stand-in(s) logged so far.
     pub fn journal(&self) -> String {
         (1..=self.runs)
-            .map(|n| std::fs::read_to_string(self.path(&format!("journal-{n}.log"))).unwrap_or_default())
+            .map(|n| {
+                std::fs::read_to_string(self.path(&format!("journal-{n}.log"))).unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("")
     }
@@ -130,7 +132,10 @@ impl Standin {
     /// PID of the running first container of pod `name`.
     pub fn running_pid(&self, name: &str) -> Option<i32> {
         let c = self.container(name)?;
-        (c["state"] == "running").then(|| c["pid"].as_i64()).flatten().map(|p| p as i32)
+        (c["state"] == "running")
+            .then(|| c["pid"].as_i64())
+            .flatten()
+            .map(|p| p as i32)
     }
 
     /// `<pods>/<ns>_<name>-testnode_<uid>/<container>/<n>.log` of the pod as listed now.
@@ -162,7 +167,9 @@ impl Standin {
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .unwrap_or(Value::Null);
-                if let (Some(pid), Some(ticks)) = (v[key]["pid"].as_i64(), v[key]["start_ticks"].as_u64()) {
+                if let (Some(pid), Some(ticks)) =
+                    (v[key]["pid"].as_i64(), v[key]["start_ticks"].as_u64())
+                {
                     out.push((pid as i32, ticks));
                 }
             }
@@ -220,7 +227,10 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -255,16 +265,19 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// klog header time of a journal line as seconds of the day.
-pub fn klog_seconds(line: &str) -> Option<f64> {
-    let time = line.split_whitespace().nth(1)?;
+/// The `startedAt="2026-11-25T12:00:00.123456789Z"` of a "Container started" journal line, as
+/// seconds of the day (the shim's record of the process start, not when it was logged).
+pub fn started_at_seconds(line: &str) -> Option<f64> {
+    let rest = &line[line.find("startedAt=\"")? + 11..];
+    let time = rest
+        .split('"')
+        .next()?
+        .split('T')
+        .nth(1)?
+        .trim_end_matches('Z');
     let mut parts = time.split(':');
     let h: f64 = parts.next()?.parse().ok()?;
     let m: f64 = parts.next()?.parse().ok()?;
     let s: f64 = parts.next()?.parse().ok()?;
     Some(h * 3600.0 + m * 60.0 + s)
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }
