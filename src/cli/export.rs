@@ -147,8 +147,11 @@ pub async fn run(a: ExportArgs, g: Globals) -> Result<u8> {
             asset.target
         );
     }
-    println!(
-        "  note: the binary is dynamically linked against this machine's glibc; the image needs the same or newer (docs/killercoda.md)"
-    );
+    match killercoda::required_glibc(&opts.binary) {
+        Some((major, minor)) => println!(
+            "  note: the shipped binary is dynamically linked and needs glibc >= {major}.{minor} on the image (docs/killercoda.md)"
+        ),
+        None => println!("  note: the shipped binary asks for no versioned glibc symbols (static build?)"),
+    }
     Ok(EXIT_PASS)
 }

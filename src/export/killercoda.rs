@@ -544,10 +544,14 @@ pub fn prepare(lab_path: &Path, opts: &Options) -> Result<Export> {
         });
     }
 
+    // Killercoda shows the description as one paragraph on the scenario's card.
     let description = if meta.description.trim().is_empty() {
         meta.title.clone()
     } else {
-        meta.description.trim().to_string()
+        meta.description
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let index = Index {
         title: meta.title.clone(),
@@ -657,7 +661,7 @@ impl Markdown<'_> {
             s.push_str("\n\n");
         }
         s.push_str(&format!(
-            "To undo every break this lab recorded on the node:\n\n`{} reset --inventory {}`{{{{exec}}}}\n",
+            "The command that puts this node back, replaying every break the lab recorded in reverse:\n\n`{} reset --inventory {}`{{{{exec}}}}\n",
             shell_quote(self.host_binary),
             shell_quote(self.host_inventory)
         ));
@@ -696,9 +700,10 @@ impl Markdown<'_> {
                      fail. The same report, in full, from the terminal:\n\n`{}`{{{{exec}}}}\n\n",
                     self.cmd("check", st.number)
                 ));
-                s.push_str(
-                    "Stuck? `breakfix hint` reveals the next hint (each one costs points).\n",
-                );
+                s.push_str(&format!(
+                    "Stuck? `{} hint` reveals the next hint; each one costs points.\n",
+                    shell_quote(self.host_binary)
+                ));
             }
             None => {
                 s.push_str("---\n\nNothing to grade in this step: continue when you are ready.\n")
@@ -758,6 +763,33 @@ impl Markdown<'_> {
             ),
         )
     }
+}
+
+/// The newest glibc symbol version a dynamically linked binary asks for (`GLIBC_2.34` ->
+/// `(2, 34)`), found by scanning it for version names; `None` for a static binary or when
+/// unreadable. The image that runs the binary needs at least this glibc.
+pub fn required_glibc(binary: &Path) -> Option<(u32, u32)> {
+    let bytes = std::fs::read(binary).ok()?;
+    let needle = b"GLIBC_";
+    let mut best: Option<(u32, u32)> = None;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
+        let start = i + pos + needle.len();
+        let tail = &bytes[start..bytes.len().min(start + 12)];
+        let text: String = tail
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
+            .map(|b| *b as char)
+            .collect();
+        let mut parts = text.split('.').map(|p| p.parse::<u32>());
+        if let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) {
+            if best.is_none_or(|b| (major, minor) > b) {
+                best = Some((major, minor));
+            }
+        }
+        i = start;
+    }
+    best
 }
 
 /// Writes `export` into `out`: built under a temporary sibling directory, checked, then
@@ -906,7 +938,8 @@ mod tests {
             &opts(tmp.path(), Topology::External),
         )
         .expect("export plan");
-        insta::assert_json_snapshot!("etcd_outage_000_index", e.index);
+        let json = serde_json::to_string_pretty(&e.index).expect("index.json");
+        insta::assert_snapshot!("etcd_outage_000_index", json);
         assert_eq!(e.host_lab, "/root/breakfix/labs/etcd-outage-000.yaml");
         assert_eq!(e.host_inventory, "/root/breakfix/inventory.yaml");
         assert_eq!(e.host_binary, "/root/breakfix/bin/breakfix");
@@ -992,6 +1025,16 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o111, 0o111);
+    }
+
+    #[test]
+    fn glibc_requirement_is_read_from_version_names() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = tmp.path().join("bin");
+        std::fs::write(&p, b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_PRIVATE\0GLIBC_2.17\0").expect("write");
+        assert_eq!(required_glibc(&p), Some((2, 34)));
+        std::fs::write(&p, b"static").expect("write");
+        assert_eq!(required_glibc(&p), None);
     }
 
     #[test]

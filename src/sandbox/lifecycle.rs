@@ -489,6 +489,7 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
             Resource::Process { .. } => Ok(()),
             Resource::Mount { target } => unmount(target).await,
             Resource::LoopDevice { file, .. } => loopdev::detach(file).await,
+            Resource::Cgroup { path } => super::cgroup::remove(path, Duration::from_secs(10)).await,
             Resource::Bridge { name } => network::delete_bridge(name).await,
         };
         if let Err(e) = res {

@@ -13,10 +13,12 @@
 //! Debian mirror from the host's apt sources), [`image`] (the cached node image), [`pki`]
 //! (kubeadm's certificates), [`keys`] (SSH keys and known_hosts), [`network`] (the bridge),
 //! [`loopdev`] (etcd's loop-mounted data disk), [`node`] (a node's root, boot and stop),
-//! [`etcd_unit`] (etcd's systemd unit for the external topology), [`state`] (the on-disk
+//! [`cgroup`] (a cgroup per node), [`etcd_unit`] (etcd's systemd unit for the external
+//! topology), [`state`] (the on-disk
 //! record), [`procs`] (finding and ending the sandbox's processes), [`readiness`] (waiting for
 //! sshd and etcd), [`lifecycle`] (up/down/status), [`cli`] (the clap front end).
 
+pub mod cgroup;
 pub mod cli;
 pub mod cmd;
 pub mod etcd_unit;

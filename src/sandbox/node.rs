@@ -13,7 +13,7 @@ use super::fsutil::{self, io_err};
 use super::pki::PkiFile;
 use super::procs::{self, MARKER_ENV};
 use super::state::{ProcKind, Resource, State};
-use super::{cmd, etcd_unit, NodeSpec};
+use super::{cgroup, cmd, etcd_unit, NodeSpec};
 use crate::error::{Error, Result};
 use crate::inventory::Topology;
 
@@ -304,15 +304,23 @@ pub fn boot(
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
-    // SAFETY: between fork and exec the closure only makes raw system calls (setsid,
-    // close_range, close), which are async-signal-safe, and touches no memory of the parent.
-    // setsid() detaches nspawn from breakfix's session and terminal so it survives breakfix
-    // exiting; closing every descriptor above stderr keeps the long-lived node from holding
-    // anything breakfix's caller had open (a lock file inherited without close-on-exec would
-    // otherwise stay locked for as long as the sandbox runs).
+    // Its own cgroup, so the nodes' systemds do not share (and prune) each other's.
+    let cgroups = cgroup::node_cgroups(&node.name);
+    for path in &cgroups {
+        st.record(Resource::Cgroup { path: path.clone() })?;
+    }
+    cgroup::create(&cgroups)?;
+    let procs_files = cgroup::procs_files(&cgroups)?;
+    // SAFETY: between fork and exec the closure only makes raw system calls (setsid, open,
+    // write, close, close_range), which are async-signal-safe, on memory prepared before the
+    // fork. setsid() detaches nspawn from breakfix's session and terminal so it survives
+    // breakfix exiting; closing every descriptor above stderr keeps the long-lived node from
+    // holding anything breakfix's caller had open (a lock file inherited without
+    // close-on-exec would otherwise stay locked for as long as the sandbox runs).
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            cgroup::join_self(&procs_files);
             if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
                 for fd in 3..4096 {
                     libc::close(fd);

@@ -63,8 +63,8 @@ fn all_pids() -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Live processes that belong to the sandbox `st` although they may not be recorded: node
-/// PID 1s carrying `BREAKFIX_SANDBOX_ID=<id>` in their environment, and `systemd-nspawn`
+/// Live processes that belong to the sandbox `st` although they may not be recorded: every
+/// process in a node's cgroup, node PID 1s carrying `BREAKFIX_SANDBOX_ID=<id>` in their environment, and `systemd-nspawn`
 /// processes whose command line names one of the sandbox's node roots.
 pub fn find_unrecorded(st: &State) -> Vec<(i32, u64)> {
     let marker = format!("{MARKER_ENV}={}", st.id);
@@ -75,6 +75,18 @@ pub fn find_unrecorded(st: &State) -> Vec<(i32, u64)> {
         .collect();
     let me = std::process::id() as i32;
     let mut found = Vec::new();
+    // Whatever runs in a node's cgroup belongs to that node.
+    for r in &st.resources {
+        if let Resource::Cgroup { path } = r {
+            for pid in super::cgroup::pids_in(path) {
+                if let Some(start) = start_time(pid) {
+                    if pid != me && !found.contains(&(pid, start)) {
+                        found.push((pid, start));
+                    }
+                }
+            }
+        }
+    }
     for pid in all_pids() {
         if pid == me {
             continue;
@@ -82,6 +94,9 @@ pub fn find_unrecorded(st: &State) -> Vec<(i32, u64)> {
         let Some(start) = start_time(pid) else {
             continue;
         };
+        if found.contains(&(pid, start)) {
+            continue;
+        }
         let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let has_marker = env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes());
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

@@ -63,6 +63,12 @@ pub enum Resource {
         /// `/dev/loopN`, once known.
         device: Option<String>,
     },
+    /// A node's cgroup directory (one per cgroup hierarchy), removed once its processes are
+    /// gone.
+    Cgroup {
+        /// Directory in the cgroup filesystem.
+        path: PathBuf,
+    },
     /// A process that must be ended by `down` (identified by PID and start time, so a reused
     /// PID is never signalled).
     Process {

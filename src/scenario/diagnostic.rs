@@ -35,7 +35,8 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Width the rendered text wraps at (fixed, so output does not depend on the terminal).
+/// Width of the rendering (fixed, so output does not depend on the terminal); messages and
+/// help are not wrapped.
 const WIDTH: usize = 100;
 
 impl Diagnostic {
@@ -148,6 +149,7 @@ impl Diagnostic {
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_links(false)
             .with_width(WIDTH)
+            .with_wrap_lines(false)
             .with_context_lines(1)
             .without_syntax_highlighting();
         let mut diag = MietteDiagnostic::new(self.message.clone());
@@ -195,7 +197,10 @@ pub fn render_all<'a>(
     color: bool,
 ) -> String {
     let mut out = String::new();
-    for d in diags {
+    for (i, d) in diags.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
         out.push_str(&d.render(source_of(&d.file).unwrap_or(""), color));
     }
     out
@@ -378,8 +383,16 @@ fn key_before(source: &str, pos: Pos) -> Option<String> {
 /// to the help.
 fn split_lines(message: String, help: Option<String>) -> (String, Option<String>) {
     let mut lines = message.lines();
-    let first = sanitize(lines.next().unwrap_or("").trim_end());
-    let rest: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+    let mut first = sanitize(lines.next().unwrap_or("").trim_end());
+    let mut rest: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+    // `...: regex parse error:` + drawing + `error: unclosed group`: the cause joins the
+    // message, the drawing goes to the help.
+    if first.ends_with(':') {
+        if let Some(cause) = rest.last().and_then(|l| l.trim().strip_prefix("error: ")) {
+            first = format!("{first} {}", sanitize(cause));
+            rest.pop();
+        }
+    }
     if rest.is_empty() {
         return (first, help);
     }

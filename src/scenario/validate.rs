@@ -881,6 +881,8 @@ impl<'a> Validator<'a> {
     fn expressions(&mut self, ctx: &TemplateCtx<'_>, off: usize, raw: &str) {
         let quote = raw.chars().next().filter(|c| *c == '"' || *c == '\'');
         let mut from = 0;
+        // One Go-template diagnostic per value is enough (`{{range}}...{{end}}` has several).
+        let mut go_reported = false;
         while let Some(i) = raw[from..].find("{{").map(|i| from + i) {
             let Some(j) = raw[i + 2..].find("}}").map(|j| i + 2 + j) else {
                 let pos = pos_at(ctx.source, off + i, 2);
@@ -899,6 +901,10 @@ impl<'a> Validator<'a> {
             let expr = unquote(text, quote);
             let at = off + i;
             if looks_like_go_template(&expr) {
+                if go_reported {
+                    continue;
+                }
+                go_reported = true;
                 let pos = pos_at(ctx.source, at, text.len());
                 self.push(
                     Diagnostic::at(

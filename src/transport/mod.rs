@@ -13,7 +13,9 @@
 //!   default `MaxSessions 10`) and extra operations queue (the wait counts against their
 //!   timeout).
 //! - A command still running at its timeout is killed on the node (its process group and
-//!   session), not merely abandoned, and reported as [`crate::Error::Timeout`].
+//!   session), not merely abandoned, and reported as [`crate::Error::Timeout`]. Commands
+//!   still running when an SSH connection ends (transport dropped, engine killed) are killed
+//!   too. A dead connection is re-established by the next operation (host key checked again).
 //! - [`Transport::write_file`] is atomic: a temp file in the same directory, fsync, then
 //!   rename; an existing file's mode and owner are kept. On failure no temp file is left.
 //! - [`Transport::read_file`] is binary-safe and tells "does not exist" (`Ok(None)`) from

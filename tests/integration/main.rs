@@ -5,5 +5,6 @@ mod common;
 mod diagnostics;
 mod engine;
 mod etcd_probe;
+mod export;
 mod sandbox;
 mod transport;

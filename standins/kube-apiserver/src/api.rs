@@ -558,4 +558,3 @@ async fn delete_collection(
         &json!({"kind": t.res.list_kind(), "apiVersion": t.res.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": deleted}),
     ))
 }
-

@@ -40,4 +40,3 @@ pub fn serve(app: &App, ctx: &Ctx, name: Option<&str>) -> Result<Resp, ApiError>
     );
     Ok(resp)
 }
-

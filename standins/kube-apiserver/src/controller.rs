@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::services::service_range;
 use crate::app::App;
 use crate::log::{info, warning};
 use crate::objects;
 use crate::registry;
+use crate::services::service_range;
 use crate::status::ApiError;
 use crate::util::{new_uid, now_rfc3339};
 use crate::{mirror, nodes, workloads};

@@ -27,12 +27,12 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = RESOURCES
-        .iter()
-        .map(|r| r.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    g.dedup();
+    let mut g: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !g.contains(&r.group) {
+            g.push(r.group);
+        }
+    }
     g
 }
 

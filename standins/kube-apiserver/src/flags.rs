@@ -50,6 +50,8 @@ pub struct Flags {
     pub nodes_file: PathBuf,
     /// `--breakfix-pods-file`: the kubelet stand-in's status file (stand-in only).
     pub pods_file: PathBuf,
+    /// `--breakfix-pod-logs-dir`: where the kubelet stand-in writes container logs.
+    pub pod_logs_dir: PathBuf,
     /// `--breakfix-storage-timeout` (10s): how long a request waits for an unreachable etcd.
     pub storage_timeout: Duration,
 }
@@ -73,6 +75,7 @@ impl Default for Flags {
             request_timeout: Duration::from_secs(60),
             nodes_file: DEFAULT_NODES_FILE.into(),
             pods_file: DEFAULT_PODS_FILE.into(),
+            pod_logs_dir: "/var/log/pods".into(),
             storage_timeout: Duration::from_secs(10),
         }
     }
@@ -166,6 +169,7 @@ const HONOURED_VALUE: &[&str] = &[
     "request-timeout",
     "breakfix-nodes-file",
     "breakfix-pods-file",
+    "breakfix-pod-logs-dir",
     "breakfix-storage-timeout",
 ];
 
@@ -304,6 +308,7 @@ fn set_value(flags: &mut Flags, name: &str, value: String) -> Result<(), String>
         }
         "breakfix-nodes-file" => flags.nodes_file = PathBuf::from(value),
         "breakfix-pods-file" => flags.pods_file = PathBuf::from(value),
+        "breakfix-pod-logs-dir" => flags.pod_logs_dir = PathBuf::from(value),
         "breakfix-storage-timeout" => {
             flags.storage_timeout = parse_go_duration(&value)
                 .ok_or_else(|| invalid(&value, name, "time.ParseDuration", "invalid duration"))?
@@ -381,6 +386,8 @@ Stand-in flags:
                                         (default {DEFAULT_NODES_FILE})
       --breakfix-pods-file string       kubelet stand-in status file for mirror pods
                                         (default {DEFAULT_PODS_FILE})
+      --breakfix-pod-logs-dir string    container logs of static pods, for kubectl logs
+                                        (default /var/log/pods)
       --breakfix-storage-timeout duration
                                         how long a request waits for an unreachable etcd
                                         before answering 504 (default 10s)

@@ -9,11 +9,12 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::controller::Ctl;
+use crate::events;
 use crate::flags::K8S_VERSION;
 use crate::log::{info, warning};
 use crate::objects::name_of;
 use crate::status::ApiError;
-use crate::util::{now_rfc3339, parse_time};
+use crate::util::{now_micro, now_rfc3339, parse_time};
 
 /// Heartbeat period.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -276,26 +277,95 @@ fn status(spec: &NodeSpec, ready: bool, prev: &Value) -> Value {
     })
 }
 
+fn was_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        })
+        .and_then(|c| c.get("status").and_then(Value::as_str))
+        == Some("True")
+}
+
+/// The node's Lease in kube-node-lease, renewed with each heartbeat (as the kubelet does).
+async fn renew_lease(ctl: &Ctl, node: &Value, leases: &[Value]) -> Result<(), ApiError> {
+    let name = name_of(node);
+    let now = now_micro();
+    let existing = leases.iter().find(|l| {
+        name_of(l) == name
+            && l.pointer("/metadata/namespace").and_then(Value::as_str) == Some("kube-node-lease")
+    });
+    match existing {
+        Some(l) => {
+            let mut l2 = l.clone();
+            l2["spec"]["renewTime"] = json!(now);
+            ctl.update("Lease", l2).await?;
+        }
+        None => {
+            let lease = json!({
+                "metadata": {
+                    "name": name,
+                    "namespace": "kube-node-lease",
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
+                        "uid": node.pointer("/metadata/uid").cloned().unwrap_or(json!(""))}],
+                },
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now},
+            });
+            match ctl.create("Lease", lease).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates missing Node objects and refreshes every node's status (the heartbeat).
 pub async fn sync(ctl: &Ctl) -> Result<(), ApiError> {
     let specs = read(&ctl.app);
     let local = local_name(&ctl.app);
     let fresh = kubelet_fresh(&ctl.app);
     let existing = ctl.list("Node").await?;
+    let leases = ctl.list("Lease").await?;
     for (i, spec) in specs.iter().enumerate() {
         let ready = !(spec.name == local && fresh == Some(false));
-        match existing.iter().find(|n| name_of(n) == spec.name) {
+        let node = match existing.iter().find(|n| name_of(n) == spec.name) {
             None => {
                 let mut n = new_node(spec, i);
                 n["status"] = status(spec, ready, &Value::Null);
-                ctl.create("Node", n).await?;
+                let created = ctl.create("Node", n).await?;
                 info!("registered node {:?} ({})", spec.name, spec.address);
+                let msg = format!(
+                    "Node {} event: Registered Node {} in Controller",
+                    spec.name, spec.name
+                );
+                events::record(
+                    ctl,
+                    &created,
+                    false,
+                    "RegisteredNode",
+                    &msg,
+                    "node-controller",
+                )
+                .await;
+                created
             }
             Some(cur) => {
                 let mut n = cur.clone();
                 n["status"] = status(spec, ready, cur);
-                ctl.update("Node", n).await?;
+                let updated = ctl.update("Node", n).await?;
+                if was_ready(cur) != ready {
+                    let state = if ready { "NodeReady" } else { "NodeNotReady" };
+                    let msg = format!("Node {} status is now: {state}", spec.name);
+                    events::record(ctl, &updated, !ready, state, &msg, "node-controller").await;
+                }
+                updated
             }
+        };
+        if ready {
+            renew_lease(ctl, &node, &leases).await?;
         }
     }
     // Nodes no longer listed stop heartbeating: after the grace period they go Unknown.

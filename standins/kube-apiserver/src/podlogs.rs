@@ -51,7 +51,11 @@ pub async fn get(
     let ns = ns_of(t).unwrap_or_default();
     let mut text = String::new();
     if !hash.is_empty() {
-        let dir = std::path::PathBuf::from(format!("/var/log/pods/{ns}_{name}_{hash}/{container}"));
+        let dir = app
+            .flags
+            .pod_logs_dir
+            .join(format!("{ns}_{name}_{hash}"))
+            .join(&container);
         let mut files: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -107,4 +111,3 @@ fn strip_cri_prefix(line: &str) -> &str {
         _ => line,
     }
 }
-

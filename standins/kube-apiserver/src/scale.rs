@@ -63,4 +63,3 @@ pub async fn set(
     .await?;
     Ok(http::json(200, &scale_of(&obj)))
 }
-

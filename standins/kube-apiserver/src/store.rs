@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -291,6 +291,41 @@ impl Store {
                 let txn = Txn::new()
                     .when([Compare::version(key, CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(key, value.clone(), None)]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Err(StoreError::AlreadyExists);
+        }
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Creates `key` attached to a fresh lease of `ttl` seconds (events expire like the
+    /// real ones, --event-ttl=1h); returns the new revision.
+    pub async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: i64,
+        deadline: Instant,
+    ) -> Result<i64, StoreError> {
+        let lease = self
+            .call(
+                deadline,
+                |mut c| async move { c.lease_grant(ttl, None).await },
+            )
+            .await?
+            .id();
+        let resp = self
+            .call(deadline, |mut c| {
+                let put = TxnOp::put(
+                    key,
+                    value.clone(),
+                    Some(PutOptions::new().with_lease(lease)),
+                );
+                let txn = Txn::new()
+                    .when([Compare::version(key, CompareOp::Equal, 0)])
+                    .and_then([put]);
                 async move { c.txn(txn).await }
             })
             .await?;

@@ -74,6 +74,7 @@ fn columns(res: &Resource) -> Vec<Col> {
             age,
         ],
         "namespaces" => vec![name, Col("Status", "string", 0), age],
+        "leases" => vec![name, Col("Holder", "string", 0), age],
         "events" => vec![
             Col("Last Seen", "string", 0),
             Col("Type", "string", 0),
@@ -365,6 +366,7 @@ pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             json!(created),
         ],
         "namespaces" => vec![name, json!(s(o, "/status/phase")), json!(created)],
+        "leases" => vec![name, json!(s(o, "/spec/holderIdentity")), json!(created)],
         "events" => {
             let last = o
                 .get("lastTimestamp")

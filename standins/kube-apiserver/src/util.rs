@@ -50,6 +50,16 @@ pub fn now_rfc3339() -> String {
     format_time(OffsetDateTime::now_utc())
 }
 
+/// Now as a `metav1.MicroTime` (`2025-11-24T12:00:00.123456Z`), used by leases.
+pub fn now_micro() -> String {
+    let t = OffsetDateTime::now_utc();
+    format!(
+        "{}.{:06}Z",
+        format_time(t).trim_end_matches('Z'),
+        t.microsecond()
+    )
+}
+
 /// Formats a time like Kubernetes' `metav1.Time`.
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);

@@ -3,15 +3,14 @@
 //! nodes, Pending for one round then Running/Ready (no containers actually run), status on
 //! every level, and garbage collection of objects whose owner is gone.
 
-use std::collections::HashMap;
-
 use serde_json::{json, Value};
 
 use crate::controller::{same, Ctl};
+use crate::events;
 use crate::log::info;
 use crate::objects::{name_of, namespace_of};
 use crate::registry;
-use crate::selector::LabelSelector;
+use crate::scheduler::{internal_ip, Scheduler};
 use crate::status::ApiError;
 use crate::strategy;
 use crate::table::node_status;
@@ -79,14 +78,6 @@ fn same_ns(a: &Value, b: &Value) -> bool {
     namespace_of(a) == namespace_of(b)
 }
 
-fn event(obj: &Value, kind: &str, reason: &str, message: &str) {
-    info!(
-        "\"Event occurred\" object=\"{}/{}\" fieldPath=\"\" kind=\"{kind}\" apiVersion=\"apps/v1\" type=\"Normal\" reason=\"{reason}\" message=\"{message}\"",
-        namespace_of(obj).unwrap_or_default(),
-        name_of(obj)
-    );
-}
-
 /// Deployment -> ReplicaSets: the current template's RS scaled to spec.replicas, older
 /// ones scaled to 0 once the new one is ready.
 async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), ApiError> {
@@ -127,12 +118,17 @@ async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), Api
                     "status": {"replicas": 0},
                 });
                 match ctl.create("ReplicaSet", rs).await {
-                    Ok(_) => event(
-                        d,
-                        "Deployment",
-                        "ScalingReplicaSet",
-                        &format!("Scaled up replica set {rs_name} from 0 to {want}"),
-                    ),
+                    Ok(_) => {
+                        events::record(
+                            ctl,
+                            d,
+                            false,
+                            "ScalingReplicaSet",
+                            &format!("Scaled up replica set {rs_name} from 0 to {want}"),
+                            "deployment-controller",
+                        )
+                        .await
+                    }
                     Err(e) if e.code == 409 => {}
                     Err(e) => return Err(e),
                 }
@@ -145,15 +141,18 @@ async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), Api
                 bump_generation(&mut r2);
                 ctl.update("ReplicaSet", r2).await?;
                 let verb = if want > replicas(r) { "up" } else { "down" };
-                event(
+                events::record(
+                    ctl,
                     d,
-                    "Deployment",
+                    false,
                     "ScalingReplicaSet",
                     &format!(
                         "Scaled {verb} replica set {rs_name} from {} to {want}",
                         replicas(r)
                     ),
-                );
+                    "deployment-controller",
+                )
+                .await;
             }
             Some(_) => {}
         }
@@ -169,16 +168,19 @@ async fn deployments(ctl: &Ctl, deps: &[Value], rss: &[Value]) -> Result<(), Api
                 o2["spec"]["replicas"] = json!(0);
                 bump_generation(&mut o2);
                 ctl.update("ReplicaSet", o2).await?;
-                event(
+                events::record(
+                    ctl,
                     d,
-                    "Deployment",
+                    false,
                     "ScalingReplicaSet",
                     &format!(
                         "Scaled down replica set {} from {} to 0",
                         name_of(old),
                         replicas(old)
                     ),
-                );
+                    "deployment-controller",
+                )
+                .await;
             }
         }
         if revision(d) != rev {
@@ -197,130 +199,6 @@ fn bump_generation(o: &mut Value) {
         .and_then(Value::as_i64)
         .unwrap_or(1);
     o["metadata"]["generation"] = json!(g + 1);
-}
-
-/// A node a pod may run on: Ready, not cordoned, taints tolerated, nodeSelector matched.
-fn fits(node: &Value, pod_spec: &Value) -> bool {
-    if node_status(node) != "Ready" {
-        return false;
-    }
-    let tolerations = pod_spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let tolerated = |t: &Value| {
-        let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
-        let effect = t.get("effect").and_then(Value::as_str).unwrap_or_default();
-        tolerations.iter().any(|tol| {
-            let tk = tol.get("key").and_then(Value::as_str).unwrap_or_default();
-            let te = tol
-                .get("effect")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let op = tol
-                .get("operator")
-                .and_then(Value::as_str)
-                .unwrap_or("Equal");
-            (tk.is_empty() && op == "Exists" || tk == key) && (te.is_empty() || te == effect)
-        })
-    };
-    let taints_ok = node
-        .pointer("/spec/taints")
-        .and_then(Value::as_array)
-        .is_none_or(|ts| {
-            ts.iter()
-                .filter(|t| {
-                    matches!(
-                        t.get("effect").and_then(Value::as_str),
-                        Some("NoSchedule" | "NoExecute")
-                    )
-                })
-                .all(tolerated)
-        });
-    let selector_ok = pod_spec
-        .get("nodeSelector")
-        .map(|m| LabelSelector::from_object(&json!({ "matchLabels": m })).matches(node))
-        .unwrap_or(true);
-    taints_ok && selector_ok
-}
-
-fn internal_ip(node: &Value) -> String {
-    node.pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|a| {
-            a.iter()
-                .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
-        })
-        .and_then(|x| x.get("address").and_then(Value::as_str))
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Picks the least loaded fitting node and a free pod IP on it.
-struct Scheduler<'a> {
-    nodes: &'a [Value],
-    load: HashMap<String, usize>,
-    ips: HashMap<String, Vec<String>>,
-}
-
-impl<'a> Scheduler<'a> {
-    fn new(nodes: &'a [Value], pods: &[Value]) -> Self {
-        let mut load = HashMap::new();
-        let mut ips: HashMap<String, Vec<String>> = HashMap::new();
-        for p in pods.iter().filter(|p| !is_mirror(p)) {
-            if let Some(n) = p.pointer("/spec/nodeName").and_then(Value::as_str) {
-                *load.entry(n.to_string()).or_insert(0) += 1;
-                if let Some(ip) = p.pointer("/status/podIP").and_then(Value::as_str) {
-                    ips.entry(n.to_string()).or_default().push(ip.to_string());
-                }
-            }
-        }
-        Scheduler { nodes, load, ips }
-    }
-
-    fn pick(&mut self, spec: &Value) -> Option<String> {
-        let best = self
-            .nodes
-            .iter()
-            .filter(|n| fits(n, spec))
-            .min_by_key(|n| {
-                (
-                    self.load.get(name_of(n)).copied().unwrap_or(0),
-                    name_of(n).to_string(),
-                )
-            })?;
-        let name = name_of(best).to_string();
-        *self.load.entry(name.clone()).or_insert(0) += 1;
-        Some(name)
-    }
-
-    fn pod_ip(&mut self, node: &str) -> String {
-        let cidr = self
-            .nodes
-            .iter()
-            .find(|n| name_of(n) == node)
-            .and_then(|n| n.pointer("/spec/podCIDR").and_then(Value::as_str))
-            .unwrap_or("10.244.0.0/24");
-        let base = cidr.split('/').next().unwrap_or("10.244.0.0");
-        let prefix = base.rsplit_once('.').map(|(p, _)| p).unwrap_or("10.244.0");
-        let used = self.ips.entry(node.to_string()).or_default();
-        for host in 2..255 {
-            let ip = format!("{prefix}.{host}");
-            if !used.contains(&ip) {
-                used.push(ip.clone());
-                return ip;
-            }
-        }
-        format!("{prefix}.254")
-    }
-
-    fn unschedulable_message(&self) -> String {
-        format!(
-            "0/{} nodes are available: no node is Ready, schedulable and free of untolerated taints.",
-            self.nodes.len()
-        )
-    }
 }
 
 /// ReplicaSet -> Pods: create or delete pods to match spec.replicas; write RS status.
@@ -355,13 +233,17 @@ async fn replica_sets(
             for _ in have..want {
                 let pod = new_pod(rs, sched);
                 let name = name_of(&pod).to_string();
-                ctl.create("Pod", pod).await?;
-                event(
+                let created = ctl.create("Pod", pod).await?;
+                events::record(
+                    ctl,
                     rs,
-                    "ReplicaSet",
+                    false,
                     "SuccessfulCreate",
                     &format!("Created pod: {name}"),
-                );
+                    "replicaset-controller",
+                )
+                .await;
+                scheduled_event(ctl, &created).await;
             }
         } else if have > want {
             let mut victims = owned.clone();
@@ -378,12 +260,15 @@ async fn replica_sets(
             });
             for p in victims.into_iter().take((have - want) as usize) {
                 ctl.delete("Pod", p).await?;
-                event(
+                events::record(
+                    ctl,
                     rs,
-                    "ReplicaSet",
+                    false,
                     "SuccessfulDelete",
                     &format!("Deleted pod: {}", name_of(p)),
-                );
+                    "replicaset-controller",
+                )
+                .await;
             }
         }
         let ready = owned.iter().filter(|p| pod_ready(p)).count() as i64;
@@ -404,6 +289,36 @@ async fn replica_sets(
         }
     }
     Ok(())
+}
+
+/// The scheduler's event for a pod just bound (Scheduled) or found unschedulable.
+async fn scheduled_event(ctl: &Ctl, pod: &Value) {
+    match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+        Some(node) if !node.is_empty() => {
+            let msg = format!(
+                "Successfully assigned {}/{} to {node}",
+                namespace_of(pod).unwrap_or_default(),
+                name_of(pod)
+            );
+            events::record(ctl, pod, false, "Scheduled", &msg, "default-scheduler").await
+        }
+        _ => {
+            let msg = pod
+                .pointer("/status/conditions/0/message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            events::record(
+                ctl,
+                pod,
+                true,
+                "FailedScheduling",
+                &msg,
+                "default-scheduler",
+            )
+            .await
+        }
+    }
 }
 
 /// A new Pending pod from a ReplicaSet's template, already bound to a node when one fits.
@@ -548,7 +463,8 @@ async fn pods_round(
                 None => p2["status"] = pending_status(&spec, false, &sched.unschedulable_message()),
             }
             if !same(p, &p2) && !conditions_only_time_differs(p, &p2) {
-                ctl.update("Pod", p2).await?;
+                let updated = ctl.update("Pod", p2).await?;
+                scheduled_event(ctl, &updated).await;
             }
             continue;
         }

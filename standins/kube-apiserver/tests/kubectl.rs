@@ -190,8 +190,57 @@ fn seed_workloads_configmaps_readyz_and_etcd_keys() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON in etcd");
     assert_eq!(v["spec"]["replicas"], 3);
 
+    // Client-side apply of a changed image: a strategic merge patch, then a rollout.
+    let newer = SEED_WORKLOADS.replace("nginx:1.21", "nginx:1.22");
+    let r = k.run_stdin(&["apply", "-f", "-"], Some(&newer));
+    ok(&s, &r, "apply changed image");
+    assert!(
+        r.stdout.contains("deployment.apps/critical-app configured"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("service/critical-app-service unchanged"),
+        "{}",
+        r.stdout
+    );
+    let r = k.eventually(&["get", "rs"], Duration::from_secs(20), |r| {
+        r.stdout
+            .lines()
+            .filter(|l| l.contains("critical-app-"))
+            .count()
+            == 2
+            && r.stdout
+                .lines()
+                .any(|l| l.contains("   0         0         0"))
+    });
+    ok(&s, &r, "rollout to a new replica set");
+    let r = k.run(&["get", "deploy", "critical-app", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.annotations.deployment\\.kubernetes\\.io/revision}"]);
+    assert_eq!(r.stdout, "nginx:1.22 2", "{r:#?}");
+    let r = k.run(&["get", "events"]);
+    ok(&s, &r, "get events");
+    assert!(r.stdout.contains("ScalingReplicaSet"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("Successfully assigned default/critical-app-"),
+        "{}",
+        r.stdout
+    );
+    let out = s
+        .etcd
+        .etcdctl(&["get", "/registry", "--prefix", "--keys-only"]);
+    let keys = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        keys.contains("/registry/leases/kube-node-lease/node01"),
+        "{keys}"
+    );
+    assert!(
+        keys.contains("/registry/events/default/critical-app."),
+        "{keys}"
+    );
+
     // Server-side apply of a change, then scale.
-    let changed = SEED_WORKLOADS.replace("replicas: 3", "replicas: 4");
+    let changed = newer.replace("replicas: 3", "replicas: 4");
     let r = k.run_stdin(&["apply", "--server-side", "-f", "-"], Some(&changed));
     ok(&s, &r, "apply --server-side");
     assert!(
@@ -295,4 +344,21 @@ fn mirror_pods_follow_the_kubelet_status_file() {
         |r| !r.stdout.contains("etcd-controlplane"),
     );
     assert!(!r.stdout.contains("kube-apiserver-controlplane"), "{r:#?}");
+
+    // A kubelet that stops updating its status file: the node goes NotReady (40 s grace).
+    let old = (time::OffsetDateTime::now_utc() - time::Duration::seconds(120))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    std::fs::write(
+        s.path().join("standin-pods.json"),
+        format!(r#"{{"node":"controlplane","updated":"{old}","pods":[]}}"#),
+    )
+    .expect("status file");
+    let r = k.eventually(&["get", "nodes"], Duration::from_secs(25), |r| {
+        r.stdout.contains("controlplane   NotReady")
+    });
+    assert!(r.stdout.contains("controlplane   NotReady"), "{r:#?}");
+    assert!(r.stdout.contains("node01         Ready"), "{r:#?}");
+    let r = k.run(&["get", "events", "-A"]);
+    assert!(r.stdout.contains("NodeNotReady"), "{r:#?}");
 }

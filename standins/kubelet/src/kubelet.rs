@@ -22,6 +22,8 @@ pub struct Kubelet {
     images_noted: HashSet<String>,
     last_status: Option<Vec<PodStatus>>,
     status_error_logged: bool,
+    /// Whether the manifests dir was missing at the last scan (logged on each change).
+    dir_missing: bool,
 }
 
 impl Kubelet {
@@ -33,6 +35,7 @@ impl Kubelet {
             images_noted: HashSet::new(),
             last_status: None,
             status_error_logged: false,
+            dir_missing: false,
         }
     }
 
@@ -79,6 +82,16 @@ impl Kubelet {
 
     /// Reads the manifests dir; logs each invalid file once per content.
     fn scan(&mut self) -> Vec<StaticPod> {
+        let missing = !self.cfg.manifest_dir.is_dir();
+        if missing && !self.dir_missing {
+            // Like the kubelet: no dir means no static pods (running ones are stopped).
+            error!(
+                "Unable to read config path",
+                "err" => "path does not exist, ignoring",
+                "path" => self.cfg.manifest_dir.display().to_string(),
+            );
+        }
+        self.dir_missing = missing;
         let scan = manifest::scan(&self.cfg.manifest_dir, &self.cfg.node_name);
         let mut still_invalid = HashMap::new();
         for inv in scan.invalid {
@@ -188,7 +201,8 @@ impl Kubelet {
     }
 
     fn write_status(&mut self, now: SystemTime) {
-        let pods: Vec<PodStatus> = self.pods.values().map(|w| w.status(now)).collect();
+        let mut pods: Vec<PodStatus> = self.pods.values().map(|w| w.status(now)).collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
         if self.last_status.as_ref() == Some(&pods) {
             return;
         }

@@ -93,9 +93,6 @@ fn main() {
             "backoffMax" => clock::go_duration(cfg.backoff_max),
         );
     }
-    if !cfg.manifest_dir.is_dir() {
-        warn!("Static pod manifest directory does not exist (yet); watching for it", "path" => cfg.manifest_dir.display().to_string());
-    }
 
     // Shims detach from the stand-in; as a subreaper it still reaps the ones it started.
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
