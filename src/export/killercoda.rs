@@ -604,13 +604,18 @@ fn fmt_dur(d: std::time::Duration) -> String {
 }
 
 impl Markdown<'_> {
-    fn cmd(&self, sub: &str, step: usize) -> String {
+    /// `BINARY [FLAGS ]SUB --lab LAB --step N --inventory INV`, shell-quoted.
+    fn invocation(&self, flags: &str, sub: &str, step: usize) -> String {
         format!(
-            "{} {sub} --lab {} --step {step} --inventory {}",
+            "{} {flags}{sub} --lab {} --step {step} --inventory {}",
             shell_quote(self.host_binary),
             shell_quote(self.host_lab),
             shell_quote(self.host_inventory)
         )
+    }
+
+    fn cmd(&self, sub: &str, step: usize) -> String {
+        self.invocation("", sub, step)
     }
 
     fn intro(&self, lab: &LoadedLab, total: Option<std::time::Duration>) -> String {
@@ -735,13 +740,7 @@ impl Markdown<'_> {
              exit 1\n",
             n = st.number,
             logdir = shell_quote(&format!("{}/log", self.host_dir)),
-            cmd = format!(
-                "{} --quiet --no-color break --lab {} --step {} --inventory {}",
-                shell_quote(self.host_binary),
-                shell_quote(self.host_lab),
-                st.number,
-                shell_quote(self.host_inventory)
-            ),
+            cmd = self.invocation("--quiet --no-color ", "break", st.number),
         )
     }
 
@@ -754,13 +753,7 @@ impl Markdown<'_> {
              set -u\n\
              exec {cmd}\n",
             n = st.number,
-            cmd = format!(
-                "{} --no-color check --lab {} --step {} --inventory {}",
-                shell_quote(self.host_binary),
-                shell_quote(self.host_lab),
-                st.number,
-                shell_quote(self.host_inventory)
-            ),
+            cmd = self.invocation("--no-color ", "check", st.number),
         )
     }
 }
@@ -1031,7 +1024,11 @@ mod tests {
     fn glibc_requirement_is_read_from_version_names() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let p = tmp.path().join("bin");
-        std::fs::write(&p, b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_PRIVATE\0GLIBC_2.17\0").expect("write");
+        std::fs::write(
+            &p,
+            b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_PRIVATE\0GLIBC_2.17\0",
+        )
+        .expect("write");
         assert_eq!(required_glibc(&p), Some((2, 34)));
         std::fs::write(&p, b"static").expect("write");
         assert_eq!(required_glibc(&p), None);

@@ -338,6 +338,10 @@ fn reword(
                 None,
             )
         }
+        E::ExternalMessage { .. } => (
+            format!("YAML syntax error: {parser_text}"),
+            Some("the cause may be on an earlier line: an unclosed `[`, `{` or quote, or a wrong indentation".into()),
+        ),
         _ => (parser_text.to_string(), yaml_help(err)),
     }
 }

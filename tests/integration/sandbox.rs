@@ -120,6 +120,16 @@ fn nodes_are_kubeadm_shaped_and_know_each_other() {
     assert_eq!(inv.nodes[0].roles, ["control-plane", "etcd"]);
     assert_eq!(inv.nodes[1].roles, ["worker"]);
 
+    // No unit failed on any node (nodes sharing one cgroup made units fail with 219/CGROUP).
+    for n in ["controlplane", "node01"] {
+        let state = sb.ssh(n, "timeout 20 systemctl is-system-running --wait");
+        assert_eq!(
+            text(&state.stdout).trim(),
+            "running",
+            "{n}: {}",
+            sb.ssh_ok(n, "systemctl --failed --no-legend")
+        );
+    }
     assert_eq!(sb.ssh_ok("node01", "hostname").trim(), "node01");
     let hosts = sb.ssh_ok("node01", "getent hosts controlplane");
     assert!(hosts.starts_with("198.18.0.11"), "{hosts}");
@@ -324,6 +334,14 @@ fn assert_nothing_left(rec: &Recorded) {
         );
     }
     assert!(!Path::new(&rec.dir).exists(), "state directory {dir} left");
+    for h in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/systemd",
+    ] {
+        let cg = Path::new(h).join("breakfix-sandbox");
+        assert!(!cg.exists(), "cgroup {} left", cg.display());
+    }
 }
 
 #[test]

@@ -305,7 +305,7 @@ async fn create_object(
         ));
     }
     if let Some(ns) = ns_of(t) {
-        let nsres = registry::by_kind("Namespace");
+        let nsres = registry::by_kind("Namespace")?;
         match objects::get(app, nsres, None, ns, deadline).await {
             Ok(_) => {}
             Err(e) if e.code == 404 => return Err(ApiError::namespace_not_found(ns)),

@@ -13,7 +13,7 @@ use crate::status::ApiError;
 
 /// Serves `componentstatuses` (list or one): computed, never stored.
 pub fn serve(app: &App, ctx: &Ctx, name: Option<&str>) -> Result<Resp, ApiError> {
-    let res = registry::by_kind("ComponentStatus");
+    let res = registry::by_kind("ComponentStatus")?;
     let h = app.store.health().borrow().clone();
     let cs = |n: &str, ok: bool, err: &str| {
         let mut c = json!({"type": "Healthy", "status": if ok { "True" } else { "False" }, "message": if ok { "ok" } else { "" }});

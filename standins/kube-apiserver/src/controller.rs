@@ -32,7 +32,7 @@ impl Ctl {
 
     /// Lists all objects of a kind.
     pub async fn list(&self, kind: &str) -> Result<Vec<Value>, ApiError> {
-        let res = registry::by_kind(kind);
+        let res = registry::by_kind(kind)?;
         Ok(objects::list(&self.app, res, None, self.deadline())
             .await?
             .0)
@@ -40,7 +40,7 @@ impl Ctl {
 
     /// Creates an object as given (metadata filled by the caller or here).
     pub async fn create(&self, kind: &str, mut obj: Value) -> Result<Value, ApiError> {
-        let res = registry::by_kind(kind);
+        let res = registry::by_kind(kind)?;
         obj["kind"] = json!(res.kind);
         obj["apiVersion"] = json!(res.api_version());
         if obj.pointer("/metadata/uid").is_none() {
@@ -54,7 +54,7 @@ impl Ctl {
 
     /// Writes `obj` over the version it was read at (its resourceVersion).
     pub async fn update(&self, kind: &str, obj: Value) -> Result<Value, ApiError> {
-        let res = registry::by_kind(kind);
+        let res = registry::by_kind(kind)?;
         let rev = obj
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -65,7 +65,7 @@ impl Ctl {
 
     /// Deletes an object (ignores "already gone").
     pub async fn delete(&self, kind: &str, obj: &Value) -> Result<(), ApiError> {
-        let res = registry::by_kind(kind);
+        let res = registry::by_kind(kind)?;
         let ns = objects::namespace_of(obj);
         match objects::delete(
             &self.app,

@@ -62,7 +62,9 @@ pub async fn record(
         "reportingComponent": component,
         "reportingInstance": "",
     });
-    let res = registry::by_kind("Event");
+    let Ok(res) = registry::by_kind("Event") else {
+        return;
+    };
     let key = res.key(&ctl.app.store.prefix, Some(&ns), name_of(&event));
     let deadline = Instant::now() + std::time::Duration::from_secs(3);
     // Events are best effort, as in Kubernetes.

@@ -142,6 +142,15 @@ pub static RESOURCES: &[Resource] = &[
             "replicasets",
         )
     },
+    res(
+        "leases",
+        "lease",
+        "Lease",
+        "coordination.k8s.io",
+        true,
+        &[],
+        "leases",
+    ),
 ];
 
 /// Looks a resource up by group, version and plural name.
@@ -151,12 +160,12 @@ pub fn find(group: &str, version: &str, name: &str) -> Option<&'static Resource>
         .find(|r| r.group == group && r.version == version && r.name == name)
 }
 
-/// Looks a resource up by kind (for the controller).
-pub fn by_kind(kind: &str) -> &'static Resource {
+/// Looks a resource up by kind (controller and internal use).
+pub fn by_kind(kind: &str) -> Result<&'static Resource, crate::status::ApiError> {
     RESOURCES
         .iter()
         .find(|r| r.kind == kind)
-        .unwrap_or(&RESOURCES[0])
+        .ok_or_else(|| crate::status::ApiError::internal(&format!("kind {kind} is not served")))
 }
 
 impl Resource {

@@ -31,7 +31,7 @@ pub async fn allocate(app: &App, obj: &mut Value, deadline: Instant) -> Result<(
     if typ == "ExternalName" {
         return Ok(());
     }
-    let svc = registry::by_kind("Service");
+    let svc = registry::by_kind("Service")?;
     let (all, _) = objects::list(app, svc, None, deadline).await?;
     let used_ips: Vec<String> = all
         .iter()

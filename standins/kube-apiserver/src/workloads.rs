@@ -338,7 +338,9 @@ fn new_pod(rs: &Value, sched: &mut Scheduler<'_>) -> Value {
     if let Some(a) = tpl.pointer("/metadata/annotations") {
         pod["metadata"]["annotations"] = a.clone();
     }
-    strategy::defaults(registry::by_kind("Pod"), &mut pod);
+    if let Ok(r) = registry::by_kind("Pod") {
+        strategy::defaults(r, &mut pod);
+    }
     spec = pod["spec"].clone();
     pod["status"] = match sched.pick(&spec) {
         Some(node) => {
