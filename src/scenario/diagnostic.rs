@@ -185,6 +185,9 @@ impl Diagnostic {
                 out.push_str(&format!("  help: {h}\n"));
             }
         }
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
         out
     }
 }

@@ -186,6 +186,14 @@ fn read(path: &Path) -> Result<String, Diagnostic> {
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(file: &str, source: &str) -> Result<T, Diagnostic> {
+    let has_content = source.lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#') && t != "---"
+    });
+    if !has_content {
+        return Err(Diagnostic::whole_file(file, "the file is empty")
+            .with_help("a scenario starts with `apiVersion: breakfix/v1` and `kind: Scenario` (a grader: `kind: Grader`)"));
+    }
     serde_saphyr::from_str_with_options::<T>(source, options())
         .map_err(|e| Diagnostic::from_yaml(file, source, &e))
 }

@@ -299,21 +299,22 @@ fn documentation_examples_are_valid() {
             let report = check_file(&path, Some(&graders));
             assert!(report.is_ok(), "{at}:\n{}", report.render(false));
         } else {
-            let (file, graders_dir) = if text.starts_with("apiVersion:") && text.contains("\nfaults:") {
-                (text.clone(), PathBuf::from("graders"))
-            } else {
-                let fragment = sections(&text);
-                let mut merged = String::new();
-                for (key, body) in sections(DOC_BASE) {
-                    if !fragment.iter().any(|(k, _)| *k == key) {
-                        merged.push_str(&body);
+            let (file, graders_dir) =
+                if text.starts_with("apiVersion:") && text.contains("\nfaults:") {
+                    (text.clone(), PathBuf::from("graders"))
+                } else {
+                    let fragment = sections(&text);
+                    let mut merged = String::new();
+                    for (key, body) in sections(DOC_BASE) {
+                        if !fragment.iter().any(|(k, _)| *k == key) {
+                            merged.push_str(&body);
+                        }
                     }
-                }
-                for (_, body) in &fragment {
-                    merged.push_str(body);
-                }
-                (merged, PathBuf::from("graders"))
-            };
+                    for (_, body) in &fragment {
+                        merged.push_str(body);
+                    }
+                    (merged, PathBuf::from("graders"))
+                };
             let path = dir.path().join(format!("doc-line-{line}.yaml"));
             std::fs::write(&path, &file).expect("write");
             let report = check_file(&path, Some(&graders_dir));

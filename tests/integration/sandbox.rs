@@ -334,13 +334,9 @@ fn assert_nothing_left(rec: &Recorded) {
         );
     }
     assert!(!Path::new(&rec.dir).exists(), "state directory {dir} left");
-    for h in [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup/systemd",
-    ] {
-        let cg = Path::new(h).join("breakfix-sandbox");
-        assert!(!cg.exists(), "cgroup {} left", cg.display());
+    for cg in breakfix::sandbox::cgroup::node_cgroups("controlplane") {
+        let parent = cg.parent().expect("parent");
+        assert!(!parent.exists(), "cgroup {} left", parent.display());
     }
 }
 

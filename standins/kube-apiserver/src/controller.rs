@@ -171,6 +171,7 @@ pub async fn run(app: Arc<App>) {
     let mut last_beat: Option<Instant> = None;
     let mut quiet = Quiet(String::new());
     let mut state = workloads::State::default();
+    let mut kubelet = nodes::KubeletWatch::default();
     loop {
         let ok = health.borrow_and_update().ok;
         if ok {
@@ -180,7 +181,7 @@ pub async fn run(app: Arc<App>) {
                 quiet.note("bootstrap", r);
             }
             if last_beat.is_none_or(|t| t.elapsed() >= nodes::HEARTBEAT) {
-                let r = nodes::sync(&ctl).await;
+                let r = nodes::sync(&ctl, &mut kubelet).await;
                 if r.is_ok() {
                     last_beat = Some(Instant::now());
                 }

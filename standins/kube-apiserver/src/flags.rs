@@ -52,6 +52,11 @@ pub struct Flags {
     pub pods_file: PathBuf,
     /// `--breakfix-pod-logs-dir`: where the kubelet stand-in writes container logs.
     pub pod_logs_dir: PathBuf,
+    /// `--breakfix-node-monitor-grace-period` (40s): how long the local kubelet may be
+    /// gone before its node turns NotReady (the controller-manager's default).
+    pub node_monitor_grace_period: Duration,
+    /// `--breakfix-kubelet-comm` (kubelet): process name of the local kubelet (tests).
+    pub kubelet_comm: String,
     /// `--breakfix-storage-timeout` (10s): how long a request waits for an unreachable etcd.
     pub storage_timeout: Duration,
 }
@@ -76,6 +81,8 @@ impl Default for Flags {
             nodes_file: DEFAULT_NODES_FILE.into(),
             pods_file: DEFAULT_PODS_FILE.into(),
             pod_logs_dir: "/var/log/pods".into(),
+            node_monitor_grace_period: Duration::from_secs(40),
+            kubelet_comm: "kubelet".into(),
             storage_timeout: Duration::from_secs(10),
         }
     }
@@ -170,6 +177,8 @@ const HONOURED_VALUE: &[&str] = &[
     "breakfix-nodes-file",
     "breakfix-pods-file",
     "breakfix-pod-logs-dir",
+    "breakfix-node-monitor-grace-period",
+    "breakfix-kubelet-comm",
     "breakfix-storage-timeout",
 ];
 
@@ -309,6 +318,11 @@ fn set_value(flags: &mut Flags, name: &str, value: String) -> Result<(), String>
         "breakfix-nodes-file" => flags.nodes_file = PathBuf::from(value),
         "breakfix-pods-file" => flags.pods_file = PathBuf::from(value),
         "breakfix-pod-logs-dir" => flags.pod_logs_dir = PathBuf::from(value),
+        "breakfix-kubelet-comm" => flags.kubelet_comm = value,
+        "breakfix-node-monitor-grace-period" => {
+            flags.node_monitor_grace_period = parse_go_duration(&value)
+                .ok_or_else(|| invalid(&value, name, "time.ParseDuration", "invalid duration"))?
+        }
         "breakfix-storage-timeout" => {
             flags.storage_timeout = parse_go_duration(&value)
                 .ok_or_else(|| invalid(&value, name, "time.ParseDuration", "invalid duration"))?
@@ -388,6 +402,10 @@ Stand-in flags:
                                         (default {DEFAULT_PODS_FILE})
       --breakfix-pod-logs-dir string    container logs of static pods, for kubectl logs
                                         (default /var/log/pods)
+      --breakfix-node-monitor-grace-period duration
+                                        how long the local kubelet (a process named kubelet)
+                                        may be gone before its node turns NotReady (default 40s)
+      --breakfix-kubelet-comm string    process name looked for (default kubelet; for tests)
       --breakfix-storage-timeout duration
                                         how long a request waits for an unreachable etcd
                                         before answering 504 (default 10s)

@@ -1,6 +1,6 @@
 //! Node objects for the sandbox's nodes, read from the node list file the sandbox writes
 //! (`--breakfix-nodes-file`), with kubelet-style conditions and a heartbeat every 10 s.
-//! The local node turns NotReady when the kubelet stand-in stops updating its status file.
+//! The local node turns NotReady when its kubelet stand-in stops running.
 
 use std::time::Duration;
 
@@ -18,8 +18,6 @@ use crate::util::{now_micro, now_rfc3339, parse_time};
 
 /// Heartbeat period.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
-/// A kubelet status older than this marks the node NotReady (the real grace period).
-const GRACE: i64 = 40;
 
 /// One entry of the node list file.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,15 +79,47 @@ pub fn read(app: &App) -> Vec<NodeSpec> {
     }]
 }
 
-/// Whether the kubelet stand-in's status file is fresh: None without a file.
-fn kubelet_fresh(app: &App) -> Option<bool> {
-    let bytes = std::fs::read(&app.flags.pods_file).ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    let updated = v
-        .get("updated")
-        .and_then(Value::as_str)
-        .and_then(parse_time)?;
-    Some((time::OffsetDateTime::now_utc() - updated).whole_seconds() <= GRACE)
+/// Tracks whether the local kubelet (stand-in) runs: a process named `kubelet` on this
+/// host. Only consulted when its status file exists (a node without one has no kubelet
+/// stand-in to watch). The node turns NotReady when none was seen for the grace period.
+#[derive(Default)]
+pub struct KubeletWatch {
+    last_seen: Option<std::time::Instant>,
+}
+
+fn kubelet_running(comm: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                .any(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == comm)
+                })
+        })
+        .unwrap_or(false)
+}
+
+impl KubeletWatch {
+    /// Some(alive) for a node with a kubelet stand-in, None otherwise.
+    fn alive(&mut self, app: &App) -> Option<bool> {
+        if !app.flags.pods_file.exists() {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        if kubelet_running(&app.flags.kubelet_comm) {
+            self.last_seen = Some(now);
+        }
+        let grace = app.flags.node_monitor_grace_period;
+        Some(match self.last_seen {
+            Some(t) => now.duration_since(t) <= grace,
+            // Not seen since this process started: give it the grace period from now.
+            None => {
+                self.last_seen = Some(now);
+                true
+            }
+        })
+    }
 }
 
 fn cond(typ: &str, status: &str, reason: &str, message: &str, now: &str, prev: &Value) -> Value {
@@ -323,10 +353,10 @@ async fn renew_lease(ctl: &Ctl, node: &Value, leases: &[Value]) -> Result<(), Ap
 }
 
 /// Creates missing Node objects and refreshes every node's status (the heartbeat).
-pub async fn sync(ctl: &Ctl) -> Result<(), ApiError> {
+pub async fn sync(ctl: &Ctl, kubelet: &mut KubeletWatch) -> Result<(), ApiError> {
     let specs = read(&ctl.app);
     let local = local_name(&ctl.app);
-    let fresh = kubelet_fresh(&ctl.app);
+    let fresh = kubelet.alive(&ctl.app);
     let existing = ctl.list("Node").await?;
     let leases = ctl.list("Lease").await?;
     for (i, spec) in specs.iter().enumerate() {
@@ -383,7 +413,10 @@ pub async fn sync(ctl: &Ctl) -> Result<(), ApiError> {
             .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
             .and_then(|c| c.get("lastHeartbeatTime").and_then(Value::as_str))
             .and_then(parse_time)
-            .is_some_and(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() > GRACE);
+            .is_some_and(|t| {
+                (time::OffsetDateTime::now_utc() - t).whole_seconds()
+                    > ctl.app.flags.node_monitor_grace_period.as_secs() as i64
+            });
         if stale {
             let mut n = cur.clone();
             n["status"]["conditions"] = conditions(false, &now_rfc3339(), cur);

@@ -267,7 +267,15 @@ fn seed_workloads_configmaps_readyz_and_etcd_keys() {
 
 #[test]
 fn mirror_pods_follow_the_kubelet_status_file() {
-    let s = Stack::start();
+    // A stand-in "kubelet" process under a unique name, and a short grace period.
+    let comm = format!("kubelet{}", std::process::id() % 100_000);
+    let s = Stack::start_with(&[
+        format!("--breakfix-kubelet-comm={comm}"),
+        "--breakfix-node-monitor-grace-period=3s".to_string(),
+    ]);
+    let fake = s.path().join(&comm);
+    std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
+    let kubelet = common::Process::spawn(std::process::Command::new(&fake).arg("600"));
     let k = &s.kubectl;
     let manifest = s.path().join("etcd.yaml");
     std::fs::write(
@@ -345,19 +353,14 @@ fn mirror_pods_follow_the_kubelet_status_file() {
     );
     assert!(!r.stdout.contains("kube-apiserver-controlplane"), "{r:#?}");
 
-    // A kubelet that stops updating its status file: the node goes NotReady (40 s grace).
-    let old = (time::OffsetDateTime::now_utc() - time::Duration::seconds(120))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("time");
-    std::fs::write(
-        s.path().join("standin-pods.json"),
-        format!(r#"{{"node":"controlplane","updated":"{old}","pods":[]}}"#),
-    )
-    .expect("status file");
-    let r = k.eventually(&["get", "nodes"], Duration::from_secs(25), |r| {
+    // The kubelet process goes away: after the grace period the node is NotReady.
+    let r = k.run(&["get", "nodes"]);
+    assert!(r.stdout.contains("controlplane   Ready"), "{r:#?}");
+    drop(kubelet);
+    let r = k.eventually(&["get", "nodes"], Duration::from_secs(30), |r| {
         r.stdout.contains("controlplane   NotReady")
     });
-    assert!(r.stdout.contains("controlplane   NotReady"), "{r:#?}");
+    assert!(r.stdout.contains("controlplane   NotReady"), "{r:#?}\n{}", s.api.log_text());
     assert!(r.stdout.contains("node01         Ready"), "{r:#?}");
     let r = k.run(&["get", "events", "-A"]);
     assert!(r.stdout.contains("NodeNotReady"), "{r:#?}");

@@ -501,8 +501,33 @@ pub struct Stack {
 /// Two sandbox-like nodes for the controller.
 pub const NODES_YAML: &str = "nodes:\n  - name: controlplane\n    address: 198.18.0.10\n    roles: [control-plane]\n  - name: node01\n    address: 198.18.0.11\n    roles: []\n";
 
+/// A child process killed (by PID) when dropped.
+pub struct Process(Child);
+
+impl Process {
+    pub fn spawn(cmd: &mut Command) -> Process {
+        Process(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn"),
+        )
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
 impl Stack {
     pub fn start() -> Stack {
+        Stack::start_with(&[])
+    }
+
+    /// Starts with extra stand-in flags.
+    pub fn start_with(extra: &[String]) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::generate(&dir.path().join("pki"));
         std::fs::write(dir.path().join("nodes.yaml"), NODES_YAML).expect("nodes file");
