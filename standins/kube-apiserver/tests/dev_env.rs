@@ -6,7 +6,12 @@ mod common;
 #[test]
 #[ignore]
 fn dev_env() {
-    let s = common::Stack::start();
+    let extra: Vec<String> = std::env::var("DEV_ENV_FLAGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let s = common::Stack::start_with(&extra);
     let secs: u64 = std::env::var("DEV_ENV_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
