@@ -209,6 +209,7 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
         }
         Err(e) => {
             step.fail("build failed");
+            progress.finish();
             return Err(e);
         }
     };
@@ -216,7 +217,9 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     fsutil::mkdir_mode(&dir, 0o755)?;
     let mut st = State::new(&dir, opts.topology, nodes, image);
     st.save()?;
-    match build(&mut st, &progress).await {
+    let built = build(&mut st, &progress).await;
+    progress.finish();
+    match built {
         Ok(()) => Ok(report(Some(&st)).await),
         Err(e) => Err(Error::other(format!(
             "{e}\nThe half-built sandbox is left in place for inspection (state in {}); `breakfix sandbox down` removes it.",
@@ -427,8 +430,9 @@ pub async fn down() -> Result<bool> {
     let progress = Progress::new();
     match State::load(&dir)? {
         Some(st) => {
-            teardown(st, &progress).await?;
-            Ok(true)
+            let r = teardown(st, &progress).await;
+            progress.finish();
+            r.map(|()| true)
         }
         None => {
             if dir.exists() {

@@ -63,6 +63,14 @@ impl Progress {
         }
     }
 
+    /// Ends the display: on a terminal, moves the cursor below the last spinner line so what
+    /// is printed next starts on a line of its own.
+    pub fn finish(&self) {
+        if self.multi.is_some() {
+            eprintln!();
+        }
+    }
+
     /// Prints a line above the spinners (or plainly).
     pub fn println(&self, line: impl AsRef<str>) {
         match &self.multi {

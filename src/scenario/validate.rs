@@ -10,7 +10,7 @@
 //! - every `target:` names a target; a missing `target:` only with exactly one target;
 //! - `faults:` is not empty and each `command` fault has `undo:`;
 //! - `verify:` has probes (own or included), every `include:` is a grader file;
-//! - probe names are unique across confirm, verify and included graders; `expect:` not empty;
+//! - probe names are unique within confirm and within verify (with its graders); `expect:` not empty;
 //! - `needs:` names a probe of the same phase, without cycles;
 //! - task `probes:` name verify probes;
 //! - templates (`{{ ... }}` in any value) parse, and use only `params.<declared>`, `node`,
@@ -71,7 +71,7 @@ pub fn validate(l: &Loaded) -> Vec<Diagnostic> {
 }
 
 /// Which run a probe belongs to (`needs` stay within one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
     Confirm,
     Verify,
@@ -460,8 +460,9 @@ impl<'a> Validator<'a> {
 
     fn probes(&mut self, probes: &[ProbeAt<'a>]) {
         let mut missing_reported = self.missing_target_reported;
-        // Names: unique across both phases (reports and `needs` refer to them).
-        let mut first: BTreeMap<&str, &ProbeAt<'a>> = BTreeMap::new();
+        // Names: unique within a phase (reports and `needs` refer to them). A confirm probe
+        // may share its name with the verify probe it mirrors.
+        let mut first: BTreeMap<(Phase, &str), &ProbeAt<'a>> = BTreeMap::new();
         for p in probes {
             let what = format!("probe `{}`", p.name());
             self.target_ref(
@@ -485,23 +486,23 @@ impl<'a> Validator<'a> {
                 ));
                 continue;
             }
-            match first.get(p.name()) {
+            match first.get(&(p.phase, p.name())) {
                 Some(f) => {
                     let at = f.name_pos();
                     self.push(
                         Diagnostic::at(&p.file, p.name_pos(), format!("probe name `{}` is used twice", p.name()))
-                            .with_help(format!("first defined at {}:{}:{}; probe names are unique across confirm, verify and included graders", f.file, at.line, at.column)),
+                            .with_help(format!("first defined at {}:{}:{}; probe names are unique within confirm, and within verify and its included graders", f.file, at.line, at.column)),
                     );
                 }
                 None => {
-                    first.insert(p.name(), p);
+                    first.insert((p.phase, p.name()), p);
                 }
             }
         }
         self.needs(probes, &first);
     }
 
-    fn needs(&mut self, probes: &[ProbeAt<'a>], first: &BTreeMap<&str, &ProbeAt<'a>>) {
+    fn needs(&mut self, probes: &[ProbeAt<'a>], first: &BTreeMap<(Phase, &str), &ProbeAt<'a>>) {
         for p in probes {
             for n in p.probe.common().needs {
                 let target = n.value.as_str();
@@ -518,7 +519,8 @@ impl<'a> Validator<'a> {
                     );
                     continue;
                 }
-                match first.get(target) {
+                let other_phase = if p.phase == Phase::Confirm { Phase::Verify } else { Phase::Confirm };
+                match first.get(&(p.phase, target)).or_else(|| first.get(&(other_phase, target))) {
                     Some(other) if other.phase == p.phase => {}
                     Some(other) => self.push(
                         Diagnostic::at(
@@ -538,11 +540,12 @@ impl<'a> Validator<'a> {
                     ),
                     None if p.phase == Phase::Verify && self.verify_incomplete => {}
                     None => {
-                        let same: Vec<&str> = probes
-                            .iter()
-                            .filter(|q| q.phase == p.phase)
-                            .map(|q| q.name())
-                            .collect();
+                        let mut same: Vec<&str> = Vec::new();
+                        for q in probes.iter().filter(|q| q.phase == p.phase) {
+                            if !same.contains(&q.name()) {
+                                same.push(q.name());
+                            }
+                        }
                         let help = suggest(target, &same).unwrap_or_else(|| {
                             format!("{} probes: {}", p.phase.word(), names(&same))
                         });
@@ -566,7 +569,7 @@ impl<'a> Validator<'a> {
             let group: Vec<&ProbeAt<'a>> = probes
                 .iter()
                 .filter(|p| {
-                    p.phase == phase && first.get(p.name()).is_some_and(|f| std::ptr::eq(*f, *p))
+                    p.phase == phase && first.get(&(phase, p.name())).is_some_and(|f| std::ptr::eq(*f, *p))
                 })
                 .collect();
             let index: BTreeMap<&str, usize> = group

@@ -437,3 +437,45 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
     sb.ensure_up();
     assert!(common::breakfix(&["sandbox", "status"]).status.success());
 }
+
+#[test]
+fn up_refuses_a_sandbox_network_taken_by_something_else() {
+    let sb = sandbox();
+    let out = breakfix(&["sandbox", "down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Someone else's interface holding an address of 198.18.0.0/24.
+    let add = run("ip", &["link", "add", "bftest0", "type", "bridge"]);
+    assert!(!add.contains("rror"), "{add}");
+    run("ip", &["addr", "add", "198.18.0.1/24", "dev", "bftest0"]);
+    let out = breakfix(&["sandbox", "up"]);
+    run("ip", &["link", "del", "bftest0"]);
+    assert!(!out.status.success(), "up must refuse a taken network");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("already in use") && err.contains("bftest0"),
+        "{err}"
+    );
+    assert!(
+        !breakfix::sandbox::state_dir().exists(),
+        "a refused up creates nothing"
+    );
+    sb.ensure_up();
+}
+
+#[test]
+fn sandbox_commands_need_root() {
+    // As `nobody`: refused before anything is touched, with a message that says why.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_breakfix"))
+        .args(["sandbox", "up"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("needs root"),
+        "{}",
+        text(&out.stderr)
+    );
+}

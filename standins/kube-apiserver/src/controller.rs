@@ -167,20 +167,16 @@ impl Quiet {
 pub async fn run(app: Arc<App>) {
     let ctl = Ctl { app };
     let mut health = ctl.app.store.health();
-    let mut booted = false;
     let mut last_beat: Option<Instant> = None;
     let mut quiet = Quiet(String::new());
-    let mut state = workloads::State::default();
     let mut kubelet = nodes::KubeletWatch::default();
     loop {
         let ok = health.borrow_and_update().ok;
         if ok {
-            if !booted {
-                let r = bootstrap(&ctl).await;
-                booted = r.is_ok();
-                quiet.note("bootstrap", r);
-            }
             if last_beat.is_none_or(|t| t.elapsed() >= nodes::HEARTBEAT) {
+                // Like the system-namespaces and bootstrap controllers: recreate what a fresh
+                // (or emptied) store lacks, on every heartbeat.
+                quiet.note("bootstrap", bootstrap(&ctl).await);
                 let r = nodes::sync(&ctl, &mut kubelet).await;
                 if r.is_ok() {
                     last_beat = Some(Instant::now());
@@ -188,7 +184,7 @@ pub async fn run(app: Arc<App>) {
                 quiet.note("node status", r);
             }
             quiet.note("mirror pods", mirror::sync(&ctl).await);
-            quiet.note("workloads", workloads::reconcile(&ctl, &mut state).await);
+            quiet.note("workloads", workloads::reconcile(&ctl).await);
         } else {
             // Heartbeat right away when etcd comes back.
             last_beat = None;

@@ -119,7 +119,8 @@ fn container_status(c: &Ctr, spec_image: &str) -> Value {
     }
     if c.restart_count > 0 && c.state != "terminated" {
         let code = c.exit_code.unwrap_or(1);
-        let mut t = json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }});
+        let mut t =
+            json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }});
         if !c.finished_at.is_empty() {
             t["finishedAt"] = json!(c.finished_at);
         }

@@ -91,7 +91,12 @@ fn kubelet_running(comm: &str) -> bool {
     std::fs::read_dir("/proc")
         .map(|rd| {
             rd.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
                 .any(|e| {
                     std::fs::read_to_string(e.path().join("comm"))
                         .is_ok_and(|c| c.trim_end() == comm)

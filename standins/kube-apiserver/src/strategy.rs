@@ -32,10 +32,11 @@ fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
 }
 
 fn default_str(m: &mut Map<String, Value>, key: &str, val: &str) {
-    if !m
+    let set = m
         .get(key)
-        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-    {
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if !set {
         m.insert(key.into(), json!(val));
     }
 }

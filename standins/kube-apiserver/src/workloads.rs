@@ -16,10 +16,6 @@ use crate::strategy;
 use crate::table::node_status;
 use crate::util::{now_rfc3339, parse_time, random_suffix, template_hash};
 
-/// State kept between rounds (none needed yet beyond the API objects themselves).
-#[derive(Default)]
-pub struct State;
-
 fn uid(o: &Value) -> &str {
     o.pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -623,7 +619,7 @@ async fn deployment_status(
 }
 
 /// One reconciliation round over all namespaces.
-pub async fn reconcile(ctl: &Ctl, _state: &mut State) -> Result<(), ApiError> {
+pub async fn reconcile(ctl: &Ctl) -> Result<(), ApiError> {
     let nodes = ctl.list("Node").await?;
     let deps = ctl.list("Deployment").await?;
     let rss = ctl.list("ReplicaSet").await?;

@@ -167,11 +167,18 @@ pub struct Etcd {
     pub data_dir: PathBuf,
     log: PathBuf,
     pki_dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Etcd {
     pub fn start(work: &Path, pki: &Pki) -> Etcd {
+        Etcd::start_with(work, pki, &[])
+    }
+
+    /// With extra etcd flags (e.g. `--quota-backend-bytes`).
+    pub fn start_with(work: &Path, pki: &Pki, extra: &[&str]) -> Etcd {
         let mut e = Etcd {
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             client_port: free_port(),
             peer_port: free_port(),
@@ -210,12 +217,37 @@ impl Etcd {
                 &format!("--key-file={}", p("etcd/server.key")),
                 "--logger=zap",
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start etcd");
         self.child = Some(child);
         self.wait_healthy();
+    }
+
+    /// etcdctl with `stdin` as input (e.g. a large value for `put`).
+    pub fn etcdctl_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write;
+        let p = |n: &str| self.pki_dir.join(n).display().to_string();
+        let mut child = Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .args([
+                &format!("--endpoints={}", self.url()),
+                &format!("--cacert={}", p("etcd/ca.crt")),
+                &format!("--cert={}", p("etcd/server.crt")),
+                &format!("--key={}", p("etcd/server.key")),
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("etcdctl");
+        if let Some(mut si) = child.stdin.take() {
+            si.write_all(stdin).expect("stdin");
+        }
+        child.wait_with_output().expect("etcdctl output")
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> Output {
@@ -259,6 +291,13 @@ impl Etcd {
     /// Starts again on the same data dir and ports.
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Starts again with another data dir (same ports), as after a `--data-dir` edit.
+    pub fn restart_with_data_dir(&mut self, dir: PathBuf) {
+        self.kill();
+        self.data_dir = dir;
         self.spawn();
     }
 }
@@ -533,10 +572,9 @@ impl Stack {
         std::fs::write(dir.path().join("nodes.yaml"), NODES_YAML).expect("nodes file");
         let etcd = Etcd::start(dir.path(), &pki);
         let port = free_port();
-        let api = ApiServer::start(
-            dir.path(),
-            &kubeadm_flags(&pki, port, &etcd.url(), dir.path()),
-        );
+        let mut args = kubeadm_flags(&pki, port, &etcd.url(), dir.path());
+        args.extend(extra.iter().cloned());
+        let api = ApiServer::start(dir.path(), &args);
         let kubectl = Kubectl::new(dir.path(), &pki, port, ("admin.crt", "admin.key"));
         Stack {
             dir,
