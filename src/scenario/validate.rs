@@ -696,11 +696,12 @@ impl<'a> Validator<'a> {
     fn tasks(&mut self, probes: &[ProbeAt<'a>]) {
         let s = &self.l.scenario;
         let sf = self.sf.clone();
-        let verify: Vec<&str> = probes
-            .iter()
-            .filter(|p| p.phase == Phase::Verify)
-            .map(|p| p.name())
-            .collect();
+        let mut verify: Vec<&str> = Vec::new();
+        for p in probes.iter().filter(|p| p.phase == Phase::Verify) {
+            if !verify.contains(&p.name()) {
+                verify.push(p.name());
+            }
+        }
         let confirm: Vec<&str> = probes
             .iter()
             .filter(|p| p.phase == Phase::Confirm)
