@@ -45,15 +45,35 @@ async fn attempt(p: &PlannedProbe, session: &NodeSession, inventory: &Inventory)
     let mut checks = Vec::new();
     for (fact, m) in p.probe.expectations() {
         let found = facts.values.get(fact);
+        let expected = m.to_string();
         checks.push(Check {
             fact: fact.to_string(),
-            expected: m.to_string(),
-            found: found.map(to_text).unwrap_or_else(|| "<absent>".into()),
+            found: found.map(|v| excerpt(&to_text(v), &expected)).unwrap_or_else(|| "<absent>".into()),
+            expected,
             ok: m.matches(found),
         });
     }
     let status = if checks.iter().all(|c| c.ok) { Status::Pass } else { Status::Fail };
     (status, checks, facts.note)
+}
+
+/// Long multi-line facts (a file's contents, a command's output) are shown as the lines that
+/// share the expectation's longest word, or their first lines: enough to see why it failed.
+pub fn excerpt(found: &str, expected: &str) -> String {
+    const MAX_LINES: usize = 4;
+    let lines: Vec<&str> = found.lines().collect();
+    if lines.len() <= MAX_LINES && found.len() <= 400 {
+        return found.to_string();
+    }
+    let word = expected
+        .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .filter(|w| w.len() >= 3)
+        .max_by_key(|w| w.len())
+        .unwrap_or("");
+    let hits: Vec<&str> = if word.is_empty() { Vec::new() } else { lines.iter().copied().filter(|l| l.contains(word)).take(MAX_LINES).collect() };
+    let shown: Vec<&str> = if hits.is_empty() { lines.iter().copied().take(MAX_LINES).collect() } else { hits };
+    let body: Vec<String> = shown.iter().map(|l| l.trim().chars().take(160).collect::<String>()).collect();
+    format!("{} [{} of {} lines]", body.join(" | "), body.len(), lines.len())
 }
 
 /// Evaluates one probe with its retry/stability semantics.
@@ -164,5 +184,18 @@ fn skipped(p: &PlannedProbe, why: String) -> Verdict {
         note: Some(why),
         attempts: 0,
         duration: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn excerpt_shows_the_relevant_lines() {
+        let unit = "[Service]\nExecStart=/usr/bin/etcd \\\n  --cert-file=/x \\\n  --data-dir=/var/lib/etcd-restore \\\n  --name=cp \\\n  --logger=zap\n";
+        let e = super::excerpt(unit, "matches /--data-dir=/var/lib/etcd$/");
+        assert_eq!(e, "--data-dir=/var/lib/etcd-restore \\ [1 of 6 lines]");
+        assert_eq!(super::excerpt("short", "x"), "short");
+        let e = super::excerpt("a\nb\nc\nd\ne\nf", "contains zzz");
+        assert_eq!(e, "a | b | c | d [4 of 6 lines]");
     }
 }

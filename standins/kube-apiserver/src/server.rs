@@ -59,7 +59,11 @@ async fn connection(
     let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            info!("http: TLS handshake error from {peer}: {e}");
+            let why = match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => "EOF".to_string(),
+                _ => e.to_string(),
+            };
+            info!("http: TLS handshake error from {peer}: {why}");
             return;
         }
         Err(_) => {

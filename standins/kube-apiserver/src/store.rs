@@ -110,7 +110,7 @@ pub async fn connect(flags: &Flags) -> Result<Store, String> {
     Ok(Store {
         client,
         prefix: flags.etcd_prefix.trim_end_matches('/').to_string(),
-        timeout: flags.storage_timeout,
+        timeout: flags.storage_timeout.min(flags.request_timeout),
         endpoints: Arc::new(eps.join(",")),
         addr: Arc::new(
             eps.first()

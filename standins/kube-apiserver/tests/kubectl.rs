@@ -360,7 +360,11 @@ fn mirror_pods_follow_the_kubelet_status_file() {
     let r = k.eventually(&["get", "nodes"], Duration::from_secs(30), |r| {
         r.stdout.contains("controlplane   NotReady")
     });
-    assert!(r.stdout.contains("controlplane   NotReady"), "{r:#?}\n{}", s.api.log_text());
+    assert!(
+        r.stdout.contains("controlplane   NotReady"),
+        "{r:#?}\n{}",
+        s.api.log_text()
+    );
     assert!(r.stdout.contains("node01         Ready"), "{r:#?}");
     let r = k.run(&["get", "events", "-A"]);
     assert!(r.stdout.contains("NodeNotReady"), "{r:#?}");
