@@ -70,6 +70,32 @@ impl Matcher {
     }
 }
 
+impl Matcher {
+    /// Renders templated string values (`{{ params.x }}`, `{{ node.address }}`) for one node.
+    /// Regular expressions are rendered, then compiled again.
+    pub fn render(&self, r: &crate::template::Renderer) -> crate::Result<Matcher> {
+        let text = |v: &Value| -> crate::Result<Value> {
+            Ok(match v {
+                Value::String(s) => Value::String(r.text(s)?),
+                other => other.clone(),
+            })
+        };
+        Ok(match self {
+            Matcher::Equals(v) => Matcher::Equals(text(v)?),
+            Matcher::Contains(v) => Matcher::Contains(text(v)?),
+            Matcher::Matches(re) => {
+                let src = r.text(re.as_str())?;
+                Matcher::Matches(Regex::new(&src).map_err(|e| crate::Error::other(format!("regular expression `{src}` after rendering: {e}")))?)
+            }
+            Matcher::Lt(n) => Matcher::Lt(*n),
+            Matcher::Gt(n) => Matcher::Gt(*n),
+            Matcher::Not(m) => Matcher::Not(Box::new(m.render(r)?)),
+            Matcher::All(ms) => Matcher::All(ms.iter().map(|m| m.render(r)).collect::<crate::Result<_>>()?),
+            Matcher::Any(ms) => Matcher::Any(ms.iter().map(|m| m.render(r)).collect::<crate::Result<_>>()?),
+        })
+    }
+}
+
 /// Text form of a fact: strings as they are, everything else as compact JSON.
 pub fn to_text(v: &Value) -> String {
     match v {

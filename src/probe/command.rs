@@ -38,6 +38,7 @@ impl CommandProbe {
     /// Renders `run` in shell context.
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
+        p.expect = self.expect.render(r)?;
         p.run = r.shell(&self.run)?;
         Ok(p)
     }

@@ -241,6 +241,7 @@ impl EtcdProbe {
     /// Renders `endpoint` and `prefix`.
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
+        p.expect = self.expect.render(r)?;
         if let Some(e) = &self.endpoint {
             p.endpoint = Some(r.text(e)?);
         }

@@ -67,6 +67,7 @@ impl FileProbe {
     /// Renders `path`.
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
+        p.expect = self.expect.render(r)?;
         p.path = r.text(&self.path)?;
         Ok(p)
     }

@@ -272,6 +272,7 @@ impl KubeProbe {
     /// Renders the strings.
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
+        p.expect = self.expect.render(r)?;
         let opt = |v: &Option<String>| v.as_deref().map(|s| r.text(s)).transpose();
         p.resource = opt(&self.resource)?;
         p.namespace = opt(&self.namespace)?;

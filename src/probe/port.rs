@@ -61,6 +61,7 @@ impl PortProbe {
     /// Renders `address`.
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
+        p.expect = self.expect.render(r)?;
         if let Some(a) = &self.address {
             p.address = Some(r.text(a)?);
         }

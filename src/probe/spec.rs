@@ -77,6 +77,11 @@ macro_rules! expect_block {
             /// Fact names this block can check.
             pub const FACTS: &'static [&'static str] = &[$(stringify!($field)),+];
 
+            /// Renders the matchers' templated values for one node.
+            pub fn render(&self, r: &$crate::template::Renderer) -> $crate::Result<Self> {
+                Ok(Self { $( $field: self.$field.as_ref().map(|m| m.render(r)).transpose()?, )+ })
+            }
+
             /// `(fact name, matcher)` for every fact the block checks, in declaration order.
             pub fn items(&self) -> Vec<(&'static str, &$crate::matcher::Matcher)> {
                 let mut v = Vec::new();

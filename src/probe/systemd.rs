@@ -44,6 +44,7 @@ impl SystemdProbe {
     /// Renders `unit`.
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
+        p.expect = self.expect.render(r)?;
         p.unit = r.text(&self.unit)?;
         Ok(p)
     }

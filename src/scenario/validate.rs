@@ -1117,7 +1117,6 @@ const NOT_RENDERED: &[&str] = &[
     "name",
     "target",
     "needs",
-    "expect",
     "timeout",
     "within",
     "interval",
