@@ -13,6 +13,7 @@ use crate::inventory::Topology;
 #[command(after_help = "Examples:\n  \
     breakfix sandbox up                      # controlplane + node01, etcd as a systemd unit\n  \
     breakfix sandbox up --nodes 1            # controlplane only\n  \
+    breakfix sandbox up --topology stacked   # etcd + kube-apiserver as static pods (stand-ins)\n  \
     breakfix sandbox status --output json\n  \
     breakfix sandbox down                    # remove everything but the cached image\n\n\
 The inventory is written to /var/lib/breakfix/sandbox/inventory.yaml ($BREAKFIX_SANDBOX_DIR);\n\
@@ -26,19 +27,27 @@ pub struct SandboxArgs {
 /// `sandbox` subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum SandboxCommand {
-    /// Build the node image if needed, boot the nodes, wait for sshd and etcd, write the
-    /// inventory. Does nothing but report when the sandbox is already up.
+    /// Build the node image if needed, boot the nodes, wait for sshd and etcd (stacked: and
+    /// the API server, then apply seed 000's workloads), write the inventory. Does nothing but
+    /// report when the sandbox is already up; refuses when it is up with the other topology.
     #[command(
-        after_help = "Examples:\n  breakfix sandbox up\n  breakfix sandbox up --nodes 3 --topology external"
+        after_help = "Examples:\n  breakfix sandbox up\n  breakfix sandbox up --nodes 3 --topology external\n  \
+breakfix sandbox up --topology stacked --recreate   # replace whatever sandbox is up\n\n\
+The stacked topology runs the kubelet and kube-apiserver STAND-INS (test/demo programs of this\n\
+workspace, not the real ones): build the whole workspace first (`cargo build`), they are taken\n\
+from the directory of the breakfix executable."
     )]
     Up {
         /// Number of nodes: `controlplane` plus workers `node01`, `node02`, ... (1-8).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
         nodes: u8,
-        /// Where etcd runs: `external` (systemd unit etcd.service) or `stacked` (static pod;
-        /// not supported yet).
+        /// Where etcd runs: `external` (systemd unit etcd.service) or `stacked` (kubeadm's
+        /// default: etcd and kube-apiserver are static pods run by the kubelet stand-in).
         #[arg(long, value_enum, default_value_t = TopologyArg::External)]
         topology: TopologyArg,
+        /// Take down the sandbox that is up (any topology or size) and bring up a fresh one.
+        #[arg(long)]
+        recreate: bool,
     },
     /// Show the nodes, whether their containers run, sshd answers and etcd is healthy.
     #[command(
@@ -60,7 +69,8 @@ pub enum SandboxCommand {
 pub enum TopologyArg {
     /// etcd is a systemd unit on the control plane.
     External,
-    /// etcd is a static pod (kubeadm's default); not supported yet.
+    /// etcd and kube-apiserver are static pods (kubeadm's default), run by the kubelet
+    /// stand-in.
     Stacked,
 }
 
@@ -96,10 +106,15 @@ pub async fn run_with(args: SandboxArgs, quiet: bool) -> Result<()> {
 /// the JSON cannot be encoded.
 pub async fn run(args: SandboxArgs) -> Result<()> {
     match args.command {
-        SandboxCommand::Up { nodes, topology } => {
+        SandboxCommand::Up {
+            nodes,
+            topology,
+            recreate,
+        } => {
             let report = lifecycle::up(&UpOptions {
                 nodes,
                 topology: topology.into(),
+                recreate,
             })
             .await?;
             print!("{}", report.render_human());

@@ -1,4 +1,5 @@
 //! Lifecycle: `up` (preflight, image, bridge, keys and PKI, node roots, boot, readiness,
+//! and for the stacked topology the API server's readiness and seed 000's workloads;
 //! inventory), `down` (processes, mounts, loop devices, bridge, files: in reverse order of
 //! the state record) and `status` (what runs and answers now).
 
@@ -12,8 +13,8 @@ use super::node::{self, NodeConfig, NodePaths};
 use super::progress::Progress;
 use super::state::{Lock, Phase, ProcKind, Resource, State};
 use super::{
-    image, image_dir, keys, loopdev, network, pki, plan_nodes, preflight, procs, readiness,
-    state_dir, NodeSpec, BRIDGE,
+    binaries, image, image_dir, keys, kubeapi, loopdev, manifests, network, pki, plan_nodes,
+    preflight, procs, readiness, state_dir, NodeSpec, BRIDGE,
 };
 use crate::error::{Error, Result};
 use crate::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
@@ -25,6 +26,9 @@ pub struct UpOptions {
     pub nodes: u8,
     /// Where etcd runs.
     pub topology: Topology,
+    /// Take down whatever sandbox exists first (any topology or size), then bring up the one
+    /// asked for. Without it, `up` on a sandbox of another topology is an error.
+    pub recreate: bool,
 }
 
 impl Default for UpOptions {
@@ -32,6 +36,7 @@ impl Default for UpOptions {
         UpOptions {
             nodes: 2,
             topology: Topology::External,
+            recreate: false,
         }
     }
 }
@@ -45,6 +50,13 @@ pub const CLIENT_KEY: &str = "ssh/id_ed25519";
 pub const KNOWN_HOSTS: &str = "ssh/known_hosts";
 /// Host copy of the control plane's /etc/kubernetes/pki, relative to the state directory.
 pub const HOST_PKI: &str = "pki";
+/// Host copy of the control plane's /etc/kubernetes/admin.conf, relative to the state
+/// directory (its server, https://198.18.0.11:6443, is reachable from the host).
+pub const HOST_ADMIN_CONF: &str = "admin.conf";
+/// Bound on waiting for the API server's /readyz once etcd answers (stacked topology).
+pub const APISERVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on waiting for seed 000's `critical-app` to be 3/3 ready once applied.
+pub const WORKLOADS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The sandbox as it is now (`sandbox status`, and what `up` prints at the end).
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +95,8 @@ pub struct NodeStatus {
     pub ssh: bool,
     /// etcd answered a status request (etcd nodes only): its version.
     pub etcd: Option<String>,
+    /// The API server's /readyz answered 200 (control plane of the stacked topology only).
+    pub apiserver: Option<bool>,
     /// Console log (where to look when the node misbehaves).
     pub console_log: PathBuf,
 }
@@ -112,9 +126,16 @@ impl StatusReport {
         if let Some(inv) = &self.inventory {
             s.push_str(&format!("inventory: {}\n", inv.display()));
         }
+        let stacked = self.topology == Some(Topology::Stacked);
         s.push_str(&format!(
-            "\n{:<14} {:<13} {:<20} {:<16} {:<5} {}\n",
-            "NODE", "ADDRESS", "ROLES", "CONTAINER", "SSH", "ETCD"
+            "\n{:<14} {:<13} {:<20} {:<16} {:<5} {:<20}{}\n",
+            "NODE",
+            "ADDRESS",
+            "ROLES",
+            "CONTAINER",
+            "SSH",
+            "ETCD",
+            if stacked { " API" } else { "" }
         ));
         for n in &self.nodes {
             let container = match (n.running, n.pid) {
@@ -129,14 +150,21 @@ impl StatusReport {
             } else {
                 "-".into()
             };
+            let api = match (stacked, n.apiserver) {
+                (false, _) => String::new(),
+                (true, None) => " -".into(),
+                (true, Some(true)) => " ready".into(),
+                (true, Some(false)) => " not ready".into(),
+            };
             s.push_str(&format!(
-                "{:<14} {:<13} {:<20} {:<16} {:<5} {}\n",
+                "{:<14} {:<13} {:<20} {:<16} {:<5} {:<20}{}\n",
                 n.name,
                 n.address,
                 n.roles.join(","),
                 container,
                 if n.ssh { "ok" } else { "no" },
-                etcd
+                etcd,
+                api
             ));
         }
         if self.state == "partial" || self.state == "creating" {
@@ -145,25 +173,34 @@ impl StatusReport {
         if let Some(ex) = &self.ssh_example {
             s.push_str(&format!("\nlog in:  {ex}\n"));
         }
+        if stacked && self.state == "up" {
+            s.push_str(&format!(
+                "kubectl: kubectl --kubeconfig {} get nodes\n",
+                self.state_dir.join(HOST_ADMIN_CONF).display()
+            ));
+        }
         s
     }
 }
 
 /// Brings the sandbox up (see docs/sandbox.md), or does nothing but report when it is already
-/// up. Leftovers of an `up` that died are removed first. On failure the half-built sandbox
-/// is left in place for inspection and the error says how to remove it.
+/// up. Leftovers of an `up` that died, and of a sandbox whose nodes were killed without
+/// `down` (dead nspawn processes; bridge, mounts, loop devices and state left behind), are
+/// removed first. On failure the half-built sandbox is left in place for inspection and the
+/// error says how to remove it.
 ///
-/// Errors: preflight failures (not root, tools missing, no space, network taken), image
-/// build failures, a node that does not become ready in time (named, with its console log).
+/// Errors: preflight failures (not root, tools missing, no space, network taken, stand-in
+/// binaries missing for the stacked topology), a sandbox of the other topology is up (without
+/// [`UpOptions::recreate`]), image build failures, a node that does not become ready in time
+/// (named, with its console log), the API server or the workloads not ready in time (stacked).
 pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     preflight::require_root()?;
     preflight::require_tools()?;
     preflight::require_overlayfs()?;
-    if opts.topology == Topology::Stacked {
-        return Err(Error::other(
-            "`--topology stacked` (etcd and kube-apiserver as static pods run by a kubelet stand-in) is not supported yet (issue 4); use `--topology external`",
-        ));
-    }
+    let standins = match opts.topology {
+        Topology::Stacked => Some(binaries::find()?),
+        Topology::External => None,
+    };
     let nodes = plan_nodes(opts.nodes)?;
     let dir = state_dir();
     let imgdir = image_dir();
@@ -171,21 +208,46 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     let progress = Progress::new();
 
     if let Some(old) = State::load(&dir)? {
-        if old.phase == Phase::Ready && procs::all_nodes_running(&old) {
-            if old.nodes.len() != nodes.len() || old.topology != opts.topology {
-                progress.println(format!(
-                    "note: the sandbox is already up with {} node(s) ({:?} topology); `breakfix sandbox down` first to change it",
+        let running = old.phase == Phase::Ready && procs::all_nodes_running(&old);
+        if running && !opts.recreate {
+            if old.topology != opts.topology {
+                return Err(Error::other(format!(
+                    "a sandbox with the {} topology is already up ({} node(s)); run `breakfix sandbox down` first,                      or `breakfix sandbox up --topology {} --recreate` to replace it",
+                    topology_name(old.topology),
                     old.nodes.len(),
-                    old.topology
+                    topology_name(opts.topology),
+                )));
+            }
+            if old.nodes.len() != nodes.len() {
+                progress.println(format!(
+                    "note: the sandbox is already up with {} node(s) ({} topology); `breakfix sandbox down` first (or `up --recreate`) to change it",
+                    old.nodes.len(),
+                    topology_name(old.topology)
                 ));
             }
             return Ok(report(Some(&old)).await);
         }
-        progress.println(format!(
-            "found an unfinished sandbox in {} (phase {:?}): removing it first",
-            dir.display(),
-            old.phase
-        ));
+        if running {
+            progress.println(format!(
+                "--recreate: removing the sandbox that is up ({} topology, {} node(s))",
+                topology_name(old.topology),
+                old.nodes.len()
+            ));
+        } else {
+            let dead = dead_nodes(&old);
+            if old.phase == Phase::Ready && !dead.is_empty() {
+                progress.println(format!(
+                    "found a sandbox in {} whose node(s) {dead:?} no longer run (killed without `sandbox down`?): removing what is left of it first",
+                    dir.display(),
+                ));
+            } else {
+                progress.println(format!(
+                    "found an unfinished sandbox in {} (phase {:?}): removing it first",
+                    dir.display(),
+                    old.phase
+                ));
+            }
+        }
         teardown(old, &progress).await?;
     } else if dir.exists() {
         // A state directory without a record holds no resources (the record is written
@@ -217,7 +279,7 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     fsutil::mkdir_mode(&dir, 0o755)?;
     let mut st = State::new(&dir, opts.topology, nodes, image);
     st.save()?;
-    let built = build(&mut st, &progress).await;
+    let built = build(&mut st, &progress, standins).await;
     progress.finish();
     match built {
         Ok(()) => Ok(report(Some(&st)).await),
@@ -228,7 +290,31 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     }
 }
 
-async fn build(st: &mut State, progress: &Progress) -> Result<()> {
+/// `external` / `stacked`, as the CLI spells them.
+pub fn topology_name(t: Topology) -> &'static str {
+    match t {
+        Topology::External => "external",
+        Topology::Stacked => "stacked",
+    }
+}
+
+/// Nodes of `st` whose recorded nspawn process is gone.
+fn dead_nodes(st: &State) -> Vec<String> {
+    st.nodes
+        .iter()
+        .filter(|n| {
+            !st.processes_of(&n.name)
+                .any(|(k, pid, start)| k == ProcKind::Nspawn && procs::is_same_alive(pid, start))
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+async fn build(
+    st: &mut State,
+    progress: &Progress,
+    standins: Option<binaries::StandIns>,
+) -> Result<()> {
     let dir = st.dir.clone();
 
     let step = progress.step("network");
@@ -259,6 +345,8 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
             for f in &files {
                 if let Some(rel) = f.rel.strip_prefix("pki/") {
                     fsutil::write_file(&dir.join(HOST_PKI).join(rel), &f.bytes, f.mode)?;
+                } else if f.rel == "admin.conf" {
+                    fsutil::write_file(&dir.join(HOST_ADMIN_CONF), &f.bytes, f.mode)?;
                 }
             }
         }
@@ -288,6 +376,7 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
             host_key_public: hk_pub,
             authorized_key: authorized.clone(),
             pki: files,
+            standins: standins.clone(),
         };
         node::write_config(&paths.root, &cfg)?;
         let mut binds: Vec<(PathBuf, &str)> = Vec::new();
@@ -302,10 +391,11 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
         booted.push((n.clone(), paths, pid, step));
     }
 
+    let topology = st.topology;
     let checks = booted.iter().map(|(n, paths, pid, step)| {
         let pki_dir = dir.join(HOST_PKI);
         async move {
-            let r = wait_ready(n, paths, *pid, step, &pki_dir).await;
+            let r = wait_ready(n, paths, *pid, step, &pki_dir, topology).await;
             match &r {
                 Ok(()) => step.done(format!("ready at {}", n.ip)),
                 Err(_) => step.fail("not ready"),
@@ -326,6 +416,9 @@ async fn build(st: &mut State, progress: &Progress) -> Result<()> {
     if !errors.is_empty() {
         return Err(Error::other(errors.join("\n")));
     }
+    if st.topology == Topology::Stacked {
+        control_plane_ready(st, progress).await?;
+    }
 
     let inv = inventory(st);
     inv.save(&dir.join("inventory.yaml"))?;
@@ -339,6 +432,7 @@ async fn wait_ready(
     pid: i32,
     step: &super::progress::Step,
     pki_dir: &Path,
+    topology: Topology,
 ) -> Result<()> {
     let start = procs::stat(pid).map(|(s, _)| s).unwrap_or(0);
     let alive = || procs::is_same_alive(pid, start);
@@ -363,13 +457,181 @@ async fn wait_ready(
             readiness::etcd_status(n.ip, pki_dir, Duration::from_secs(3))
         })
         .await
-        .map_err(|e| {
-            hint(Error::other(format!(
+        .map_err(|e| match topology {
+            Topology::External => hint(Error::other(format!(
                 "{e}\n  (inside the node: `journalctl -u etcd`, `systemctl status etcd`)"
-            )))
+            ))),
+            Topology::Stacked => Error::other(format!(
+                "node {} ({}): {e}\n{}",
+                n.name,
+                n.ip,
+                static_pod_hint(paths, &n.name, "etcd")
+            )),
         })?;
     }
     Ok(())
+}
+
+/// Stacked topology, once every node is up and etcd answers: waits for the API server's
+/// `/readyz`, applies seed 000's workloads (on a single node after lifting the control
+/// plane's NoSchedule taint, as single-node kubeadm clusters do) and waits for
+/// `critical-app` to be 3/3 ready.
+async fn control_plane_ready(st: &State, progress: &Progress) -> Result<()> {
+    let Some(cp) = st.nodes.iter().find(|n| n.is_control_plane()) else {
+        return Err(Error::other("internal: no control-plane node planned"));
+    };
+    let paths = NodePaths::new(&st.dir, &cp.name);
+    let conf_path = st.dir.join(HOST_ADMIN_CONF);
+    let conf = std::fs::read_to_string(&conf_path).map_err(|e| Error::Io {
+        context: format!("reading {}", conf_path.display()),
+        source: e,
+    })?;
+    let call = Duration::from_secs(5);
+    let client = kubeapi::client(&conf, call).await?;
+
+    let step = progress.step("kube-apiserver (stand-in)");
+    step.set_message(format!("waiting for https://{}:6443/readyz", cp.ip));
+    let ready = kubeapi::poll("kube-apiserver /readyz", APISERVER_TIMEOUT, || async {
+        kubeapi::readyz(&client, call).await.map(|()| true)
+    })
+    .await;
+    if let Err(e) = ready {
+        step.fail("not ready");
+        return Err(Error::other(format!(
+            "node {} ({}): {e}\n{}",
+            cp.name,
+            cp.ip,
+            static_pod_hint(&paths, &cp.name, "kube-apiserver")
+        )));
+    }
+    step.done("ready (/readyz 200)");
+
+    let step = progress.step("seed 000 workloads");
+    let workloads = async {
+        if st.nodes.len() == 1 {
+            step.set_message(format!("untainting {}", cp.name));
+            kubeapi::poll(
+                "the control-plane Node object",
+                APISERVER_TIMEOUT,
+                || async {
+                    kubeapi::untaint(&client, &cp.name, call)
+                        .await
+                        .map(|()| true)
+                },
+            )
+            .await?;
+        }
+        step.set_message("applying");
+        kubeapi::apply(&client, kubeapi::WORKLOADS, call).await?;
+        step.set_message("waiting for deployment critical-app 3/3");
+        kubeapi::poll(
+            "deployment critical-app 3/3 ready",
+            WORKLOADS_TIMEOUT,
+            || async {
+                kubeapi::ready_replicas(&client, "default", "critical-app", call)
+                    .await
+                    .map(|n| n >= 3)
+            },
+        )
+        .await
+    };
+    match workloads.await {
+        Ok(()) => {
+            step.done("critical-app 3/3, critical-app-service, kube-system/cluster-monitor");
+            Ok(())
+        }
+        Err(e) => {
+            step.fail("not ready");
+            Err(Error::other(format!(
+                "node {} ({}): seed 000 workloads: {e}\n{}",
+                cp.name,
+                cp.ip,
+                static_pod_hint(&paths, &cp.name, "kube-apiserver")
+            )))
+        }
+    }
+}
+
+/// What to look at when a static pod of the stacked topology does not become ready: the
+/// kubelet stand-in's view of the pod (from its status file) and the tail of the pod's
+/// newest container log, both read through the host's view of the node's root, plus where
+/// to look inside the node.
+pub fn static_pod_hint(paths: &NodePaths, node: &str, container: &str) -> String {
+    let pod = format!("{container}-{node}");
+    let mut s = String::new();
+    let status_file = paths
+        .root
+        .join(manifests::KUBELET_STATUS_FILE.trim_start_matches('/'));
+    let state = std::fs::read(&status_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.get("pods")?
+                .as_array()?
+                .iter()
+                .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(pod.as_str()))
+                .cloned()
+        });
+    match state {
+        Some(p) => {
+            let c = p
+                .pointer("/containers/0")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let f = |k: &str| c.get(k).map(|v| v.to_string()).unwrap_or_default();
+            s.push_str(&format!(
+                "  kubelet stand-in: pod kube-system/{pod} phase {}, container {} state {} {} {}, exit code {}, restarts {}\n",
+                p.get("phase").map(|v| v.to_string()).unwrap_or_default(),
+                container,
+                f("state"),
+                f("reason"),
+                f("message"),
+                f("exit_code"),
+                f("restart_count"),
+            ));
+        }
+        None => s.push_str(&format!(
+            "  kubelet stand-in: no pod kube-system/{pod} in {} (did the kubelet unit start? is the manifest valid?)\n",
+            manifests::KUBELET_STATUS_FILE
+        )),
+    }
+    let logs = paths
+        .root
+        .join(manifests::POD_LOG_DIR.trim_start_matches('/'));
+    let newest = std::fs::read_dir(&logs)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("kube-system_{pod}_"))
+        })
+        .flat_map(|e| {
+            std::fs::read_dir(e.path().join(container))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p);
+    if let Some(log) = newest {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(6)..].join("\n");
+        let inside = log
+            .strip_prefix(&paths.root)
+            .map(|p| format!("/{}", p.display()))
+            .unwrap_or_else(|_| log.display().to_string());
+        s.push_str(&format!("  last lines of {inside}:\n{}\n", indent(&tail)));
+    }
+    s.push_str(&format!(
+        "  (inside the node: `journalctl -u kubelet`, `ls /var/log/pods/`, `cat /var/log/pods/kube-system_{pod}_*/{container}/*.log`, `cat /etc/kubernetes/manifests/{}.yaml`)",
+        container
+    ));
+    s
 }
 
 fn indent(s: &str) -> String {
@@ -556,6 +818,18 @@ pub async fn status() -> StatusReport {
     }
 }
 
+/// One bounded `/readyz` through the host copy of admin.conf.
+async fn api_ready(dir: &Path) -> bool {
+    let Ok(conf) = std::fs::read_to_string(dir.join(HOST_ADMIN_CONF)) else {
+        return false;
+    };
+    let limit = Duration::from_secs(3);
+    match kubeapi::client(&conf, limit).await {
+        Ok(c) => kubeapi::readyz(&c, limit).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 async fn report(st: Option<&State>) -> StatusReport {
     let Some(st) = st else {
         return StatusReport {
@@ -577,7 +851,7 @@ async fn report(st: Option<&State>) -> StatusReport {
         let pki_dir = pki_dir.clone();
         async move {
             let running = pid.is_some();
-            let (ssh, etcd) = if running {
+            let (ssh, etcd, apiserver) = if running {
                 let ssh = readiness::ssh_banner(n.ip, Duration::from_secs(2));
                 let etcd = async {
                     if n.roles.iter().any(|r| r == "etcd") {
@@ -588,10 +862,17 @@ async fn report(st: Option<&State>) -> StatusReport {
                         None
                     }
                 };
-                let (s, e) = tokio::join!(ssh, etcd);
-                (s.is_ok(), e)
+                let api = async {
+                    if st.topology == Topology::Stacked && n.is_control_plane() {
+                        Some(api_ready(&st.dir).await)
+                    } else {
+                        None
+                    }
+                };
+                let (s, e, a) = tokio::join!(ssh, etcd, api);
+                (s.is_ok(), e, a)
             } else {
-                (false, None)
+                (false, None, None)
             };
             NodeStatus {
                 name: n.name.clone(),
@@ -601,6 +882,7 @@ async fn report(st: Option<&State>) -> StatusReport {
                 running,
                 ssh,
                 etcd,
+                apiserver,
                 console_log: NodePaths::new(&st.dir, &n.name).console_log,
             }
         }

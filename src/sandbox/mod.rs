@@ -14,10 +14,13 @@
 //! (kubeadm's certificates), [`keys`] (SSH keys and known_hosts), [`network`] (the bridge),
 //! [`loopdev`] (etcd's loop-mounted data disk), [`node`] (a node's root, boot and stop),
 //! [`cgroup`] (a cgroup per node), [`etcd_unit`] (etcd's systemd unit for the external
-//! topology), [`state`] (the on-disk
+//! topology), [`manifests`] (the stacked topology's static pods, kubelet stand-in unit and node
+//! list), [`binaries`] (finding and installing the stand-in binaries), [`kubeapi`] (the API
+//! server's readiness and seed 000's workloads, from the host), [`state`] (the on-disk
 //! record), [`procs`] (finding and ending the sandbox's processes), [`readiness`] (waiting for
 //! sshd and etcd), [`lifecycle`] (up/down/status), [`cli`] (the clap front end).
 
+pub mod binaries;
 pub mod cgroup;
 pub mod cli;
 pub mod cmd;
@@ -25,8 +28,10 @@ pub mod etcd_unit;
 pub mod fsutil;
 pub mod image;
 pub mod keys;
+pub mod kubeapi;
 pub mod lifecycle;
 pub mod loopdev;
+pub mod manifests;
 pub mod mirror;
 pub mod network;
 pub mod node;

@@ -9,11 +9,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use super::binaries::{self, StandIns};
 use super::fsutil::{self, io_err};
 use super::pki::PkiFile;
 use super::procs::{self, MARKER_ENV};
 use super::state::{ProcKind, Resource, State};
-use super::{cgroup, cmd, etcd_unit, NodeSpec};
+use super::{cgroup, cmd, etcd_unit, manifests, NodeSpec};
 use crate::error::{Error, Result};
 use crate::inventory::Topology;
 
@@ -100,6 +101,8 @@ pub struct NodeConfig<'a> {
     pub authorized_key: String,
     /// kubeadm PKI files for this node (relative to /etc/kubernetes).
     pub pki: Vec<PkiFile>,
+    /// The stand-in binaries to install (stacked topology only).
+    pub standins: Option<StandIns>,
 }
 
 /// `/etc/hosts` for the sandbox: loopback plus every node.
@@ -242,12 +245,65 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
                 )?;
             }
             Topology::Stacked => {
-                return Err(Error::other(
-                    "the stacked topology (etcd as a static pod) is not supported yet (issue 4)",
-                ))
+                let member = etcd_unit::EtcdMember {
+                    name: n.name.clone(),
+                    ip: n.ip,
+                };
+                let m = manifests::MANIFESTS_DIR.trim_start_matches('/');
+                w(
+                    &format!("{m}/etcd.yaml"),
+                    manifests::etcd_manifest(&member).as_bytes(),
+                    0o600,
+                )?;
+                w(
+                    &format!("{m}/kube-apiserver.yaml"),
+                    manifests::apiserver_manifest(n.ip).as_bytes(),
+                    0o600,
+                )?;
+                w(
+                    manifests::NODES_FILE.trim_start_matches('/'),
+                    manifests::nodes_file(c.all).as_bytes(),
+                    0o644,
+                )?;
             }
         }
     }
+    if c.topology == Topology::Stacked {
+        write_stacked_node(root, c)?;
+    }
+    Ok(())
+}
+
+/// What every node of the stacked topology gets: the kubelet stand-in (binary, unit enabled,
+/// KubeletConfiguration), the kube-apiserver stand-in's binary on the control plane, and
+/// Debian's etcd unit masked (etcd runs as a static pod only, as on a kubeadm node).
+fn write_stacked_node(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
+    let bins = c.standins.as_ref().ok_or_else(|| {
+        Error::other("internal: the stacked topology needs the stand-in binaries")
+    })?;
+    let at = |abs: &str| root.join(abs.trim_start_matches('/'));
+    binaries::install(&bins.kubelet, &at(manifests::KUBELET_BIN))?;
+    if c.node.is_control_plane() {
+        binaries::install(&bins.apiserver, &at(manifests::APISERVER_BIN))?;
+    }
+    fsutil::write_file(
+        &at("/etc/systemd/system/kubelet.service"),
+        manifests::KUBELET_UNIT.as_bytes(),
+        0o644,
+    )?;
+    fsutil::symlink(
+        "/etc/systemd/system/kubelet.service",
+        &at("/etc/systemd/system/multi-user.target.wants/kubelet.service"),
+    )?;
+    fsutil::mkdir_mode(&at("/var/lib/kubelet"), 0o700)?;
+    fsutil::write_file(
+        &at("/var/lib/kubelet/config.yaml"),
+        manifests::KUBELET_CONFIG.as_bytes(),
+        0o644,
+    )?;
+    // Masked, not just disabled: /etc/init.d/etcd would otherwise give systemd a generated
+    // etcd.service.
+    fsutil::symlink("/dev/null", &at("/etc/systemd/system/etcd.service"))?;
     Ok(())
 }
 
@@ -401,6 +457,7 @@ mod tests {
             host_key_public: "ssh-ed25519 AAAA".into(),
             authorized_key: "ssh-ed25519 BBBB client".into(),
             pki: pki.node_files(&nodes[0]).expect("files"),
+            standins: None,
         };
         write_config(dir.path(), &c).expect("write");
         let r = dir.path();
@@ -425,9 +482,73 @@ mod tests {
         let mut stacked = c;
         stacked.topology = Topology::Stacked;
         assert!(write_config(dir.path(), &stacked)
-            .expect_err("stacked")
+            .expect_err("stacked needs the stand-ins")
             .to_string()
-            .contains("not supported yet"));
+            .contains("stand-in"));
+    }
+
+    #[test]
+    fn writes_stacked_roots() {
+        let bins = tempfile::tempdir().expect("tempdir");
+        std::fs::write(bins.path().join("kubelet-standin"), b"kubelet").expect("write");
+        std::fs::write(bins.path().join("kube-apiserver-standin"), b"apiserver").expect("write");
+        let standins = binaries::find_in(bins.path()).expect("stand-ins");
+        let nodes = super::super::plan_nodes(2).expect("plan");
+        let pki = super::super::pki::Pki::generate().expect("pki");
+        let roots = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        for (n, root) in nodes.iter().zip(&roots) {
+            let c = NodeConfig {
+                node: n,
+                all: &nodes,
+                topology: Topology::Stacked,
+                host_key_private: "PRIVATE".into(),
+                host_key_public: "ssh-ed25519 AAAA".into(),
+                authorized_key: "ssh-ed25519 BBBB client".into(),
+                pki: pki.node_files(n).expect("files"),
+                standins: Some(standins.clone()),
+            };
+            write_config(root.path(), &c).expect("write");
+        }
+        let cp = roots[0].path();
+        let w = roots[1].path();
+        for r in [cp, w] {
+            assert_eq!(
+                fs::read(r.join("usr/local/bin/kubelet")).expect("kubelet"),
+                b"kubelet"
+            );
+            assert!(
+                fs::read_to_string(r.join("etc/systemd/system/kubelet.service"))
+                    .expect("unit")
+                    .contains("KillMode=process")
+            );
+            assert_eq!(
+                fs::read_link(r.join("etc/systemd/system/multi-user.target.wants/kubelet.service"))
+                    .expect("enabled"),
+                PathBuf::from("/etc/systemd/system/kubelet.service")
+            );
+            assert_eq!(
+                fs::read_link(r.join("etc/systemd/system/etcd.service")).expect("masked"),
+                PathBuf::from("/dev/null")
+            );
+            assert!(r.join("var/lib/kubelet/config.yaml").is_file());
+        }
+        assert!(cp.join("etc/kubernetes/manifests/etcd.yaml").is_file());
+        assert!(cp
+            .join("etc/kubernetes/manifests/kube-apiserver.yaml")
+            .is_file());
+        assert!(cp.join("etc/kubernetes/breakfix-nodes.yaml").is_file());
+        assert_eq!(
+            fs::read(cp.join("usr/local/bin/kube-apiserver")).expect("apiserver"),
+            b"apiserver"
+        );
+        assert!(!w.join("usr/local/bin/kube-apiserver").exists());
+        assert!(fs::read_dir(w.join("etc/kubernetes/manifests"))
+            .expect("manifests dir")
+            .next()
+            .is_none());
     }
 
     #[test]

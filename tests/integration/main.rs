@@ -7,4 +7,5 @@ mod engine;
 mod etcd_probe;
 mod export;
 mod sandbox;
+mod scenarios;
 mod transport;

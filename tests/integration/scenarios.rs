@@ -1,0 +1,109 @@
+//! The shipped scenarios on the sandbox: issue 3's end-to-end acceptance for
+//! etcd-service-stopped, and the self-test matrix over every scenario of the topology.
+
+use std::process::{Command, Output};
+
+use crate::common::{sandbox, SandboxGuard};
+
+fn bf(g: &SandboxGuard, state: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .args(args)
+        .arg("--inventory")
+        .arg(&g.inventory)
+        .env("BREAKFIX_STATE_DIR", state)
+        .env("NO_COLOR", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("breakfix runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn ssh(g: &SandboxGuard, cmd: &str) -> Output {
+    let inv = breakfix::inventory::Inventory::load(&g.inventory).expect("inventory");
+    let n = inv.node("controlplane").expect("controlplane");
+    Command::new("ssh")
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", n.known_hosts.as_ref().expect("known_hosts").display()))
+        .arg("-i")
+        .arg(n.identity_file.as_ref().expect("key"))
+        .arg(format!("root@{}", n.address))
+        .arg(cmd)
+        .output()
+        .expect("ssh runs")
+}
+
+/// Starts etcd again if a test dies half-way.
+struct EtcdBack<'a>(&'a SandboxGuard);
+impl Drop for EtcdBack<'_> {
+    fn drop(&mut self) {
+        let _ = ssh(self.0, "systemctl start etcd");
+    }
+}
+
+#[test]
+fn etcd_service_stopped_end_to_end() {
+    let g = sandbox();
+    let _back = EtcdBack(&g);
+    let state = tempfile::tempdir().expect("state dir");
+    let sc = "scenarios/etcd-service-stopped.yaml";
+
+    let o = bf(&g, state.path(), &["run", sc, "--solution", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["outcome"], "pass");
+    assert!(r["confirm"].as_array().expect("confirm").iter().all(|v| v["status"] == "fail"), "{r}");
+
+    let o = bf(&g, state.path(), &["break", sc]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = bf(&g, state.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("FAIL  etcd-unit-active") && out.contains("active: expected active, found inactive"), "{out}");
+    assert!(out.contains("FAIL  etcd-client-port") && out.contains("listening: expected true, found false"), "{out}");
+    assert!(out.contains("SKIP  etcd-endpoint-healthy"), "{out}");
+
+    // The learner starts etcd by hand.
+    let s = ssh(&g, "systemctl start etcd");
+    assert!(s.status.success(), "{}", text(&s));
+    let o = bf(&g, state.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Break again, then reset: the unit is active (its state before the break).
+    let o = bf(&g, state.path(), &["break", sc]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = bf(&g, state.path(), &["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("restore unit etcd (active, enabled)"), "{}", text(&o));
+    let s = ssh(&g, "systemctl is-active etcd; systemctl is-enabled etcd");
+    assert_eq!(String::from_utf8_lossy(&s.stdout), "active\nenabled\n");
+}
+
+#[test]
+fn every_external_scenario_passes_the_selftest_matrix() {
+    let g = sandbox();
+    let _back = EtcdBack(&g);
+    let state = tempfile::tempdir().expect("state dir");
+    let junit = state.path().join("junit.xml");
+    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+        .expect("scenarios dir")
+        .filter_map(|e| e.ok())
+        .map(|e| format!("scenarios/{}", e.file_name().to_string_lossy()))
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let mut args = vec!["test"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--junit", junit.to_str().expect("utf-8")]);
+    let o = bf(&g, state.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    for f in &files {
+        let name = f.trim_start_matches("scenarios/").trim_end_matches(".yaml");
+        assert!(xml.contains(&format!("<testsuite name=\"{name}\"")), "{name} missing from JUnit:\n{xml}");
+    }
+    assert!(xml.contains("name=\"baseline\"") && xml.contains("name=\"reset\""), "{xml}");
+}
