@@ -20,9 +20,13 @@
 
 #[path = "../tests/integration/common/sshd.rs"]
 mod sshd;
+#[path = "common/ssh_cli.rs"]
+mod ssh_cli;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use ssh_cli::{cpu_busy, machine, mode_a, mode_b, ms, stats, Master, Stats, Target};
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use breakfix::inventory::{Inventory, Node, TransportKind};
@@ -65,67 +69,6 @@ const PROBES: &[&str] = &[
     "grep -c processor /proc/cpuinfo",
 ];
 
-/// One SSH target as the `ssh` CLI needs it.
-struct Target {
-    node: Node,
-}
-
-impl Target {
-    fn key(&self) -> &Path {
-        self.node
-            .identity_file
-            .as_deref()
-            .unwrap_or(Path::new("/root/.ssh/id_ed25519"))
-    }
-    fn known_hosts(&self) -> &Path {
-        self.node
-            .known_hosts
-            .as_deref()
-            .unwrap_or(Path::new("/dev/null"))
-    }
-    /// Common `ssh` arguments: no user config, strict host keys from the node's file.
-    fn ssh_args(&self) -> Vec<String> {
-        vec![
-            "-F".into(),
-            "/dev/null".into(),
-            "-o".into(),
-            "BatchMode=yes".into(),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-            "-o".into(),
-            format!("UserKnownHostsFile={}", self.known_hosts().display()),
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
-            "-o".into(),
-            "ConnectTimeout=10".into(),
-            "-i".into(),
-            self.key().display().to_string(),
-            "-p".into(),
-            self.node.port.to_string(),
-            "-l".into(),
-            self.node.user.clone(),
-        ]
-    }
-}
-
-fn run_ssh(args: &[String], address: &str, command: &str) {
-    let status = Command::new("ssh")
-        .args(args)
-        .arg(address)
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(s) if s.code() == Some(255) => {
-            panic!("ssh to {address} failed (exit 255) for `{command}`")
-        }
-        Ok(_) => {}
-        Err(e) => panic!("cannot run ssh: {e}"),
-    }
-}
-
 /// The (node index, command) pairs of one round: probes spread over the nodes.
 fn plan(nodes: usize) -> Vec<(usize, &'static str)> {
     PROBES
@@ -133,69 +76,6 @@ fn plan(nodes: usize) -> Vec<(usize, &'static str)> {
         .enumerate()
         .map(|(i, c)| (i % nodes, *c))
         .collect()
-}
-
-fn mode_a(targets: &[Target], plan: &[(usize, &str)]) -> Duration {
-    let start = Instant::now();
-    for (n, cmd) in plan {
-        let t = &targets[*n];
-        run_ssh(&t.ssh_args(), &t.node.address, cmd);
-    }
-    start.elapsed()
-}
-
-/// A ControlMaster per target, killed by PID when dropped.
-struct Master {
-    child: Child,
-    args: Vec<String>,
-    address: String,
-}
-
-impl Master {
-    fn start(t: &Target, socket: &Path) -> Master {
-        let mut args = t.ssh_args();
-        args.extend(["-o".into(), format!("ControlPath={}", socket.display())]);
-        let child = Command::new("ssh")
-            .args(&args)
-            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-N"])
-            .arg(&t.node.address)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ssh ControlMaster");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "ControlMaster socket {} did not appear",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        args.extend(["-o".into(), "ControlMaster=no".into()]);
-        Master {
-            child,
-            args,
-            address: t.node.address.clone(),
-        }
-    }
-}
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mode_b(masters: &[Master], plan: &[(usize, &str)]) -> Duration {
-    let start = Instant::now();
-    for (n, cmd) in plan {
-        let m = &masters[*n];
-        run_ssh(&m.args, &m.address, cmd);
-    }
-    start.elapsed()
 }
 
 async fn mode_c(transports: &[Transport], plan: &[(usize, &str)]) -> Duration {
@@ -221,25 +101,6 @@ async fn mode_d(transports: &[Transport], plan: &[(usize, &str)]) -> Duration {
     start.elapsed()
 }
 
-/// Busy CPU time of the whole machine so far (all cores; /proc/stat, USER_HZ = 100).
-fn cpu_busy() -> Duration {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: u64 = stat
-        .lines()
-        .next()
-        .map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .enumerate()
-                // user nice system idle iowait irq softirq steal: skip idle and iowait.
-                .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
-                .filter_map(|(_, v)| v.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
 /// Floor: the same commands with no SSH at all, one after another in one local `sh` (on
 /// this machine; for the loopback fixture that is the node). What running them costs.
 fn floor_local(plan: &[(usize, &str)]) -> Duration {
@@ -256,52 +117,6 @@ fn floor_local(plan: &[(usize, &str)]) -> Duration {
         .stderr(Stdio::null())
         .status();
     start.elapsed()
-}
-
-struct Stats {
-    min: Duration,
-    median: Duration,
-    max: Duration,
-}
-
-fn stats(mut v: Vec<Duration>) -> Stats {
-    v.sort();
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
-    };
-    Stats {
-        min: v[0],
-        median,
-        max: v[v.len() - 1],
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let ssh = Command::new("ssh")
-        .arg("-V")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}, {ssh}", kernel.trim())
 }
 
 #[tokio::main]

@@ -43,7 +43,9 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{Facts, ProbeCtx};
+use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
+use crate::inventory::Inventory;
 use crate::template::Renderer;
 use crate::transport::Forward;
 
@@ -518,14 +520,18 @@ struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// Reads the inventory's CA, certificate and key on the node (three reads, each bounded
-    /// by what is left of the attempt).
-    async fn read(ctx: &ProbeCtx<'_>, deadline: Instant) -> Result<TlsFiles> {
-        let f = &ctx.inventory.cluster.etcd;
+    /// Reads the target's CA, certificate and key on the node (three reads, each bounded by
+    /// what is left of the attempt).
+    async fn read(
+        session: &NodeSession,
+        target: &EtcdTarget,
+        origin: TlsOrigin,
+        deadline: Instant,
+    ) -> Result<TlsFiles> {
         Ok(TlsFiles {
-            ca: read_tls_file(ctx, "ca_file", &f.ca_file, deadline).await?,
-            cert: read_tls_file(ctx, "cert_file", &f.cert_file, deadline).await?,
-            key: read_tls_file(ctx, "key_file", &f.key_file, deadline).await?,
+            ca: read_tls_file(session, origin, "ca_file", &target.ca_file, deadline).await?,
+            cert: read_tls_file(session, origin, "cert_file", &target.cert_file, deadline).await?,
+            key: read_tls_file(session, origin, "key_file", &target.key_file, deadline).await?,
         })
     }
 
@@ -546,8 +552,9 @@ impl TlsFiles {
 /// replaced them: the probe must see what a client on the node would see). The TLS files are
 /// read on every attempt. Returns a client clone and the access's id.
 async fn access(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<(Client, u64)> {
+    let target = EtcdTarget::with_inventory_tls(ctx.inventory, &ep.url);
     let files = if ep.tls {
-        Some(TlsFiles::read(ctx, deadline).await?)
+        Some(TlsFiles::read(ctx.session, &target, TlsOrigin::Inventory, deadline).await?)
     } else {
         None
     };
@@ -558,7 +565,7 @@ async fn access(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<
             return Ok((a.client.clone(), a.id));
         }
     }
-    let a = open(ctx, ep, files, sha).await?;
+    let a = open(ctx.session, ep, &target, files, sha, ctx.timeout).await?;
     let out = (a.client.clone(), a.id);
     *slot = Some(a);
     Ok(out)
@@ -574,43 +581,42 @@ async fn forget(ctx: &ProbeCtx<'_>, id: u64) {
 
 /// Opens the forward and builds the (lazy) client from the node's TLS files.
 async fn open(
-    ctx: &ProbeCtx<'_>,
+    session: &NodeSession,
     ep: &Endpoint,
+    target: &EtcdTarget,
     files: Option<TlsFiles>,
     tls_sha256: [u8; 32],
+    timeout: Duration,
 ) -> Result<EtcdAccess> {
     let tls = files.map(|f| {
         TlsOptions::new()
             .ca_certificate(Certificate::from_pem(f.ca))
             .identity(Identity::from_pem(f.cert, f.key))
             .domain_name(ep.host.clone())
-            .timeout(ctx.timeout)
+            .timeout(timeout)
     });
-    let forward = ctx.session.transport.forward(&ep.host, ep.port).await?;
+    let forward = session.transport.forward(&ep.host, ep.port).await?;
     let url = format!(
         "{}://{}",
         if ep.tls { "https" } else { "http" },
         forward.local
     );
-    let mut opts = ConnectOptions::new().with_connect_timeout(ctx.timeout);
+    let mut opts = ConnectOptions::new().with_connect_timeout(timeout);
     if let Some(t) = tls {
         opts = opts.with_tls(t);
     }
     let client = Client::connect([url.as_str()], Some(opts))
         .await
-        .map_err(|e| {
-            let f = &ctx.inventory.cluster.etcd;
-            Error::Transport {
-                host: ctx.session.transport.host().to_string(),
-                message: format!(
-                    "setting up the etcd client for {} with the node's TLS files ({}, {}, {}): {}",
-                    ep.url,
-                    f.ca_file,
-                    f.cert_file,
-                    f.key_file,
-                    describe(&e)
-                ),
-            }
+        .map_err(|e| Error::Transport {
+            host: session.transport.host().to_string(),
+            message: format!(
+                "setting up the etcd client for {} with the node's TLS files ({}, {}, {}): {}",
+                ep.url,
+                target.ca_file,
+                target.cert_file,
+                target.key_file,
+                describe(&e)
+            ),
         })?;
     Ok(EtcdAccess {
         endpoint: ep.url.clone(),
@@ -621,24 +627,118 @@ async fn open(
     })
 }
 
+/// Where the TLS file paths came from (named in the error when a file is missing).
+#[derive(Debug, Clone, Copy)]
+enum TlsOrigin {
+    /// `cluster.etcd` of the inventory (the probe).
+    Inventory,
+    /// A caller of [`connect`] (a fault's fields, defaulting to the inventory's).
+    Caller,
+}
+
 /// Reads one TLS file on the node; a missing file is an error naming the path and the
-/// inventory field.
+/// field it came from.
 async fn read_tls_file(
-    ctx: &ProbeCtx<'_>,
+    session: &NodeSession,
+    origin: TlsOrigin,
     field: &str,
     path: &str,
     deadline: Instant,
 ) -> Result<Vec<u8>> {
     let left = deadline.saturating_duration_since(Instant::now());
-    let host = ctx.session.transport.host().to_string();
-    match ctx.session.transport.read_file(path, left).await? {
+    let host = session.transport.host().to_string();
+    match session.transport.read_file(path, left).await? {
         Some(b) => Ok(b),
         None => Err(Error::Transport {
             host,
+            message: match origin {
+                TlsOrigin::Inventory => format!(
+                    "etcd TLS file {path} (cluster.etcd.{field} in the inventory) does not exist on the node"
+                ),
+                TlsOrigin::Caller => format!(
+                    "etcd TLS file {path} (`{field}`, by default cluster.etcd.{field} of the inventory) does not exist on the node"
+                ),
+            },
+        }),
+    }
+}
+
+/// How to reach one etcd from a node: its client URL as seen FROM THE NODE and the TLS files
+/// ON THE NODE. Faults journal it with their undo, so `reset` needs no inventory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EtcdTarget {
+    /// Client URL, e.g. `https://127.0.0.1:2379` (`http://` for a plain-text etcd).
+    pub endpoint: String,
+    /// CA bundle that signed etcd's serving certificate.
+    pub ca_file: String,
+    /// Client certificate etcd accepts.
+    pub cert_file: String,
+    /// Key of `cert_file`.
+    pub key_file: String,
+}
+
+impl EtcdTarget {
+    /// `endpoint` with the inventory's TLS files.
+    pub fn with_inventory_tls(inventory: &Inventory, endpoint: &str) -> EtcdTarget {
+        let f = &inventory.cluster.etcd;
+        EtcdTarget {
+            endpoint: endpoint.to_string(),
+            ca_file: f.ca_file.clone(),
+            cert_file: f.cert_file.clone(),
+            key_file: f.key_file.clone(),
+        }
+    }
+}
+
+/// Opens a NEW access to `target`'s etcd for `session`'s node (not the probes' cached one):
+/// reads the TLS files on the node, opens a forward to the endpoint as seen from the node and
+/// builds a TLS client over it. All of it is bounded by `timeout`, which also bounds the
+/// client's connect and TLS handshake. The client connects lazily: the first request is the
+/// proof; turn its errors into text with [`EtcdAccess::explain`].
+///
+/// Errors: malformed endpoint, a TLS file missing on the node (names the path and field),
+/// transport failures, `timeout` passed.
+pub async fn connect(
+    session: &NodeSession,
+    target: &EtcdTarget,
+    timeout: Duration,
+) -> Result<EtcdAccess> {
+    let deadline = Instant::now() + timeout;
+    let ep = Endpoint::parse(&target.endpoint)?;
+    let opening = async {
+        let files = if ep.tls {
+            Some(TlsFiles::read(session, target, TlsOrigin::Caller, deadline).await?)
+        } else {
+            None
+        };
+        let sha = TlsFiles::sha256(files.as_ref());
+        open(session, &ep, target, files, sha, timeout).await
+    };
+    match tokio::time::timeout_at(deadline, opening).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Transport {
+            host: session.transport.host().to_string(),
             message: format!(
-                "etcd TLS file {path} (cluster.etcd.{field} in the inventory) does not exist on the node"
+                "opening the etcd client for {} did not finish within {}",
+                target.endpoint,
+                humantime::format_duration(timeout)
             ),
         }),
+    }
+}
+
+impl EtcdAccess {
+    /// One line for an etcd-client error: etcd's own message when etcd answered (e.g.
+    /// `etcdserver: mvcc: database space exceeded`), else the transport failure with what it
+    /// most likely means (etcd down, TLS rejected, ...).
+    pub fn explain(&self, e: etcd_client::Error) -> String {
+        match Endpoint::parse(&self.endpoint) {
+            Ok(ep) => match classify(e, &ep) {
+                Failure::Answered { message, .. } => message,
+                Failure::Unreachable(m) => m,
+            },
+            Err(_) => describe(&e),
+        }
     }
 }
 

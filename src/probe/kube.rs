@@ -2,7 +2,7 @@
 //! kubeconfig (kubeadm: /etc/kubernetes/admin.conf) read over the transport and the API
 //! reached through a port forward to the server the kubeconfig names (as seen from the node).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -115,8 +115,11 @@ async fn open(ctx: &ProbeCtx<'_>) -> Result<KubeAccess> {
         .map_err(|e| Error::other(format!("forward address: {e}")))?;
     config.tls_server_name = Some(config.tls_server_name.clone().unwrap_or(api_host));
     config.connect_timeout = Some(ctx.timeout);
-    config.read_timeout = Some(ctx.timeout);
-    config.write_timeout = Some(ctx.timeout);
+    // No client-wide read/write timeouts: the access is shared by every kube probe of the
+    // node, each bounding its own requests by its own timeout (a read timeout taken from the
+    // probe that happened to open the access cut the others' requests short).
+    config.read_timeout = None;
+    config.write_timeout = None;
     let client = Client::try_from(config).map_err(|e| Error::Transport { host, message: format!("kube client: {e}") })?;
     Ok(KubeAccess { forward, client })
 }
@@ -146,22 +149,34 @@ impl KubeProbe {
 
     /// Gathers the wanted facts. API errors (server down, etcd failing behind it) become
     /// facts with the error as the note; only breakfix's own access problems are errors.
+    ///
+    /// The shared access (forward + client) is locked only to open or fetch it, so probes of
+    /// one node run concurrently (holding the lock for the requests made every other kube
+    /// probe wait behind one that hangs on a stalled API server, and time out as errors).
+    /// All requests of one gather share one deadline, `ctx.timeout`, so a slow API server
+    /// shows as failed facts before the runner gives up on the probe.
     pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
-        let mut guard = ctx.session.kube.lock().await;
-        if guard.is_none() {
-            *guard = Some(open(ctx).await?);
-        }
-        let Some(access) = guard.as_ref() else { return Err(Error::other("kube access vanished")) };
-        let client = access.client.clone();
+        let end = Instant::now() + ctx.timeout;
+        let (client, local) = {
+            let mut guard = ctx.session.kube.lock().await;
+            if guard.is_none() {
+                *guard = Some(open(ctx).await?);
+            }
+            let Some(access) = guard.as_ref() else { return Err(Error::other("kube access vanished")) };
+            (access.client.clone(), access.forward.local)
+        };
+        let left = || end.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
         let mut f = Facts::default();
         let mut notes = Vec::new();
+        // A request that did not reach the API server (the forward or the connection broke,
+        // e.g. after a restart): open a fresh access next time. Answers and timeouts do not.
         let mut failed = false;
-        let deadline = ctx.timeout;
+        let broken = |e: &kube::Error| !matches!(e, kube::Error::Api(_));
         let obj_facts = ["exists", "field", "ready_replicas", "available_replicas", "replicas"];
         if wanted.iter().any(|w| obj_facts.contains(w)) {
             let api = self.api(&client).map_err(Error::other)?;
             let name = self.object.as_deref().ok_or_else(|| Error::other(format!("probe `{}`: these facts need `object:`", self.name)))?;
-            match tokio::time::timeout(deadline, api.get_opt(name)).await {
+            match tokio::time::timeout(left(), api.get_opt(name)).await {
                 Ok(Ok(Some(obj))) => {
                     let v = serde_json::to_value(&obj).unwrap_or_default();
                     f.set("exists", true);
@@ -178,12 +193,11 @@ impl KubeProbe {
                 }
                 Ok(Ok(None)) => f.set("exists", false),
                 Ok(Err(e)) => {
-                    failed = true;
+                    failed |= broken(&e);
                     notes.push(format!("get {name}: {e}"));
                 }
                 Err(_) => {
-                    failed = true;
-                    notes.push(format!("get {name}: no answer within {}", humantime::format_duration(deadline)));
+                    notes.push(format!("get {name}: no answer within {}", humantime::format_duration(ctx.timeout)));
                 }
             }
         }
@@ -193,25 +207,32 @@ impl KubeProbe {
             if let Some(s) = &self.selector {
                 lp = lp.labels(s);
             }
-            match tokio::time::timeout(deadline, api.list(&lp)).await {
+            match tokio::time::timeout(left(), api.list(&lp)).await {
                 Ok(Ok(list)) => f.set("count", list.items.len()),
                 Ok(Err(e)) => {
-                    failed = true;
+                    failed |= broken(&e);
                     notes.push(format!("list: {e}"));
                 }
                 Err(_) => {
-                    failed = true;
                     notes.push("list: no answer".into());
                 }
             }
         }
         if wanted.contains(&"readyz") {
             let req = http::Request::get("/readyz?verbose").body(Vec::new()).map_err(|e| Error::other(e.to_string()))?;
-            match tokio::time::timeout(deadline, client.request_text(req)).await {
+            match tokio::time::timeout(left(), client.request_text(req)).await {
                 Ok(Ok(_)) => f.set("readyz", true),
                 Ok(Err(e)) => {
+                    failed |= broken(&e);
                     f.set("readyz", false);
-                    notes.push(format!("readyz: {e}"));
+                    // A failing /readyz lists every check: name the failing ones.
+                    let text = e.to_string();
+                    let bad: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("[-]")).collect();
+                    if bad.is_empty() {
+                        notes.push(format!("readyz: {e}"));
+                    } else {
+                        notes.push(format!("readyz: {}", bad.join(", ")));
+                    }
                 }
                 Err(_) => {
                     f.set("readyz", false);
@@ -220,11 +241,16 @@ impl KubeProbe {
             }
         }
         if wanted.contains(&"writable") {
-            f.set("writable", self.write_check(&client, deadline, &mut notes).await);
+            let ok = self.write_check(&client, end, &mut notes, &mut failed).await;
+            f.set("writable", ok);
         }
         if failed {
-            // The cached connection may be stale (API server restarted): reconnect next time.
-            *guard = None;
+            // The cached connection may be stale (API server restarted): reconnect next time,
+            // unless another probe already did.
+            let mut guard = ctx.session.kube.lock().await;
+            if guard.as_ref().is_some_and(|a| a.forward.local == local) {
+                *guard = None;
+            }
         }
         if !notes.is_empty() {
             f.note = Some(notes.join("; "));
@@ -232,7 +258,8 @@ impl KubeProbe {
         Ok(f)
     }
 
-    async fn write_check(&self, client: &Client, deadline: Duration, notes: &mut Vec<String>) -> bool {
+    async fn write_check(&self, client: &Client, end: Instant, notes: &mut Vec<String>, failed: &mut bool) -> bool {
+        let left = || end.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
         let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
         let name = format!("breakfix-probe-{:08x}", rand::random::<u32>());
         let cm: k8s_openapi::api::core::v1::ConfigMap = match serde_json::from_value(serde_json::json!({
@@ -245,9 +272,10 @@ impl KubeProbe {
                 return false;
             }
         };
-        match tokio::time::timeout(deadline, api.create(&PostParams::default(), &cm)).await {
+        match tokio::time::timeout(left(), api.create(&PostParams::default(), &cm)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
+                *failed |= !matches!(e, kube::Error::Api(_));
                 notes.push(format!("create configmap: {e}"));
                 return false;
             }
@@ -256,9 +284,10 @@ impl KubeProbe {
                 return false;
             }
         }
-        match tokio::time::timeout(deadline, api.delete(&name, &DeleteParams::default())).await {
+        match tokio::time::timeout(left(), api.delete(&name, &DeleteParams::default())).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
+                *failed |= !matches!(e, kube::Error::Api(_));
                 notes.push(format!("delete configmap {name}: {e}"));
                 false
             }

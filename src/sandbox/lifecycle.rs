@@ -212,7 +212,7 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
         if running && !opts.recreate {
             if old.topology != opts.topology {
                 return Err(Error::other(format!(
-                    "a sandbox with the {} topology is already up ({} node(s)); run `breakfix sandbox down` first,                      or `breakfix sandbox up --topology {} --recreate` to replace it",
+                    "a sandbox with the {} topology is already up ({} node(s)); run `breakfix sandbox down` first, or `breakfix sandbox up --topology {} --recreate` to replace it",
                     topology_name(old.topology),
                     old.nodes.len(),
                     topology_name(opts.topology),

@@ -8,12 +8,16 @@ pub mod sshd;
 // `sandbox()` serialises its users (a process-wide mutex plus an flock on
 // /tmp/breakfix-tests-sandbox.lock, so parallel test threads AND other test processes wait
 // their turn), and brings the sandbox up with the built binary if it is not up. The sandbox
-// is left up afterwards: the next user gets it at once.
+// is left up afterwards: the next user gets it at once. `sandbox()` is the external topology
+// (2 nodes); `sandbox_stacked()` the stacked one (2 nodes, etcd and kube-apiserver as static
+// pods of the kubelet stand-in). Each replaces a sandbox of the other topology (down + up).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
+
+use breakfix::inventory::Topology;
 
 /// File whose flock serialises the sandbox's users across test processes.
 pub const SANDBOX_TEST_LOCK: &str = "/tmp/breakfix-tests-sandbox.lock";
@@ -26,6 +30,8 @@ pub struct SandboxGuard {
     _thread: MutexGuard<'static, ()>,
     /// The inventory `breakfix sandbox up` wrote.
     pub inventory: PathBuf,
+    /// The topology this user asked for (what [`SandboxGuard::ensure_up`] brings up).
+    pub topology: Topology,
 }
 
 /// Runs the built `breakfix` binary with `args` and returns its output.
@@ -37,8 +43,22 @@ pub fn breakfix(args: &[&str]) -> Output {
         .expect("run the breakfix binary")
 }
 
-/// Takes the sandbox (waiting for other users) and makes sure it is up.
+/// Takes the sandbox (waiting for other users) and makes sure it is up with the external
+/// topology (2 nodes).
 pub fn sandbox() -> SandboxGuard {
+    sandbox_with(Topology::External)
+}
+
+/// Takes the sandbox (waiting for other users) and makes sure it is up with the stacked
+/// topology (2 nodes). Needs the stand-in binaries next to the breakfix binary (`cargo build`
+/// of the workspace; `cargo test` of the whole workspace builds them too).
+pub fn sandbox_stacked() -> SandboxGuard {
+    sandbox_with(Topology::Stacked)
+}
+
+/// Takes the sandbox (waiting for other users) and makes sure it is up with `topology`
+/// (2 nodes), replacing a sandbox of the other topology.
+pub fn sandbox_with(topology: Topology) -> SandboxGuard {
     let thread = SANDBOX_MUTEX
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -55,18 +75,57 @@ pub fn sandbox() -> SandboxGuard {
         _file: file,
         _thread: thread,
         inventory: breakfix::sandbox::default_inventory_path(),
+        topology,
     };
     guard.ensure_up();
     guard
 }
 
+/// The topology of the sandbox that is up now, if one is.
+pub fn topology_up() -> Option<Topology> {
+    if !breakfix::sandbox::is_up() {
+        return None;
+    }
+    breakfix::sandbox::state::State::load(&breakfix::sandbox::state_dir())
+        .ok()
+        .flatten()
+        .map(|st| st.topology)
+}
+
 impl SandboxGuard {
-    /// Brings the sandbox up (default: 2 nodes, external topology) unless it is up already.
+    /// Brings the sandbox up (2 nodes, the guard's topology) unless it is up already with
+    /// that topology; a sandbox of the other topology is taken down first.
     pub fn ensure_up(&self) {
-        if breakfix::sandbox::is_up() {
-            return;
+        let topo = match self.topology {
+            Topology::External => "external",
+            Topology::Stacked => "stacked",
+        };
+        match topology_up() {
+            Some(t) if t == self.topology && self.api_ok() => return,
+            Some(_) => {
+                let out = breakfix(&["sandbox", "down"]);
+                assert!(
+                    out.status.success(),
+                    "`breakfix sandbox down` (to switch to the {topo} topology) failed:\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => {}
         }
-        let out = breakfix(&["sandbox", "up"]);
+        if self.topology == Topology::Stacked {
+            let dir = Path::new(env!("CARGO_BIN_EXE_breakfix"))
+                .parent()
+                .expect("target dir");
+            for bin in ["kubelet-standin", "kube-apiserver-standin"] {
+                assert!(
+                    dir.join(bin).is_file(),
+                    "{} is missing: build the workspace first (`cargo build`), the stacked sandbox runs the stand-ins",
+                    dir.join(bin).display()
+                );
+            }
+        }
+        let out = breakfix(&["sandbox", "up", "--topology", topo]);
         assert!(
             out.status.success(),
             "`breakfix sandbox up` failed:\n{}\n{}",
@@ -77,6 +136,30 @@ impl SandboxGuard {
             breakfix::sandbox::is_up(),
             "sandbox not up after `breakfix sandbox up`"
         );
+    }
+
+    /// External topology: true. Stacked: the API server's /readyz answers 200 (waiting up to
+    /// 30 s, e.g. while a previous test's repair settles); a sandbox whose API stays broken is
+    /// replaced.
+    fn api_ok(&self) -> bool {
+        if self.topology != Topology::Stacked {
+            return true;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = breakfix(&["sandbox", "status", "--output", "json"]);
+            let ready = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .map(|v| v["nodes"][0]["apiserver"] == serde_json::Value::Bool(true))
+                .unwrap_or(false);
+            if ready {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                eprintln!("the stacked sandbox's API server is not ready: replacing the sandbox");
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
     }
 
     /// The inventory, loaded.

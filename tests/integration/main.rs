@@ -8,4 +8,5 @@ mod etcd_probe;
 mod export;
 mod sandbox;
 mod scenarios;
+mod stacked;
 mod transport;

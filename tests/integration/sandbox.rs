@@ -245,9 +245,15 @@ fn up_again_is_a_quick_no_op_and_status_reports_json() {
     assert_eq!(v["nodes"][0]["etcd"], "3.4.23");
     assert_eq!(v["nodes"][1]["running"], true);
 
+    // Up with the other topology: refused, saying how to switch (and nothing is touched).
     let out = breakfix(&["sandbox", "up", "--topology", "stacked"]);
-    // Already up: a no-op that says how to change it (stacked lands with issue 4).
-    assert!(out.status.success() || text(&out.stderr).contains("not supported yet"));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("sandbox down") && text(&out.stderr).contains("--recreate"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(breakfix::sandbox::is_up());
 }
 
 /// What the sandbox had recorded, read before `down`.

@@ -1,0 +1,792 @@
+//! The stacked topology (`breakfix sandbox up --topology stacked`, issue 4's acceptance)
+//! against the real thing: etcd and the kube-apiserver stand-in as static pods of the kubelet
+//! stand-in inside systemd-nspawn nodes, driven with the REAL kubectl of the host
+//! (`/usr/bin/kubectl`, a copy of the node's admin.conf, an empty `--cache-dir` per test), the
+//! real OpenSSH client for the faults, and the engine's `kube` probe through
+//! `breakfix check --output json`.
+//!
+//! Every test that breaks something restores it in a drop guard (also when an assertion
+//! fails) and waits for the API to be healthy again, so the next test gets a working cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use breakfix::inventory::Topology;
+use breakfix::sandbox::state::{ProcKind, Resource, State};
+
+use crate::common::{breakfix, sandbox_stacked, SandboxGuard};
+
+const MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
+/// Backup of the pristine etcd manifest, outside the manifests dir (the kubelet would run a
+/// copy inside it as a second pod).
+const BACKUP: &str = "/root/etcd.yaml.breakfix-test";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+/// kubectl with a copy of the node's /etc/kubernetes/admin.conf and its own cold cache.
+struct Kubectl {
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Kubectl {
+    fn new(sb: &SandboxGuard) -> Kubectl {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("admin.conf");
+        let conf = sb.ssh_ok("controlplane", "cat /etc/kubernetes/admin.conf");
+        assert!(conf.contains("server: https://198.18.0.11:6443"), "{conf}");
+        std::fs::write(&kubeconfig, conf).expect("write kubeconfig");
+        let cache = dir.path().join("cache");
+        Kubectl {
+            _dir: dir,
+            kubeconfig,
+            cache,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run /usr/bin/kubectl")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "kubectl {args:?}: {}", show(&o));
+        text(&o.stdout)
+    }
+
+    /// Retries `kubectl args` until `cond(output)` holds, at most `limit`. Returns the last
+    /// output and whether it held.
+    fn until(
+        &self,
+        args: &[&str],
+        limit: Duration,
+        cond: impl Fn(&Output) -> bool,
+    ) -> (Output, bool) {
+        let start = Instant::now();
+        loop {
+            let o = self.run(args);
+            if cond(&o) {
+                return (o, true);
+            }
+            if start.elapsed() >= limit {
+                return (o, false);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits until the API answers and critical-app is 3/3 again.
+    fn wait_healthy(&self, limit: Duration) -> bool {
+        self.until(
+            &[
+                "get",
+                "deploy",
+                "critical-app",
+                "--request-timeout=5s",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
+            limit,
+            |o| o.status.success() && text(&o.stdout).trim() == "3",
+        )
+        .1
+    }
+}
+
+/// Puts the pristine etcd manifest back when dropped (also after a failed assertion) and
+/// waits for the cluster to be healthy again.
+struct RestoreEtcd<'a> {
+    sb: &'a SandboxGuard,
+    kubectl: &'a Kubectl,
+}
+
+impl<'a> RestoreEtcd<'a> {
+    /// Saves the manifest first.
+    fn new(sb: &'a SandboxGuard, kubectl: &'a Kubectl) -> RestoreEtcd<'a> {
+        sb.ssh_ok("controlplane", &format!("cp -p {MANIFEST} {BACKUP}"));
+        RestoreEtcd { sb, kubectl }
+    }
+}
+
+impl Drop for RestoreEtcd<'_> {
+    fn drop(&mut self) {
+        let _ = self.sb.ssh(
+            "controlplane",
+            &format!("cmp -s {BACKUP} {MANIFEST} || cp -p {BACKUP} {MANIFEST}; rm -f {BACKUP}"),
+        );
+        if !self.kubectl.wait_healthy(Duration::from_secs(60)) {
+            eprintln!(
+                "warning: the stacked sandbox did not become healthy after restoring etcd.yaml"
+            );
+        }
+    }
+}
+
+/// What `breakfix check` found for one probe.
+#[derive(Debug)]
+struct ProbeResult {
+    status: String,
+    note: String,
+    facts: Vec<(String, String)>,
+}
+
+impl ProbeResult {
+    fn found(&self, fact: &str) -> &str {
+        self.facts
+            .iter()
+            .find(|(f, _)| f == fact)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("<not checked>")
+    }
+}
+
+/// A scenario whose verify probes are `kube` probes on the control plane: the deployment
+/// ready (and its absence, as a separate probe), the monitor pod Running, the node count, the
+/// API's readyz and writability.
+const KUBE_SCENARIO: &str = r#"apiVersion: breakfix/v1
+kind: Scenario
+metadata:
+  name: stacked-kube-probes
+  title: "kube probes against the stacked sandbox (integration test)"
+  description: the engine's kube probe against each state of the control plane
+  difficulty: beginner
+  time_limit: 5m
+  topologies: [stacked]
+targets:
+  controlplane:
+    role: control-plane
+faults:
+  - kind: command
+    name: nothing
+    run: "true"
+    undo: "true"
+tasks:
+  - title: nothing to do
+    text: the test breaks the cluster itself
+verify:
+  probes:
+    - kind: kube
+      name: app-ready
+      resource: deployments
+      namespace: default
+      object: critical-app
+      timeout: 6s
+      expect: { exists: true, ready_replicas: 3, replicas: 3 }
+    - kind: kube
+      name: app-absent
+      resource: deployments
+      object: critical-app
+      timeout: 6s
+      expect: { exists: false }
+    - kind: kube
+      name: monitor-running
+      resource: pods
+      namespace: kube-system
+      object: cluster-monitor
+      field: status.phase
+      timeout: 6s
+      expect: { field: Running }
+    - kind: kube
+      name: two-nodes
+      resource: nodes
+      timeout: 6s
+      expect: { count: 2 }
+    - kind: kube
+      name: api
+      timeout: 6s
+      expect: { readyz: true, writable: true }
+"#;
+
+/// Runs `breakfix check` of [`KUBE_SCENARIO`] with the sandbox's inventory; returns the
+/// results by probe name.
+fn kube_probes(sb: &SandboxGuard) -> std::collections::BTreeMap<String, ProbeResult> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kube.yaml");
+    std::fs::write(&file, KUBE_SCENARIO).expect("write scenario");
+    let o = Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .arg("check")
+        .arg(&file)
+        .arg("--inventory")
+        .arg(&sb.inventory)
+        .args(["--output", "json"])
+        .env("BREAKFIX_STATE_DIR", dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run breakfix check");
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "check must pass or fail, not error: {}",
+        show(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("check JSON ({e}): {}", show(&o)));
+    let mut out = std::collections::BTreeMap::new();
+    for p in v["verify"].as_array().expect("verify results") {
+        let facts = p["checks"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        (
+                            c["fact"].as_str().unwrap_or("").to_string(),
+                            c["found"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(
+            p["probe"].as_str().unwrap_or("").to_string(),
+            ProbeResult {
+                status: p["status"].as_str().unwrap_or("").to_string(),
+                note: p["note"].as_str().unwrap_or("").to_string(),
+                facts,
+            },
+        );
+    }
+    out
+}
+
+/// Asserts the probes of a healthy cluster: everything passes but `app-absent`.
+fn assert_probes_healthy(sb: &SandboxGuard) {
+    let r = kube_probes(sb);
+    for name in ["app-ready", "monitor-running", "two-nodes", "api"] {
+        assert_eq!(r[name].status, "pass", "{name}: {:?}", r[name]);
+    }
+    assert_eq!(r["app-absent"].status, "fail", "{:?}", r["app-absent"]);
+    assert_eq!(r["app-absent"].found("exists"), "true");
+}
+
+/// Asserts the probes while etcd is gone: every probe FAILS (not errors), readyz names etcd.
+fn assert_probes_etcd_down(sb: &SandboxGuard) {
+    let r = kube_probes(sb);
+    for (name, p) in &r {
+        assert_eq!(
+            p.status, "fail",
+            "{name} must fail while etcd is down: {p:?}"
+        );
+    }
+    assert_eq!(r["api"].found("readyz"), "false", "{:?}", r["api"]);
+    assert_eq!(r["api"].found("writable"), "false", "{:?}", r["api"]);
+    assert!(
+        r["api"].note.contains("[-]etcd failed"),
+        "readyz note: {:?}",
+        r["api"]
+    );
+    // The object facts are unknown (the API cannot answer), not "absent".
+    assert_eq!(
+        r["app-absent"].found("exists"),
+        "<absent>",
+        "{:?}",
+        r["app-absent"]
+    );
+}
+
+#[test]
+fn stacked_control_plane_serves_kubectl() {
+    let sb = sandbox_stacked();
+    let k = Kubectl::new(&sb);
+
+    // The inventory: the engine cannot tell it from a kubeadm cluster's.
+    let inv = sb.load();
+    assert_eq!(inv.cluster.topology, Topology::Stacked);
+    assert_eq!(
+        inv.cluster.kubeconfig.as_deref(),
+        Some("/etc/kubernetes/admin.conf")
+    );
+
+    let nodes = k.ok(&["get", "nodes"]);
+    for n in ["controlplane", "node01"] {
+        let line = nodes
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("{n} missing:\n{nodes}"));
+        assert!(line.contains(" Ready "), "{n} not Ready:\n{nodes}");
+    }
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("controlplane") && l.contains("control-plane")),
+        "{nodes}"
+    );
+
+    let pods = k.ok(&["get", "pods", "-A"]);
+    for want in [
+        "kube-system   etcd-controlplane ",
+        "kube-system   kube-apiserver-controlplane ",
+        "kube-system   cluster-monitor ",
+    ] {
+        assert!(pods.contains(want), "{want:?} missing:\n{pods}");
+    }
+    let app: Vec<&str> = pods
+        .lines()
+        .filter(|l| l.starts_with("default") && l.contains("critical-app-"))
+        .collect();
+    assert_eq!(app.len(), 3, "{pods}");
+    assert!(app.iter().all(|l| l.contains("Running")), "{pods}");
+    for l in pods.lines().filter(|l| l.starts_with("kube-system")) {
+        assert!(l.contains("1/1") && l.contains("Running"), "{l}");
+    }
+
+    let deploy = k.ok(&["get", "deploy", "critical-app"]);
+    let line = deploy.lines().nth(1).unwrap_or("");
+    assert!(
+        line.starts_with("critical-app") && line.contains(" 3/3 "),
+        "{deploy}"
+    );
+
+    let created = k.ok(&["create", "configmap", "t", "--from-literal=a=b"]);
+    assert_eq!(created.trim(), "configmap/t created");
+    let yaml = k.ok(&["get", "cm", "t", "-o", "yaml"]);
+    assert!(
+        yaml.contains("data:\n  a: b\n") && yaml.contains("name: t\n"),
+        "{yaml}"
+    );
+    assert_eq!(
+        k.ok(&["delete", "cm", "t"]).trim(),
+        "configmap \"t\" deleted"
+    );
+    let gone = k.run(&["get", "cm", "t"]);
+    assert!(
+        !gone.status.success() && text(&gone.stderr).contains("NotFound"),
+        "{}",
+        show(&gone)
+    );
+
+    // The seed's own file, applied again by the learner: nothing to change.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = dir.path().join("seed-000.yaml");
+    std::fs::write(&seed, breakfix::sandbox::kubeapi::WORKLOADS).expect("write");
+    let applied = k.ok(&["apply", "-f", seed.to_str().expect("utf-8")]);
+    for want in [
+        "deployment.apps/critical-app",
+        "service/critical-app-service",
+        "pod/cluster-monitor",
+    ] {
+        let line = applied
+            .lines()
+            .find(|l| l.starts_with(want))
+            .unwrap_or_else(|| panic!("{want} missing:\n{applied}"));
+        assert!(
+            line.ends_with(" unchanged") || line.ends_with(" configured"),
+            "{line}"
+        );
+    }
+
+    assert_eq!(k.ok(&["get", "--raw", "/readyz"]).trim(), "ok");
+    let verbose = k.ok(&["get", "--raw", "/readyz?verbose"]);
+    assert!(
+        verbose.contains("[+]etcd ok") && verbose.contains("readyz check passed"),
+        "{verbose}"
+    );
+
+    // The node looks like a kubeadm control plane: the static pods, the kubelet unit, no etcd
+    // unit.
+    assert_eq!(
+        sb.ssh_ok("controlplane", "systemctl is-active kubelet")
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        text(&sb.ssh("controlplane", "systemctl is-enabled etcd").stdout).trim(),
+        "masked"
+    );
+    let ls = sb.ssh_ok("controlplane", "ls /etc/kubernetes/manifests");
+    assert_eq!(ls, "etcd.yaml\nkube-apiserver.yaml\n");
+    let ps = sb.ssh_ok("controlplane", "ps -eo comm,args");
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("etcd ") && l.contains("--data-dir=/var/lib/etcd")),
+        "{ps}"
+    );
+    assert!(ps.lines().any(|l| l.starts_with("kube-apiserver ")), "{ps}");
+    let pki = sb.ssh_ok(
+        "controlplane",
+        "cd /etc/kubernetes/pki && ls apiserver.crt apiserver.key apiserver-kubelet-client.crt \
+         front-proxy-ca.crt front-proxy-client.crt sa.key sa.pub && stat -c '%a' sa.key apiserver.key",
+    );
+    assert!(pki.ends_with("600\n600\n"), "{pki}");
+    assert_eq!(
+        sb.ssh_ok("node01", "systemctl is-active kubelet").trim(),
+        "active"
+    );
+
+    // The same sandbox asked for with the other topology: refused, saying how to switch.
+    let o = breakfix(&["sandbox", "up"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        text(&o.stderr).contains("stacked topology is already up")
+            && text(&o.stderr).contains("--recreate"),
+        "{}",
+        show(&o)
+    );
+
+    assert_probes_healthy(&sb);
+}
+
+#[test]
+fn moving_the_etcd_manifest_out_stops_the_api_and_back_brings_it_back() {
+    let sb = sandbox_stacked();
+    let k = Kubectl::new(&sb);
+    assert!(k.wait_healthy(Duration::from_secs(30)), "healthy before");
+    let _restore = RestoreEtcd::new(&sb, &k);
+
+    sb.ssh_ok(
+        "controlplane",
+        &format!("mv {MANIFEST} /root/etcd.yaml.moved"),
+    );
+    // The kubelet stand-in stops etcd within a second or two.
+    let (o, failed) = k.until(
+        &["get", "nodes", "--request-timeout=5s"],
+        Duration::from_secs(30),
+        |o| !o.status.success(),
+    );
+    assert!(failed, "get nodes must fail without etcd: {}", show(&o));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("Timeout") || err.contains("deadline exceeded"),
+        "{err}"
+    );
+    let r = k.run(&["get", "--raw", "/readyz"]);
+    assert!(!r.status.success(), "{}", show(&r));
+    assert!(text(&r.stderr).contains("[-]etcd failed"), "{}", show(&r));
+    let etcd_gone = sb.ssh("controlplane", "ss -tlnH 'sport = :2379' | grep -q .");
+    assert!(!etcd_gone.status.success(), "etcd must not listen any more");
+    assert_probes_etcd_down(&sb);
+
+    sb.ssh_ok(
+        "controlplane",
+        &format!("mv /root/etcd.yaml.moved {MANIFEST}"),
+    );
+    let back = Instant::now();
+    let (o, ok) = k.until(
+        &["get", "nodes", "--request-timeout=5s"],
+        Duration::from_secs(30),
+        |o| o.status.success(),
+    );
+    assert!(ok, "get nodes must work again within 30 s: {}", show(&o));
+    let (o, ok) = k.until(
+        &["get", "--raw", "/readyz"],
+        Duration::from_secs(30).saturating_sub(back.elapsed()),
+        |o| o.status.success(),
+    );
+    assert!(ok, "/readyz must pass again within 30 s: {}", show(&o));
+    eprintln!("API back {:?} after the manifest returned", back.elapsed());
+    assert!(k.wait_healthy(Duration::from_secs(30)));
+    assert_probes_healthy(&sb);
+}
+
+#[test]
+fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
+    let sb = sandbox_stacked();
+    let k = Kubectl::new(&sb);
+    assert!(k.wait_healthy(Duration::from_secs(30)), "healthy before");
+    let _restore = RestoreEtcd::new(&sb, &k);
+
+    sb.ssh_ok(
+        "controlplane",
+        &format!(
+            "sed -i 's#--data-dir=/var/lib/etcd$#--data-dir=/var/lib/etcd-breakfix-test#' {MANIFEST} \
+             && grep -q -- '--data-dir=/var/lib/etcd-breakfix-test$' {MANIFEST}"
+        ),
+    );
+    let (o, empty) = k.until(
+        &["get", "deploy", "--request-timeout=5s"],
+        Duration::from_secs(30),
+        |o| o.status.success() && !text(&o.stdout).contains("critical-app"),
+    );
+    assert!(empty, "critical-app must be gone: {}", show(&o));
+    assert!(
+        text(&o.stderr).contains("No resources found"),
+        "{}",
+        show(&o)
+    );
+    let ps = sb.ssh_ok("controlplane", "ps -eo args");
+    assert!(
+        ps.contains("--data-dir=/var/lib/etcd-breakfix-test"),
+        "{ps}"
+    );
+    // The API itself works (on an empty store); nodes come back from the node list.
+    assert_eq!(k.ok(&["get", "--raw", "/readyz"]).trim(), "ok");
+    let (o, two) = k.until(
+        &["get", "nodes", "-o", "name"],
+        Duration::from_secs(30),
+        |o| text(&o.stdout).lines().count() == 2,
+    );
+    assert!(two, "{}", show(&o));
+    let r = kube_probes(&sb);
+    assert_eq!(r["app-ready"].status, "fail", "{:?}", r["app-ready"]);
+    assert_eq!(r["app-ready"].found("exists"), "false");
+    assert_eq!(r["app-absent"].status, "pass", "{:?}", r["app-absent"]);
+    assert_eq!(r["monitor-running"].status, "fail");
+    assert_eq!(r["api"].status, "pass", "{:?}", r["api"]);
+    assert_eq!(r["two-nodes"].status, "pass", "{:?}", r["two-nodes"]);
+
+    // Revert: the old store, with every object, is back.
+    sb.ssh_ok("controlplane", &format!("cp -p {BACKUP} {MANIFEST}"));
+    assert!(
+        k.wait_healthy(Duration::from_secs(30)),
+        "critical-app must be back 3/3 after reverting the data dir"
+    );
+    let pods = k.ok(&["get", "pods", "-n", "kube-system"]);
+    assert!(pods.contains("cluster-monitor"), "{pods}");
+    sb.ssh_ok("controlplane", "rm -rf /var/lib/etcd-breakfix-test");
+    assert_probes_healthy(&sb);
+}
+
+#[test]
+fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
+    let sb = sandbox_stacked();
+    let k = Kubectl::new(&sb);
+    assert!(k.wait_healthy(Duration::from_secs(30)), "healthy before");
+    let _restore = RestoreEtcd::new(&sb, &k);
+
+    // An address of the sandbox network that no node has: bind fails locally.
+    sb.ssh_ok(
+        "controlplane",
+        &format!(
+            "sed -i 's#--listen-client-urls=.*#--listen-client-urls=https://198.18.0.250:2379#' {MANIFEST}"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (log, journal) = loop {
+        let log = text(
+            &sb.ssh(
+                "controlplane",
+                "cat /var/log/pods/kube-system_etcd-controlplane_*/etcd/*.log",
+            )
+            .stdout,
+        );
+        let journal = sb.ssh_ok(
+            "controlplane",
+            "journalctl -u kubelet --no-pager -o cat --since '-2min'",
+        );
+        let bind =
+            log.contains("listen tcp 198.18.0.250:2379: bind: cannot assign requested address");
+        let backoff = journal.contains("Back-off restarting failed container etcd")
+            && journal.contains("CrashLoopBackOff");
+        if (bind && backoff) || Instant::now() >= deadline {
+            break (log, journal);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        log.contains("bind: cannot assign requested address"),
+        "the bind error in the pod log:\n{log}"
+    );
+    assert!(
+        journal.contains("Back-off restarting failed container etcd"),
+        "the back-off in `journalctl -u kubelet`:\n{journal}"
+    );
+    let status = sb.ssh_ok(
+        "controlplane",
+        "jq -r '.pods[] | select(.name == \"etcd-controlplane\") | .containers[0] | \"\\(.reason) \\(.restart_count)\"' /var/lib/kubelet/standin-pods.json",
+    );
+    let mut parts = status.split_whitespace();
+    let (reason, restarts) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
+    assert!(
+        reason == "CrashLoopBackOff" || restarts.parse::<u32>().unwrap_or(0) >= 1,
+        "kubelet status: {status}"
+    );
+    let o = k.run(&["get", "nodes", "--request-timeout=5s"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert_probes_etcd_down(&sb);
+
+    sb.ssh_ok("controlplane", &format!("cp -p {BACKUP} {MANIFEST}"));
+    let (o, ok) = k.until(&["get", "--raw", "/readyz"], Duration::from_secs(30), |o| {
+        o.status.success()
+    });
+    assert!(ok, "/readyz must pass again within 30 s: {}", show(&o));
+    assert!(k.wait_healthy(Duration::from_secs(30)));
+    assert_probes_healthy(&sb);
+}
+
+/// nspawn and node PID 1 processes recorded in the state, and its loop device files.
+fn recorded(kind: Option<ProcKind>) -> (Vec<(i32, u64)>, Vec<PathBuf>) {
+    let st = State::load(&breakfix::sandbox::state_dir())
+        .expect("state")
+        .expect("a sandbox");
+    let mut pids = Vec::new();
+    let mut loops = Vec::new();
+    for r in &st.resources {
+        match r {
+            Resource::Process {
+                what,
+                pid,
+                start_time,
+                ..
+            } if kind.is_none_or(|k| k == *what) => pids.push((*pid, *start_time)),
+            Resource::LoopDevice { file, .. } => loops.push(file.clone()),
+            _ => {}
+        }
+    }
+    (pids, loops)
+}
+
+fn alive(pid: i32, start: u64) -> bool {
+    breakfix::sandbox::procs::is_same_alive(pid, start)
+}
+
+fn count_in(haystack: &str, needle: &str) -> usize {
+    haystack.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// The host holds exactly one of each of the sandbox's resources (no stale duplicates).
+fn assert_one_of_each(loops: &[PathBuf]) {
+    let dir = breakfix::sandbox::state_dir().display().to_string();
+    let links = text(
+        &Command::new("ip")
+            .args(["-br", "link"])
+            .output()
+            .expect("ip")
+            .stdout,
+    );
+    assert_eq!(count_in(&links, "bfbr0 "), 1, "{links}");
+    let losetup = text(
+        &Command::new("losetup")
+            .arg("-a")
+            .output()
+            .expect("losetup")
+            .stdout,
+    );
+    for f in loops {
+        assert_eq!(
+            count_in(&losetup, &f.display().to_string()),
+            1,
+            "one loop device for {}:\n{losetup}",
+            f.display()
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+    for n in ["controlplane", "node01"] {
+        let root = format!("{dir}/nodes/{n}/root ");
+        assert_eq!(count_in(&mounts, &root), 1, "{root}:\n{mounts}");
+    }
+}
+
+/// Kills `procs` with SIGKILL (by PID, checked against the start time) and waits for them.
+fn kill_all(procs: &[(i32, u64)]) {
+    for &(pid, start) in procs {
+        if alive(pid, start) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procs.iter().any(|&(p, s)| alive(p, s)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        procs.iter().all(|&(p, s)| !alive(p, s)),
+        "killed processes still alive: {procs:?}"
+    );
+}
+
+/// What CI meets after a session ended: every process was killed WITHOUT `sandbox down`, so
+/// the bridge, overlay mounts, loop devices and state directory are still there. `up` must
+/// notice the dead nodes, remove the leftovers and boot a fresh sandbox.
+#[test]
+fn up_recovers_after_the_nodes_were_killed_without_down() {
+    let sb = sandbox_stacked();
+    let inventory = sb.inventory.clone();
+
+    // 1. The nspawn processes only (their nodes' systemds survive, orphaned).
+    let (nspawns, loops) = recorded(Some(ProcKind::Nspawn));
+    let (everything, _) = recorded(None);
+    assert_eq!(nspawns.len(), 2, "{nspawns:?}");
+    kill_all(&nspawns);
+    assert!(!breakfix::sandbox::is_up());
+    assert!(breakfix::sandbox::state_dir().join("state.json").is_file());
+    let o = breakfix(&["sandbox", "up", "--topology", "stacked"]);
+    assert!(o.status.success(), "up after killed nspawns: {}", show(&o));
+    assert!(
+        text(&o.stderr).contains("no longer run"),
+        "up says what it found: {}",
+        show(&o)
+    );
+    for &(p, s) in &everything {
+        assert!(
+            !alive(p, s),
+            "old sandbox process {p} survived the recovery"
+        );
+    }
+    assert!(breakfix::sandbox::is_up());
+    assert_one_of_each(&loops);
+    let k = Kubectl::new(&sb);
+    assert!(
+        k.wait_healthy(Duration::from_secs(10)),
+        "fresh stacked sandbox"
+    );
+
+    // 2. Every recorded process (nspawn and node PID 1s), as when a session's processes are
+    //    all killed.
+    let (everything, loops) = recorded(None);
+    assert!(everything.len() >= 4, "{everything:?}");
+    kill_all(&everything);
+    assert!(!breakfix::sandbox::is_up());
+    let start = Instant::now();
+    let o = breakfix(&["sandbox", "up", "--topology", "stacked"]);
+    assert!(o.status.success(), "up after killed nodes: {}", show(&o));
+    eprintln!("recovery up took {:?}", start.elapsed());
+    assert!(breakfix::sandbox::is_up());
+    assert_one_of_each(&loops);
+    assert_eq!(sb.inventory, inventory);
+    let k = Kubectl::new(&sb);
+    assert!(
+        k.wait_healthy(Duration::from_secs(10)),
+        "fresh stacked sandbox"
+    );
+    assert_probes_healthy(&sb);
+}
+
+/// `status` reports the API server of a stacked sandbox; the host copy of admin.conf works.
+#[test]
+fn status_reports_the_api_server() {
+    let _sb = sandbox_stacked();
+    let o = breakfix(&["sandbox", "status", "--output", "json"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status JSON");
+    assert_eq!(v["state"], "up");
+    assert_eq!(v["topology"], "stacked");
+    assert_eq!(v["nodes"][0]["apiserver"], true, "{v}");
+    assert_eq!(v["nodes"][0]["etcd"], "3.4.23");
+    assert!(v["nodes"][1]["apiserver"].is_null(), "{v}");
+    let human = text(&breakfix(&["sandbox", "status"]).stdout);
+    assert!(human.contains("kubectl --kubeconfig"), "{human}");
+    let conf = breakfix::sandbox::state_dir().join("admin.conf");
+    assert!(Path::new(&conf).is_file());
+    let cache = tempfile::tempdir().expect("tempdir");
+    let o = Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(&conf)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args(["get", "--raw", "/livez"])
+        .output()
+        .expect("kubectl");
+    assert_eq!(text(&o.stdout).trim(), "ok", "{}", show(&o));
+}
