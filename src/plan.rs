@@ -277,6 +277,8 @@ pub fn describe_action(a: &Action) -> String {
         Action::Systemd(s) => format!("systemctl {} {}", s.action.verb(), s.unit),
         Action::File(f) => format!("edit {} ({:?})", f.path, f.edit).chars().take(200).collect(),
         Action::Manifest(m) => format!("edit static pod {} ({:?})", m.pod, m.edit),
+        Action::EtcdQuota(q) => q.default_label(),
+        Action::EtcdKeys(k) => k.default_label(),
         Action::Command(c) => match &c.undo {
             Some(u) => format!("run `{}` (undo: `{u}`)", c.run),
             None => format!("run `{}`", c.run),

@@ -23,12 +23,40 @@ pub struct ValidateArgs {
     pub output: Output,
 }
 
+/// Is this a grader file (`kind: Grader`)?
+fn is_grader_file(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).map(|t| t.lines().any(|l| l.trim() == "kind: Grader")).unwrap_or(false)
+}
+
+/// Checks a grader on its own: through a minimal scenario that includes it, keeping only the
+/// diagnostics about the grader file itself.
+fn check_grader(path: &std::path::Path) -> crate::scenario::FileReport {
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("grader").to_string();
+    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p }).unwrap_or(std::path::Path::new("."));
+    let holder = match tempfile::Builder::new().prefix("breakfix-grader-check-").tempdir() {
+        Ok(d) => d,
+        Err(_) => return super::load::check_file(path, None),
+    };
+    let sc = holder.path().join("grader-check.yaml");
+    let text = format!(
+        "apiVersion: breakfix/v1\nkind: Scenario\nmetadata:\n  name: grader-check\n  title: grader check\ntargets:\n  cp:\n    role: control-plane\nfaults:\n  - kind: command\n    run: \"true\"\n    undo: \"true\"\nverify:\n  include: [{name}]\n"
+    );
+    if std::fs::write(&sc, text).is_err() {
+        return super::load::check_file(path, None);
+    }
+    let mut report = super::load::check_file(&sc, Some(dir));
+    let own = report.diagnostics.iter().any(|d| d.file != sc.display().to_string());
+    report.diagnostics.retain(|d| d.file != sc.display().to_string() || !own);
+    report.path = path.to_path_buf();
+    report
+}
+
 /// Exit 0 when every file is valid, 2 otherwise.
 pub async fn run(a: ValidateArgs, g: Globals) -> Result<u8> {
     let mut bad = 0usize;
     let mut json = Vec::new();
     for f in &a.files {
-        let report = super::load::check_file(f, a.graders.as_deref());
+        let report = if is_grader_file(f) { check_grader(f) } else { super::load::check_file(f, a.graders.as_deref()) };
         let ok = report.is_ok() && report.loaded.is_some();
         if !ok {
             bad += 1;

@@ -64,6 +64,8 @@ fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
             }
             Action::Systemd(s) => e.1.push(s.unit.clone()),
             Action::Command(_) => {}
+            Action::EtcdQuota(_) => {}
+            Action::EtcdKeys(k) => e.0.extend(k.snapshot.clone()),
         }
     }
     for p in plan.confirm.iter().chain(&plan.verify) {
@@ -121,14 +123,29 @@ pub async fn take(plan: &Plan, sessions: &Sessions, inventory: &Inventory) -> cr
     Ok(snap)
 }
 
+/// Keys that churn on their own on a live cluster (events, leases, heartbeats) are left out
+/// of the count: only objects a fault or a fix can add or remove are compared.
+const CHURNING_PREFIXES: &[&str] = &["/registry/events/", "/registry/leases/"];
+
 async fn etcd_key_count(sessions: &Sessions, inventory: &Inventory) -> Option<u64> {
     let node = inventory
         .nodes_with_role("etcd")
         .chain(inventory.nodes_with_role("control-plane"))
         .find(|n| sessions.contains_key(&n.name))?;
     let session = sessions.get(&node.name)?;
-    let probe: Probe = serde_saphyr::from_str("kind: etcd\nname: snapshot-key-count\nprefix: /\nexpect: { key_count: 0 }\n").ok()?;
     let ctx = ProbeCtx { session, inventory, timeout: Duration::from_secs(10) };
-    let facts = probe.gather(&ctx).await.ok()?;
-    facts.values.get("key_count").and_then(|v| v.as_u64())
+    let count = |prefix: &str| {
+        let yaml = format!("kind: etcd\nname: snapshot-key-count\nprefix: \"{prefix}\"\nexpect: {{ key_count: 0 }}\n");
+        let ctx = &ctx;
+        async move {
+            let probe: Probe = serde_saphyr::from_str(&yaml).ok()?;
+            let facts = probe.gather(ctx).await.ok()?;
+            facts.values.get("key_count").and_then(|v| v.as_u64())
+        }
+    };
+    let mut total = count("/").await?;
+    for p in CHURNING_PREFIXES {
+        total = total.saturating_sub(count(p).await.unwrap_or(0));
+    }
+    Some(total)
 }

@@ -109,7 +109,9 @@ impl Etcd {
                     match tokio::time::timeout(attempt, c.status()).await {
                         Ok(Ok(_)) => return Ok(Etcd { access, node }),
                         Ok(Err(e)) => access.explain(e),
-                        Err(_) => format!("no answer within {}", humantime::format_duration(attempt)),
+                        Err(_) => {
+                            format!("no answer within {}", humantime::format_duration(attempt))
+                        }
                     }
                 }
                 // A missing TLS file or a malformed endpoint does not get better by waiting.
@@ -161,7 +163,11 @@ impl Etcd {
         use etcd_client::{AlarmAction, AlarmType};
         let mut c = self.client();
         let r = self
-            .call("alarm list", CALL_TIMEOUT, c.alarm(AlarmAction::Get, AlarmType::None, None))
+            .call(
+                "alarm list",
+                CALL_TIMEOUT,
+                c.alarm(AlarmAction::Get, AlarmType::None, None),
+            )
             .await?;
         Ok(r.alarms()
             .iter()

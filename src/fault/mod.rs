@@ -10,6 +10,9 @@
 //!   learner's own fix is safe.
 
 pub mod command;
+pub mod etcd;
+pub mod etcd_keys;
+pub mod etcd_quota;
 pub mod file;
 pub mod manifest;
 #[macro_use]
@@ -34,6 +37,10 @@ crate::kind_first_enum! {
         Command(command::CommandAction) = "command",
         /// Edit a static pod manifest: set/remove a flag, change a hostPath, move it out.
         Manifest(manifest::ManifestAction) = "manifest",
+        /// Fill etcd until its NOSPACE alarm trips (after the scenario set a small quota).
+        EtcdQuota(etcd_quota::EtcdQuotaAction) = "etcd_quota",
+        /// etcd data: delete keys under a prefix, or save a snapshot on the node.
+        EtcdKeys(etcd_keys::EtcdKeysAction) = "etcd_keys",
     }
 }
 
@@ -49,6 +56,10 @@ pub enum Undo {
     Command(command::CommandUndo),
     /// Move a file back where it was.
     Move(manifest::MoveUndo),
+    /// Recover etcd from a quota fill: delete the filler, compact, defragment, disarm.
+    EtcdQuota(etcd_quota::EtcdQuotaUndo),
+    /// Put deleted etcd keys back.
+    EtcdKeys(etcd_keys::EtcdKeysUndo),
 }
 
 impl Undo {
@@ -59,6 +70,8 @@ impl Undo {
             Undo::File(u) => u.revert(s).await,
             Undo::Command(u) => u.revert(s).await,
             Undo::Move(u) => u.revert(s).await,
+            Undo::EtcdQuota(u) => u.revert(s).await,
+            Undo::EtcdKeys(u) => u.revert(s).await,
         }
     }
 
@@ -72,6 +85,8 @@ impl Undo {
             },
             Undo::Command(u) => format!("run `{}`", u.run),
             Undo::Move(u) => format!("move {} back to {}", u.to, u.from),
+            Undo::EtcdQuota(u) => u.describe(),
+            Undo::EtcdKeys(u) => u.describe(),
         }
     }
 }
@@ -100,6 +115,8 @@ impl Action {
             Action::File(a) => a.target.as_ref(),
             Action::Command(a) => a.target.as_ref(),
             Action::Manifest(a) => a.target.as_ref(),
+            Action::EtcdQuota(a) => a.target.as_ref(),
+            Action::EtcdKeys(a) => a.target.as_ref(),
         }
     }
 
@@ -110,6 +127,8 @@ impl Action {
             Action::File(a) => a.name.clone().unwrap_or_else(|| format!("edit {}", a.path)),
             Action::Command(a) => a.name.clone().unwrap_or_else(|| a.run.lines().next().unwrap_or("").to_string()),
             Action::Manifest(a) => a.name.clone().unwrap_or_else(|| format!("edit the {} static pod", a.pod)),
+            Action::EtcdQuota(a) => a.name.clone().unwrap_or_else(|| a.default_label()),
+            Action::EtcdKeys(a) => a.name.clone().unwrap_or_else(|| a.default_label()),
         }
     }
 
@@ -120,6 +139,8 @@ impl Action {
             Action::File(a) => a.apply(ctx, &self.label()).await,
             Action::Command(a) => a.apply(ctx, &self.label()).await,
             Action::Manifest(a) => a.apply(ctx, &self.label()).await,
+            Action::EtcdQuota(a) => a.apply(ctx, &self.label()).await,
+            Action::EtcdKeys(a) => a.apply(ctx, &self.label()).await,
         }
     }
 
@@ -130,6 +151,8 @@ impl Action {
             Action::File(a) => Action::File(a.render(r)?),
             Action::Command(a) => Action::Command(a.render(r)?),
             Action::Manifest(a) => Action::Manifest(a.render(r)?),
+            Action::EtcdQuota(a) => Action::EtcdQuota(a.render(r)?),
+            Action::EtcdKeys(a) => Action::EtcdKeys(a.render(r)?),
         })
     }
 }

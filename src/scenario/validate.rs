@@ -400,6 +400,12 @@ impl<'a> Validator<'a> {
                     _ => format!("step `{}`", a.label()),
                 };
                 self.target_ref(&sf, a.target(), item, &what, &mut missing_reported);
+                if let Some(problem) = match a {
+                    Action::EtcdKeys(k) => k.mode_problem(),
+                    _ => None,
+                } {
+                    self.push(Diagnostic::at(&sf, item_pos(item), format!("{what}: {problem}")));
+                }
                 let Action::Command(c) = a else { continue };
                 if c.undo.is_some() {
                     continue;
