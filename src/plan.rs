@@ -277,6 +277,9 @@ pub fn describe_action(a: &Action) -> String {
         Action::Systemd(s) => format!("systemctl {} {}", s.action.verb(), s.unit),
         Action::File(f) => format!("edit {} ({:?})", f.path, f.edit).chars().take(200).collect(),
         Action::Manifest(m) => format!("edit static pod {} ({:?})", m.pod, m.edit),
+        Action::SlowDisk(x) => x.summary(),
+        Action::Netem(x) => x.summary(),
+        Action::Tls(x) => x.summary(),
         Action::EtcdQuota(q) => q.default_label(),
         Action::EtcdKeys(k) => k.default_label(),
         Action::Command(c) => match &c.undo {

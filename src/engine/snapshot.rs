@@ -63,7 +63,8 @@ fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
                 }
             }
             Action::Systemd(s) => e.1.push(s.unit.clone()),
-            Action::Command(_) => {}
+            Action::Tls(t) => e.0.push(t.path.clone()),
+            Action::Command(_) | Action::SlowDisk(_) | Action::Netem(_) => {}
             Action::EtcdQuota(_) => {}
             Action::EtcdKeys(k) => e.0.extend(k.snapshot.clone()),
         }

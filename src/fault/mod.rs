@@ -15,9 +15,12 @@ pub mod etcd_keys;
 pub mod etcd_quota;
 pub mod file;
 pub mod manifest;
+pub mod netem;
+pub mod slow_disk;
 #[macro_use]
 pub mod spec;
 pub mod systemd;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +40,12 @@ crate::kind_first_enum! {
         Command(command::CommandAction) = "command",
         /// Edit a static pod manifest: set/remove a flag, change a hostPath, move it out.
         Manifest(manifest::ManifestAction) = "manifest",
+        /// Slow a process's disk: fsync delay (strace), cgroup I/O throttle, or fio load.
+        SlowDisk(slow_disk::SlowDiskAction) = "slow_disk",
+        /// Delay/drop outgoing packets with the netem qdisc.
+        Netem(netem::NetemAction) = "netem",
+        /// Replace a certificate with an expired or wrong-CA twin.
+        Tls(tls::TlsAction) = "tls",
         /// Fill etcd until its NOSPACE alarm trips (after the scenario set a small quota).
         EtcdQuota(etcd_quota::EtcdQuotaAction) = "etcd_quota",
         /// etcd data: delete keys under a prefix, or save a snapshot on the node.
@@ -56,6 +65,10 @@ pub enum Undo {
     Command(command::CommandUndo),
     /// Move a file back where it was.
     Move(manifest::MoveUndo),
+    /// Stop the fsync delay / lift the I/O limit / stop fio.
+    SlowDisk(slow_disk::SlowDiskUndo),
+    /// Restore an interface's root qdisc.
+    Netem(netem::NetemUndo),
     /// Recover etcd from a quota fill: delete the filler, compact, defragment, disarm.
     EtcdQuota(etcd_quota::EtcdQuotaUndo),
     /// Put deleted etcd keys back.
@@ -70,6 +83,8 @@ impl Undo {
             Undo::File(u) => u.revert(s).await,
             Undo::Command(u) => u.revert(s).await,
             Undo::Move(u) => u.revert(s).await,
+            Undo::SlowDisk(u) => u.revert(s).await,
+            Undo::Netem(u) => u.revert(s).await,
             Undo::EtcdQuota(u) => u.revert(s).await,
             Undo::EtcdKeys(u) => u.revert(s).await,
         }
@@ -85,6 +100,8 @@ impl Undo {
             },
             Undo::Command(u) => format!("run `{}`", u.run),
             Undo::Move(u) => format!("move {} back to {}", u.to, u.from),
+            Undo::SlowDisk(u) => u.describe(),
+            Undo::Netem(u) => format!("restore the root qdisc of {}", u.interface),
             Undo::EtcdQuota(u) => u.describe(),
             Undo::EtcdKeys(u) => u.describe(),
         }
@@ -115,6 +132,9 @@ impl Action {
             Action::File(a) => a.target.as_ref(),
             Action::Command(a) => a.target.as_ref(),
             Action::Manifest(a) => a.target.as_ref(),
+            Action::SlowDisk(a) => a.target.as_ref(),
+            Action::Netem(a) => a.target.as_ref(),
+            Action::Tls(a) => a.target.as_ref(),
             Action::EtcdQuota(a) => a.target.as_ref(),
             Action::EtcdKeys(a) => a.target.as_ref(),
         }
@@ -127,6 +147,9 @@ impl Action {
             Action::File(a) => a.name.clone().unwrap_or_else(|| format!("edit {}", a.path)),
             Action::Command(a) => a.name.clone().unwrap_or_else(|| a.run.lines().next().unwrap_or("").to_string()),
             Action::Manifest(a) => a.name.clone().unwrap_or_else(|| format!("edit the {} static pod", a.pod)),
+            Action::SlowDisk(a) => a.name.clone().unwrap_or_else(|| a.summary()),
+            Action::Netem(a) => a.name.clone().unwrap_or_else(|| a.summary()),
+            Action::Tls(a) => a.name.clone().unwrap_or_else(|| a.summary()),
             Action::EtcdQuota(a) => a.name.clone().unwrap_or_else(|| a.default_label()),
             Action::EtcdKeys(a) => a.name.clone().unwrap_or_else(|| a.default_label()),
         }
@@ -139,6 +162,9 @@ impl Action {
             Action::File(a) => a.apply(ctx, &self.label()).await,
             Action::Command(a) => a.apply(ctx, &self.label()).await,
             Action::Manifest(a) => a.apply(ctx, &self.label()).await,
+            Action::SlowDisk(a) => a.apply(ctx, &self.label()).await,
+            Action::Netem(a) => a.apply(ctx, &self.label()).await,
+            Action::Tls(a) => a.apply(ctx, &self.label()).await,
             Action::EtcdQuota(a) => a.apply(ctx, &self.label()).await,
             Action::EtcdKeys(a) => a.apply(ctx, &self.label()).await,
         }
@@ -151,6 +177,9 @@ impl Action {
             Action::File(a) => Action::File(a.render(r)?),
             Action::Command(a) => Action::Command(a.render(r)?),
             Action::Manifest(a) => Action::Manifest(a.render(r)?),
+            Action::SlowDisk(a) => Action::SlowDisk(a.render(r)?),
+            Action::Netem(a) => Action::Netem(a.render(r)?),
+            Action::Tls(a) => Action::Tls(a.render(r)?),
             Action::EtcdQuota(a) => Action::EtcdQuota(a.render(r)?),
             Action::EtcdKeys(a) => Action::EtcdKeys(a.render(r)?),
         })

@@ -43,10 +43,16 @@ impl<'de> Deserialize<'de> for Percent {
                 .trim_end_matches('%')
                 .trim()
                 .parse::<f64>()
-                .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a percentage: expected e.g. `5`, `0.5` or `\"5%\"`")))?,
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is not a percentage: expected e.g. `5`, `0.5` or `\"5%\"`"
+                    ))
+                })?,
         };
         if !(0.0..=100.0).contains(&v) {
-            return Err(serde::de::Error::custom(format!("a percentage is between 0 and 100, found {v}")));
+            return Err(serde::de::Error::custom(format!(
+                "a percentage is between 0 and 100, found {v}"
+            )));
         }
         Ok(Percent(v))
     }
@@ -107,7 +113,9 @@ pub fn parse_qdiscs(show: &str) -> Vec<Qdisc> {
         if w.next() != Some("qdisc") {
             continue;
         }
-        let (Some(kind), Some(handle)) = (w.next(), w.next()) else { continue };
+        let (Some(kind), Some(handle)) = (w.next(), w.next()) else {
+            continue;
+        };
         if kind == "ingress" || kind == "clsact" {
             continue;
         }
@@ -128,7 +136,12 @@ pub fn parse_qdiscs(show: &str) -> Vec<Qdisc> {
             }
             params.push(x);
         }
-        out.push(Qdisc { kind: kind.to_string(), handle: handle.to_string(), parent, params: params.join(" ") });
+        out.push(Qdisc {
+            kind: kind.to_string(),
+            handle: handle.to_string(),
+            parent,
+            params: params.join(" "),
+        });
     }
     out
 }
@@ -167,7 +180,11 @@ pub fn tc_time(d: Duration) -> String {
 }
 
 /// netem parameters: `delay 200ms 20ms loss 5%`.
-pub fn netem_params(delay: Option<Duration>, jitter: Option<Duration>, loss: Option<f64>) -> String {
+pub fn netem_params(
+    delay: Option<Duration>,
+    jitter: Option<Duration>,
+    loss: Option<f64>,
+) -> String {
     let mut p = Vec::new();
     if let Some(d) = delay {
         p.push(format!("delay {}", tc_time(d)));
@@ -221,7 +238,15 @@ pub fn interface_of(ip_o_addr: &str, address: &str) -> Option<String> {
         let w: Vec<&str> = l.split_whitespace().collect();
         let pos = w.iter().position(|x| *x == "inet" || *x == "inet6")?;
         let addr = w.get(pos + 1)?.split('/').next()?;
-        (addr == address).then(|| w.get(1).map(|n| n.trim_end_matches(':').split('@').next().unwrap_or("").to_string()))?
+        (addr == address).then(|| {
+            w.get(1).map(|n| {
+                n.trim_end_matches(':')
+                    .split('@')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+        })?
     })
 }
 
@@ -252,9 +277,15 @@ impl NetemUndo {
                 if root.is_some_and(|r| !r.is_default()) {
                     s.run_ok(&format!("tc qdisc del dev {i} root"), t).await?;
                 }
-                let cmd = format!("tc qdisc replace dev {i} root handle {} {} {}", qdisc.handle, qdisc.kind, qdisc.params);
+                let cmd = format!(
+                    "tc qdisc replace dev {i} root handle {} {} {}",
+                    qdisc.handle, qdisc.kind, qdisc.params
+                );
                 s.run_ok(cmd.trim(), t).await.map(|_| ()).map_err(|e| {
-                    Error::other(format!("restoring the root qdisc of {} failed ({e}); it was:\n{}", self.interface, self.show))
+                    Error::other(format!(
+                        "restoring the root qdisc of {} failed ({e}); it was:\n{}",
+                        self.interface, self.show
+                    ))
                 })
             }
         }
@@ -263,7 +294,11 @@ impl NetemUndo {
 
 impl NetemAction {
     fn err(&self, ctx: &ActionCtx<'_>, label: &str, message: String) -> Error {
-        Error::Fault { fault: label.to_string(), host: ctx.session.node.name.clone(), message }
+        Error::Fault {
+            fault: label.to_string(),
+            host: ctx.session.node.name.clone(),
+            message,
+        }
     }
 
     /// The netem parameters, or why there are none.
@@ -274,7 +309,11 @@ impl NetemAction {
         if self.jitter.is_some() && self.delay.is_none() {
             return Err("`jitter` needs `delay`".into());
         }
-        Ok(netem_params(self.delay.map(Into::into), self.jitter.map(Into::into), self.loss.map(|p| p.0)))
+        Ok(netem_params(
+            self.delay.map(Into::into),
+            self.jitter.map(Into::into),
+            self.loss.map(|p| p.0),
+        ))
     }
 
     /// Checks netem and the interface, journals the previous root qdisc, then installs netem.
@@ -303,9 +342,15 @@ impl NetemAction {
             }
         };
         let i = shell_quote(&interface);
-        let show = s.exec(&format!("tc qdisc show dev {i}"), ctx.timeout).await?;
+        let show = s
+            .exec(&format!("tc qdisc show dev {i}"), ctx.timeout)
+            .await?;
         if !show.success() {
-            return Err(self.err(ctx, label, format!("interface `{interface}`: {}", show.stderr.trim())));
+            return Err(self.err(
+                ctx,
+                label,
+                format!("interface `{interface}`: {}", show.stderr.trim()),
+            ));
         }
         let qdiscs = parse_qdiscs(&show.stdout);
         let root = qdiscs.iter().find(|q| q.parent.is_none());
@@ -313,7 +358,12 @@ impl NetemAction {
             None => PreviousRoot::Default,
             Some(r) if r.is_default() => PreviousRoot::Default,
             Some(r) => {
-                let extra = s.exec(&format!("tc class show dev {i}; tc filter show dev {i}"), ctx.timeout).await?;
+                let extra = s
+                    .exec(
+                        &format!("tc class show dev {i}; tc filter show dev {i}"),
+                        ctx.timeout,
+                    )
+                    .await?;
                 let children = qdiscs.iter().any(|q| q.parent.is_some() && !q.is_default());
                 if children || !extra.stdout.trim().is_empty() {
                     return Err(self.err(
@@ -328,15 +378,25 @@ impl NetemAction {
                 PreviousRoot::Custom { qdisc: r.clone() }
             }
         };
-        let undo = NetemUndo { interface: interface.clone(), previous, show: show.stdout.trim().to_string() };
+        let undo = NetemUndo {
+            interface: interface.clone(),
+            previous,
+            show: show.stdout.trim().to_string(),
+        };
         if let Some(journal) = ctx.journal {
-            journal.record(s, ctx.scenario, label, Undo::Netem(undo)).await?;
+            journal
+                .record(s, ctx.scenario, label, Undo::Netem(undo))
+                .await?;
         }
         for cmd in inject_commands(&interface, &params, self.port) {
             let out = s.exec(&cmd, ctx.timeout).await?;
             if !out.success() {
                 let stderr = out.stderr.trim();
-                let msg = if stderr.contains("qdisc kind is unknown") { NO_NETEM.to_string() } else { format!("`{cmd}` failed: {stderr}") };
+                let msg = if stderr.contains("qdisc kind is unknown") {
+                    NO_NETEM.to_string()
+                } else {
+                    format!("`{cmd}` failed: {stderr}")
+                };
                 return Err(self.err(ctx, label, msg));
             }
         }
@@ -368,7 +428,15 @@ mod tests {
     #[test]
     fn parses_default_and_custom_roots() {
         let q = parse_qdiscs("qdisc noqueue 0: root refcnt 2 \n");
-        assert_eq!(q, vec![Qdisc { kind: "noqueue".into(), handle: "0:".into(), parent: None, params: String::new() }]);
+        assert_eq!(
+            q,
+            vec![Qdisc {
+                kind: "noqueue".into(),
+                handle: "0:".into(),
+                parent: None,
+                params: String::new()
+            }]
+        );
         assert!(q[0].is_default());
         let q = parse_qdiscs(
             "qdisc fq_codel 0: dev eth0 root refcnt 2 limit 10240p flows 1024 quantum 1514 target 5ms interval 100ms memory_limit 32Mb ecn drop_batch 64\n\
@@ -376,7 +444,11 @@ mod tests {
         );
         assert_eq!(q.len(), 1);
         assert_eq!(q[0].kind, "fq_codel");
-        assert!(q[0].params.starts_with("limit 10240p flows 1024"), "{}", q[0].params);
+        assert!(
+            q[0].params.starts_with("limit 10240p flows 1024"),
+            "{}",
+            q[0].params
+        );
         let q = parse_qdiscs("qdisc tbf 8001: root refcnt 2 rate 1Mbit burst 4Kb lat 400ms \n");
         assert!(!q[0].is_default());
         assert_eq!(q[0].params, "rate 1Mbit burst 4Kb lat 400ms");
@@ -391,12 +463,22 @@ mod tests {
 
     #[test]
     fn renders_commands() {
-        let p = netem_params(Some(Duration::from_millis(200)), Some(Duration::from_micros(1500)), Some(5.0));
+        let p = netem_params(
+            Some(Duration::from_millis(200)),
+            Some(Duration::from_micros(1500)),
+            Some(5.0),
+        );
         assert_eq!(p, "delay 200ms 1500us loss 5%");
-        assert_eq!(inject_commands("host0", &p, None), vec!["tc qdisc replace dev host0 root netem delay 200ms 1500us loss 5%"]);
+        assert_eq!(
+            inject_commands("host0", &p, None),
+            vec!["tc qdisc replace dev host0 root netem delay 200ms 1500us loss 5%"]
+        );
         let c = inject_commands("eth0", "loss 0.5%", Some(2380));
         assert_eq!(c[0], "tc qdisc replace dev eth0 root handle 1: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1");
-        assert_eq!(c[1], "tc qdisc replace dev eth0 parent 1:4 handle 40: netem loss 0.5%");
+        assert_eq!(
+            c[1],
+            "tc qdisc replace dev eth0 parent 1:4 handle 40: netem loss 0.5%"
+        );
         assert!(c[2].ends_with("match ip dport 2380 0xffff flowid 1:4"));
         assert!(c[3].ends_with("match ip sport 2380 0xffff flowid 1:4"));
     }
@@ -413,7 +495,8 @@ mod tests {
 
     #[test]
     fn parameters_need_delay_or_loss() {
-        let a: NetemAction = serde_saphyr::from_str("delay: 100ms\nloss: \"2.5%\"\n").expect("parse");
+        let a: NetemAction =
+            serde_saphyr::from_str("delay: 100ms\nloss: \"2.5%\"\n").expect("parse");
         assert_eq!(a.params().as_deref(), Ok("delay 100ms loss 2.5%"));
         let a: NetemAction = serde_saphyr::from_str("port: 2379\n").expect("parse");
         assert!(a.params().is_err());

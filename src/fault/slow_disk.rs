@@ -166,14 +166,23 @@ impl SlowDiskUndo {
     /// One line for `breakfix reset`.
     pub fn describe(&self) -> String {
         match self {
-            SlowDiskUndo::FsyncDelay { pid_file, target_pid, .. } => {
+            SlowDiskUndo::FsyncDelay {
+                pid_file,
+                target_pid,
+                ..
+            } => {
                 format!("stop the fsync delay on PID {target_pid} (strace in {pid_file})")
             }
             SlowDiskUndo::Throttle { device, writes } => {
                 let files: Vec<&str> = writes.iter().map(|w| w.file.as_str()).collect();
-                format!("lift the block-I/O limit on {device} ({})", files.join(", "))
+                format!(
+                    "lift the block-I/O limit on {device} ({})",
+                    files.join(", ")
+                )
             }
-            SlowDiskUndo::Fio { pid_file, dir, .. } => format!("stop fio ({pid_file}) and remove {dir}"),
+            SlowDiskUndo::Fio { pid_file, dir, .. } => {
+                format!("stop fio ({pid_file}) and remove {dir}")
+            }
         }
     }
 
@@ -181,20 +190,35 @@ impl SlowDiskUndo {
     pub async fn revert(&self, s: &NodeSession) -> Result<()> {
         let t = Duration::from_secs(60);
         match self {
-            SlowDiskUndo::FsyncDelay { pid_file, marker, .. } => {
-                let cmd = format!("{}; rm -f {} {}", kill_marked_script(pid_file, marker), shell_quote(pid_file), shell_quote(&err_log(pid_file)));
+            SlowDiskUndo::FsyncDelay {
+                pid_file, marker, ..
+            } => {
+                let cmd = format!(
+                    "{}; rm -f {} {}",
+                    kill_marked_script(pid_file, marker),
+                    shell_quote(pid_file),
+                    shell_quote(&err_log(pid_file))
+                );
                 s.run_ok(&cmd, t).await.map(|_| ())
             }
             SlowDiskUndo::Throttle { writes, .. } => {
                 for w in writes {
                     // A cgroup that is gone took its limit with it.
                     let f = shell_quote(&w.file);
-                    let cmd = format!("if [ -e {f} ]; then echo {} > {f}; fi", shell_quote(&w.restore));
+                    let cmd = format!(
+                        "if [ -e {f} ]; then echo {} > {f}; fi",
+                        shell_quote(&w.restore)
+                    );
                     s.run_ok(&cmd, t).await?;
                 }
                 Ok(())
             }
-            SlowDiskUndo::Fio { pid_file, marker, job_file, dir } => {
+            SlowDiskUndo::Fio {
+                pid_file,
+                marker,
+                job_file,
+                dir,
+            } => {
                 let cmd = format!(
                     "{}; rm -rf -- {}; rm -f {} {} {}",
                     kill_marked_script(pid_file, marker),
@@ -232,7 +256,10 @@ pub fn kill_marked_script(pid_file: &str, marker: &str) -> String {
 
 /// A fresh id for pid files and markers.
 fn new_id() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     format!("{nanos:x}")
 }
 
@@ -245,7 +272,11 @@ pub fn strace_args(pid: u32, delay: Duration) -> String {
 /// Shell that starts `command` detached (own session, no terminal, stdio redirected),
 /// writes its PID to `pid_file` and marks it with `marker` in its environment.
 pub fn detached(pid_file: &str, marker: &str, command: &str) -> String {
-    let inner = format!("echo $$ > {}; exec env {MARKER_VAR}={} {command}", shell_quote(pid_file), shell_quote(marker));
+    let inner = format!(
+        "echo $$ > {}; exec env {MARKER_VAR}={} {command}",
+        shell_quote(pid_file),
+        shell_quote(marker)
+    );
     format!(
         "mkdir -p {RUN_DIR} && rm -f {pf} && setsid -f sh -c {} </dev/null >/dev/null 2>{}",
         shell_quote(&inner),
@@ -276,7 +307,11 @@ pub fn parse_candidates(out: &str) -> Vec<CgroupCandidate> {
                 _ => return None,
             };
             let (file, state) = rest.rsplit_once(' ')?;
-            Some(CgroupCandidate { version, file: file.to_string(), state: state.to_string() })
+            Some(CgroupCandidate {
+                version,
+                file: file.to_string(),
+                state: state.to_string(),
+            })
         })
         .collect()
 }
@@ -287,7 +322,11 @@ pub fn io_max_values(io_max: &str, device: &str) -> Vec<(String, String)> {
         .lines()
         .find_map(|l| {
             let mut it = l.split_whitespace();
-            (it.next() == Some(device)).then(|| it.filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            (it.next() == Some(device)).then(|| {
+                it.filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
         })
         .unwrap_or_default()
 }
@@ -296,7 +335,9 @@ pub fn io_max_values(io_max: &str, device: &str) -> Vec<(String, String)> {
 pub fn v1_value(contents: &str, device: &str) -> Option<String> {
     contents.lines().find_map(|l| {
         let mut it = l.split_whitespace();
-        (it.next() == Some(device)).then(|| it.next().map(str::to_string)).flatten()
+        (it.next() == Some(device))
+            .then(|| it.next().map(str::to_string))
+            .flatten()
     })
 }
 
@@ -342,14 +383,21 @@ pub fn fio_job(dir: &str, jobs: u32, block_size: &str, size: &str, runtime: Dura
 
 impl SlowDiskAction {
     fn err(&self, ctx: &ActionCtx<'_>, label: &str, message: String) -> Error {
-        Error::Fault { fault: label.to_string(), host: ctx.session.node.name.clone(), message }
+        Error::Fault {
+            fault: label.to_string(),
+            host: ctx.session.node.name.clone(),
+            message,
+        }
     }
 
     /// Fields that do not belong to `mode` (an error: they would silently do nothing).
     pub fn misplaced_fields(&self) -> Vec<&'static str> {
         let mut bad = Vec::new();
         let m = self.mode;
-        let uses = |modes: &[SlowDiskMode]| modes.contains(&m) || m == SlowDiskMode::Auto && modes.iter().any(|x| *x != SlowDiskMode::Fio);
+        let uses = |modes: &[SlowDiskMode]| {
+            modes.contains(&m)
+                || m == SlowDiskMode::Auto && modes.iter().any(|x| *x != SlowDiskMode::Fio)
+        };
         use SlowDiskMode::*;
         if self.process.is_some() && !uses(&[FsyncDelay, Throttle]) {
             bad.push("process");
@@ -384,7 +432,15 @@ impl SlowDiskAction {
     pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         let bad = self.misplaced_fields();
         if !bad.is_empty() {
-            return Err(self.err(ctx, label, format!("field(s) {} do not apply to `mode: {}`", bad.join(", "), self.mode.word())));
+            return Err(self.err(
+                ctx,
+                label,
+                format!(
+                    "field(s) {} do not apply to `mode: {}`",
+                    bad.join(", "),
+                    self.mode.word()
+                ),
+            ));
         }
         match self.mode {
             SlowDiskMode::Fio => self.apply_fio(ctx, label).await,
@@ -404,7 +460,10 @@ impl SlowDiskAction {
                 match self.throttle_plan(ctx, label, pid).await? {
                     Ok(plan) => self.apply_throttle(ctx, label, plan).await,
                     Err(why) => {
-                        tracing::info!("slow_disk auto on {}: no throttle ({why}); using fsync_delay", ctx.session.node.name);
+                        tracing::info!(
+                            "slow_disk auto on {}: no throttle ({why}); using fsync_delay",
+                            ctx.session.node.name
+                        );
                         self.apply_fsync_delay(ctx, label, pid).await
                     }
                 }
@@ -423,15 +482,34 @@ impl SlowDiskAction {
     /// Newest PID whose command name is exactly `process`.
     async fn find_pid(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<u32> {
         let name = self.process();
-        let out = ctx.session.exec(&format!("pgrep -xn {}", shell_quote(name)), ctx.timeout).await?;
+        let out = ctx
+            .session
+            .exec(&format!("pgrep -xn {}", shell_quote(name)), ctx.timeout)
+            .await?;
         match out.exit {
-            Some(0) => out
-                .stdout
-                .trim()
-                .parse()
-                .map_err(|_| self.err(ctx, label, format!("`pgrep -xn {name}` printed `{}`, not a PID", out.stdout.trim()))),
-            Some(1) => Err(self.err(ctx, label, format!("no process named `{name}` is running (`pgrep -x {name}` found none)"))),
-            _ => Err(self.err(ctx, label, format!("`pgrep -xn {name}` failed: {} (is procps installed?)", out.stderr.trim()))),
+            Some(0) => out.stdout.trim().parse().map_err(|_| {
+                self.err(
+                    ctx,
+                    label,
+                    format!(
+                        "`pgrep -xn {name}` printed `{}`, not a PID",
+                        out.stdout.trim()
+                    ),
+                )
+            }),
+            Some(1) => Err(self.err(
+                ctx,
+                label,
+                format!("no process named `{name}` is running (`pgrep -x {name}` found none)"),
+            )),
+            _ => Err(self.err(
+                ctx,
+                label,
+                format!(
+                    "`pgrep -xn {name}` failed: {} (is procps installed?)",
+                    out.stderr.trim()
+                ),
+            )),
         }
     }
 
@@ -456,7 +534,11 @@ impl SlowDiskAction {
             return Err(self.err(ctx, label, "strace is not installed on the node; `mode: fsync_delay` needs it (or use `mode: throttle` / `mode: fio`)".into()));
         }
         if o.contains("NO_SETSID") {
-            return Err(self.err(ctx, label, "setsid (util-linux) is not installed on the node".into()));
+            return Err(self.err(
+                ctx,
+                label,
+                "setsid (util-linux) is not installed on the node".into(),
+            ));
         }
         match o.strip_prefix("TRACER ").map(str::trim) {
             Some("0") => {}
@@ -471,11 +553,21 @@ impl SlowDiskAction {
         }
         let id = new_id();
         let pid_file = format!("{RUN_DIR}/slow-disk-{id}.pid");
-        let undo = SlowDiskUndo::FsyncDelay { pid_file: pid_file.clone(), marker: id.clone(), target_pid: pid };
+        let undo = SlowDiskUndo::FsyncDelay {
+            pid_file: pid_file.clone(),
+            marker: id.clone(),
+            target_pid: pid,
+        };
         if let Some(journal) = ctx.journal {
-            journal.record(s, ctx.scenario, label, Undo::SlowDisk(undo.clone())).await?;
+            journal
+                .record(s, ctx.scenario, label, Undo::SlowDisk(undo.clone()))
+                .await?;
         }
-        s.run_ok(&detached(&pid_file, &id, &strace_args(pid, delay)), ctx.timeout).await?;
+        s.run_ok(
+            &detached(&pid_file, &id, &strace_args(pid, delay)),
+            ctx.timeout,
+        )
+        .await?;
         // Attached when the target's TracerPid is the strace.
         let pf = shell_quote(&pid_file);
         let log = shell_quote(&err_log(&pid_file));
@@ -493,7 +585,11 @@ impl SlowDiskAction {
         }
         // Leave nothing behind on failure.
         let cleanup = undo.revert(s).await;
-        let mut msg = format!("could not attach strace to `{}` (PID {pid}): {}", self.process(), out.stdout.trim());
+        let mut msg = format!(
+            "could not attach strace to `{}` (PID {pid}): {}",
+            self.process(),
+            out.stdout.trim()
+        );
         if let Err(e) = cleanup {
             msg.push_str(&format!("; cleaning up failed too: {e}"));
         }
@@ -502,18 +598,40 @@ impl SlowDiskAction {
 
     /// Finds the device and a writable cgroup limit file. `Ok(Err(why))`: throttling is
     /// impossible here (why names the node, the process and every file tried).
-    async fn throttle_plan(&self, ctx: &ActionCtx<'_>, label: &str, pid: u32) -> Result<std::result::Result<ThrottlePlan, String>> {
+    async fn throttle_plan(
+        &self,
+        ctx: &ActionCtx<'_>,
+        label: &str,
+        pid: u32,
+    ) -> Result<std::result::Result<ThrottlePlan, String>> {
         let s = ctx.session;
         let path = self.path();
         let node = &s.node.name;
         let q = shell_quote(path);
-        let dev = s.exec(&format!("findmnt -n -o SOURCE,MAJ:MIN --target {q}"), ctx.timeout).await?;
+        let dev = s
+            .exec(
+                &format!("findmnt -n -o SOURCE,MAJ:MIN --target {q}"),
+                ctx.timeout,
+            )
+            .await?;
         if !dev.success() {
-            return Err(self.err(ctx, label, format!("`findmnt --target {path}` failed: {} {}", dev.stdout.trim(), dev.stderr.trim())));
+            return Err(self.err(
+                ctx,
+                label,
+                format!(
+                    "`findmnt --target {path}` failed: {} {}",
+                    dev.stdout.trim(),
+                    dev.stderr.trim()
+                ),
+            ));
         }
         let mut parts = dev.stdout.split_whitespace();
         let (Some(source), Some(majmin)) = (parts.next(), parts.next()) else {
-            return Err(self.err(ctx, label, format!("`findmnt --target {path}` printed `{}`", dev.stdout.trim())));
+            return Err(self.err(
+                ctx,
+                label,
+                format!("`findmnt --target {path}` printed `{}`", dev.stdout.trim()),
+            ));
         };
         if majmin.starts_with("0:") {
             return Ok(Err(format!(
@@ -528,7 +646,11 @@ impl SlowDiskAction {
             )
             .await?;
         let device = disk.stdout.trim().to_string();
-        let device = if device.contains(':') { device } else { majmin.to_string() };
+        let device = if device.contains(':') {
+            device
+        } else {
+            majmin.to_string()
+        };
         let script = format!(
             "pid={pid}; \
              cg2=$(sed -n 's/^0:://p' /proc/$pid/cgroup); cg2=${{cg2%/}}; \
@@ -547,15 +669,23 @@ impl SlowDiskAction {
                 .iter()
                 .map(|c| {
                     let why = match (c.version, c.state.as_str()) {
-                        (2, "missing") => "missing: the io controller is not enabled for this cgroup",
+                        (2, "missing") => {
+                            "missing: the io controller is not enabled for this cgroup"
+                        }
                         (_, "missing") => "missing",
-                        (_, "read-only") => "read-only: the controller is not delegated to this node",
+                        (_, "read-only") => {
+                            "read-only: the controller is not delegated to this node"
+                        }
                         (_, other) => other,
                     };
                     format!("{} ({why})", c.file)
                 })
                 .collect();
-            let tried = if tried.is_empty() { "none found (no cgroup2 or v1 blkio hierarchy is mounted)".to_string() } else { tried.join(", ") };
+            let tried = if tried.is_empty() {
+                "none found (no cgroup2 or v1 blkio hierarchy is mounted)".to_string()
+            } else {
+                tried.join(", ")
+            };
             return Ok(Err(format!(
                 "cannot throttle block I/O on {node}: no writable cgroup limit file for `{}` (PID {pid}); tried: {tried}. \
                  A node whose cgroup controllers are not delegated to it (a container, such as the breakfix sandbox's nodes) \
@@ -563,25 +693,48 @@ impl SlowDiskAction {
                 self.process()
             )));
         };
-        Ok(Ok(ThrottlePlan { device, source: source.to_string(), pick }))
+        Ok(Ok(ThrottlePlan {
+            device,
+            source: source.to_string(),
+            pick,
+        }))
     }
 
-    async fn apply_throttle(&self, ctx: &ActionCtx<'_>, label: &str, plan: ThrottlePlan) -> Result<()> {
+    async fn apply_throttle(
+        &self,
+        ctx: &ActionCtx<'_>,
+        label: &str,
+        plan: ThrottlePlan,
+    ) -> Result<()> {
         let s = ctx.session;
         let iops = match (self.write_iops, self.write_bps) {
             (None, None) => Some(DEFAULT_WRITE_IOPS),
             (i, _) => i,
         };
         if iops == Some(0) || self.write_bps == Some(0) {
-            return Err(self.err(ctx, label, "`write_iops` and `write_bps` must be more than 0".into()));
+            return Err(self.err(
+                ctx,
+                label,
+                "`write_iops` and `write_bps` must be more than 0".into(),
+            ));
         }
         let dev = &plan.device;
         // (file, new line, restore line)
         let mut changes: Vec<(String, String, String)> = Vec::new();
         if plan.pick.version == 2 {
-            let cur = s.run_ok(&format!("cat {}", shell_quote(&plan.pick.file)), ctx.timeout).await?;
+            let cur = s
+                .run_ok(
+                    &format!("cat {}", shell_quote(&plan.pick.file)),
+                    ctx.timeout,
+                )
+                .await?;
             let prev = io_max_values(&cur.stdout, dev);
-            let get = |k: &str| prev.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone()).unwrap_or_else(|| "max".into());
+            let get = |k: &str| {
+                prev.iter()
+                    .find(|(kk, _)| kk == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| "max".into())
+            };
             let mut new = dev.clone();
             let mut restore = dev.clone();
             if let Some(n) = iops {
@@ -598,25 +751,45 @@ impl SlowDiskAction {
             let bps_file = iops_file.replace("write_iops_device", "write_bps_device");
             for (n, file) in [(iops, iops_file), (self.write_bps, bps_file)] {
                 let Some(n) = n else { continue };
-                let cur = s.run_ok(&format!("cat {}", shell_quote(&file)), ctx.timeout).await?;
+                let cur = s
+                    .run_ok(&format!("cat {}", shell_quote(&file)), ctx.timeout)
+                    .await?;
                 let prev = v1_value(&cur.stdout, dev).unwrap_or_else(|| "0".into());
                 changes.push((file, format!("{dev} {n}"), format!("{dev} {prev}")));
             }
         }
         let undo = SlowDiskUndo::Throttle {
             device: dev.clone(),
-            writes: changes.iter().map(|(f, _, r)| CgroupWrite { file: f.clone(), restore: r.clone() }).collect(),
+            writes: changes
+                .iter()
+                .map(|(f, _, r)| CgroupWrite {
+                    file: f.clone(),
+                    restore: r.clone(),
+                })
+                .collect(),
         };
         if let Some(journal) = ctx.journal {
-            journal.record(s, ctx.scenario, label, Undo::SlowDisk(undo)).await?;
+            journal
+                .record(s, ctx.scenario, label, Undo::SlowDisk(undo))
+                .await?;
         }
         for (file, line, _) in &changes {
-            let out = s.exec(&format!("echo {} > {}", shell_quote(line), shell_quote(file)), ctx.timeout).await?;
+            let out = s
+                .exec(
+                    &format!("echo {} > {}", shell_quote(line), shell_quote(file)),
+                    ctx.timeout,
+                )
+                .await?;
             if !out.success() {
                 return Err(self.err(
                     ctx,
                     label,
-                    format!("writing `{line}` to {file} (device {} of {}) failed: {}", plan.device, plan.source, out.stderr.trim()),
+                    format!(
+                        "writing `{line}` to {file} (device {} of {}) failed: {}",
+                        plan.device,
+                        plan.source,
+                        out.stderr.trim()
+                    ),
                 ));
             }
         }
@@ -634,10 +807,18 @@ impl SlowDiskAction {
             return Err(self.err(ctx, label, "`jobs` must be at least 1".into()));
         }
         if fio_bytes(bs).is_none() {
-            return Err(self.err(ctx, label, format!("`block_size: {bs}` is not a size such as `4k` or `1M`")));
+            return Err(self.err(
+                ctx,
+                label,
+                format!("`block_size: {bs}` is not a size such as `4k` or `1M`"),
+            ));
         }
         let Some(size_bytes) = fio_bytes(size) else {
-            return Err(self.err(ctx, label, format!("`size: {size}` is not a size such as `32M` or `1G`")));
+            return Err(self.err(
+                ctx,
+                label,
+                format!("`size: {size}` is not a size such as `32M` or `1G`"),
+            ));
         };
         let q = shell_quote(path);
         let check = s
@@ -653,12 +834,27 @@ impl SlowDiskAction {
             return Err(self.err(ctx, label, "fio is not installed on the node; `mode: fio` needs it (or use `mode: fsync_delay`)".into()));
         }
         if check.stdout.contains("NO_SETSID") {
-            return Err(self.err(ctx, label, "setsid (util-linux) is not installed on the node".into()));
+            return Err(self.err(
+                ctx,
+                label,
+                "setsid (util-linux) is not installed on the node".into(),
+            ));
         }
-        let field = |k: &str| check.stdout.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).unwrap_or_default();
+        let field = |k: &str| {
+            check
+                .stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
         let mnt = field("MNT ");
         if mnt.is_empty() {
-            return Err(self.err(ctx, label, format!("{path} does not exist (findmnt found no filesystem for it)")));
+            return Err(self.err(
+                ctx,
+                label,
+                format!("{path} does not exist (findmnt found no filesystem for it)"),
+            ));
         }
         let need = size_bytes.saturating_mul(jobs as u64);
         if let Ok(avail_k) = field("AVAIL ").parse::<u64>() {
@@ -677,9 +873,16 @@ impl SlowDiskAction {
         };
         let pid_file = format!("{RUN_DIR}/slow-disk-fio-{id}.pid");
         let job_file = format!("{RUN_DIR}/slow-disk-fio-{id}.fio");
-        let undo = SlowDiskUndo::Fio { pid_file: pid_file.clone(), marker: id.clone(), job_file: job_file.clone(), dir: dir.clone() };
+        let undo = SlowDiskUndo::Fio {
+            pid_file: pid_file.clone(),
+            marker: id.clone(),
+            job_file: job_file.clone(),
+            dir: dir.clone(),
+        };
         if let Some(journal) = ctx.journal {
-            journal.record(s, ctx.scenario, label, Undo::SlowDisk(undo.clone())).await?;
+            journal
+                .record(s, ctx.scenario, label, Undo::SlowDisk(undo.clone()))
+                .await?;
         }
         let result = async {
             s.run_ok(&format!("mkdir -p {RUN_DIR} {}", shell_quote(&dir)), ctx.timeout).await?;
@@ -726,7 +929,11 @@ impl SlowDiskAction {
     pub fn summary(&self) -> String {
         match self.mode {
             SlowDiskMode::Fio => format!("fio load on the disk of {}", self.path()),
-            SlowDiskMode::Throttle => format!("throttle writes of `{}` on the disk of {}", self.process(), self.path()),
+            SlowDiskMode::Throttle => format!(
+                "throttle writes of `{}` on the disk of {}",
+                self.process(),
+                self.path()
+            ),
             SlowDiskMode::FsyncDelay => format!(
                 "delay fsyncs of `{}` by {}",
                 self.process(),
@@ -763,8 +970,14 @@ mod tests {
     fn detached_writes_pid_file_and_marks_environment() {
         let c = detached("/run/breakfix/x.pid", "abc", "strace -p 1");
         assert!(c.contains("setsid -f sh -c"), "{c}");
-        assert!(c.contains("echo $$ > /run/breakfix/x.pid; exec env BREAKFIX_FAULT_ID=abc strace -p 1"), "{c}");
-        assert!(c.ends_with("</dev/null >/dev/null 2>/run/breakfix/x.log"), "{c}");
+        assert!(
+            c.contains("echo $$ > /run/breakfix/x.pid; exec env BREAKFIX_FAULT_ID=abc strace -p 1"),
+            "{c}"
+        );
+        assert!(
+            c.ends_with("</dev/null >/dev/null 2>/run/breakfix/x.log"),
+            "{c}"
+        );
     }
 
     #[test]
@@ -774,7 +987,10 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].version, 2);
         assert_eq!(c[0].state, "missing");
-        assert_eq!(c[1].file, "/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device");
+        assert_eq!(
+            c[1].file,
+            "/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device"
+        );
         assert_eq!(c[1].state, "read-only");
     }
 
@@ -796,15 +1012,28 @@ mod tests {
         assert_eq!(fio_bytes("512"), Some(512));
         assert_eq!(fio_bytes("1x"), None);
         assert_eq!(fio_bytes("M"), None);
-        let job = fio_job("/var/lib/etcd/.breakfix-fio-1", 8, "1M", "32M", Duration::from_secs(60));
-        assert!(job.contains("fsync=1\n") && job.contains("numjobs=8\n") && job.contains("thread=1\n") && job.contains("runtime=60\n"), "{job}");
+        let job = fio_job(
+            "/var/lib/etcd/.breakfix-fio-1",
+            8,
+            "1M",
+            "32M",
+            Duration::from_secs(60),
+        );
+        assert!(
+            job.contains("fsync=1\n")
+                && job.contains("numjobs=8\n")
+                && job.contains("thread=1\n")
+                && job.contains("runtime=60\n"),
+            "{job}"
+        );
     }
 
     #[test]
     fn misplaced_fields_are_reported() {
         let a: SlowDiskAction = serde_saphyr::from_str("mode: fio\ndelay: 1s\n").expect("parse");
         assert_eq!(a.misplaced_fields(), vec!["delay"]);
-        let a: SlowDiskAction = serde_saphyr::from_str("delay: 1s\nwrite_iops: 5\n").expect("parse");
+        let a: SlowDiskAction =
+            serde_saphyr::from_str("delay: 1s\nwrite_iops: 5\n").expect("parse");
         assert!(a.misplaced_fields().is_empty());
         let a: SlowDiskAction = serde_saphyr::from_str("mode: throttle\njobs: 2\n").expect("parse");
         assert_eq!(a.misplaced_fields(), vec!["jobs"]);
@@ -814,10 +1043,16 @@ mod tests {
     fn undo_round_trips_through_json() {
         let u = Undo::SlowDisk(SlowDiskUndo::Throttle {
             device: "7:0".into(),
-            writes: vec![CgroupWrite { file: "/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device".into(), restore: "7:0 0".into() }],
+            writes: vec![CgroupWrite {
+                file: "/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device".into(),
+                restore: "7:0 0".into(),
+            }],
         });
         let j = serde_json::to_string(&u).expect("json");
-        assert!(j.contains("\"kind\":\"slow_disk\"") && j.contains("\"mode\":\"throttle\""), "{j}");
+        assert!(
+            j.contains("\"kind\":\"slow_disk\"") && j.contains("\"mode\":\"throttle\""),
+            "{j}"
+        );
         let back: Undo = serde_json::from_str(&j).expect("back");
         assert_eq!(back, u);
     }

@@ -107,3 +107,33 @@ fn every_external_scenario_passes_the_selftest_matrix() {
     }
     assert!(xml.contains("name=\"baseline\"") && xml.contains("name=\"reset\""), "{xml}");
 }
+
+#[test]
+fn drill_on_the_sandbox_times_the_fix_and_scores() {
+    let g = sandbox();
+    let _back = EtcdBack(&g);
+    let state = tempfile::tempdir().expect("state dir");
+    let sc = "scenarios/etcd-service-stopped.yaml";
+    // The solution lands 6 s after the clock starts; polls every 1 s.
+    let o = bf(&g, state.path(), &["drill", sc, "--solution-after", "6s", "--poll", "1s", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ttf = r[0]["time_to_fix"].as_f64().expect("fixed");
+    // etcd needs a moment to start after `systemctl start`; one poll interval (1 s) plus that.
+    assert!((6.0..=6.0 + 1.0 + 1.5).contains(&ttf), "time to fix {ttf}s for a solution applied at 6s with 1s polls: {r}");
+    assert_eq!(r[0]["outcome"], "pass");
+    assert!(r[0]["score"].as_u64().unwrap_or(0) > 0, "{r}");
+
+    // Without a fix the drill ends at the time limit and lists the failing probes, in JUnit.
+    let o = bf(&g, state.path(), &["drill", sc, "--time-limit", "8s", "--poll", "1s", "--output", "junit"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let xml = String::from_utf8_lossy(&o.stdout).to_string();
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("JUnit does not parse: {e}\n{xml}"));
+    assert_eq!(report.test_suites.len(), 1);
+    let suite = &report.test_suites[0];
+    assert_eq!(suite.name.as_str(), "etcd-service-stopped");
+    assert_eq!(suite.test_cases.len(), 2, "{xml}");
+    assert!(xml.contains("<failure") && xml.contains("etcd-unit-active"), "{xml}");
+    let s = ssh(&g, "systemctl is-active etcd");
+    assert_eq!(String::from_utf8_lossy(&s.stdout), "active\n", "the drill resets at the end");
+}
