@@ -220,17 +220,23 @@ impl SlowDiskUndo {
                 dir,
             } => {
                 let cmd = format!(
-                    "{}; rm -rf -- {}; rm -f {} {} {}",
+                    "{}; rm -rf -- {}; rm -f {} {} {} {}",
                     kill_marked_script(pid_file, marker),
                     shell_quote(dir),
                     shell_quote(pid_file),
                     shell_quote(job_file),
                     shell_quote(&err_log(pid_file)),
+                    shell_quote(&fio_output(pid_file)),
                 );
                 s.run_ok(&cmd, t).await.map(|_| ())
             }
         }
     }
+}
+
+/// fio's report file: `<pid file without .pid>.out`.
+fn fio_output(pid_file: &str) -> String {
+    format!("{}.out", pid_file.strip_suffix(".pid").unwrap_or(pid_file))
 }
 
 /// Where a helper's stderr goes: `<pid file without .pid>.log`.
@@ -428,19 +434,22 @@ impl SlowDiskAction {
         bad
     }
 
+    /// Fields set for another mode, as a message (`None`: all fine). Used by validation.
+    pub fn mode_problem(&self) -> Option<String> {
+        let bad = self.misplaced_fields();
+        (!bad.is_empty()).then(|| {
+            format!(
+                "field(s) {} do not apply to `mode: {}`",
+                bad.join(", "),
+                self.mode.word()
+            )
+        })
+    }
+
     /// Checks, journals the undo (faults), then slows the disk.
     pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
-        let bad = self.misplaced_fields();
-        if !bad.is_empty() {
-            return Err(self.err(
-                ctx,
-                label,
-                format!(
-                    "field(s) {} do not apply to `mode: {}`",
-                    bad.join(", "),
-                    self.mode.word()
-                ),
-            ));
+        if let Some(problem) = self.mode_problem() {
+            return Err(self.err(ctx, label, problem));
         }
         match self.mode {
             SlowDiskMode::Fio => self.apply_fio(ctx, label).await,
@@ -871,6 +880,20 @@ impl SlowDiskAction {
             Some(d) => d.clone(),
             None => format!("{}/.breakfix-fio-{id}", mnt.trim_end_matches('/')),
         };
+        // The undo removes the directory: it must be fio's own, so it must not exist yet.
+        let exists = s
+            .exec(
+                &format!("[ -e {} ] && echo EXISTS; true", shell_quote(&dir)),
+                ctx.timeout,
+            )
+            .await?;
+        if exists.stdout.contains("EXISTS") || !dir.starts_with('/') {
+            return Err(self.err(
+                ctx,
+                label,
+                format!("fio's directory {dir} must be an absolute path that does not exist yet (the undo removes it)"),
+            ));
+        }
         let pid_file = format!("{RUN_DIR}/slow-disk-fio-{id}.pid");
         let job_file = format!("{RUN_DIR}/slow-disk-fio-{id}.fio");
         let undo = SlowDiskUndo::Fio {
@@ -887,7 +910,7 @@ impl SlowDiskAction {
         let result = async {
             s.run_ok(&format!("mkdir -p {RUN_DIR} {}", shell_quote(&dir)), ctx.timeout).await?;
             s.transport.write_file(&job_file, fio_job(&dir, jobs, bs, size, runtime).as_bytes(), Some(0o600), ctx.timeout).await?;
-            let cmd = format!("fio --output={} {}", shell_quote(&format!("{RUN_DIR}/slow-disk-fio-{id}.out")), shell_quote(&job_file));
+            let cmd = format!("fio --output={} {}", shell_quote(&fio_output(&pid_file)), shell_quote(&job_file));
             s.run_ok(&detached(&pid_file, &id, &cmd), ctx.timeout).await?;
             // Running after 2 s: fio has laid out its files and started writing.
             let pf = shell_quote(&pid_file);
@@ -930,16 +953,16 @@ impl SlowDiskAction {
         match self.mode {
             SlowDiskMode::Fio => format!("fio load on the disk of {}", self.path()),
             SlowDiskMode::Throttle => format!(
-                "throttle writes of `{}` on the disk of {}",
+                "throttle writes of {} on the disk of {}",
                 self.process(),
                 self.path()
             ),
             SlowDiskMode::FsyncDelay => format!(
-                "delay fsyncs of `{}` by {}",
+                "delay fsyncs of {} by {}",
                 self.process(),
                 humantime::format_duration(self.delay.map(Into::into).unwrap_or(DEFAULT_DELAY))
             ),
-            SlowDiskMode::Auto => format!("slow the disk of `{}`", self.process()),
+            SlowDiskMode::Auto => format!("slow the disk of {}", self.process()),
         }
     }
 }

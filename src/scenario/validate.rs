@@ -402,6 +402,8 @@ impl<'a> Validator<'a> {
                 self.target_ref(&sf, a.target(), item, &what, &mut missing_reported);
                 if let Some(problem) = match a {
                     Action::EtcdKeys(k) => k.mode_problem(),
+                    Action::SlowDisk(x) => x.mode_problem(),
+                    Action::Netem(x) => x.params().err(),
                     _ => None,
                 } {
                     self.push(Diagnostic::at(&sf, item_pos(item), format!("{what}: {problem}")));

@@ -4,8 +4,10 @@
 mod common;
 mod diagnostics;
 mod engine;
+mod etcd_faults;
 mod etcd_probe;
 mod export;
+mod node_faults;
 mod sandbox;
 mod scenarios;
 mod stacked;

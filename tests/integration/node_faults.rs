@@ -1,0 +1,657 @@
+//! Node faults against real components: `slow_disk` (strace fsync delay on the sandbox's etcd;
+//! cgroup throttle refused inside a sandbox node; cgroup throttle of a loop device on the host),
+//! `netem` (refused on this kernel, which lacks sch_netem) and `tls` (expired and wrong-CA
+//! client certificates rejected by the sandbox's etcd). Every break goes through the CLI
+//! (`breakfix break` then `breakfix reset`) with a temp state dir; a drop guard resets even
+//! when an assertion fails, so the sandbox is left healthy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::common::{sandbox, SandboxGuard};
+
+const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \
+    --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt \
+    --key=/etc/kubernetes/pki/etcd/server.key";
+
+/// Milliseconds one `etcdctl put` takes, measured on the node.
+const TIMED_PUT: &str =
+    "s=$(date +%s%N); ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \
+    --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt \
+    --key=/etc/kubernetes/pki/etcd/server.key put /breakfix-tests/node-faults x >/dev/null; \
+    e=$(date +%s%N); echo $(( (e - s) / 1000000 ))";
+
+/// etcd's log on the controlplane in either topology (journald unit or static pod log).
+const ETCD_LOG: &str = "{ journalctl -u etcd -o cat --no-pager 2>/dev/null; \
+    cat /var/log/pods/kube-system_etcd-*/etcd/*.log 2>/dev/null; }";
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A temp state dir for the CLI; on drop, `breakfix reset` on the controlplane.
+struct Lab<'a> {
+    g: &'a SandboxGuard,
+    dir: tempfile::TempDir,
+}
+
+impl<'a> Lab<'a> {
+    fn new(g: &'a SandboxGuard) -> Lab<'a> {
+        let dir = tempfile::Builder::new()
+            .prefix("breakfix-node-faults-")
+            .tempdir()
+            .expect("tempdir");
+        Lab { g, dir }
+    }
+
+    fn breakfix(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_breakfix"))
+            .args(args)
+            .arg("--inventory")
+            .arg(&self.g.inventory)
+            .env("BREAKFIX_STATE_DIR", self.dir.path().join("state"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run breakfix")
+    }
+
+    /// Writes a scenario whose faults are `faults` (YAML list items, 2-space indented) and
+    /// whose confirm probes are `confirm`.
+    fn scenario(&self, name: &str, faults: &str, confirm: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("{name}.yaml"));
+        let confirm = if confirm.is_empty() {
+            String::new()
+        } else {
+            format!("confirm:\n{confirm}")
+        };
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: breakfix/v1\nkind: Scenario\nmetadata:\n  name: {name}\n  title: node fault test\n\
+                 targets:\n  cp:\n    node: controlplane\nfaults:\n{faults}{confirm}\
+                 verify:\n  probes:\n    - kind: command\n      name: always\n      run: 'true'\n      expect: {{ exit: 0 }}\n"
+            ),
+        )
+        .expect("write scenario");
+        p
+    }
+
+    fn ssh(&self, cmd: &str) -> String {
+        self.g.ssh_ok("controlplane", cmd)
+    }
+
+    /// Journal entries recorded on the node and locally.
+    fn journal_count(&self) -> usize {
+        let remote: usize = self
+            .ssh("ls /var/lib/breakfix/journal/ 2>/dev/null | wc -l")
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let local = std::fs::read_dir(self.dir.path().join("state/journal/controlplane"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        remote + local
+    }
+}
+
+impl Drop for Lab<'_> {
+    fn drop(&mut self) {
+        let out = self.breakfix(&["reset", "--node", "controlplane"]);
+        if !out.status.success() {
+            eprintln!("node_faults: reset in drop guard failed:\n{}", text(&out));
+        }
+    }
+}
+
+fn median_put_ms(lab: &Lab) -> u64 {
+    let mut v: Vec<u64> = (0..3)
+        .map(|_| lab.ssh(TIMED_PUT).trim().parse().expect("put ms"))
+        .collect();
+    v.sort();
+    v[1]
+}
+
+fn log_count(lab: &Lab, pattern: &str) -> usize {
+    lab.ssh(&format!("{ETCD_LOG} | grep -cE '{pattern}' || true"))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    let baseline = median_put_ms(&lab);
+    assert!(
+        baseline < 250,
+        "etcd puts are already slow before the fault: {baseline} ms"
+    );
+    let slow_log = "apply request took too long|slow fdatasync";
+    let warnings_before = log_count(&lab, slow_log);
+
+    let scenario = lab.scenario(
+        "node-faults-fsync-delay",
+        "  - kind: slow_disk\n    mode: fsync_delay\n    process: etcd\n    delay: 300ms\n",
+        &format!(
+            "  - kind: command\n    name: put-fast\n    run: '{}'\n    within: 20s\n    expect: {{ stdout: {{ lt: 250 }} }}\n",
+            TIMED_PUT.replace('\'', "''")
+        ),
+    );
+    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "break failed:\n{}", text(&out));
+
+    // Exactly one strace, attached to the newest etcd, known by its pid file.
+    let pid_files = lab.ssh("ls /run/breakfix/slow-disk-*.pid");
+    assert_eq!(pid_files.lines().count(), 1, "pid files: {pid_files}");
+    let strace_pid = lab
+        .ssh(&format!("cat {}", pid_files.trim()))
+        .trim()
+        .to_string();
+    let etcd_pid = lab.ssh("pgrep -xn etcd").trim().to_string();
+    assert_eq!(
+        lab.ssh(&format!("cat /proc/{strace_pid}/comm")).trim(),
+        "strace"
+    );
+    let tracer = lab.ssh(&format!(
+        "awk '/^TracerPid:/ {{print $2}}' /proc/{etcd_pid}/status"
+    ));
+    assert_eq!(tracer.trim(), strace_pid, "etcd's tracer");
+
+    let slow = median_put_ms(&lab);
+    eprintln!("etcd put: {baseline} ms before, {slow} ms with a 300ms fsync delay");
+    assert!(
+        slow >= 300,
+        "a put took {slow} ms with a 300ms fsync delay (baseline {baseline} ms)"
+    );
+    let warnings_after = log_count(&lab, slow_log);
+    assert!(
+        warnings_after > warnings_before,
+        "etcd logged no new `{slow_log}` ({warnings_before} -> {warnings_after})"
+    );
+
+    let out = lab.breakfix(&["reset", "--node", "controlplane"]);
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stop the fsync delay"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        lab.ssh(&format!(
+            "[ -d /proc/{strace_pid} ] && echo alive || echo gone"
+        ))
+        .trim(),
+        "gone",
+        "strace {strace_pid} survived the reset"
+    );
+    assert_eq!(
+        lab.ssh("ls /run/breakfix/slow-disk-* 2>/dev/null | wc -l")
+            .trim(),
+        "0"
+    );
+    let tracer = lab.ssh(&format!(
+        "awk '/^TracerPid:/ {{print $2}}' /proc/{etcd_pid}/status"
+    ));
+    assert_eq!(tracer.trim(), "0", "etcd is still traced");
+    assert_eq!(lab.ssh("pgrep -xn etcd").trim(), etcd_pid, "etcd restarted");
+    let after = median_put_ms(&lab);
+    eprintln!("etcd put after reset: {after} ms");
+    assert!(after < 250, "puts still slow after reset: {after} ms");
+    lab.ssh(&format!(
+        "{ETCDCTL} del /breakfix-tests/node-faults >/dev/null"
+    ));
+}
+
+#[test]
+fn slow_disk_auto_falls_back_to_fsync_delay_inside_a_sandbox_node() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    let scenario = lab.scenario(
+        "node-faults-auto",
+        "  - kind: slow_disk\n    delay: 300ms\n",
+        "",
+    );
+    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "break failed:\n{}", text(&out));
+    let strace_pid = lab
+        .ssh("cat /run/breakfix/slow-disk-*.pid")
+        .trim()
+        .to_string();
+    let etcd_pid = lab.ssh("pgrep -xn etcd").trim().to_string();
+    let tracer = lab.ssh(&format!(
+        "awk '/^TracerPid:/ {{print $2}}' /proc/{etcd_pid}/status"
+    ));
+    assert_eq!(tracer.trim(), strace_pid, "auto did not pick fsync_delay");
+    let out = lab.breakfix(&["reset", "--node", "controlplane"]);
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert_eq!(
+        lab.ssh(&format!(
+            "[ -d /proc/{strace_pid} ] && echo alive || echo gone"
+        ))
+        .trim(),
+        "gone"
+    );
+}
+
+#[test]
+fn slow_disk_fio_runs_a_load_on_the_data_disk_and_reset_removes_it() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    let scenario = lab.scenario(
+        "node-faults-fio",
+        "  - kind: slow_disk\n    mode: fio\n    path: /var/lib/etcd\n    jobs: 2\n    size: 8M\n    runtime: 5m\n",
+        "",
+    );
+    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "break failed:\n{}", text(&out));
+    let fio_pid = lab
+        .ssh("cat /run/breakfix/slow-disk-fio-*.pid")
+        .trim()
+        .to_string();
+    assert_eq!(lab.ssh(&format!("cat /proc/{fio_pid}/comm")).trim(), "fio");
+    let dir = lab
+        .ssh("ls -d /var/lib/etcd/.breakfix-fio-*")
+        .trim()
+        .to_string();
+    let files = lab.ssh(&format!("ls {dir} | wc -l"));
+    assert_eq!(files.trim(), "2", "fio files in {dir}");
+    eprintln!(
+        "fio PID {fio_pid} writing in {dir}; etcd put: {} ms",
+        median_put_ms(&lab)
+    );
+
+    let out = lab.breakfix(&["reset", "--node", "controlplane"]);
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert_eq!(
+        lab.ssh(&format!(
+            "[ -d /proc/{fio_pid} ] && echo alive || echo gone"
+        ))
+        .trim(),
+        "gone",
+        "fio survived the reset"
+    );
+    assert_eq!(
+        lab.ssh(&format!("[ -e {dir} ] && echo left || echo removed"))
+            .trim(),
+        "removed"
+    );
+    assert_eq!(
+        lab.ssh("ls /run/breakfix/ | grep -c slow-disk || true")
+            .trim(),
+        "0"
+    );
+    lab.ssh(&format!(
+        "{ETCDCTL} del /breakfix-tests/node-faults >/dev/null"
+    ));
+}
+
+#[test]
+fn slow_disk_and_netem_field_mistakes_are_reported_by_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("bad.yaml");
+    std::fs::write(
+        &p,
+        "apiVersion: breakfix/v1\nkind: Scenario\nmetadata:\n  name: bad-node-faults\n  title: bad\n\
+         targets:\n  cp:\n    node: controlplane\nfaults:\n  - kind: slow_disk\n    mode: fio\n    delay: 1s\n\
+         \x20 - kind: netem\n    port: 2380\n\
+         verify:\n  probes:\n    - kind: command\n      name: always\n      run: 'true'\n      expect: { exit: 0 }\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .args(["validate", p.to_str().expect("utf-8")])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run breakfix");
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("field(s) delay do not apply to `mode: fio`"),
+        "{all}"
+    );
+    assert!(all.contains("bad.yaml:10:11"), "{all}");
+    assert!(all.contains("give `delay`, `loss` or both"), "{all}");
+}
+
+#[test]
+fn slow_disk_throttle_inside_a_sandbox_node_fails_clearly_and_changes_nothing() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    let read_limits = "cat /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device 2>&1; \
+                       cat /sys/fs/cgroup/unified/system.slice/*/io.max 2>&1; true";
+    let before = lab.ssh(read_limits);
+    let journal_before = lab.journal_count();
+    let scenario = lab.scenario(
+        "node-faults-throttle",
+        "  - kind: slow_disk\n    mode: throttle\n    process: etcd\n    write_iops: 20\n",
+        "",
+    );
+    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
+    let all = text(&out);
+    eprintln!("{all}");
+    assert!(
+        !out.status.success(),
+        "throttle inside a node should fail:\n{all}"
+    );
+    for want in [
+        "cannot throttle block I/O on controlplane",
+        "io.max",
+        "blkio.throttle.write_iops_device",
+        "mode: fsync_delay",
+    ] {
+        assert!(all.contains(want), "missing `{want}` in:\n{all}");
+    }
+    assert_eq!(lab.ssh(read_limits), before, "cgroup limits changed");
+    assert_eq!(
+        lab.journal_count(),
+        journal_before,
+        "something was journaled"
+    );
+}
+
+#[test]
+fn netem_on_a_kernel_without_sch_netem_fails_clearly_and_changes_nothing() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    let qdiscs = "tc qdisc show";
+    let before = lab.ssh(qdiscs);
+    let journal_before = lab.journal_count();
+    let scenario = lab.scenario(
+        "node-faults-netem",
+        "  - kind: netem\n    delay: 200ms\n    loss: 5\n    port: 2380\n",
+        "",
+    );
+    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
+    let all = text(&out);
+    eprintln!("{all}");
+    assert!(
+        !out.status.success(),
+        "netem should fail on this kernel:\n{all}"
+    );
+    assert!(
+        all.contains("this kernel lacks the netem qdisc (sch_netem), which breakfix needs for network delay/loss"),
+        "{all}"
+    );
+    assert_eq!(lab.ssh(qdiscs), before, "qdiscs changed");
+    assert_eq!(
+        lab.journal_count(),
+        journal_before,
+        "something was journaled"
+    );
+}
+
+#[test]
+fn tls_expired_and_wrong_ca_client_certs_are_rejected_and_reset_restores_the_bytes() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    let cert = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
+    let sha = format!("sha256sum {cert} | cut -d' ' -f1");
+    let original = lab.ssh(&sha);
+    let health = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --dial-timeout=2s --command-timeout=3s \
+        --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/apiserver-etcd-client.crt \
+        --key=/etc/kubernetes/pki/apiserver-etcd-client.key endpoint health";
+    assert!(
+        g.ssh("controlplane", health).status.success(),
+        "the client certificate does not work before the fault"
+    );
+    for (cert_fault, log_text) in [
+        ("expired", "certificate has expired or is not yet valid"),
+        ("wrong_ca", "certificate signed by unknown authority"),
+    ] {
+        let rejected_before = log_count(&lab, log_text);
+        let scenario = lab.scenario(
+            &format!("node-faults-tls-{}", cert_fault.replace('_', "-")),
+            &format!("  - kind: tls\n    path: {cert}\n    cert: {cert_fault}\n"),
+            &format!(
+                "  - kind: command\n    name: client-cert-works\n    run: '{health}'\n    expect: {{ exit: 0 }}\n"
+            ),
+        );
+        let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "{cert_fault}: break failed:\n{}",
+            text(&out)
+        );
+        assert_ne!(
+            lab.ssh(&sha),
+            original,
+            "{cert_fault}: the certificate was not replaced"
+        );
+        assert_eq!(
+            lab.ssh(&format!("stat -c %a {cert}")).trim(),
+            "644",
+            "{cert_fault}: mode changed"
+        );
+        let failed = g.ssh("controlplane", health);
+        assert!(
+            !failed.status.success(),
+            "{cert_fault}: etcdctl still works"
+        );
+        // etcd says why it rejected the client (the client only sees a failed handshake).
+        let mut seen = 0;
+        for _ in 0..10 {
+            seen = log_count(&lab, log_text);
+            if seen > rejected_before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(
+            seen > rejected_before,
+            "{cert_fault}: etcd logged no new `{log_text}`"
+        );
+        eprintln!(
+            "{cert_fault}: etcd log: {}",
+            lab.ssh(&format!("{ETCD_LOG} | grep -E '{log_text}' | tail -1"))
+                .trim()
+        );
+
+        let out = lab.breakfix(&["reset", "--node", "controlplane"]);
+        assert!(
+            out.status.success(),
+            "{cert_fault}: reset failed:\n{}",
+            text(&out)
+        );
+        assert_eq!(
+            lab.ssh(&sha),
+            original,
+            "{cert_fault}: reset did not restore the bytes"
+        );
+        assert!(
+            g.ssh("controlplane", health).status.success(),
+            "{cert_fault}: the client certificate does not work after reset"
+        );
+    }
+}
+
+// ---- host side: the cgroup throttle code on a loop device this test creates -------------
+
+/// A loop device with ext4, mounted; a process to throttle. Removed on drop, by name.
+struct HostDisk {
+    dir: tempfile::TempDir,
+    loop_dev: String,
+    majmin: String,
+    child: std::process::Child,
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(out.status.success(), "`{cmd}` failed:\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl HostDisk {
+    fn new() -> HostDisk {
+        let dir = tempfile::Builder::new()
+            .prefix("breakfix-throttle-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path().display().to_string();
+        sh(&format!("truncate -s 64M {d}/disk.img && mkdir {d}/mnt"));
+        let loop_dev = sh(&format!("losetup -f --show {d}/disk.img"));
+        sh(&format!(
+            "mkfs.ext4 -q {loop_dev} && mount {loop_dev} {d}/mnt"
+        ));
+        let majmin = sh(&format!("findmnt -n -o MAJ:MIN --target {d}/mnt"));
+        // A process with a unique command name, in this test's cgroups.
+        sh(&format!("cp /bin/sleep {d}/bfthrottle"));
+        let child = Command::new(format!("{d}/bfthrottle"))
+            .arg("600")
+            .spawn()
+            .expect("start bfthrottle");
+        HostDisk {
+            dir,
+            loop_dev,
+            majmin,
+            child,
+        }
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// Milliseconds for 10 direct 4 KiB writes on the loop device's filesystem.
+    fn write_ms(&self) -> u64 {
+        let f = self.mnt().join("probe");
+        sh(&format!(
+            "s=$(date +%s%N); dd if=/dev/zero of={} bs=4k count=10 oflag=direct,dsync 2>/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))",
+            f.display()
+        ))
+        .parse()
+        .expect("ms")
+    }
+}
+
+impl Drop for HostDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "f=/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device; [ -w $f ] && echo '{} 0' > $f; \
+                 umount {mnt}; losetup -d {dev}",
+                self.majmin,
+                mnt = self.mnt().display(),
+                dev = self.loop_dev
+            ))
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn host_has_writable_blkio() -> bool {
+    Path::new("/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device").exists()
+        && nix::unistd::access(
+            "/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device",
+            nix::unistd::AccessFlags::W_OK,
+        )
+        .is_ok()
+}
+
+#[test]
+fn slow_disk_throttle_on_the_host_limits_a_loop_device_and_reset_lifts_it() {
+    if !is_root() || !host_has_writable_blkio() {
+        eprintln!("skipped: needs root and a writable cgroup v1 blkio hierarchy on the host");
+        return;
+    }
+    let disk = HostDisk::new();
+    let state = disk.dir.path().join("state");
+    let node_journal = disk.dir.path().join("node-journal");
+    let inventory = disk.dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: host\n  etcd:\n    endpoints: [https://127.0.0.1:2379]\n    ca_file: /nonexistent/ca.crt\n    cert_file: /nonexistent/c.crt\n    key_file: /nonexistent/c.key\nnodes:\n  - name: host\n    address: 127.0.0.1\n    roles: [control-plane]\n    transport: local\n",
+    )
+    .expect("inventory");
+    let scenario = disk.dir.path().join("throttle.yaml");
+    let timed_dd = format!(
+        "s=$(date +%s%N); dd if=/dev/zero of={}/confirm bs=4k count=10 oflag=direct,dsync 2>/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))",
+        disk.mnt().display()
+    );
+    std::fs::write(
+        &scenario,
+        format!(
+            "apiVersion: breakfix/v1\nkind: Scenario\nmetadata:\n  name: host-throttle\n  title: host throttle\n\
+             targets:\n  h:\n    node: host\nfaults:\n  - kind: slow_disk\n    mode: throttle\n    process: bfthrottle\n    path: {mnt}\n    write_iops: 10\n\
+             confirm:\n  - kind: command\n    name: writes-fast\n    timeout: 60s\n    run: '{timed_dd}'\n    expect: {{ stdout: {{ lt: 1000 }} }}\n\
+             verify:\n  probes:\n    - kind: command\n      name: always\n      run: 'true'\n      expect: {{ exit: 0 }}\n",
+            mnt = disk.mnt().display()
+        ),
+    )
+    .expect("scenario");
+    let bf = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_breakfix"))
+            .args(args)
+            .arg("--inventory")
+            .arg(&inventory)
+            .env("BREAKFIX_STATE_DIR", &state)
+            .env("BREAKFIX_NODE_JOURNAL_DIR", &node_journal)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run breakfix")
+    };
+    let limits = || {
+        std::fs::read_to_string("/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device")
+            .expect("read blkio")
+    };
+    let fast = disk.write_ms();
+    assert!(
+        !limits().contains(&format!("{} ", disk.majmin)),
+        "a limit is already set"
+    );
+
+    let out = bf(&["break", scenario.to_str().expect("utf-8")]);
+    // Reset even if an assertion below fails.
+    struct Reset<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for Reset<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["reset"]);
+        }
+    }
+    let _reset = Reset(&bf);
+    assert!(out.status.success(), "break failed:\n{}", text(&out));
+    assert!(
+        limits().contains(&format!("{} 10", disk.majmin)),
+        "limit not set: {}",
+        limits()
+    );
+    let slow = disk.write_ms();
+    eprintln!(
+        "10 direct writes on {}: {fast} ms unthrottled, {slow} ms at 10 write IOPS",
+        disk.loop_dev
+    );
+    assert!(
+        slow >= 1000,
+        "throttled writes took only {slow} ms (unthrottled {fast} ms)"
+    );
+
+    let out = bf(&["reset"]);
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert!(
+        !limits().contains(&format!("{} ", disk.majmin)),
+        "limit left after reset: {}",
+        limits()
+    );
+    let after = disk.write_ms();
+    eprintln!("after reset: {after} ms");
+    assert!(after < 1000, "writes still slow after reset: {after} ms");
+    let out = bf(&["reset"]);
+    assert!(
+        out.status.success(),
+        "a second reset failed:\n{}",
+        text(&out)
+    );
+}
