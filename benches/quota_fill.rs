@@ -121,6 +121,13 @@ struct Etcd {
 }
 
 impl Etcd {
+    fn pid(&self) -> String {
+        self.child
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default()
+    }
+
     fn start(quota: u64) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("breakfix-bench-etcd-")
@@ -251,11 +258,37 @@ fn node() -> Node {
     }
 }
 
-/// One measurement: wall time, values accepted, db size after.
+/// One measurement: wall time, values accepted, db size after, CPU time of etcd and of the
+/// client side (this process, or the shell loop and its etcdctl processes) during it.
 struct Sample {
     took: Duration,
     puts: u64,
     db: i64,
+    etcd_cpu: Duration,
+    client_cpu: Duration,
+}
+
+/// utime + stime of a process (`self` or a PID), from /proc (USER_HZ = 100).
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After `(comm)`: field 3 (state) first; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time of the finished children of this process (the shell loop and its etcdctl).
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage only writes into the struct passed.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// (a) the engine's fault, journaled like a real break.
@@ -281,9 +314,11 @@ async fn engine(o: &Opts, state: &Path) -> Sample {
         scenario: "bench",
         timeout: Duration::from_secs(60),
     };
+    let (e0, c0) = (cpu_of(&etcd.pid()), cpu_of("self"));
     let start = Instant::now();
     a.apply(&ctx).await.expect("etcd_quota fault");
     let took = start.elapsed();
+    let (etcd_cpu, client_cpu) = (cpu_of(&etcd.pid()) - e0, cpu_of("self") - c0);
     assert!(etcd.nospace().await, "NOSPACE after the fault");
     let mut c = etcd.client().await;
     let puts = c
@@ -302,6 +337,8 @@ async fn engine(o: &Opts, state: &Path) -> Sample {
         took,
         puts,
         db: etcd.db_size().await,
+        etcd_cpu,
+        client_cpu,
     }
 }
 
@@ -320,6 +357,7 @@ async fn etcdctl_loop(o: &Opts, value: &Path) -> Sample {
         value.display(),
         etcd.path("put.err"),
     );
+    let (e0, c0) = (cpu_of(&etcd.pid()), children_cpu());
     let start = Instant::now();
     let out = Command::new("sh")
         .arg("-c")
@@ -327,6 +365,7 @@ async fn etcdctl_loop(o: &Opts, value: &Path) -> Sample {
         .output()
         .expect("sh");
     let took = start.elapsed();
+    let (etcd_cpu, client_cpu) = (cpu_of(&etcd.pid()) - e0, children_cpu() - c0);
     let err = std::fs::read_to_string(etcd.path("put.err")).unwrap_or_default();
     assert!(
         err.contains("database space exceeded"),
@@ -340,6 +379,8 @@ async fn etcdctl_loop(o: &Opts, value: &Path) -> Sample {
             .parse()
             .unwrap_or(0),
         db: etcd.db_size().await,
+        etcd_cpu,
+        client_cpu,
     }
 }
 
@@ -400,6 +441,12 @@ fn main() {
         return;
     }
     let o = opts();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let work = tempfile::Builder::new()
         .prefix("breakfix-bench-quota-")
         .tempdir()
@@ -425,13 +472,17 @@ fn main() {
         let y = rt.block_on(etcdctl_loop(&o, &value));
         let tag = if run == 0 { "warm-up" } else { "run" };
         println!(
-            "  {tag} {run}: (a) engine {} ({} puts, db {} MiB)   (b) etcdctl loop {} ({} puts, db {} MiB)",
+            "  {tag} {run}: (a) engine {} ({} puts, db {} MiB; cpu: etcd {}, engine {})   (b) etcdctl loop {} ({} puts, db {} MiB; cpu: etcd {}, sh+etcdctl {})",
             ms(x.took),
             x.puts,
             x.db >> 20,
+            ms(x.etcd_cpu),
+            ms(x.client_cpu),
             ms(y.took),
             y.puts,
-            y.db >> 20
+            y.db >> 20,
+            ms(y.etcd_cpu),
+            ms(y.client_cpu),
         );
         if run > 0 {
             a.push(x.took);

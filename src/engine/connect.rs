@@ -19,13 +19,38 @@ pub struct NodeSession {
     pub etcd: tokio::sync::Mutex<Option<crate::probe::etcd::EtcdAccess>>,
     /// Lazily opened Kubernetes API access (port forward + client), shared by kube probes.
     pub kube: tokio::sync::Mutex<Option<crate::probe::kube::KubeAccess>>,
+    /// The last `ss -Htln` output and when it was taken (shared by the port probes of a round).
+    listeners: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
+
+/// How long one `ss -Htln` listing serves the port probes of a round.
+const LISTENERS_FRESH: Duration = Duration::from_millis(500);
 
 impl NodeSession {
     /// Connects to `node`.
     pub async fn connect(node: &Node, timeout: Duration) -> Result<NodeSession> {
         let transport = Transport::connect(node, timeout).await?;
-        Ok(NodeSession { node: node.clone(), transport, etcd: tokio::sync::Mutex::new(None), kube: tokio::sync::Mutex::new(None) })
+        Ok(NodeSession {
+            node: node.clone(),
+            transport,
+            etcd: tokio::sync::Mutex::new(None),
+            kube: tokio::sync::Mutex::new(None),
+            listeners: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// TCP listeners (`ss -Htln` output), taken at most every 500 ms: the port probes of one
+    /// round share one listing instead of one `ss` each.
+    pub async fn listeners(&self, timeout: Duration) -> Result<String> {
+        let mut slot = self.listeners.lock().await;
+        if let Some((at, text)) = slot.as_ref() {
+            if at.elapsed() < LISTENERS_FRESH {
+                return Ok(text.clone());
+            }
+        }
+        let out = self.transport.exec("ss -Htln", timeout).await?;
+        *slot = Some((std::time::Instant::now(), out.stdout.clone()));
+        Ok(out.stdout)
     }
 
     /// Runs a command (a non-zero exit is not an error here).

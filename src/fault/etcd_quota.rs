@@ -182,7 +182,9 @@ impl EtcdQuotaAction {
             &self.key_file,
         )?;
         let prefix = self.prefix().to_string();
+        let t0 = Instant::now();
         let etcd = Etcd::open(ctx.session, &target, READY_WAIT).await?;
+        tracing::debug!("{node}: etcd_quota: etcd answered after {:?}", t0.elapsed());
 
         // Before anything changes: no alarm yet, the prefix is ours alone, the size before.
         let alarms = etcd.alarms().await.map_err(&fe)?;
@@ -217,6 +219,10 @@ impl EtcdQuotaAction {
             .map_err(&fe)?
             .db_size();
 
+        tracing::debug!(
+            "{node}: etcd_quota: pre-checks done after {:?}",
+            t0.elapsed()
+        );
         if let Some(journal) = ctx.journal {
             let undo = EtcdQuotaUndo {
                 etcd: target.clone(),
@@ -230,7 +236,12 @@ impl EtcdQuotaAction {
 
         let start = Instant::now();
         let deadline = start + self.timeout.map(Into::into).unwrap_or(DEFAULT_TIMEOUT);
+        tracing::debug!("{node}: etcd_quota: journaled after {:?}", t0.elapsed());
         let (puts, bytes) = self.fill(&etcd, &prefix, deadline).await.map_err(&fe)?;
+        tracing::debug!(
+            "{node}: etcd_quota: NOSPACE refusal after {:?}",
+            t0.elapsed()
+        );
 
         // etcd raises the alarm through raft when it refuses the put; allow it a moment.
         loop {

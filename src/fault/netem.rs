@@ -220,16 +220,33 @@ pub fn inject_commands(interface: &str, params: &str, port: Option<u16>) -> Vec<
 pub const NO_NETEM: &str = "this kernel lacks the netem qdisc (sch_netem), which breakfix needs for network delay/loss \
      (`tc` says `Specified qdisc kind is unknown`); load or build the sch_netem module, or run the lab on a kernel that has it";
 
-/// Shell that checks for netem without touching any real interface: netem on the loopback of
-/// a throwaway network namespace. Prints `NETEM_OK`, `NETEM_MISSING` or `NETEM_UNKNOWN: ...`.
-pub fn probe_script() -> String {
-    "command -v tc >/dev/null || { echo 'NETEM_UNKNOWN: tc (iproute2) is not installed'; exit 0; }; \
-     command -v unshare >/dev/null || { echo 'NETEM_UNKNOWN: unshare is not installed'; exit 0; }; \
-     out=$(unshare -n tc qdisc add dev lo root netem delay 1ms 2>&1); rc=$?; \
-     if [ $rc -eq 0 ]; then echo NETEM_OK; \
-     elif printf '%s' \"$out\" | grep -q 'qdisc kind is unknown'; then echo NETEM_MISSING; \
-     else echo \"NETEM_UNKNOWN: $out\"; fi"
-        .to_string()
+/// The message for a kernel without the prio qdisc or the u32 classifier (needed by `port:`).
+pub const NO_PRIO: &str =
+    "this kernel lacks the prio qdisc (sch_prio) or the u32 classifier (cls_u32), which breakfix \
+     needs to delay/drop only one port (`port:`); leave out `port:` to affect the whole interface";
+
+/// Shell that checks for netem (and, with `port`, for prio and u32) without touching any real
+/// interface: qdiscs on the loopback of throwaway network namespaces. Prints `NETEM_OK`,
+/// `NETEM_MISSING`, `PRIO_MISSING` or `NETEM_UNKNOWN: ...`.
+pub fn probe_script(port: bool) -> String {
+    let prio = if port {
+        "out=$(unshare -n sh -c 'tc qdisc add dev lo root handle 1: prio bands 4 && \
+         tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport 1 0xffff flowid 1:4' 2>&1); rc=$?; \
+         if [ $rc -ne 0 ]; then \
+           if printf '%s' \"$out\" | grep -qE 'kind is unknown|Unknown filter'; then echo PRIO_MISSING; else echo \"NETEM_UNKNOWN: $out\"; fi; \
+           exit 0; fi; "
+    } else {
+        ""
+    };
+    format!(
+        "command -v tc >/dev/null || {{ echo 'NETEM_UNKNOWN: tc (iproute2) is not installed'; exit 0; }}; \
+         command -v unshare >/dev/null || {{ echo 'NETEM_UNKNOWN: unshare is not installed'; exit 0; }}; \
+         out=$(unshare -n tc qdisc add dev lo root netem delay 1ms 2>&1); rc=$?; \
+         if [ $rc -ne 0 ]; then \
+           if printf '%s' \"$out\" | grep -q 'qdisc kind is unknown'; then echo NETEM_MISSING; else echo \"NETEM_UNKNOWN: $out\"; fi; \
+           exit 0; fi; \
+         {prio}echo NETEM_OK"
+    )
 }
 
 /// The interface holding `address` in `ip -o addr` output.
@@ -320,10 +337,15 @@ impl NetemAction {
     pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         let s = ctx.session;
         let params = self.params().map_err(|m| self.err(ctx, label, m))?;
-        let probe = s.exec(&probe_script(), ctx.timeout).await?;
+        let probe = s
+            .exec(&probe_script(self.port.is_some()), ctx.timeout)
+            .await?;
         let verdict = probe.stdout.trim();
         if verdict == "NETEM_MISSING" {
             return Err(self.err(ctx, label, NO_NETEM.into()));
+        }
+        if verdict == "PRIO_MISSING" {
+            return Err(self.err(ctx, label, NO_PRIO.into()));
         }
         if let Some(why) = verdict.strip_prefix("NETEM_UNKNOWN: ") {
             if why.contains("not installed") {

@@ -510,7 +510,13 @@ pub struct EtcdAccess {
     tls_sha256: [u8; 32],
     /// Distinguishes accesses so a failing attempt only drops the one it used.
     id: u64,
+    /// When the node's TLS files were last read and found unchanged.
+    verified_at: Instant,
 }
+
+/// How long a check of the node's TLS files stays good: concurrent probes of one round share
+/// one read of the three files instead of three reads each.
+const TLS_RECHECK: Duration = Duration::from_secs(1);
 
 /// The node's TLS files, as read on this attempt.
 struct TlsFiles {
@@ -550,8 +556,16 @@ impl TlsFiles {
 /// The cached access for `ep`, or a new one (cached in turn) when there is none, it is for
 /// another endpoint, or the node's TLS files changed since it was built (a fault may have
 /// replaced them: the probe must see what a client on the node would see). The TLS files are
-/// read on every attempt. Returns a client clone and the access's id.
+/// read again when the last read is older than [`TLS_RECHECK`]; the lock is held while they
+/// are read, so the probes of one round read them once. Returns a client clone and the
+/// access's id.
 async fn access(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<(Client, u64)> {
+    let mut slot = ctx.session.etcd.lock().await;
+    if let Some(a) = slot.as_ref() {
+        if a.endpoint == ep.url && a.verified_at.elapsed() < TLS_RECHECK {
+            return Ok((a.client.clone(), a.id));
+        }
+    }
     let target = EtcdTarget::with_inventory_tls(ctx.inventory, &ep.url);
     let files = if ep.tls {
         Some(TlsFiles::read(ctx.session, &target, TlsOrigin::Inventory, deadline).await?)
@@ -559,9 +573,9 @@ async fn access(ctx: &ProbeCtx<'_>, ep: &Endpoint, deadline: Instant) -> Result<
         None
     };
     let sha = TlsFiles::sha256(files.as_ref());
-    let mut slot = ctx.session.etcd.lock().await;
-    if let Some(a) = slot.as_ref() {
+    if let Some(a) = slot.as_mut() {
         if a.endpoint == ep.url && a.tls_sha256 == sha {
+            a.verified_at = Instant::now();
             return Ok((a.client.clone(), a.id));
         }
     }
@@ -624,6 +638,7 @@ async fn open(
         client,
         tls_sha256,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        verified_at: Instant::now(),
     })
 }
 

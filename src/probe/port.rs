@@ -41,8 +41,8 @@ pub fn listeners(ss_output: &str, port: u16) -> Vec<String> {
 impl PortProbe {
     /// Lists TCP listeners once.
     pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
-        let out = ctx.session.transport.exec("ss -Htln", ctx.timeout).await?;
-        let found = listeners(&out.stdout, self.port);
+        let out = ctx.session.listeners(ctx.timeout).await?;
+        let found = listeners(&out, self.port);
         let found: Vec<String> = match &self.address {
             None => found,
             Some(a) => found

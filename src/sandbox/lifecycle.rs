@@ -578,14 +578,20 @@ pub fn static_pod_hint(paths: &NodePaths, node: &str, container: &str) -> String
                 .pointer("/containers/0")
                 .cloned()
                 .unwrap_or(serde_json::Value::Null);
-            let f = |k: &str| c.get(k).map(|v| v.to_string()).unwrap_or_default();
+            let f = |k: &str| match c.get(k) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            let why = match (f("reason"), f("message")) {
+                (r, _) if r.is_empty() => String::new(),
+                (r, m) if m.is_empty() => format!(" ({r})"),
+                (r, m) => format!(" ({r}: {m})"),
+            };
             s.push_str(&format!(
-                "  kubelet stand-in: pod kube-system/{pod} phase {}, container {} state {} {} {}, exit code {}, restarts {}\n",
-                p.get("phase").map(|v| v.to_string()).unwrap_or_default(),
-                container,
+                "  kubelet stand-in: pod kube-system/{pod} phase {}, container {container} {}{why}, last exit code {}, restarts {}\n",
+                p.get("phase").and_then(|v| v.as_str()).unwrap_or("?"),
                 f("state"),
-                f("reason"),
-                f("message"),
                 f("exit_code"),
                 f("restart_count"),
             ));
@@ -914,5 +920,83 @@ async fn report(st: Option<&State>) -> StatusReport {
         created: Some(st.created.clone()),
         nodes,
         ssh_example,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_pod_hint_quotes_the_kubelets_view_and_the_pod_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = NodePaths::new(dir.path(), "controlplane");
+        let status = serde_json::json!({"node": "controlplane", "pods": [{
+            "name": "etcd-controlplane", "namespace": "kube-system", "phase": "Running",
+            "containers": [{"name": "etcd", "state": "waiting", "reason": "CrashLoopBackOff",
+                "message": "back-off 10s restarting failed container=etcd", "exit_code": 1,
+                "restart_count": 2}]}]});
+        fsutil::write_file(
+            &paths.root.join("var/lib/kubelet/standin-pods.json"),
+            status.to_string().as_bytes(),
+            0o644,
+        )
+        .expect("status");
+        fsutil::write_file(
+            &paths
+                .root
+                .join("var/log/pods/kube-system_etcd-controlplane_abc/etcd/2.log"),
+            b"2026-11-25T12:00:00Z stderr F {\"msg\":\"discovery failed\",\"error\":\"bind: cannot assign requested address\"}\n",
+            0o644,
+        )
+        .expect("log");
+        let hint = static_pod_hint(&paths, "controlplane", "etcd");
+        assert!(hint.contains("CrashLoopBackOff"), "{hint}");
+        assert!(hint.contains("last exit code 1, restarts 2"), "{hint}");
+        assert!(
+            hint.contains("container etcd waiting (CrashLoopBackOff: back-off 10s"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("/var/log/pods/kube-system_etcd-controlplane_abc/etcd/2.log"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("bind: cannot assign requested address"),
+            "{hint}"
+        );
+        assert!(hint.contains("journalctl -u kubelet"), "{hint}");
+        let none = static_pod_hint(&paths, "controlplane", "kube-apiserver");
+        assert!(
+            none.contains("no pod kube-system/kube-apiserver-controlplane"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn status_table_shows_the_api_server_for_stacked() {
+        let report = StatusReport {
+            state: "up".into(),
+            state_dir: "/var/lib/breakfix/sandbox".into(),
+            inventory: None,
+            topology: Some(Topology::Stacked),
+            created: Some("now".into()),
+            nodes: vec![NodeStatus {
+                name: "controlplane".into(),
+                address: "198.18.0.11".into(),
+                roles: vec!["control-plane".into(), "etcd".into()],
+                pid: Some(1),
+                running: true,
+                ssh: true,
+                etcd: Some("3.4.23".into()),
+                apiserver: Some(true),
+                console_log: "/x".into(),
+            }],
+            ssh_example: None,
+        };
+        let text = report.render_human();
+        assert!(text.contains(" API"), "{text}");
+        assert!(text.contains(" ready"), "{text}");
+        assert!(text.contains("kubectl --kubeconfig /var/lib/breakfix/sandbox/admin.conf"));
     }
 }

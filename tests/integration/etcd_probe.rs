@@ -517,6 +517,8 @@ async fn replaced_ca_file_on_the_node_is_seen_by_the_next_attempt() {
     assert_eq!(fact(&f, "healthy"), &json!(true));
 
     std::fs::copy(etcd.pki.path("other-ca.crt"), etcd.pki.path("probe-ca.crt")).expect("swap CA");
+    // The node's TLS files are re-read when the last read is older than 1 s.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let f = gather(&p, &s, &inv, T, &["healthy"]).await;
     assert_eq!(
         fact(&f, "healthy"),
@@ -529,6 +531,7 @@ async fn replaced_ca_file_on_the_node_is_seen_by_the_next_attempt() {
     );
 
     std::fs::copy(etcd.pki.path("ca.crt"), etcd.pki.path("probe-ca.crt")).expect("restore CA");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let f = gather(&p, &s, &inv, T, &["healthy"]).await;
     assert_eq!(fact(&f, "healthy"), &json!(true), "{f:?}");
 }
