@@ -59,6 +59,22 @@ fn failing(v: &[Verdict]) -> String {
     f.join(", ")
 }
 
+/// A snapshot taken once the cluster has settled: two snapshots 2 s apart agree (a static pod
+/// restarted by the kubelet, or a controller recreating objects, changes it for a moment).
+/// Gives up after ~40 s and returns the last one.
+async fn settled(plan: &Plan, sessions: &Sessions, inventory: &Inventory) -> crate::Result<snapshot::Snapshot> {
+    let mut last = snapshot::take(plan, sessions, inventory).await?;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let next = snapshot::take(plan, sessions, inventory).await?;
+        if next == last {
+            return Ok(next);
+        }
+        last = next;
+    }
+    Ok(last)
+}
+
 /// Runs the matrix for one planned scenario; always tries to leave the cluster reset.
 /// `progress` gets a line per step.
 pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journal: &Journal, quiet: bool, progress: &dyn Fn(&str)) -> Vec<Row> {
@@ -76,7 +92,7 @@ pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journa
     let v = evaluate(&plan.verify, sessions, inventory, patient).await;
     let baseline_ok = v.iter().all(|v| v.status == Status::Pass);
     rows.push(row("baseline", if baseline_ok { RowStatus::Pass } else { RowStatus::Fail }, if baseline_ok { String::new() } else { format!("verify fails before the break: {}", failing(&v)) }, t));
-    let before = match snapshot::take(plan, sessions, inventory).await {
+    let before = match settled(plan, sessions, inventory).await {
         Ok(s) => Some(s),
         Err(e) => {
             rows.push(row("snapshot", RowStatus::Error, e.to_string(), t));
@@ -128,9 +144,9 @@ pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journa
     let r = async {
         break_(plan, sessions, inventory, journal, true).await?;
         reset(sessions, journal, true).await?;
-        // Give restarted services a moment, then compare.
+        // Give restarted services a moment, then compare once things stop moving.
         let _ = evaluate(&plan.verify, sessions, inventory, patient).await;
-        snapshot::take(plan, sessions, inventory).await
+        settled(plan, sessions, inventory).await
     }
     .await;
     match (r, &before) {

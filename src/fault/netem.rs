@@ -8,10 +8,10 @@
 //!   adds a netem qdisc to the loopback device of a throwaway network namespace
 //!   (`unshare -n`), which touches no real interface. A kernel without `sch_netem` makes the
 //!   fault fail there with a message that says so.
-//! - The interface's root qdisc is journaled first (`tc qdisc show dev IF`): the undo deletes
-//!   the root qdisc when it was the kernel's default (handle `0:`), or puts a single custom
-//!   root qdisc back. An interface with a custom qdisc tree (child qdiscs, classes or
-//!   filters) is refused, since it could not be restored exactly.
+//! - The interface's root qdisc must be the kernel's default (handle `0:`, e.g. `noqueue`,
+//!   `fq_codel`, `mq`), which `tc qdisc del dev IF root` restores exactly; a custom root (a
+//!   shaper, or an earlier network fault that was not reset) is refused before anything
+//!   changes. `tc qdisc show dev IF` is journaled before the first change.
 
 use std::time::Duration;
 
@@ -146,26 +146,12 @@ pub fn parse_qdiscs(show: &str) -> Vec<Qdisc> {
     out
 }
 
-/// What the root of an interface was before the fault.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "was", rename_all = "snake_case")]
-pub enum PreviousRoot {
-    /// The kernel's default (restored with `tc qdisc del dev IF root`).
-    Default,
-    /// A single custom root qdisc (restored with `tc qdisc replace dev IF root handle H KIND PARAMS`).
-    Custom {
-        /// The qdisc as `tc qdisc show` printed it.
-        qdisc: Qdisc,
-    },
-}
-
-/// The journaled undo: the interface and its previous root qdisc.
+/// The journaled undo: the interface, whose root qdisc was the kernel's default before the
+/// fault (anything else is refused), so `tc qdisc del dev IF root` restores it exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetemUndo {
     /// Interface.
     pub interface: String,
-    /// Its root before the fault.
-    pub previous: PreviousRoot,
     /// `tc qdisc show dev IF` before the fault, verbatim (for people reading the journal).
     pub show: String,
 }
@@ -268,7 +254,8 @@ pub fn interface_of(ip_o_addr: &str, address: &str) -> Option<String> {
 }
 
 impl NetemUndo {
-    /// Puts the previous root back. Idempotent; a vanished interface needs nothing.
+    /// Deletes a non-default root qdisc (the kernel's default comes back). Idempotent; a
+    /// vanished interface needs nothing.
     pub async fn revert(&self, s: &NodeSession) -> Result<()> {
         let t = Duration::from_secs(30);
         let i = shell_quote(&self.interface);
@@ -277,35 +264,10 @@ impl NetemUndo {
             return Ok(());
         }
         let now = parse_qdiscs(&out.stdout);
-        let root = now.iter().find(|q| q.parent.is_none());
-        match &self.previous {
-            PreviousRoot::Default => {
-                if root.is_some_and(|r| !r.is_default()) {
-                    s.run_ok(&format!("tc qdisc del dev {i} root"), t).await?;
-                }
-                Ok(())
-            }
-            PreviousRoot::Custom { qdisc } => {
-                let children = now.iter().any(|q| q.parent.is_some() && !q.is_default());
-                if root == Some(qdisc) && !children {
-                    return Ok(());
-                }
-                // Drop whatever tree the fault built, then put the old root back.
-                if root.is_some_and(|r| !r.is_default()) {
-                    s.run_ok(&format!("tc qdisc del dev {i} root"), t).await?;
-                }
-                let cmd = format!(
-                    "tc qdisc replace dev {i} root handle {} {} {}",
-                    qdisc.handle, qdisc.kind, qdisc.params
-                );
-                s.run_ok(cmd.trim(), t).await.map(|_| ()).map_err(|e| {
-                    Error::other(format!(
-                        "restoring the root qdisc of {} failed ({e}); it was:\n{}",
-                        self.interface, self.show
-                    ))
-                })
-            }
+        if now.iter().any(|q| q.parent.is_none() && !q.is_default()) {
+            s.run_ok(&format!("tc qdisc del dev {i} root"), t).await?;
         }
+        Ok(())
     }
 }
 
@@ -376,33 +338,22 @@ impl NetemAction {
         }
         let qdiscs = parse_qdiscs(&show.stdout);
         let root = qdiscs.iter().find(|q| q.parent.is_none());
-        let previous = match root {
-            None => PreviousRoot::Default,
-            Some(r) if r.is_default() => PreviousRoot::Default,
-            Some(r) => {
-                let extra = s
-                    .exec(
-                        &format!("tc class show dev {i}; tc filter show dev {i}"),
-                        ctx.timeout,
-                    )
-                    .await?;
-                let children = qdiscs.iter().any(|q| q.parent.is_some() && !q.is_default());
-                if children || !extra.stdout.trim().is_empty() {
-                    return Err(self.err(
-                        ctx,
-                        label,
-                        format!(
-                            "`{interface}` has a custom qdisc tree (children, classes or filters), which breakfix could not restore exactly:\n{}",
-                            show.stdout.trim()
-                        ),
-                    ));
-                }
-                PreviousRoot::Custom { qdisc: r.clone() }
-            }
-        };
+        if let Some(r) = root.filter(|r| !r.is_default()) {
+            return Err(self.err(
+                ctx,
+                label,
+                format!(
+                    "`{interface}` has a custom root qdisc ({} {}), which breakfix could not restore exactly \
+                     (it restores the kernel's default qdisc only); remove it first (`tc qdisc del dev {interface} root`), \
+                     or reset an earlier network fault:\n{}",
+                    r.kind,
+                    r.handle,
+                    show.stdout.trim()
+                ),
+            ));
+        }
         let undo = NetemUndo {
             interface: interface.clone(),
-            previous,
             show: show.stdout.trim().to_string(),
         };
         if let Some(journal) = ctx.journal {

@@ -723,9 +723,13 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
         let _ = procs::wait_gone(&helpers, Duration::from_secs(30)).await;
     }
     let step = progress.step("stop nodes");
+    // Nodes whose nspawn is already gone (killed without `down`) cannot power off: what is
+    // left of them (their PID 1 and everything under it) is killed at once, which is expected
+    // and not worth their console.
+    let dead_before = dead_nodes(&st);
     let ended = procs::end_all(&st, STOP_GRACE).await;
     if !ended.killed.is_empty() {
-        let names: Vec<String> = st
+        let mut names: Vec<String> = st
             .resources
             .iter()
             .filter_map(|r| match r {
@@ -735,12 +739,23 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
                 _ => None,
             })
             .collect();
-        progress.println(format!(
-            "note: node(s) {names:?} did not power off within {}s and were killed (pids {:?})",
-            STOP_GRACE.as_secs(),
-            ended.killed
-        ));
-        for n in &names {
+        names.sort();
+        names.dedup();
+        let (orphaned, hung): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| dead_before.contains(n));
+        if !orphaned.is_empty() {
+            progress.println(format!(
+                "note: killed what was left of node(s) {orphaned:?} (their systemd-nspawn had died)"
+            ));
+        }
+        if !hung.is_empty() {
+            progress.println(format!(
+                "note: node(s) {hung:?} did not power off within {}s and were killed (pids {:?})",
+                STOP_GRACE.as_secs(),
+                ended.killed
+            ));
+        }
+        for n in &hung {
             let paths = NodePaths::new(&st.dir, n);
             progress.println(format!(
                 "  last console lines of {n}:\n{}",
