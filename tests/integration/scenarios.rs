@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use crate::common::{sandbox, SandboxGuard};
+use crate::common::{sandbox, sandbox_stacked, SandboxGuard};
 
 fn bf(g: &SandboxGuard, state: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_breakfix"))
@@ -82,10 +82,9 @@ fn etcd_service_stopped_end_to_end() {
     assert_eq!(String::from_utf8_lossy(&s.stdout), "active\nenabled\n");
 }
 
-#[test]
-fn every_external_scenario_passes_the_selftest_matrix() {
-    let g = sandbox();
-    let _back = EtcdBack(&g);
+/// Runs `breakfix test` over every scenario file; those written for the other topology are
+/// skipped by `test` itself. Asserts exit 0 and a JUnit suite per scenario of this topology.
+fn selftest_all(g: &SandboxGuard, topology: &str) {
     let state = tempfile::tempdir().expect("state dir");
     let junit = state.path().join("junit.xml");
     let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
@@ -98,14 +97,37 @@ fn every_external_scenario_passes_the_selftest_matrix() {
     let mut args = vec!["test"];
     args.extend(files.iter().map(String::as_str));
     args.extend(["--junit", junit.to_str().expect("utf-8")]);
-    let o = bf(&g, state.path(), &args);
+    let started = std::time::Instant::now();
+    let o = bf(g, state.path(), &args);
+    eprintln!("self-test matrix ({topology}): {:.0}s", started.elapsed().as_secs_f64());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let xml = std::fs::read_to_string(&junit).expect("junit");
+    let mut ran = 0;
     for f in &files {
+        let body = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + f).expect("read");
+        let mine = body.lines().any(|l| l.trim() == "topologies:" || l.contains("topologies: [")) && body.contains(topology);
+        if !mine {
+            continue;
+        }
+        ran += 1;
         let name = f.trim_start_matches("scenarios/").trim_end_matches(".yaml");
         assert!(xml.contains(&format!("<testsuite name=\"{name}\"")), "{name} missing from JUnit:\n{xml}");
     }
+    assert!(ran > 0, "no {topology} scenario ran");
     assert!(xml.contains("name=\"baseline\"") && xml.contains("name=\"reset\""), "{xml}");
+}
+
+#[test]
+fn every_external_scenario_passes_the_selftest_matrix() {
+    let g = sandbox();
+    let _back = EtcdBack(&g);
+    selftest_all(&g, "external");
+}
+
+#[test]
+fn every_stacked_scenario_passes_the_selftest_matrix() {
+    let g = sandbox_stacked();
+    selftest_all(&g, "stacked");
 }
 
 #[test]
