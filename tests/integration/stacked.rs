@@ -600,10 +600,21 @@ fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
         journal.contains("Back-off restarting failed container etcd"),
         "the back-off in `journalctl -u kubelet`:\n{journal}"
     );
-    let status = sb.ssh_ok(
-        "controlplane",
-        "jq -r '.pods[] | select(.name == \"etcd-controlplane\") | .containers[0] | \"\\(.reason) \\(.restart_count)\"' /var/lib/kubelet/standin-pods.json",
-    );
+    // The status file is rewritten on every change: a read can land just while the container
+    // is being created again, so look for the crash loop for a while rather than once.
+    let status_deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        let status = sb.ssh_ok(
+            "controlplane",
+            "jq -r '.pods[] | select(.name == \"etcd-controlplane\") | .containers[0] | \"\\(.reason) \\(.restart_count)\"' /var/lib/kubelet/standin-pods.json",
+        );
+        let mut parts = status.split_whitespace();
+        let (reason, restarts) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
+        if reason == "CrashLoopBackOff" || restarts.parse::<u32>().unwrap_or(0) >= 1 || Instant::now() >= status_deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let mut parts = status.split_whitespace();
     let (reason, restarts) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
     assert!(
