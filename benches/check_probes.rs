@@ -47,42 +47,122 @@ fn etcdctl(inv: &Inventory, args: &str) -> String {
 fn checks(inv: &Inventory) -> Vec<Check> {
     let mut v: Vec<Check> = Vec::new();
     fn add(v: &mut Vec<Check>, node: usize, name: &str, body: &str, shell: String) {
-        v.push(Check { node, yaml: format!("  - kind: {body}\n    name: {name}-{node}\n    target: n{node}\n"), shell });
+        v.push(Check {
+            node,
+            yaml: format!("  - kind: {body}\n    name: {name}-{node}\n    target: n{node}\n"),
+            shell,
+        });
     }
     let cp = 0;
     for unit in ["etcd", "ssh", "systemd-journald"] {
-        add(&mut v, cp, &format!("unit-{unit}"), &format!("systemd\n    unit: {unit}\n    expect: {{ active: active }}"), format!("systemctl is-active {unit}"));
+        add(
+            &mut v,
+            cp,
+            &format!("unit-{unit}"),
+            &format!("systemd\n    unit: {unit}\n    expect: {{ active: active }}"),
+            format!("systemctl is-active {unit}"),
+        );
     }
     for port in [2379, 2380, 2381, 22] {
-        add(&mut v, cp, &format!("port-{port}"), &format!("port\n    port: {port}\n    expect: {{ listening: true }}"), format!("ss -Htln | grep -q ':{port} '"));
+        add(
+            &mut v,
+            cp,
+            &format!("port-{port}"),
+            &format!("port\n    port: {port}\n    expect: {{ listening: true }}"),
+            format!("ss -Htln | grep -q ':{port} '"),
+        );
     }
-    for (f, mode) in [("ca.crt", "0644"), ("server.crt", "0644"), ("server.key", "0600"), ("peer.crt", "0644"), ("peer.key", "0600"), ("healthcheck-client.crt", "0644")] {
+    for (f, mode) in [
+        ("ca.crt", "0644"),
+        ("server.crt", "0644"),
+        ("server.key", "0600"),
+        ("peer.crt", "0644"),
+        ("peer.key", "0600"),
+        ("healthcheck-client.crt", "0644"),
+    ] {
         let p = format!("/etc/kubernetes/pki/etcd/{f}");
-        add(&mut v, cp, &format!("pki-{}", f.replace('.', "-")), &format!("file\n    path: {p}\n    expect: {{ exists: true, mode: \"{mode}\" }}"), format!("stat -c %a {p}"));
+        add(
+            &mut v,
+            cp,
+            &format!("pki-{}", f.replace('.', "-")),
+            &format!("file\n    path: {p}\n    expect: {{ exists: true, mode: \"{mode}\" }}"),
+            format!("stat -c %a {p}"),
+        );
     }
     let etcd = [
         ("etcd-healthy", "healthy: true", "endpoint health"),
         ("etcd-leader", "leader: true", "endpoint status -w json"),
-        ("etcd-members", "member_names: { contains: controlplane }", "member list"),
+        (
+            "etcd-members",
+            "member_names: { contains: controlplane }",
+            "member list",
+        ),
         ("etcd-alarms", "alarms: []", "alarm list"),
-        ("etcd-keys", "key_count: { gt: -1 }", "get / --prefix --count-only"),
-        ("etcd-db", "db_size: { lt: 2147483648 }", "endpoint status -w json"),
-        ("etcd-revision", "revision: { gt: 0 }", "endpoint status -w json"),
+        (
+            "etcd-keys",
+            "key_count: { gt: -1 }",
+            "get / --prefix --count-only",
+        ),
+        (
+            "etcd-db",
+            "db_size: { lt: 2147483648 }",
+            "endpoint status -w json",
+        ),
+        (
+            "etcd-revision",
+            "revision: { gt: 0 }",
+            "endpoint status -w json",
+        ),
     ];
     for (name, expect, args) in etcd {
-        add(&mut v, cp, name, &format!("etcd\n    expect: {{ {expect} }}"), etcdctl(inv, args));
+        add(
+            &mut v,
+            cp,
+            name,
+            &format!("etcd\n    expect: {{ {expect} }}"),
+            etcdctl(inv, args),
+        );
     }
-    add(&mut v, cp, "hosts", "file\n    path: /etc/hosts\n    expect: { contents: { contains: controlplane } }", "grep -q controlplane /etc/hosts".into());
-    add(&mut v, cp, "kernel", "command\n    run: uname -r\n    expect: { exit: 0 }", "uname -r".into());
+    add(
+        &mut v,
+        cp,
+        "hosts",
+        "file\n    path: /etc/hosts\n    expect: { contents: { contains: controlplane } }",
+        "grep -q controlplane /etc/hosts".into(),
+    );
+    add(
+        &mut v,
+        cp,
+        "kernel",
+        "command\n    run: uname -r\n    expect: { exit: 0 }",
+        "uname -r".into(),
+    );
     let others = inv.nodes.len().max(1);
     let mut i = 0;
     while v.len() < 30 {
         let node = if others > 1 { 1 + i % (others - 1) } else { 0 };
         let what = [
-            ("w-ssh", "systemd\n    unit: ssh\n    expect: { active: active }".to_string(), "systemctl is-active ssh".to_string()),
-            ("w-port22", "port\n    port: 22\n    expect: { listening: true }".to_string(), "ss -Htln | grep -q ':22 '".to_string()),
-            ("w-hosts", "file\n    path: /etc/hosts\n    expect: { contents: { contains: controlplane } }".to_string(), "grep -q controlplane /etc/hosts".to_string()),
-            ("w-journald", "systemd\n    unit: systemd-journald\n    expect: { active: active }".to_string(), "systemctl is-active systemd-journald".to_string()),
+            (
+                "w-ssh",
+                "systemd\n    unit: ssh\n    expect: { active: active }".to_string(),
+                "systemctl is-active ssh".to_string(),
+            ),
+            (
+                "w-port22",
+                "port\n    port: 22\n    expect: { listening: true }".to_string(),
+                "ss -Htln | grep -q ':22 '".to_string(),
+            ),
+            (
+                "w-hosts",
+                "file\n    path: /etc/hosts\n    expect: { contents: { contains: controlplane } }"
+                    .to_string(),
+                "grep -q controlplane /etc/hosts".to_string(),
+            ),
+            (
+                "w-journald",
+                "systemd\n    unit: systemd-journald\n    expect: { active: active }".to_string(),
+                "systemctl is-active systemd-journald".to_string(),
+            ),
         ];
         let (name, body, shell) = &what[i % what.len()];
         add(&mut v, node, &format!("{name}-{i}"), body, shell.clone());
@@ -120,34 +200,68 @@ async fn main() {
             _ => {}
         }
     }
-    let inv = Inventory::load(&inventory).unwrap_or_else(|e| panic!("{e} (bring the sandbox up: breakfix sandbox up)"));
+    let inv = Inventory::load(&inventory)
+        .unwrap_or_else(|e| panic!("{e} (bring the sandbox up: breakfix sandbox up)"));
     let checks = checks(&inv);
     let dir = tempfile::tempdir().expect("temp dir");
     let sc = dir.path().join("bench-check.yaml");
     std::fs::write(&sc, scenario_yaml(&inv, &checks)).expect("write scenario");
     let loaded = breakfix::scenario::load_valid(&sc, None, false).unwrap_or_else(|e| panic!("{e}"));
-    let plan = breakfix::plan::build(&loaded.scenario, &[], &inv, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let plan =
+        breakfix::plan::build(&loaded.scenario, &[], &inv, &[]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan.verify.len(), 30);
 
     // (c) warm: connect, then one untimed round (opens the etcd forward and client).
     let t = Instant::now();
-    let sessions = breakfix::engine::connect(&plan, &inv, true).await.unwrap_or_else(|e| panic!("{e}"));
+    let sessions = breakfix::engine::connect(&plan, &inv, true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let connect = t.elapsed();
-    let opts = EvalOptions { want: Want::Pass, patient: false };
+    let opts = EvalOptions {
+        want: Want::Pass,
+        patient: false,
+    };
     let warm = evaluate(&plan.verify, &sessions, &inv, opts).await;
-    let failing: Vec<String> = warm.iter().filter(|v| v.status != Status::Pass).map(|v| format!("{} {:?} {:?}", v.probe, v.checks, v.note)).collect();
-    assert!(failing.is_empty(), "every probe must pass on a healthy sandbox: {failing:#?}");
+    let failing: Vec<String> = warm
+        .iter()
+        .filter(|v| v.status != Status::Pass)
+        .map(|v| format!("{} {:?} {:?}", v.probe, v.checks, v.note))
+        .collect();
+    assert!(
+        failing.is_empty(),
+        "every probe must pass on a healthy sandbox: {failing:#?}"
+    );
 
-    let targets: Vec<Target> = inv.nodes.iter().cloned().map(|node| Target { node }).collect();
+    let targets: Vec<Target> = inv
+        .nodes
+        .iter()
+        .cloned()
+        .map(|node| Target { node })
+        .collect();
     let shell: Vec<(usize, String)> = checks.iter().map(|c| (c.node, c.shell.clone())).collect();
-    let sockets = tempfile::Builder::new().prefix("breakfix-cm-").tempdir().expect("temp dir");
-    let masters: Vec<Master> = targets.iter().enumerate().map(|(i, t)| Master::start(t, &sockets.path().join(format!("cm{i}")))).collect();
+    let sockets = tempfile::Builder::new()
+        .prefix("breakfix-cm-")
+        .tempdir()
+        .expect("temp dir");
+    let masters: Vec<Master> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Master::start(t, &sockets.path().join(format!("cm{i}"))))
+        .collect();
     mode_b(&masters, &shell); // warm-up
 
     println!("# check_probes");
-    println!("target:  {} ({} nodes)", inventory.display(), inv.nodes.len());
+    println!(
+        "target:  {} ({} nodes)",
+        inventory.display(),
+        inv.nodes.len()
+    );
     println!("machine: {}", machine());
-    println!("probes:  {} per round ({} on the control plane), {rounds} rounds per mode\n", checks.len(), checks.iter().filter(|c| c.node == 0).count());
+    println!(
+        "probes:  {} per round ({} on the control plane), {rounds} rounds per mode\n",
+        checks.len(),
+        checks.iter().filter(|c| c.node == 0).count()
+    );
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         a.push(tokio::task::block_in_place(|| mode_a(&targets, &shell)));
@@ -155,8 +269,17 @@ async fn main() {
         let t = Instant::now();
         let v = evaluate(&plan.verify, &sessions, &inv, opts).await;
         c.push(t.elapsed());
-        assert!(v.iter().all(|v| v.status == Status::Pass), "a probe failed in round {r}");
-        eprintln!("round {}/{rounds}: a {} b {} c {}", r + 1, ms(a[r]), ms(b[r]), ms(c[r]));
+        assert!(
+            v.iter().all(|v| v.status == Status::Pass),
+            "a probe failed in round {r}"
+        );
+        eprintln!(
+            "round {}/{rounds}: a {} b {} c {}",
+            r + 1,
+            ms(a[r]),
+            ms(b[r]),
+            ms(c[r])
+        );
     }
     drop(masters);
     let (sa, sb, sc) = (stats(a), stats(b), stats(c));
@@ -165,14 +288,29 @@ async fn main() {
     for (name, s) in [
         ("(a) shell checks, one `ssh` process per probe", &sa),
         ("(b) shell checks through a ControlMaster, sequential", &sb),
-        ("(c) `breakfix check`: probes over one warm connection per node, concurrent", &sc),
+        (
+            "(c) `breakfix check`: probes over one warm connection per node, concurrent",
+            &sc,
+        ),
     ] {
-        println!("| {name} | {} | {} | {} | {} |", ms(s.min), ms(s.median), ms(s.max), ms(s.median / checks.len() as u32));
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            ms(s.min),
+            ms(s.median),
+            ms(s.max),
+            ms(s.median / checks.len() as u32)
+        );
     }
     let ra = sa.median.as_secs_f64() / sc.median.as_secs_f64();
     let rb = sb.median.as_secs_f64() / sc.median.as_secs_f64();
     println!("\nconnect (cold, all nodes): {}", ms(connect));
-    println!("(c) vs (a): {ra:.0}x faster (target >= 100x: {})", if ra >= 100.0 { "met" } else { "NOT met" });
-    println!("(c) vs (b): {rb:.1}x faster (target >= 10x: {})", if rb >= 10.0 { "met" } else { "NOT met" });
+    println!(
+        "(c) vs (a): {ra:.0}x faster (target >= 100x: {})",
+        if ra >= 100.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "(c) vs (b): {rb:.1}x faster (target >= 10x: {})",
+        if rb >= 10.0 { "met" } else { "NOT met" }
+    );
     let _ = Duration::ZERO;
 }

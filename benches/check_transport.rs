@@ -18,10 +18,10 @@
 //! round time. Without `--bench` on the command line (e.g. `cargo test --benches`) it does
 //! nothing, so test runs stay fast.
 
-#[path = "../tests/integration/common/sshd.rs"]
-mod sshd;
 #[path = "common/ssh_cli.rs"]
 mod ssh_cli;
+#[path = "../tests/integration/common/sshd.rs"]
+mod sshd;
 
 use ssh_cli::{cpu_busy, machine, mode_a, mode_b, ms, stats, Master, Stats, Target};
 

@@ -194,7 +194,9 @@ impl Inventory {
 
     /// Nodes that carry `role`, in inventory order.
     pub fn nodes_with_role<'a>(&'a self, role: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.nodes.iter().filter(move |n| n.roles.iter().any(|r| r == role))
+        self.nodes
+            .iter()
+            .filter(move |n| n.roles.iter().any(|r| r == role))
     }
 
     /// The node called `name`.

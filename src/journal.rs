@@ -54,7 +54,9 @@ const T: Duration = Duration::from_secs(20);
 impl Journal {
     /// The journal under the state dir.
     pub fn open() -> Journal {
-        Journal { dir: crate::state::state_dir().join("journal") }
+        Journal {
+            dir: crate::state::state_dir().join("journal"),
+        }
     }
 
     /// A journal in an explicit directory (tests).
@@ -63,8 +65,16 @@ impl Journal {
     }
 
     /// Records `undo` locally (fsync) and on the node. Errors mean nothing was mutated yet.
-    pub async fn record(&self, s: &NodeSession, scenario: &str, fault: &str, undo: Undo) -> Result<Entry> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    pub async fn record(
+        &self,
+        s: &NodeSession,
+        scenario: &str,
+        fault: &str,
+        undo: Undo,
+    ) -> Result<Entry> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let entry = Entry {
             id: format!("{:020}", now.as_nanos()),
             node: s.node.name.clone(),
@@ -80,14 +90,23 @@ impl Journal {
         let path = dir.join(format!("{}.json", entry.id));
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&path).map_err(io(format!("writing {}", path.display())))?;
-            f.write_all(&json).map_err(io(format!("writing {}", path.display())))?;
-            f.sync_all().map_err(io(format!("syncing {}", path.display())))?;
+            let mut f =
+                std::fs::File::create(&path).map_err(io(format!("writing {}", path.display())))?;
+            f.write_all(&json)
+                .map_err(io(format!("writing {}", path.display())))?;
+            f.sync_all()
+                .map_err(io(format!("syncing {}", path.display())))?;
         }
         let remote = remote_dir();
-        s.run_ok(&format!("mkdir -p {}", shell_quote(&remote)), T).await?;
+        s.run_ok(&format!("mkdir -p {}", shell_quote(&remote)), T)
+            .await?;
         s.transport
-            .write_file(&format!("{remote}/{}.json", entry.id), &json, Some(0o600), T)
+            .write_file(
+                &format!("{remote}/{}.json", entry.id),
+                &json,
+                Some(0o600),
+                T,
+            )
             .await?;
         Ok(entry)
     }
@@ -100,16 +119,27 @@ impl Journal {
             for e in rd.flatten() {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "json") {
-                    let bytes = std::fs::read(&p).map_err(|source| Error::Io { context: format!("reading {}", p.display()), source })?;
-                    let entry: Entry = serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::Config { file: p.display().to_string(), message: e.to_string() })?;
+                    let bytes = std::fs::read(&p).map_err(|source| Error::Io {
+                        context: format!("reading {}", p.display()),
+                        source,
+                    })?;
+                    let entry: Entry =
+                        serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+                            file: p.display().to_string(),
+                            message: e.to_string(),
+                        })?;
                     all.insert(entry.id.clone(), entry);
                 }
             }
         }
         let remote = shell_quote(&remote_dir());
         let out = s
-            .exec(&format!("for f in {remote}/*.json; do [ -f \"$f\" ] && cat \"$f\" && echo; done; true"), T)
+            .exec(
+                &format!(
+                    "for f in {remote}/*.json; do [ -f \"$f\" ] && cat \"$f\" && echo; done; true"
+                ),
+                T,
+            )
             .await?;
         let mut de = serde_json::Deserializer::from_str(&out.stdout).into_iter::<Entry>();
         while let Some(item) = de.next() {
@@ -133,7 +163,9 @@ impl Journal {
         let p = self.dir.join(&s.node.name).join(format!("{id}.json"));
         let _ = std::fs::remove_file(&p);
         let remote = shell_quote(&remote_dir());
-        s.run_ok(&format!("rm -f {remote}/{id}.json"), T).await.map(|_| ())
+        s.run_ok(&format!("rm -f {remote}/{id}.json"), T)
+            .await
+            .map(|_| ())
     }
 
     /// Replays every undo for the node, newest first, forgetting each one that succeeded.

@@ -98,21 +98,41 @@ impl LoadedLab {
     /// Reads and checks a lab: kind/apiVersion, at least one step, every step's scenario
     /// file exists. Scenario files themselves are validated when a step uses them.
     pub fn load(path: &Path) -> Result<LoadedLab> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("reading lab {}", path.display()), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            context: format!("reading lab {}", path.display()),
+            source,
+        })?;
         let lab: Lab = serde_saphyr::from_str_with_options(&text, crate::scenario::load::options())
-            .map_err(|e| Error::Config { file: path.display().to_string(), message: e.to_string() })?;
-        let bad = |m: String| Error::Config { file: path.display().to_string(), message: m };
+            .map_err(|e| Error::Config {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let bad = |m: String| Error::Config {
+            file: path.display().to_string(),
+            message: m,
+        };
         if lab.api_version != "breakfix/v1" || lab.kind != "Lab" {
-            return Err(bad(format!("expected apiVersion: breakfix/v1 and kind: Lab, found {}/{}", lab.api_version, lab.kind)));
+            return Err(bad(format!(
+                "expected apiVersion: breakfix/v1 and kind: Lab, found {}/{}",
+                lab.api_version, lab.kind
+            )));
         }
         if lab.steps.is_empty() {
             return Err(bad("a lab needs at least one step".into()));
         }
-        let l = LoadedLab { path: path.to_path_buf(), lab };
+        let l = LoadedLab {
+            path: path.to_path_buf(),
+            lab,
+        };
         for (i, s) in l.lab.steps.iter().enumerate() {
             if let Some(sc) = l.scenario_path(i + 1) {
                 if !sc.exists() {
-                    return Err(bad(format!("step {} (`{}`): scenario {} does not exist", i + 1, s.title, sc.display())));
+                    return Err(bad(format!(
+                        "step {} (`{}`): scenario {} does not exist",
+                        i + 1,
+                        s.title,
+                        sc.display()
+                    )));
                 }
             }
             let _ = s;
@@ -124,14 +144,24 @@ impl LoadedLab {
     pub fn step(&self, n: usize) -> Result<&Step> {
         n.checked_sub(1)
             .and_then(|i| self.lab.steps.get(i))
-            .ok_or_else(|| Error::other(format!("lab `{}` has steps 1..={}, not {n}", self.lab.metadata.name, self.lab.steps.len())))
+            .ok_or_else(|| {
+                Error::other(format!(
+                    "lab `{}` has steps 1..={}, not {n}",
+                    self.lab.metadata.name,
+                    self.lab.steps.len()
+                ))
+            })
     }
 
     /// The scenario file of step `n` (1-based), resolved against the lab's directory.
     pub fn scenario_path(&self, n: usize) -> Option<PathBuf> {
         let s = self.lab.steps.get(n.checked_sub(1)?)?;
         let p = s.scenario.as_ref()?;
-        Some(if p.is_absolute() { p.clone() } else { self.path.parent().unwrap_or(Path::new(".")).join(p) })
+        Some(if p.is_absolute() {
+            p.clone()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        })
     }
 }
 

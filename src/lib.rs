@@ -6,9 +6,9 @@
 
 #[macro_use]
 pub mod scenario;
+pub mod cli;
 pub mod duration;
 pub mod engine;
-pub mod cli;
 pub mod error;
 pub mod export;
 pub mod fault;

@@ -85,13 +85,23 @@ impl Matcher {
             Matcher::Contains(v) => Matcher::Contains(text(v)?),
             Matcher::Matches(re) => {
                 let src = r.text(re.as_str())?;
-                Matcher::Matches(Regex::new(&src).map_err(|e| crate::Error::other(format!("regular expression `{src}` after rendering: {e}")))?)
+                Matcher::Matches(Regex::new(&src).map_err(|e| {
+                    crate::Error::other(format!("regular expression `{src}` after rendering: {e}"))
+                })?)
             }
             Matcher::Lt(n) => Matcher::Lt(*n),
             Matcher::Gt(n) => Matcher::Gt(*n),
             Matcher::Not(m) => Matcher::Not(Box::new(m.render(r)?)),
-            Matcher::All(ms) => Matcher::All(ms.iter().map(|m| m.render(r)).collect::<crate::Result<_>>()?),
-            Matcher::Any(ms) => Matcher::Any(ms.iter().map(|m| m.render(r)).collect::<crate::Result<_>>()?),
+            Matcher::All(ms) => Matcher::All(
+                ms.iter()
+                    .map(|m| m.render(r))
+                    .collect::<crate::Result<_>>()?,
+            ),
+            Matcher::Any(ms) => Matcher::Any(
+                ms.iter()
+                    .map(|m| m.render(r))
+                    .collect::<crate::Result<_>>()?,
+            ),
         })
     }
 }
@@ -188,7 +198,9 @@ impl<'de> Visitor<'de> for MatcherVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Matcher, A::Error> {
         let Some(op) = map.next_key::<String>()? else {
-            return Err(de::Error::custom(format!("empty matcher: use one of {OPS}")));
+            return Err(de::Error::custom(format!(
+                "empty matcher: use one of {OPS}"
+            )));
         };
         let m = match op.as_str() {
             "equals" => Matcher::Equals(map.next_value()?),

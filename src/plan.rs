@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::fault::Action;
 use crate::inventory::Inventory;
 use crate::probe::Probe;
-use crate::scenario::{Scenario, Task, TargetSpec};
+use crate::scenario::{Scenario, TargetSpec, Task};
 use crate::template::Renderer;
 
 /// An action bound to a node.
@@ -88,12 +88,21 @@ impl Plan {
         for p in self.confirm.iter().chain(&self.verify) {
             used.insert(p.node.clone());
         }
-        inventory.nodes.iter().filter(|n| used.contains(&n.name)).map(|n| n.name.clone()).collect()
+        inventory
+            .nodes
+            .iter()
+            .filter(|n| used.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect()
     }
 }
 
 /// Effective params: defaults, then `overrides` (`name=value`). Unknown names are errors.
-pub fn params(scenario: &Scenario, extra_defaults: &[&BTreeMap<String, crate::scenario::Param>], overrides: &[(String, String)]) -> Result<BTreeMap<String, String>> {
+pub fn params(
+    scenario: &Scenario,
+    extra_defaults: &[&BTreeMap<String, crate::scenario::Param>],
+    overrides: &[(String, String)],
+) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for defaults in extra_defaults {
         for (k, p) in defaults.iter() {
@@ -108,7 +117,11 @@ pub fn params(scenario: &Scenario, extra_defaults: &[&BTreeMap<String, crate::sc
             let known: Vec<&str> = out.keys().map(String::as_str).collect();
             return Err(Error::other(format!(
                 "--param {k}: the scenario has no such parameter (known: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
         out.insert(k.clone(), v.clone());
@@ -124,11 +137,18 @@ struct Binder<'a> {
 
 impl Binder<'_> {
     /// Nodes a target reference means.
-    fn nodes(&self, target: Option<&serde_saphyr::Spanned<String>>, what: &str) -> Result<Vec<String>> {
+    fn nodes(
+        &self,
+        target: Option<&serde_saphyr::Spanned<String>>,
+        what: &str,
+    ) -> Result<Vec<String>> {
         let (name, spec): (String, &TargetSpec) = match target {
             Some(t) => {
                 let spec = self.scenario.targets.get(&t.value).ok_or_else(|| {
-                    Error::other(format!("{what}: target `{}` is not defined in `targets:`", t.value))
+                    Error::other(format!(
+                        "{what}: target `{}` is not defined in `targets:`",
+                        t.value
+                    ))
                 })?;
                 (t.value.clone(), spec)
             }
@@ -136,16 +156,33 @@ impl Binder<'_> {
                 let mut it = self.scenario.targets.iter();
                 match (it.next(), it.next()) {
                     (Some((n, s)), None) => (n.clone(), s),
-                    (None, _) => return Err(Error::other(format!("{what}: no `targets:` defined"))),
-                    _ => return Err(Error::other(format!("{what}: several targets are defined; say which with `target:`"))),
+                    (None, _) => {
+                        return Err(Error::other(format!("{what}: no `targets:` defined")))
+                    }
+                    _ => {
+                        return Err(Error::other(format!(
+                            "{what}: several targets are defined; say which with `target:`"
+                        )))
+                    }
                 }
             }
         };
         let nodes: Vec<String> = if let Some(n) = &spec.node {
-            self.inventory.node(n).map(|n| vec![n.name.clone()]).unwrap_or_default()
+            self.inventory
+                .node(n)
+                .map(|n| vec![n.name.clone()])
+                .unwrap_or_default()
         } else if let Some(role) = &spec.role {
-            let all: Vec<String> = self.inventory.nodes_with_role(role).map(|n| n.name.clone()).collect();
-            if spec.all { all } else { all.into_iter().take(1).collect() }
+            let all: Vec<String> = self
+                .inventory
+                .nodes_with_role(role)
+                .map(|n| n.name.clone())
+                .collect();
+            if spec.all {
+                all
+            } else {
+                all.into_iter().take(1).collect()
+            }
         } else {
             Vec::new()
         };
@@ -159,7 +196,10 @@ impl Binder<'_> {
     }
 
     fn renderer(&self, node: &str) -> Result<Renderer> {
-        let n = self.inventory.node(node).ok_or_else(|| Error::other(format!("node `{node}` vanished")))?;
+        let n = self
+            .inventory
+            .node(node)
+            .ok_or_else(|| Error::other(format!("node `{node}` vanished")))?;
         Ok(Renderer::new(self.params, self.inventory, n))
     }
 
@@ -168,7 +208,9 @@ impl Binder<'_> {
         for (i, a) in list.iter().enumerate() {
             let what = format!("{section}[{i}] ({})", a.label());
             for node in self.nodes(a.target(), &what)? {
-                let action = a.render(&self.renderer(&node)?).map_err(|e| Error::other(format!("{what}: {e}")))?;
+                let action = a
+                    .render(&self.renderer(&node)?)
+                    .map_err(|e| Error::other(format!("{what}: {e}")))?;
                 out.push(PlannedAction { node, action });
             }
         }
@@ -183,10 +225,21 @@ impl Binder<'_> {
             let nodes = self.nodes(c.target, &what)?;
             let many = nodes.len() > 1;
             for node in nodes {
-                let probe = p.render(&self.renderer(&node)?).map_err(|e| Error::other(format!("{what}: {e}")))?;
-                let id = if many { format!("{}@{node}", c.name) } else { c.name.to_string() };
+                let probe = p
+                    .render(&self.renderer(&node)?)
+                    .map_err(|e| Error::other(format!("{what}: {e}")))?;
+                let id = if many {
+                    format!("{}@{node}", c.name)
+                } else {
+                    c.name.to_string()
+                };
                 let needs = c.needs.iter().map(|n| n.value.clone()).collect();
-                out.push(PlannedProbe { id, node, probe, needs });
+                out.push(PlannedProbe {
+                    id,
+                    node,
+                    probe,
+                    needs,
+                });
             }
         }
         // `needs` that name a probe expanded over several nodes bind to the same node.
@@ -213,9 +266,14 @@ pub fn build(
     inventory: &Inventory,
     overrides: &[(String, String)],
 ) -> Result<Plan> {
-    let grader_params: Vec<&BTreeMap<String, crate::scenario::Param>> = graders.iter().map(|g| &g.params).collect();
+    let grader_params: Vec<&BTreeMap<String, crate::scenario::Param>> =
+        graders.iter().map(|g| &g.params).collect();
     let params = params(scenario, &grader_params, overrides)?;
-    let b = Binder { scenario, inventory, params: &params };
+    let b = Binder {
+        scenario,
+        inventory,
+        params: &params,
+    };
     let mut verify_src: Vec<&Probe> = graders.iter().flat_map(|g| g.probes.iter()).collect();
     verify_src.extend(scenario.verify.probes.iter());
     let confirm_src: Vec<&Probe> = scenario.confirm.iter().collect();
@@ -223,7 +281,11 @@ pub fn build(
         name: scenario.metadata.name.value.clone(),
         title: scenario.metadata.title.clone(),
         description: scenario.metadata.description.clone(),
-        time_limit: scenario.metadata.time_limit.map(Into::into).unwrap_or(DEFAULT_TIME_LIMIT),
+        time_limit: scenario
+            .metadata
+            .time_limit
+            .map(Into::into)
+            .unwrap_or(DEFAULT_TIME_LIMIT),
         setup: b.actions(&scenario.setup, "setup")?,
         faults: b.actions(&scenario.faults, "faults")?,
         confirm: b.probes(&confirm_src)?,
@@ -259,15 +321,27 @@ pub struct PlanView {
 impl Plan {
     /// A printable summary of every step and probe.
     pub fn view(&self) -> PlanView {
-        let acts = |v: &[PlannedAction]| v.iter().map(|a| (a.node.clone(), describe_action(&a.action))).collect::<Vec<_>>();
-        let probes = |v: &[PlannedProbe]| v.iter().map(|p| (p.node.clone(), describe_probe(p))).collect::<Vec<_>>();
+        let acts = |v: &[PlannedAction]| {
+            v.iter()
+                .map(|a| (a.node.clone(), describe_action(&a.action)))
+                .collect::<Vec<_>>()
+        };
+        let probes = |v: &[PlannedProbe]| {
+            v.iter()
+                .map(|p| (p.node.clone(), describe_probe(p)))
+                .collect::<Vec<_>>()
+        };
         let mut phases = BTreeMap::new();
         phases.insert("1-setup".into(), acts(&self.setup));
         phases.insert("2-break".into(), acts(&self.faults));
         phases.insert("3-confirm".into(), probes(&self.confirm));
         phases.insert("4-verify".into(), probes(&self.verify));
         phases.insert("5-solution".into(), acts(&self.solution));
-        PlanView { name: self.name.clone(), params: self.params.clone(), phases }
+        PlanView {
+            name: self.name.clone(),
+            params: self.params.clone(),
+            phases,
+        }
     }
 }
 
@@ -275,7 +349,10 @@ impl Plan {
 pub fn describe_action(a: &Action) -> String {
     match a {
         Action::Systemd(s) => format!("systemctl {} {}", s.action.verb(), s.unit),
-        Action::File(f) => format!("edit {} ({:?})", f.path, f.edit).chars().take(200).collect(),
+        Action::File(f) => format!("edit {} ({:?})", f.path, f.edit)
+            .chars()
+            .take(200)
+            .collect(),
         Action::Manifest(m) => format!("edit static pod {} ({:?})", m.pod, m.edit),
         Action::SlowDisk(x) => x.summary(),
         Action::Netem(x) => x.summary(),
@@ -291,6 +368,11 @@ pub fn describe_action(a: &Action) -> String {
 
 /// One line describing a probe and its expectations.
 pub fn describe_probe(p: &PlannedProbe) -> String {
-    let exp: Vec<String> = p.probe.expectations().iter().map(|(f, m)| format!("{f} {m}")).collect();
+    let exp: Vec<String> = p
+        .probe
+        .expectations()
+        .iter()
+        .map(|(f, m)| format!("{f} {m}"))
+        .collect();
     format!("{} [{}] expect {}", p.id, p.probe.kind(), exp.join(", "))
 }

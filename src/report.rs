@@ -53,9 +53,19 @@ impl Report {
 
     /// Prints the human form.
     pub fn print_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(out, "{} {} — {}", style("breakfix").bold(), style(&self.scenario).cyan(), self.title)?;
+        writeln!(
+            out,
+            "{} {} — {}",
+            style("breakfix").bold(),
+            style(&self.scenario).cyan(),
+            self.title
+        )?;
         if !self.confirm.is_empty() {
-            writeln!(out, "\n  {} (each must FAIL after the break)", style("confirm").bold())?;
+            writeln!(
+                out,
+                "\n  {} (each must FAIL after the break)",
+                style("confirm").bold()
+            )?;
             for v in &self.confirm {
                 print_verdict(out, v, true)?;
             }
@@ -64,12 +74,20 @@ impl Report {
         for v in &self.verify {
             print_verdict(out, v, false)?;
         }
-        let passed = self.verify.iter().filter(|v| v.status == Status::Pass).count();
+        let passed = self
+            .verify
+            .iter()
+            .filter(|v| v.status == Status::Pass)
+            .count();
         let grade = match self.outcome {
             Outcome::Pass => style("PASS").green().bold(),
             Outcome::Fail => style("FAIL").red().bold(),
         };
-        write!(out, "\n  verdict: {grade} ({passed}/{} probes passed)", self.verify.len())?;
+        write!(
+            out,
+            "\n  verdict: {grade} ({passed}/{} probes passed)",
+            self.verify.len()
+        )?;
         if let Some(t) = self.time_to_fix {
             write!(out, ", fixed {t:.1}s after the break was confirmed")?;
         }
@@ -83,16 +101,34 @@ impl Report {
 /// One verdict line (plus failing checks). In confirm mode a FAIL is the intended outcome.
 pub fn print_verdict(out: &mut dyn Write, v: &Verdict, confirm: bool) -> std::io::Result<()> {
     let label = match (v.status, confirm) {
-        (Status::Pass, false) | (Status::Fail, true) => style(format!("{:<5}", v.status.label())).green(),
+        (Status::Pass, false) | (Status::Fail, true) => {
+            style(format!("{:<5}", v.status.label())).green()
+        }
         (Status::Skip, _) => style(format!("{:<5}", v.status.label())).yellow(),
         _ => style(format!("{:<5}", v.status.label())).red(),
     };
-    let desc = v.description.as_deref().map(|d| format!("  {}", style(d).dim())).unwrap_or_default();
-    writeln!(out, "    {label} {:<28} {:<14} {:>6.2}s{desc}", v.probe, v.node, v.duration.as_secs_f64())?;
+    let desc = v
+        .description
+        .as_deref()
+        .map(|d| format!("  {}", style(d).dim()))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "    {label} {:<28} {:<14} {:>6.2}s{desc}",
+        v.probe,
+        v.node,
+        v.duration.as_secs_f64()
+    )?;
     for c in &v.checks {
         if !c.ok || (confirm && v.status == Status::Fail) {
             let mark = if c.ok { " " } else { "✗" };
-            writeln!(out, "          {mark} {}: expected {}, found {}", c.fact, c.expected, style(&c.found).bold())?;
+            writeln!(
+                out,
+                "          {mark} {}: expected {}, found {}",
+                c.fact,
+                c.expected,
+                style(&c.found).bold()
+            )?;
         }
     }
     if let Some(n) = &v.note {

@@ -33,7 +33,8 @@ fn environment() -> Environment<'static> {
         }
     });
     env.set_formatter(|out, state, value| {
-        if matches!(state.auto_escape(), AutoEscape::Custom(n) if n == "shell") && !value.is_safe() {
+        if matches!(state.auto_escape(), AutoEscape::Custom(n) if n == "shell") && !value.is_safe()
+        {
             let text = value.to_string();
             write!(out, "{}", crate::transport::shell_quote(&text)).map_err(minijinja::Error::from)
         } else {
@@ -60,13 +61,19 @@ impl Renderer {
             nodes => nodes,
             cluster => Value::from(minijinja::value::Serde(&inventory.cluster)),
         };
-        Renderer { env: environment(), ctx }
+        Renderer {
+            env: environment(),
+            ctx,
+        }
     }
 
     /// A renderer with only `params` (used by validation, which has no inventory).
     pub fn params_only(params: &BTreeMap<String, String>) -> Renderer {
         let ctx = minijinja::context! { params => Value::from(minijinja::value::Serde(params)) };
-        Renderer { env: environment(), ctx }
+        Renderer {
+            env: environment(),
+            ctx,
+        }
     }
 
     /// Renders plain text (no quoting).
@@ -116,11 +123,15 @@ mod tests {
 
     #[test]
     fn shell_values_are_quoted() {
-        let out = r("x", "$(touch /tmp/pwned)").shell("echo {{ params.x }}").unwrap();
+        let out = r("x", "$(touch /tmp/pwned)")
+            .shell("echo {{ params.x }}")
+            .unwrap();
         assert_eq!(out, "echo '$(touch /tmp/pwned)'");
         let out = r("x", "it's").shell("echo {{ params.x }}").unwrap();
         assert_eq!(out, r"echo 'it'\''s'");
-        let out = r("x", "etcd").shell("systemctl stop {{ params.x }}").unwrap();
+        let out = r("x", "etcd")
+            .shell("systemctl stop {{ params.x }}")
+            .unwrap();
         assert_eq!(out, "systemctl stop etcd");
     }
 
@@ -143,6 +154,11 @@ mod tests {
 
     #[test]
     fn lists_variables() {
-        assert_eq!(variables_of("a {{ params.x }} {{ node.name }}").unwrap().len(), 2);
+        assert_eq!(
+            variables_of("a {{ params.x }} {{ node.name }}")
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -196,4 +196,3 @@ pub fn machine() -> String {
         .unwrap_or_default();
     format!("{cpu}, {cores} cores, Linux {}, {ssh}", kernel.trim())
 }
-

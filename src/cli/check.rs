@@ -15,7 +15,9 @@ use crate::report::{Outcome, Report};
 
 /// Arguments of `check`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  breakfix check                  # the scenario of the last `breakfix break`\n  breakfix check --step 2         # only task 2's probes (or lab step 2 after `break --lab`)\n  breakfix check --lab labs/etcd-outage.yaml --step 1 --output json")]
+#[command(
+    after_help = "Examples:\n  breakfix check                  # the scenario of the last `breakfix break`\n  breakfix check --step 2         # only task 2's probes (or lab step 2 after `break --lab`)\n  breakfix check --lab labs/etcd-outage.yaml --step 1 --output json"
+)]
 pub struct CheckArgs {
     /// Scenario file (default: the one from the last `breakfix break`).
     pub scenario: Option<PathBuf>,
@@ -37,14 +39,18 @@ pub struct CheckArgs {
 
 /// Keeps the probes of task `n` (1-based) and those they need.
 fn task_probes(plan: &Plan, n: usize) -> Result<Vec<PlannedProbe>> {
-    let t = plan
-        .tasks
-        .get(n.wrapping_sub(1))
-        .ok_or_else(|| Error::other(format!("scenario `{}` has tasks 1..={}, not {n}", plan.name, plan.tasks.len())))?;
+    let t = plan.tasks.get(n.wrapping_sub(1)).ok_or_else(|| {
+        Error::other(format!(
+            "scenario `{}` has tasks 1..={}, not {n}",
+            plan.name,
+            plan.tasks.len()
+        ))
+    })?;
     if t.probes.is_empty() {
         return Ok(plan.verify.clone());
     }
-    let mut keep: std::collections::BTreeSet<String> = t.probes.iter().map(|p| p.value.clone()).collect();
+    let mut keep: std::collections::BTreeSet<String> =
+        t.probes.iter().map(|p| p.value.clone()).collect();
     loop {
         let before = keep.len();
         for p in &plan.verify {
@@ -57,7 +63,12 @@ fn task_probes(plan: &Plan, n: usize) -> Result<Vec<PlannedProbe>> {
             break;
         }
     }
-    Ok(plan.verify.iter().filter(|p| keep.contains(&p.id)).cloned().collect())
+    Ok(plan
+        .verify
+        .iter()
+        .filter(|p| keep.contains(&p.id))
+        .cloned()
+        .collect())
 }
 
 /// Runs the verify probes once (each with its own within/stable_for) and grades.
@@ -84,17 +95,30 @@ pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
         (Some(s), _, _) => (Some(s.clone()), a.step),
         (None, Some(lab), _) => {
             let n = a.step.ok_or_else(|| Error::other("--lab needs --step N"))?;
-            (super::run::resolve_scenario(None, Some(lab), Some(n))?, None)
+            (
+                super::run::resolve_scenario(None, Some(lab), Some(n))?,
+                None,
+            )
         }
         (None, None, Some(s)) => (Some(s.scenario.clone()), a.step),
-        (None, None, None) => return Err(Error::other("which scenario? pass SCENARIO, or run `breakfix break SCENARIO` first")),
+        (None, None, None) => {
+            return Err(Error::other(
+                "which scenario? pass SCENARIO, or run `breakfix break SCENARIO` first",
+            ))
+        }
     };
     let Some(scenario) = scenario else {
         println!("This lab step has nothing to check: it passes once you have read it.");
         return Ok(EXIT_PASS);
     };
     let (_, inv) = a.target.load_inventory()?;
-    let (_, mut plan) = super::load::plan(&scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+    let (_, mut plan) = super::load::plan(
+        &scenario,
+        a.target.graders.as_deref(),
+        &inv,
+        &a.target.params,
+        g.color,
+    )?;
     if let Some(n) = task {
         plan.verify = task_probes(&plan, n)?;
     }
@@ -114,23 +138,38 @@ pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
         duration: started.elapsed().as_secs_f64(),
     };
     match a.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
         Output::Human => {
-            report.print_human(&mut std::io::stdout()).map_err(|e| Error::other(e.to_string()))?;
+            report
+                .print_human(&mut std::io::stdout())
+                .map_err(|e| Error::other(e.to_string()))?;
             if outcome == Outcome::Fail {
-                let revealed = session.as_ref().map(|s| s.hints.values().sum::<u32>()).unwrap_or(0);
+                let revealed = session
+                    .as_ref()
+                    .map(|s| s.hints.values().sum::<u32>())
+                    .unwrap_or(0);
                 let total: usize = plan.tasks.iter().map(|t| t.hints.len()).sum();
                 if (revealed as usize) < total {
                     println!("\n  stuck? `breakfix hint` shows the next hint ({} of {} used; hints cost points)", revealed, total);
                 }
             }
             if a.solution {
-                println!("\n  {} (reference solution)", console::style("spoiler").yellow().bold());
+                println!(
+                    "\n  {} (reference solution)",
+                    console::style("spoiler").yellow().bold()
+                );
                 for s in &plan.solution {
                     println!("    {:<14} {}", s.node, describe_action(&s.action));
                 }
             }
         }
     }
-    Ok(if outcome == Outcome::Pass { EXIT_PASS } else { EXIT_FAIL })
+    Ok(if outcome == Outcome::Pass {
+        EXIT_PASS
+    } else {
+        EXIT_FAIL
+    })
 }

@@ -35,7 +35,9 @@ pub enum DrillOutput {
 
 /// Arguments of `drill`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  breakfix drill scenarios/etcd-service-stopped.yaml --inventory class/alice.yaml\n  breakfix drill labs/etcd-outage.yaml --output junit > drill.xml")]
+#[command(
+    after_help = "Examples:\n  breakfix drill scenarios/etcd-service-stopped.yaml --inventory class/alice.yaml\n  breakfix drill labs/etcd-outage.yaml --output junit > drill.xml"
+)]
 pub struct DrillArgs {
     /// Scenario or lab file.
     pub file: PathBuf,
@@ -83,7 +85,12 @@ pub struct DrillResult {
     pub verify: Vec<Verdict>,
 }
 
-async fn drill_one(plan: &Plan, a: &DrillArgs, inv: &crate::inventory::Inventory, g: Globals) -> Result<DrillResult> {
+async fn drill_one(
+    plan: &Plan,
+    a: &DrillArgs,
+    inv: &crate::inventory::Inventory,
+    g: Globals,
+) -> Result<DrillResult> {
     let quiet = g.quiet || a.output != DrillOutput::Human;
     let sessions = engine::connect(plan, inv, quiet).await?;
     let journal = Journal::open();
@@ -98,7 +105,11 @@ async fn drill_one(plan: &Plan, a: &DrillArgs, inv: &crate::inventory::Inventory
     let start = broken.confirmed_at;
     let limit = a.time_limit.unwrap_or(plan.time_limit);
     let deadline = start + limit;
-    let pb = if quiet { ProgressBar::hidden() } else { ProgressBar::new(limit.as_secs()) };
+    let pb = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(limit.as_secs())
+    };
     pb.set_style(
         ProgressStyle::with_template("{bar:30.cyan/blue} {elapsed_precise} of {len}s  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -113,7 +124,15 @@ async fn drill_one(plan: &Plan, a: &DrillArgs, inv: &crate::inventory::Inventory
         let elapsed = round_start.duration_since(start);
         if let Some(after) = a.solution_after {
             if !solution_applied && elapsed >= after {
-                engine::apply(&plan.solution, &sessions, None, &plan.name, "solution", true).await?;
+                engine::apply(
+                    &plan.solution,
+                    &sessions,
+                    None,
+                    &plan.name,
+                    "solution",
+                    true,
+                )
+                .await?;
                 solution_applied = true;
             }
         }
@@ -125,22 +144,50 @@ async fn drill_one(plan: &Plan, a: &DrillArgs, inv: &crate::inventory::Inventory
             for (k, h) in t.hints.iter().enumerate() {
                 if k as u32 == hints_shown[i] && h.after.is_some_and(|d| elapsed >= d.0) {
                     hints_shown[i] += 1;
-                    pb.println(format!("hint for task {} (-{} pt): {}", i + 1, h.cost, h.text));
+                    pb.println(format!(
+                        "hint for task {} (-{} pt): {}",
+                        i + 1,
+                        h.cost,
+                        h.text
+                    ));
                 }
             }
         }
-        last = evaluate(&plan.verify, &sessions, inv, EvalOptions { want: Want::Pass, patient: false }).await;
+        last = evaluate(
+            &plan.verify,
+            &sessions,
+            inv,
+            EvalOptions {
+                want: Want::Pass,
+                patient: false,
+            },
+        )
+        .await;
         for (i, d) in done_after.iter_mut().enumerate() {
             if d.is_none() && task_done(plan, i, &last) {
                 *d = Some(round_start.duration_since(start));
-                pb.println(format!("task {} done after {:.0}s: {}", i + 1, round_start.duration_since(start).as_secs_f64(), plan.tasks[i].title));
+                pb.println(format!(
+                    "task {} done after {:.0}s: {}",
+                    i + 1,
+                    round_start.duration_since(start).as_secs_f64(),
+                    plan.tasks[i].title
+                ));
             }
         }
         let passing = last.iter().filter(|v| v.status == Status::Pass).count();
         pb.set_position(elapsed.as_secs().min(limit.as_secs()));
         pb.set_message(format!("{passing}/{} probes passing", last.len()));
         if passing == last.len() && !last.is_empty() {
-            let graded = evaluate(&plan.verify, &sessions, inv, EvalOptions { want: Want::Pass, patient: true }).await;
+            let graded = evaluate(
+                &plan.verify,
+                &sessions,
+                inv,
+                EvalOptions {
+                    want: Want::Pass,
+                    patient: true,
+                },
+            )
+            .await;
             if graded.iter().all(|v| v.status == Status::Pass) {
                 fixed_at = Some(round_start.duration_since(start));
                 last = graded;
@@ -150,9 +197,15 @@ async fn drill_one(plan: &Plan, a: &DrillArgs, inv: &crate::inventory::Inventory
         if Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(a.poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(
+            a.poll
+                .min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
     }
-    let clock = Instant::now().duration_since(start).min(limit.max(Duration::from_millis(1)) + a.poll * 2);
+    let clock = Instant::now()
+        .duration_since(start)
+        .min(limit.max(Duration::from_millis(1)) + a.poll * 2);
     pb.finish_and_clear();
     if let Some(f) = fixed_at {
         // Tasks without their own probes are done when the whole verify passes.
@@ -184,43 +237,102 @@ pub async fn run(a: DrillArgs, g: Globals) -> Result<u8> {
     let (_, inv) = a.target.load_inventory()?;
     let files: Vec<PathBuf> = if crate::lab::is_lab_file(&a.file) {
         let lab = crate::lab::LoadedLab::load(&a.file)?;
-        (1..=lab.lab.steps.len()).filter_map(|n| lab.scenario_path(n)).collect()
+        (1..=lab.lab.steps.len())
+            .filter_map(|n| lab.scenario_path(n))
+            .collect()
     } else {
         vec![a.file.clone()]
     };
     if files.is_empty() {
-        return Err(Error::other(format!("{}: no step has a scenario to drill", a.file.display())));
+        return Err(Error::other(format!(
+            "{}: no step has a scenario to drill",
+            a.file.display()
+        )));
     }
     let mut results = Vec::new();
     for f in &files {
-        let (_, plan) = super::load::plan(f, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+        let (_, plan) = super::load::plan(
+            f,
+            a.target.graders.as_deref(),
+            &inv,
+            &a.target.params,
+            g.color,
+        )?;
         if a.output == DrillOutput::Human && !g.quiet {
-            println!("{} {} — clock starts when the break is confirmed ({} limit)", console::style("drill").bold(), plan.name, humantime::format_duration(a.time_limit.unwrap_or(plan.time_limit)));
+            println!(
+                "{} {} — clock starts when the break is confirmed ({} limit)",
+                console::style("drill").bold(),
+                plan.name,
+                humantime::format_duration(a.time_limit.unwrap_or(plan.time_limit))
+            );
         }
         results.push(drill_one(&plan, &a, &inv, g).await?);
     }
     print(&results, a.output)?;
-    Ok(if results.iter().all(|r| r.outcome == "pass") { EXIT_PASS } else { EXIT_FAIL })
+    Ok(if results.iter().all(|r| r.outcome == "pass") {
+        EXIT_PASS
+    } else {
+        EXIT_FAIL
+    })
 }
 
 fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
     match output {
-        DrillOutput::Json => println!("{}", serde_json::to_string_pretty(results).unwrap_or_default()),
+        DrillOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(results).unwrap_or_default()
+        ),
         DrillOutput::Human => {
             for r in results {
-                println!("\n{} — {}", console::style(&r.scenario).cyan().bold(), r.title);
-                println!("  {:<4} {:<52} {:>9} {:>5} {:>7}", "task", "title", "time", "hints", "score");
+                println!(
+                    "\n{} — {}",
+                    console::style(&r.scenario).cyan().bold(),
+                    r.title
+                );
+                println!(
+                    "  {:<4} {:<52} {:>9} {:>5} {:>7}",
+                    "task", "title", "time", "hints", "score"
+                );
                 for t in &r.tasks {
-                    let time = t.done_after.map(|d| format!("{d:.0}s")).unwrap_or_else(|| "not done".into());
-                    println!("  {:<4} {:<52} {:>9} {:>5} {:>3}/{:<3}", t.task, t.title.chars().take(52).collect::<String>(), time, t.hints, t.score, t.points);
+                    let time = t
+                        .done_after
+                        .map(|d| format!("{d:.0}s"))
+                        .unwrap_or_else(|| "not done".into());
+                    println!(
+                        "  {:<4} {:<52} {:>9} {:>5} {:>3}/{:<3}",
+                        t.task,
+                        t.title.chars().take(52).collect::<String>(),
+                        time,
+                        t.hints,
+                        t.score,
+                        t.points
+                    );
                 }
                 match r.time_to_fix {
-                    Some(t) => println!("  fixed after {t:.1}s of {:.0}s; score {}/{}", r.time_limit, r.score, r.possible),
+                    Some(t) => println!(
+                        "  fixed after {t:.1}s of {:.0}s; score {}/{}",
+                        r.time_limit, r.score, r.possible
+                    ),
                     None => {
-                        println!("  {} at the time limit ({:.0}s); score {}/{}", console::style("not fixed").red(), r.time_limit, r.score, r.possible);
+                        println!(
+                            "  {} at the time limit ({:.0}s); score {}/{}",
+                            console::style("not fixed").red(),
+                            r.time_limit,
+                            r.score,
+                            r.possible
+                        );
                         for v in r.verify.iter().filter(|v| v.status != Status::Pass) {
                             let why = v.failures().join("; ");
-                            println!("    {} {}: {}", v.status.label(), v.probe, if why.is_empty() { v.note.clone().unwrap_or_default() } else { why });
+                            println!(
+                                "    {} {}: {}",
+                                v.status.label(),
+                                v.probe,
+                                if why.is_empty() {
+                                    v.note.clone().unwrap_or_default()
+                                } else {
+                                    why
+                                }
+                            );
                         }
                     }
                 }
@@ -233,8 +345,15 @@ fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
             for r in results {
                 for t in &r.tasks {
                     n += 1;
-                    let ok = if t.done_after.is_some() { "ok" } else { "not ok" };
-                    println!("{ok} {n} - {}: {} # score {}/{}", r.scenario, t.title, t.score, t.points);
+                    let ok = if t.done_after.is_some() {
+                        "ok"
+                    } else {
+                        "not ok"
+                    };
+                    println!(
+                        "{ok} {n} - {}: {} # score {}/{}",
+                        r.scenario, t.title, t.score, t.points
+                    );
                 }
             }
         }
@@ -249,7 +368,12 @@ fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
                         TestCaseStatus::success()
                     } else {
                         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                        let failing: Vec<String> = r.verify.iter().filter(|v| v.status != Status::Pass).map(|v| format!("{}: {}", v.probe, v.failures().join("; "))).collect();
+                        let failing: Vec<String> = r
+                            .verify
+                            .iter()
+                            .filter(|v| v.status != Status::Pass)
+                            .map(|v| format!("{}: {}", v.probe, v.failures().join("; ")))
+                            .collect();
                         s.set_message(format!("not done within {:.0}s", r.time_limit));
                         s.set_description(failing.join("\n"));
                         s
@@ -263,7 +387,12 @@ fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
                 }
                 report.add_test_suite(suite);
             }
-            println!("{}", report.to_string().map_err(|e| Error::other(e.to_string()))?);
+            println!(
+                "{}",
+                report
+                    .to_string()
+                    .map_err(|e| Error::other(e.to_string()))?
+            );
         }
     }
     Ok(())

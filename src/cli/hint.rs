@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 
 /// Arguments of `hint`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  breakfix hint            # next hint of the first unfinished task\n  breakfix hint --task 2\n  breakfix hint --list     # hints revealed so far")]
+#[command(
+    after_help = "Examples:\n  breakfix hint            # next hint of the first unfinished task\n  breakfix hint --task 2\n  breakfix hint --list     # hints revealed so far"
+)]
 pub struct HintArgs {
     /// Task number (default: the first task the last check showed unfinished).
     #[arg(long, value_name = "N")]
@@ -20,11 +22,15 @@ pub struct HintArgs {
 
 /// Reveals (and records) the next hint.
 pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
-    let mut session = Session::load()?.ok_or_else(|| Error::other("no break in progress: run `breakfix break SCENARIO` first"))?;
+    let mut session = Session::load()?
+        .ok_or_else(|| Error::other("no break in progress: run `breakfix break SCENARIO` first"))?;
     let loaded = super::load::load_valid(&session.scenario, session.graders.as_deref(), g.color)?;
     let tasks = &loaded.scenario.tasks;
     if tasks.is_empty() {
-        return Err(Error::other(format!("scenario `{}` has no tasks, so no hints", loaded.scenario.metadata.name.value)));
+        return Err(Error::other(format!(
+            "scenario `{}` has no tasks, so no hints",
+            loaded.scenario.metadata.name.value
+        )));
     }
     if a.list {
         for (i, t) in tasks.iter().enumerate() {
@@ -37,25 +43,53 @@ pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
     }
     let index = match a.task {
         Some(n) if n >= 1 && n <= tasks.len() => n - 1,
-        Some(n) => return Err(Error::other(format!("--task {n}: the scenario has tasks 1..={}", tasks.len()))),
+        Some(n) => {
+            return Err(Error::other(format!(
+                "--task {n}: the scenario has tasks 1..={}",
+                tasks.len()
+            )))
+        }
         None => {
             // The first task with a probe the last check saw failing; else the first task.
-            let last = history::load().into_iter().rev().find(|h| h.scenario == loaded.scenario.metadata.name.value);
+            let last = history::load()
+                .into_iter()
+                .rev()
+                .find(|h| h.scenario == loaded.scenario.metadata.name.value);
             let failing = last.map(|h| h.failing).unwrap_or_default();
             tasks
                 .iter()
-                .position(|t| t.probes.is_empty() || t.probes.iter().any(|p| failing.iter().any(|f| f == &p.value || f.starts_with(&format!("{}@", p.value)))))
+                .position(|t| {
+                    t.probes.is_empty()
+                        || t.probes.iter().any(|p| {
+                            failing
+                                .iter()
+                                .any(|f| f == &p.value || f.starts_with(&format!("{}@", p.value)))
+                        })
+                })
                 .unwrap_or(0)
         }
     };
     let used = session.hints.get(&index).copied().unwrap_or(0) as usize;
     let task = &tasks[index];
     let Some(h) = task.hints.get(used) else {
-        println!("task {} (`{}`) has no more hints ({} used).", index + 1, task.title, used);
+        println!(
+            "task {} (`{}`) has no more hints ({} used).",
+            index + 1,
+            task.title,
+            used
+        );
         return Ok(EXIT_PASS);
     };
     session.hints.insert(index, used as u32 + 1);
     session.save()?;
-    println!("hint {}/{} for task {} (`{}`), -{} point(s):\n  {}", used + 1, task.hints.len(), index + 1, task.title, h.cost, h.text);
+    println!(
+        "hint {}/{} for task {} (`{}`), -{} point(s):\n  {}",
+        used + 1,
+        task.hints.len(),
+        index + 1,
+        task.title,
+        h.cost,
+        h.text
+    );
     Ok(EXIT_PASS)
 }

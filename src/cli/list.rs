@@ -22,8 +22,15 @@ pub struct ListArgs {
 /// Lists `*.yaml` scenarios with name, difficulty, time limit and title; invalid files are
 /// listed as such.
 pub async fn run(a: ListArgs, _g: Globals) -> Result<u8> {
-    let rd = std::fs::read_dir(&a.dir).map_err(|source| Error::Io { context: format!("reading {}", a.dir.display()), source })?;
-    let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml")).collect();
+    let rd = std::fs::read_dir(&a.dir).map_err(|source| Error::Io {
+        context: format!("reading {}", a.dir.display()),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
     files.sort();
     let mut rows = Vec::new();
     for f in files {
@@ -37,12 +44,17 @@ pub async fn run(a: ListArgs, _g: Globals) -> Result<u8> {
                     "tags": m.tags, "valid": true,
                 })
             }
-            _ => serde_json::json!({"file": f.display().to_string(), "valid": false, "errors": report.diagnostics.len()}),
+            _ => {
+                serde_json::json!({"file": f.display().to_string(), "valid": false, "errors": report.diagnostics.len()})
+            }
         };
         rows.push(row);
     }
     if a.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
     } else {
         for r in &rows {
             if r["valid"] == true {
@@ -54,7 +66,12 @@ pub async fn run(a: ListArgs, _g: Globals) -> Result<u8> {
                     r["title"].as_str().unwrap_or("")
                 );
             } else {
-                println!("{:<36} invalid ({} errors): run `breakfix validate {}`", r["file"].as_str().unwrap_or(""), r["errors"], r["file"].as_str().unwrap_or(""));
+                println!(
+                    "{:<36} invalid ({} errors): run `breakfix validate {}`",
+                    r["file"].as_str().unwrap_or(""),
+                    r["errors"],
+                    r["file"].as_str().unwrap_or("")
+                );
             }
         }
     }

@@ -9,7 +9,13 @@ pub use crate::scenario::{check_file, load_valid, Loaded};
 
 /// Loads, validates and renders a scenario for `inventory`. Any diagnostic is an
 /// [`Error::Scenario`] carrying the rendered snippets; nothing has touched a node yet.
-pub fn plan(path: &Path, graders: Option<&Path>, inventory: &Inventory, params: &[(String, String)], color: bool) -> Result<(Loaded, Plan)> {
+pub fn plan(
+    path: &Path,
+    graders: Option<&Path>,
+    inventory: &Inventory,
+    params: &[(String, String)],
+    color: bool,
+) -> Result<(Loaded, Plan)> {
     let loaded = load_valid(path, graders, color)?;
     let plan = crate::plan::build(&loaded.scenario, &loaded.grader_files(), inventory, params)?;
     let tops = &loaded.scenario.metadata.topologies;
@@ -17,7 +23,10 @@ pub fn plan(path: &Path, graders: Option<&Path>, inventory: &Inventory, params: 
         return Err(Error::other(format!(
             "scenario `{}` is written for the {} topology; the inventory's cluster `{}` is {}",
             plan.name,
-            tops.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>().join("/"),
+            tops.iter()
+                .map(|t| format!("{t:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join("/"),
             inventory.cluster.name,
             format!("{:?}", inventory.cluster.topology).to_lowercase()
         )));

@@ -99,7 +99,10 @@ pub async fn run(cli: Cli) -> u8 {
         console::set_colors_enabled(false);
         console::set_colors_enabled_stderr(false);
     }
-    let g = Globals { color, quiet: cli.quiet };
+    let g = Globals {
+        color,
+        quiet: cli.quiet,
+    };
     let r = match cli.command {
         Command::Validate(a) => validate::run(a, g).await,
         Command::Plan(a) => plan::run(a, g).await,

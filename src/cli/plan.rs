@@ -10,7 +10,9 @@ use crate::error::Result;
 
 /// Arguments of `plan`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  breakfix plan scenarios/etcd-service-stopped.yaml --param unit=etcd")]
+#[command(
+    after_help = "Example:\n  breakfix plan scenarios/etcd-service-stopped.yaml --param unit=etcd"
+)]
 pub struct PlanArgs {
     /// Scenario file.
     pub scenario: PathBuf,
@@ -24,15 +26,32 @@ pub struct PlanArgs {
 /// Prints the plan.
 pub async fn run(a: PlanArgs, g: Globals) -> Result<u8> {
     let (_, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(&a.scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+    let (_, plan) = super::load::plan(
+        &a.scenario,
+        a.target.graders.as_deref(),
+        &inv,
+        &a.target.params,
+        g.color,
+    )?;
     let view = plan.view();
     if a.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).unwrap_or_default()
+        );
         return Ok(EXIT_PASS);
     }
-    println!("{} — {}", console::style(&plan.name).cyan().bold(), plan.title);
+    println!(
+        "{} — {}",
+        console::style(&plan.name).cyan().bold(),
+        plan.title
+    );
     if !view.params.is_empty() {
-        let ps: Vec<String> = view.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let ps: Vec<String> = view
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!("params: {}", ps.join(" "));
     }
     for (phase, items) in &view.phases {

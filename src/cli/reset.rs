@@ -39,7 +39,10 @@ pub async fn run(a: ResetArgs, g: Globals) -> Result<u8> {
     } else {
         for n in &a.nodes {
             if inv.node(n).is_none() {
-                return Err(Error::other(format!("--node {n}: not in {}", path.display())));
+                return Err(Error::other(format!(
+                    "--node {n}: not in {}",
+                    path.display()
+                )));
             }
         }
         a.nodes.clone()
@@ -51,10 +54,19 @@ pub async fn run(a: ResetArgs, g: Globals) -> Result<u8> {
     }
     match a.output {
         Output::Json => {
-            let rows: Vec<_> = done.iter().map(|(n, w)| serde_json::json!({"node": n, "undo": w})).collect();
-            println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            let rows: Vec<_> = done
+                .iter()
+                .map(|(n, w)| serde_json::json!({"node": n, "undo": w}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
         }
-        Output::Human if done.is_empty() => println!("nothing to undo: the journal is empty on {}", names.join(", ")),
+        Output::Human if done.is_empty() => println!(
+            "nothing to undo: the journal is empty on {}",
+            names.join(", ")
+        ),
         Output::Human => {
             for (n, w) in &done {
                 println!("  {} {n}: {w}", console::style("undone").green());

@@ -16,7 +16,9 @@ use crate::report::{Outcome, Report};
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  breakfix run scenarios/etcd-service-stopped.yaml --solution\n  breakfix run scenarios/etcd-service-stopped.yaml --time-limit 10m --output json")]
+#[command(
+    after_help = "Examples:\n  breakfix run scenarios/etcd-service-stopped.yaml --solution\n  breakfix run scenarios/etcd-service-stopped.yaml --time-limit 10m --output json"
+)]
 pub struct RunArgs {
     /// Scenario file.
     pub scenario: PathBuf,
@@ -44,13 +46,20 @@ pub struct RunArgs {
 
 /// Arguments of `break`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  breakfix break scenarios/etcd-service-stopped.yaml && breakfix check\n  breakfix break --lab labs/etcd-outage.yaml --step 2")]
+#[command(
+    after_help = "Examples:\n  breakfix break scenarios/etcd-service-stopped.yaml && breakfix check\n  breakfix break --lab labs/etcd-outage.yaml --step 2"
+)]
 pub struct BreakArgs {
     /// Scenario file (or use --lab with --step).
     #[arg(required_unless_present = "lab")]
     pub scenario: Option<PathBuf>,
     /// A lab file: break with the scenario of its step `--step`.
-    #[arg(long, value_name = "LAB", requires = "step", conflicts_with = "scenario")]
+    #[arg(
+        long,
+        value_name = "LAB",
+        requires = "step",
+        conflicts_with = "scenario"
+    )]
     pub lab: Option<PathBuf>,
     /// 1-based lab step.
     #[arg(long, value_name = "N")]
@@ -61,7 +70,11 @@ pub struct BreakArgs {
 
 /// The scenario to use: the given file, or the one of a lab step. `Ok(None)` for a lab step
 /// that only teaches (no scenario).
-pub fn resolve_scenario(scenario: Option<&std::path::Path>, lab: Option<&std::path::Path>, step: Option<usize>) -> Result<Option<PathBuf>> {
+pub fn resolve_scenario(
+    scenario: Option<&std::path::Path>,
+    lab: Option<&std::path::Path>,
+    step: Option<usize>,
+) -> Result<Option<PathBuf>> {
     match (scenario, lab, step) {
         (Some(s), None, _) => Ok(Some(s.to_path_buf())),
         (None, Some(l), Some(n)) => {
@@ -70,7 +83,9 @@ pub fn resolve_scenario(scenario: Option<&std::path::Path>, lab: Option<&std::pa
             Ok(lab.scenario_path(n))
         }
         (None, Some(_), None) => Err(Error::other("--lab needs --step N")),
-        _ => Err(Error::other("which scenario? pass SCENARIO or --lab LAB --step N")),
+        _ => Err(Error::other(
+            "which scenario? pass SCENARIO or --lab LAB --step N",
+        )),
     }
 }
 
@@ -81,7 +96,12 @@ fn print_tasks(plan: &Plan) {
     }
     for (i, t) in plan.tasks.iter().enumerate() {
         let limit = t.time_limit.map(|d| format!(" ({d})")).unwrap_or_default();
-        println!("\n  {}. {}{}", i + 1, console::style(&t.title).bold(), limit);
+        println!(
+            "\n  {}. {}{}",
+            i + 1,
+            console::style(&t.title).bold(),
+            limit
+        );
         if !t.text.trim().is_empty() {
             for line in t.text.trim().lines() {
                 println!("     {line}");
@@ -91,7 +111,13 @@ fn print_tasks(plan: &Plan) {
     println!();
 }
 
-async fn break_and_confirm(plan: &Plan, sessions: &engine::Sessions, inv: &crate::inventory::Inventory, journal: &Journal, g: Globals) -> Result<engine::BreakOutcome> {
+async fn break_and_confirm(
+    plan: &Plan,
+    sessions: &engine::Sessions,
+    inv: &crate::inventory::Inventory,
+    journal: &Journal,
+    g: Globals,
+) -> Result<engine::BreakOutcome> {
     match engine::break_(plan, sessions, inv, journal, g.quiet).await {
         Ok(o) => Ok(o),
         Err(e) => {
@@ -112,7 +138,13 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
     let quiet = g.quiet || a.output == Output::Json;
     let g = Globals { quiet, ..g };
     let (_, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(&a.scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+    let (_, plan) = super::load::plan(
+        &a.scenario,
+        a.target.graders.as_deref(),
+        &inv,
+        &a.target.params,
+        g.color,
+    )?;
     let sessions = engine::connect(&plan, &inv, quiet).await?;
     let journal = Journal::open();
     let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
@@ -121,10 +153,26 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
     }
     if a.solution {
         tokio::time::sleep(a.solution_delay).await;
-        engine::apply(&plan.solution, &sessions, None, &plan.name, "solution", quiet).await?;
+        engine::apply(
+            &plan.solution,
+            &sessions,
+            None,
+            &plan.name,
+            "solution",
+            quiet,
+        )
+        .await?;
     }
     let limit = a.time_limit.unwrap_or(plan.time_limit);
-    let (verify, fixed_at) = engine::wait_for_fix(&plan, &sessions, &inv, broken.confirmed_at + limit, a.poll, quiet).await;
+    let (verify, fixed_at) = engine::wait_for_fix(
+        &plan,
+        &sessions,
+        &inv,
+        broken.confirmed_at + limit,
+        a.poll,
+        quiet,
+    )
+    .await;
     let outcome = Report::grade(&verify);
     let report = Report {
         scenario: plan.name.clone(),
@@ -133,7 +181,9 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
         outcome,
         confirm: broken.confirm,
         verify,
-        time_to_fix: fixed_at.filter(|_| outcome == Outcome::Pass).map(|t| t.duration_since(broken.confirmed_at).as_secs_f64()),
+        time_to_fix: fixed_at
+            .filter(|_| outcome == Outcome::Pass)
+            .map(|t| t.duration_since(broken.confirmed_at).as_secs_f64()),
         solution_applied: a.solution,
         duration: started.elapsed().as_secs_f64(),
     };
@@ -141,10 +191,19 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
         engine::reset(&sessions, &journal, quiet).await?;
     }
     match a.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
-        Output::Human => report.print_human(&mut std::io::stdout()).map_err(|e| Error::other(e.to_string()))?,
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Output::Human => report
+            .print_human(&mut std::io::stdout())
+            .map_err(|e| Error::other(e.to_string()))?,
     }
-    Ok(if outcome == Outcome::Pass { EXIT_PASS } else { EXIT_FAIL })
+    Ok(if outcome == Outcome::Pass {
+        EXIT_PASS
+    } else {
+        EXIT_FAIL
+    })
 }
 
 /// Break and confirm; record the session for `check`, `hint` and `reset`.
@@ -154,7 +213,13 @@ pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
         return Ok(EXIT_PASS);
     };
     let (inv_path, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(&scenario, a.target.graders.as_deref(), &inv, &a.target.params, g.color)?;
+    let (_, plan) = super::load::plan(
+        &scenario,
+        a.target.graders.as_deref(),
+        &inv,
+        &a.target.params,
+        g.color,
+    )?;
     let sessions = engine::connect(&plan, &inv, g.quiet).await?;
     let journal = Journal::open();
     let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
@@ -164,14 +229,18 @@ pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
         inventory: abs(&inv_path),
         graders: a.target.graders.as_deref().map(abs),
         params: a.target.params.iter().cloned().collect(),
-        confirmed_at: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        confirmed_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
         lab: a.lab.as_deref().map(abs),
         step: a.step,
         hints: Default::default(),
     }
     .save()?;
     for v in &broken.confirm {
-        crate::report::print_verdict(&mut std::io::stderr(), v, true).map_err(|e| Error::other(e.to_string()))?;
+        crate::report::print_verdict(&mut std::io::stderr(), v, true)
+            .map_err(|e| Error::other(e.to_string()))?;
     }
     print_tasks(&plan);
     println!("The break is confirmed. Fix it, then run `breakfix check`; `breakfix reset` puts everything back.");

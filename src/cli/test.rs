@@ -14,7 +14,9 @@ use crate::journal::Journal;
 
 /// Arguments of `test`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  breakfix test scenarios/*.yaml --junit target/breakfix-junit.xml")]
+#[command(
+    after_help = "Example:\n  breakfix test scenarios/*.yaml --junit target/breakfix-junit.xml"
+)]
 pub struct TestArgs {
     /// Scenario files.
     #[arg(required = true, value_name = "SCENARIO")]
@@ -51,26 +53,70 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
         if let Ok(l) = crate::scenario::load_valid(file, a.target.graders.as_deref(), g.color) {
             let tops = &l.scenario.metadata.topologies;
             if !tops.is_empty() && !tops.contains(&inv.cluster.topology) {
-                let msg = format!("written for the {} topology; this cluster is {}", tops.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>().join("/"), format!("{:?}", inv.cluster.topology).to_lowercase());
+                let msg = format!(
+                    "written for the {} topology; this cluster is {}",
+                    tops.iter()
+                        .map(|t| format!("{t:?}").to_lowercase())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    format!("{:?}", inv.cluster.topology).to_lowercase()
+                );
                 if a.output == Output::Human {
-                    println!("{} {}
-  {} {msg}", console::style(&l.scenario.metadata.name.value).cyan().bold(), console::style(file.display()).dim(), console::style("SKIP ").yellow());
+                    println!(
+                        "{} {}
+  {} {msg}",
+                        console::style(&l.scenario.metadata.name.value)
+                            .cyan()
+                            .bold(),
+                        console::style(file.display()).dim(),
+                        console::style("SKIP ").yellow()
+                    );
                 }
-                results.push(ScenarioResult { file: file.display().to_string(), scenario: l.scenario.metadata.name.value.clone(), rows: vec![Row { name: "topology".into(), status: RowStatus::Skip, message: msg, duration: 0.0 }], duration: 0.0 });
+                results.push(ScenarioResult {
+                    file: file.display().to_string(),
+                    scenario: l.scenario.metadata.name.value.clone(),
+                    rows: vec![Row {
+                        name: "topology".into(),
+                        status: RowStatus::Skip,
+                        message: msg,
+                        duration: 0.0,
+                    }],
+                    duration: 0.0,
+                });
                 continue;
             }
         }
-        let loaded = super::load::plan(file, a.target.graders.as_deref(), &inv, &a.target.params, g.color);
+        let loaded = super::load::plan(
+            file,
+            a.target.graders.as_deref(),
+            &inv,
+            &a.target.params,
+            g.color,
+        );
         let (scenario, rows) = match loaded {
-            Err(e) => (file.display().to_string(), vec![Row { name: "load".into(), status: RowStatus::Error, message: e.to_string(), duration: 0.0 }]),
+            Err(e) => (
+                file.display().to_string(),
+                vec![Row {
+                    name: "load".into(),
+                    status: RowStatus::Error,
+                    message: e.to_string(),
+                    duration: 0.0,
+                }],
+            ),
             Ok((_, plan)) => {
                 let rows = match engine::connect(&plan, &inv, quiet).await {
-                    Err(e) => vec![Row { name: "connect".into(), status: RowStatus::Error, message: e.to_string(), duration: 0.0 }],
+                    Err(e) => vec![Row {
+                        name: "connect".into(),
+                        status: RowStatus::Error,
+                        message: e.to_string(),
+                        duration: 0.0,
+                    }],
                     Ok(sessions) => {
                         let pb = engine::spinner(format!("{}: starting", plan.name), quiet);
                         let name = plan.name.clone();
                         let progress = |step: &str| pb.set_message(format!("{name}: {step}"));
-                        let rows = selftest::run(&plan, &sessions, &inv, &journal, true, &progress).await;
+                        let rows =
+                            selftest::run(&plan, &sessions, &inv, &journal, true, &progress).await;
                         pb.finish_and_clear();
                         rows
                     }
@@ -79,7 +125,11 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
             }
         };
         if a.output == Output::Human {
-            println!("{} {}", console::style(&scenario).cyan().bold(), console::style(file.display()).dim());
+            println!(
+                "{} {}",
+                console::style(&scenario).cyan().bold(),
+                console::style(file.display()).dim()
+            );
             for r in &rows {
                 let label = match r.status {
                     RowStatus::Pass => console::style("PASS ").green(),
@@ -87,22 +137,49 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
                     RowStatus::Error => console::style("ERROR").red(),
                     RowStatus::Skip => console::style("SKIP ").yellow(),
                 };
-                println!("  {label} {:<32} {:>6.1}s  {}", r.name, r.duration, r.message);
+                println!(
+                    "  {label} {:<32} {:>6.1}s  {}",
+                    r.name, r.duration, r.message
+                );
             }
         }
-        results.push(ScenarioResult { file: file.display().to_string(), scenario, rows, duration: started.elapsed().as_secs_f64() });
+        results.push(ScenarioResult {
+            file: file.display().to_string(),
+            scenario,
+            rows,
+            duration: started.elapsed().as_secs_f64(),
+        });
     }
     if let Some(path) = &a.junit {
         write_junit(path, &results)?;
     }
     if a.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
     }
-    let ok = results.iter().all(|r| r.rows.iter().all(|row| row.status == RowStatus::Pass || (row.status == RowStatus::Skip && row.name == "topology")));
+    let ok = results.iter().all(|r| {
+        r.rows.iter().all(|row| {
+            row.status == RowStatus::Pass
+                || (row.status == RowStatus::Skip && row.name == "topology")
+        })
+    });
     if a.output == Output::Human {
         let total: usize = results.iter().map(|r| r.rows.len()).sum();
-        let passed: usize = results.iter().map(|r| r.rows.iter().filter(|x| x.status == RowStatus::Pass).count()).sum();
-        println!("\n{passed} of {total} rows passed across {} scenario(s)", results.len());
+        let passed: usize = results
+            .iter()
+            .map(|r| {
+                r.rows
+                    .iter()
+                    .filter(|x| x.status == RowStatus::Pass)
+                    .count()
+            })
+            .sum();
+        println!(
+            "\n{passed} of {total} rows passed across {} scenario(s)",
+            results.len()
+        );
     }
     Ok(if ok { EXIT_PASS } else { EXIT_FAIL })
 }
@@ -122,7 +199,11 @@ fn write_junit(path: &std::path::Path, results: &[ScenarioResult]) -> Result<()>
                     s
                 }
                 RowStatus::Fail | RowStatus::Error => {
-                    let kind = if row.status == RowStatus::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+                    let kind = if row.status == RowStatus::Fail {
+                        NonSuccessKind::Failure
+                    } else {
+                        NonSuccessKind::Error
+                    };
                     let mut s = TestCaseStatus::non_success(kind);
                     s.set_message(row.message.clone());
                     s
@@ -135,6 +216,11 @@ fn write_junit(path: &std::path::Path, results: &[ScenarioResult]) -> Result<()>
         }
         report.add_test_suite(suite);
     }
-    let xml = report.to_string().map_err(|e| Error::other(format!("JUnit report: {e}")))?;
-    std::fs::write(path, xml).map_err(|source| Error::Io { context: format!("writing {}", path.display()), source })
+    let xml = report
+        .to_string()
+        .map_err(|e| Error::other(format!("JUnit report: {e}")))?;
+    std::fs::write(path, xml).map_err(|source| Error::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    })
 }

@@ -25,15 +25,33 @@ pub struct ValidateArgs {
 
 /// Is this a grader file (`kind: Grader`)?
 fn is_grader_file(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path).map(|t| t.lines().any(|l| l.trim() == "kind: Grader")).unwrap_or(false)
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().any(|l| l.trim() == "kind: Grader"))
+        .unwrap_or(false)
 }
 
 /// Checks a grader on its own: through a minimal scenario that includes it, keeping only the
 /// diagnostics about the grader file itself.
 fn check_grader(path: &std::path::Path) -> crate::scenario::FileReport {
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("grader").to_string();
-    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p }).unwrap_or(std::path::Path::new("."));
-    let holder = match tempfile::Builder::new().prefix("breakfix-grader-check-").tempdir() {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("grader")
+        .to_string();
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(std::path::Path::new("."));
+    let holder = match tempfile::Builder::new()
+        .prefix("breakfix-grader-check-")
+        .tempdir()
+    {
         Ok(d) => d,
         Err(_) => return super::load::check_file(path, None),
     };
@@ -45,8 +63,13 @@ fn check_grader(path: &std::path::Path) -> crate::scenario::FileReport {
         return super::load::check_file(path, None);
     }
     let mut report = super::load::check_file(&sc, Some(dir));
-    let own = report.diagnostics.iter().any(|d| d.file != sc.display().to_string());
-    report.diagnostics.retain(|d| d.file != sc.display().to_string() || !own);
+    let own = report
+        .diagnostics
+        .iter()
+        .any(|d| d.file != sc.display().to_string());
+    report
+        .diagnostics
+        .retain(|d| d.file != sc.display().to_string() || !own);
     report.path = path.to_path_buf();
     report
 }
@@ -56,7 +79,11 @@ pub async fn run(a: ValidateArgs, g: Globals) -> Result<u8> {
     let mut bad = 0usize;
     let mut json = Vec::new();
     for f in &a.files {
-        let report = if is_grader_file(f) { check_grader(f) } else { super::load::check_file(f, a.graders.as_deref()) };
+        let report = if is_grader_file(f) {
+            check_grader(f)
+        } else {
+            super::load::check_file(f, a.graders.as_deref())
+        };
         let ok = report.is_ok() && report.loaded.is_some();
         if !ok {
             bad += 1;
@@ -73,7 +100,10 @@ pub async fn run(a: ValidateArgs, g: Globals) -> Result<u8> {
         }
     }
     if a.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
     } else if bad > 0 {
         eprintln!("{bad} of {} file(s) invalid", a.files.len());
     }

@@ -33,13 +33,25 @@ impl Attempt {
     pub fn new(command: &str, scenario: &str, verdicts: &[Verdict]) -> Attempt {
         let passed = verdicts.iter().filter(|v| v.status == Status::Pass).count();
         Attempt {
-            at: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
             command: command.into(),
             scenario: scenario.into(),
-            outcome: if passed == verdicts.len() && passed > 0 { "pass" } else { "fail" }.into(),
+            outcome: if passed == verdicts.len() && passed > 0 {
+                "pass"
+            } else {
+                "fail"
+            }
+            .into(),
             passed,
             total: verdicts.len(),
-            failing: verdicts.iter().filter(|v| v.status != Status::Pass).map(|v| v.probe.clone()).collect(),
+            failing: verdicts
+                .iter()
+                .filter(|v| v.status != Status::Pass)
+                .map(|v| v.probe.clone())
+                .collect(),
         }
     }
 }
@@ -51,11 +63,18 @@ fn path() -> std::path::PathBuf {
 /// Appends one attempt (one JSON line, fsync'd).
 pub fn record(a: &Attempt) -> Result<()> {
     let p = path();
-    let io = |source| Error::Io { context: format!("writing {}", p.display()), source };
+    let io = |source| Error::Io {
+        context: format!("writing {}", p.display()),
+        source,
+    };
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).map_err(io)?;
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(io)?;
     let line = serde_json::to_string(a).map_err(|e| Error::other(e.to_string()))?;
     writeln!(f, "{line}").map_err(io)?;
     f.sync_all().map_err(io)
@@ -64,6 +83,10 @@ pub fn record(a: &Attempt) -> Result<()> {
 /// Every recorded attempt, oldest first (unreadable lines are skipped).
 pub fn load() -> Vec<Attempt> {
     std::fs::read_to_string(path())
-        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::fault::ActionCtx;
 use crate::inventory::Inventory;
 use crate::journal::Journal;
-use crate::plan::{PlannedAction, Plan};
+use crate::plan::{Plan, PlannedAction};
 pub use runner::{EvalOptions, Sessions, Want};
 use verdict::{Status, Verdict};
 
@@ -33,7 +33,10 @@ pub fn spinner(msg: impl Into<String>, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new_spinner();
-    pb.set_style(ProgressStyle::with_template("{spinner:.cyan} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    pb.set_style(
+        ProgressStyle::with_template("{spinner:.cyan} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     pb.enable_steady_tick(Duration::from_millis(100));
     pb.set_message(msg.into());
     pb
@@ -46,21 +49,43 @@ pub async fn connect(plan: &Plan, inventory: &Inventory, quiet: bool) -> Result<
 }
 
 /// Connects to the named nodes, concurrently.
-pub async fn connect_nodes(inventory: &Inventory, names: &[String], quiet: bool) -> Result<Sessions> {
+pub async fn connect_nodes(
+    inventory: &Inventory,
+    names: &[String],
+    quiet: bool,
+) -> Result<Sessions> {
     let pb = spinner(format!("connecting to {}", names.join(", ")), quiet);
     let sessions = connect::connect_all(inventory, names).await;
     pb.finish_and_clear();
-    Ok(sessions?.into_iter().map(|s| (s.node.name.clone(), s)).collect())
+    Ok(sessions?
+        .into_iter()
+        .map(|s| (s.node.name.clone(), s))
+        .collect())
 }
 
 /// Applies actions in order. With `journal`, each records its undo first (faults).
-pub async fn apply(actions: &[PlannedAction], sessions: &Sessions, journal: Option<&Journal>, scenario: &str, phase: &str, quiet: bool) -> Result<()> {
+pub async fn apply(
+    actions: &[PlannedAction],
+    sessions: &Sessions,
+    journal: Option<&Journal>,
+    scenario: &str,
+    phase: &str,
+    quiet: bool,
+) -> Result<()> {
     for a in actions {
         let session = sessions
             .get(&a.node)
             .ok_or_else(|| Error::other(format!("node `{}` is not connected", a.node)))?;
-        let pb = spinner(format!("{phase}: {} on {}", a.action.label(), a.node), quiet);
-        let ctx = ActionCtx { session, journal, scenario, timeout: ACTION_TIMEOUT };
+        let pb = spinner(
+            format!("{phase}: {} on {}", a.action.label(), a.node),
+            quiet,
+        );
+        let ctx = ActionCtx {
+            session,
+            journal,
+            scenario,
+            timeout: ACTION_TIMEOUT,
+        };
         let r = a.action.apply(&ctx).await;
         pb.finish_and_clear();
         r?;
@@ -83,16 +108,49 @@ pub struct BreakOutcome {
 ///
 /// Errors: a fault that cannot be applied (already-applied faults stay journaled for
 /// `reset`), or a break that does not show (some confirm probe still passes or errors).
-pub async fn break_(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journal: &Journal, quiet: bool) -> Result<BreakOutcome> {
+pub async fn break_(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+    journal: &Journal,
+    quiet: bool,
+) -> Result<BreakOutcome> {
     apply(&plan.setup, sessions, None, &plan.name, "setup", quiet).await?;
-    apply(&plan.faults, sessions, Some(journal), &plan.name, "break", quiet).await?;
+    apply(
+        &plan.faults,
+        sessions,
+        Some(journal),
+        &plan.name,
+        "break",
+        quiet,
+    )
+    .await?;
     let pb = spinner("confirming the break", quiet);
-    let confirm = runner::evaluate(&plan.confirm, sessions, inventory, EvalOptions { want: Want::Fail, patient: true }).await;
+    let confirm = runner::evaluate(
+        &plan.confirm,
+        sessions,
+        inventory,
+        EvalOptions {
+            want: Want::Fail,
+            patient: true,
+        },
+    )
+    .await;
     pb.finish_and_clear();
     let not_shown: Vec<String> = confirm
         .iter()
         .filter(|v| matches!(v.status, Status::Pass | Status::Error))
-        .map(|v| format!("{} ({}{})", v.probe, v.status.label(), v.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()))
+        .map(|v| {
+            format!(
+                "{} ({}{})",
+                v.probe,
+                v.status.label(),
+                v.note
+                    .as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            )
+        })
         .collect();
     if !not_shown.is_empty() {
         return Err(Error::other(format!(
@@ -100,28 +158,64 @@ pub async fn break_(plan: &Plan, sessions: &Sessions, inventory: &Inventory, jou
             not_shown.join(", ")
         )));
     }
-    Ok(BreakOutcome { confirm, confirmed_at: Instant::now() })
+    Ok(BreakOutcome {
+        confirm,
+        confirmed_at: Instant::now(),
+    })
 }
 
 /// Polls the verify probes (one attempt each per round) until a round passes completely,
 /// then grades patiently (`within`, `stable_for`). Ends at `deadline` with the last round.
 /// Returns the verdicts and when the first all-pass round started.
-pub async fn wait_for_fix(plan: &Plan, sessions: &Sessions, inventory: &Inventory, deadline: Instant, poll: Duration, quiet: bool) -> (Vec<Verdict>, Option<Instant>) {
+pub async fn wait_for_fix(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+    deadline: Instant,
+    poll: Duration,
+    quiet: bool,
+) -> (Vec<Verdict>, Option<Instant>) {
     let pb = spinner("waiting for the fix", quiet);
     loop {
         let round_start = Instant::now();
-        let round = runner::evaluate(&plan.verify, sessions, inventory, EvalOptions { want: Want::Pass, patient: false }).await;
+        let round = runner::evaluate(
+            &plan.verify,
+            sessions,
+            inventory,
+            EvalOptions {
+                want: Want::Pass,
+                patient: false,
+            },
+        )
+        .await;
         let passing = round.iter().filter(|v| v.status == Status::Pass).count();
-        let failing: Vec<&str> = round.iter().filter(|v| v.status != Status::Pass).map(|v| v.probe.as_str()).collect();
+        let failing: Vec<&str> = round
+            .iter()
+            .filter(|v| v.status != Status::Pass)
+            .map(|v| v.probe.as_str())
+            .collect();
         let left = deadline.saturating_duration_since(Instant::now()).as_secs();
         pb.set_message(format!(
             "waiting for the fix: {passing}/{} passing, {left}s left{}",
             round.len(),
-            if failing.is_empty() { String::new() } else { format!(" (failing: {})", failing.join(", ")) }
+            if failing.is_empty() {
+                String::new()
+            } else {
+                format!(" (failing: {})", failing.join(", "))
+            }
         ));
         if failing.is_empty() {
             pb.set_message("fix seen: grading");
-            let graded = runner::evaluate(&plan.verify, sessions, inventory, EvalOptions { want: Want::Pass, patient: true }).await;
+            let graded = runner::evaluate(
+                &plan.verify,
+                sessions,
+                inventory,
+                EvalOptions {
+                    want: Want::Pass,
+                    patient: true,
+                },
+            )
+            .await;
             if graded.iter().all(|v| v.status == Status::Pass) || Instant::now() >= deadline {
                 pb.finish_and_clear();
                 return (graded, Some(round_start));
@@ -136,15 +230,33 @@ pub async fn wait_for_fix(plan: &Plan, sessions: &Sessions, inventory: &Inventor
 }
 
 /// Grades now: verify probes with their own `within`/`stable_for`.
-pub async fn check(plan: &Plan, sessions: &Sessions, inventory: &Inventory, quiet: bool) -> Vec<Verdict> {
+pub async fn check(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+    quiet: bool,
+) -> Vec<Verdict> {
     let pb = spinner(format!("checking {} probes", plan.verify.len()), quiet);
-    let v = runner::evaluate(&plan.verify, sessions, inventory, EvalOptions { want: Want::Pass, patient: true }).await;
+    let v = runner::evaluate(
+        &plan.verify,
+        sessions,
+        inventory,
+        EvalOptions {
+            want: Want::Pass,
+            patient: true,
+        },
+    )
+    .await;
     pb.finish_and_clear();
     v
 }
 
 /// Replays the journal on every connected node (newest first). Returns `(node, undo)` lines.
-pub async fn reset(sessions: &Sessions, journal: &Journal, quiet: bool) -> Result<Vec<(String, String)>> {
+pub async fn reset(
+    sessions: &Sessions,
+    journal: &Journal,
+    quiet: bool,
+) -> Result<Vec<(String, String)>> {
     let mut done = Vec::new();
     for (name, s) in sessions {
         let pb = spinner(format!("reset: replaying the journal on {name}"), quiet);

@@ -33,12 +33,35 @@ pub struct EvalOptions {
 pub type Sessions = BTreeMap<String, NodeSession>;
 
 /// One attempt: gather facts within the probe's timeout and compare.
-async fn attempt(p: &PlannedProbe, session: &NodeSession, inventory: &Inventory) -> (Status, Vec<Check>, Option<String>) {
-    let timeout = p.probe.common().timeout.map(Into::into).unwrap_or(DEFAULT_TIMEOUT);
-    let ctx = ProbeCtx { session, inventory, timeout };
-    let gathered = tokio::time::timeout(timeout + Duration::from_secs(1), p.probe.gather(&ctx)).await;
+async fn attempt(
+    p: &PlannedProbe,
+    session: &NodeSession,
+    inventory: &Inventory,
+) -> (Status, Vec<Check>, Option<String>) {
+    let timeout = p
+        .probe
+        .common()
+        .timeout
+        .map(Into::into)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let ctx = ProbeCtx {
+        session,
+        inventory,
+        timeout,
+    };
+    let gathered =
+        tokio::time::timeout(timeout + Duration::from_secs(1), p.probe.gather(&ctx)).await;
     let facts = match gathered {
-        Err(_) => return (Status::Error, Vec::new(), Some(format!("probe timed out after {}", humantime::format_duration(timeout)))),
+        Err(_) => {
+            return (
+                Status::Error,
+                Vec::new(),
+                Some(format!(
+                    "probe timed out after {}",
+                    humantime::format_duration(timeout)
+                )),
+            )
+        }
         Ok(Err(e)) => return (Status::Error, Vec::new(), Some(e.to_string())),
         Ok(Ok(f)) => f,
     };
@@ -48,12 +71,18 @@ async fn attempt(p: &PlannedProbe, session: &NodeSession, inventory: &Inventory)
         let expected = m.to_string();
         checks.push(Check {
             fact: fact.to_string(),
-            found: found.map(|v| excerpt(&to_text(v), &expected)).unwrap_or_else(|| "<absent>".into()),
+            found: found
+                .map(|v| excerpt(&to_text(v), &expected))
+                .unwrap_or_else(|| "<absent>".into()),
             expected,
             ok: m.matches(found),
         });
     }
-    let status = if checks.iter().all(|c| c.ok) { Status::Pass } else { Status::Fail };
+    let status = if checks.iter().all(|c| c.ok) {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
     (status, checks, facts.note)
 }
 
@@ -70,14 +99,40 @@ pub fn excerpt(found: &str, expected: &str) -> String {
         .filter(|w| w.len() >= 3)
         .max_by_key(|w| w.len())
         .unwrap_or("");
-    let hits: Vec<&str> = if word.is_empty() { Vec::new() } else { lines.iter().copied().filter(|l| l.contains(word)).take(MAX_LINES).collect() };
-    let shown: Vec<&str> = if hits.is_empty() { lines.iter().copied().take(MAX_LINES).collect() } else { hits };
-    let body: Vec<String> = shown.iter().map(|l| l.trim().chars().take(160).collect::<String>()).collect();
-    format!("{} [{} of {} lines]", body.join(" | "), body.len(), lines.len())
+    let hits: Vec<&str> = if word.is_empty() {
+        Vec::new()
+    } else {
+        lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(word))
+            .take(MAX_LINES)
+            .collect()
+    };
+    let shown: Vec<&str> = if hits.is_empty() {
+        lines.iter().copied().take(MAX_LINES).collect()
+    } else {
+        hits
+    };
+    let body: Vec<String> = shown
+        .iter()
+        .map(|l| l.trim().chars().take(160).collect::<String>())
+        .collect();
+    format!(
+        "{} [{} of {} lines]",
+        body.join(" | "),
+        body.len(),
+        lines.len()
+    )
 }
 
 /// Evaluates one probe with its retry/stability semantics.
-pub async fn evaluate_one(p: &PlannedProbe, sessions: &Sessions, inventory: &Inventory, opts: EvalOptions) -> Verdict {
+pub async fn evaluate_one(
+    p: &PlannedProbe,
+    sessions: &Sessions,
+    inventory: &Inventory,
+    opts: EvalOptions,
+) -> Verdict {
     let c = p.probe.common();
     let started = Instant::now();
     let mut v = Verdict {
@@ -95,8 +150,16 @@ pub async fn evaluate_one(p: &PlannedProbe, sessions: &Sessions, inventory: &Inv
         v.note = Some(format!("node `{}` is not connected", p.node));
         return v;
     };
-    let within: Duration = if opts.patient { c.within.map(Into::into).unwrap_or_default() } else { Duration::ZERO };
-    let stable: Duration = if opts.patient { c.stable_for.map(Into::into).unwrap_or_default() } else { Duration::ZERO };
+    let within: Duration = if opts.patient {
+        c.within.map(Into::into).unwrap_or_default()
+    } else {
+        Duration::ZERO
+    };
+    let stable: Duration = if opts.patient {
+        c.stable_for.map(Into::into).unwrap_or_default()
+    } else {
+        Duration::ZERO
+    };
     let interval: Duration = c.interval.map(Into::into).unwrap_or(DEFAULT_INTERVAL);
     let deadline = started + within + stable;
     let wanted = match opts.want {
@@ -122,17 +185,28 @@ pub async fn evaluate_one(p: &PlannedProbe, sessions: &Sessions, inventory: &Inv
         if now >= deadline {
             break;
         }
-        tokio::time::sleep(interval.min(deadline.saturating_duration_since(now)).max(Duration::from_millis(50))).await;
+        tokio::time::sleep(
+            interval
+                .min(deadline.saturating_duration_since(now))
+                .max(Duration::from_millis(50)),
+        )
+        .await;
     }
     if opts.patient && stable > Duration::ZERO && v.status == wanted {
-        let held = good_since.map(|s| Instant::now().duration_since(s)).unwrap_or_default();
+        let held = good_since
+            .map(|s| Instant::now().duration_since(s))
+            .unwrap_or_default();
         if held < stable {
             v.note = Some(format!(
                 "held for {} of the required {}",
                 humantime::format_duration(Duration::from_secs(held.as_secs())),
                 humantime::format_duration(stable)
             ));
-            v.status = if wanted == Status::Pass { Status::Fail } else { Status::Pass };
+            v.status = if wanted == Status::Pass {
+                Status::Fail
+            } else {
+                Status::Pass
+            };
         }
     }
     v.duration = started.elapsed();
@@ -141,12 +215,21 @@ pub async fn evaluate_one(p: &PlannedProbe, sessions: &Sessions, inventory: &Inv
 
 /// Evaluates every probe: those whose `needs` are met run concurrently, level by level;
 /// a probe whose needed probe did not PASS is SKIPPED. Results come back in plan order.
-pub async fn evaluate(probes: &[PlannedProbe], sessions: &Sessions, inventory: &Inventory, opts: EvalOptions) -> Vec<Verdict> {
+pub async fn evaluate(
+    probes: &[PlannedProbe],
+    sessions: &Sessions,
+    inventory: &Inventory,
+    opts: EvalOptions,
+) -> Vec<Verdict> {
     let mut done: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut pending: Vec<&PlannedProbe> = probes.iter().collect();
     while !pending.is_empty() {
         let (ready, rest): (Vec<&PlannedProbe>, Vec<&PlannedProbe>) =
-            pending.into_iter().partition(|p| p.needs.iter().all(|n| done.contains_key(n) || !probes.iter().any(|q| &q.id == n)));
+            pending.into_iter().partition(|p| {
+                p.needs
+                    .iter()
+                    .all(|n| done.contains_key(n) || !probes.iter().any(|q| &q.id == n))
+            });
         if ready.is_empty() {
             // A cycle (validation rejects these); report instead of looping.
             for p in rest {
@@ -156,15 +239,26 @@ pub async fn evaluate(probes: &[PlannedProbe], sessions: &Sessions, inventory: &
         }
         let mut to_run = Vec::new();
         for p in ready {
-            let blocker = p.needs.iter().find(|n| done.get(*n).is_some_and(|v| v.status != Status::Pass));
+            let blocker = p
+                .needs
+                .iter()
+                .find(|n| done.get(*n).is_some_and(|v| v.status != Status::Pass));
             match blocker {
                 Some(b) => {
-                    done.insert(p.id.clone(), skipped(p, format!("needs `{b}`, which did not pass")));
+                    done.insert(
+                        p.id.clone(),
+                        skipped(p, format!("needs `{b}`, which did not pass")),
+                    );
                 }
                 None => to_run.push(p),
             }
         }
-        let results = futures::future::join_all(to_run.iter().map(|p| evaluate_one(p, sessions, inventory, opts))).await;
+        let results = futures::future::join_all(
+            to_run
+                .iter()
+                .map(|p| evaluate_one(p, sessions, inventory, opts)),
+        )
+        .await;
         for v in results {
             done.insert(v.probe.clone(), v);
         }

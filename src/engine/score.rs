@@ -40,13 +40,18 @@ pub struct TaskScore {
 
 /// Does `verdicts` show task `i` (0-based) done?
 pub fn task_done(plan: &Plan, i: usize, verdicts: &[Verdict]) -> bool {
-    let Some(t) = plan.tasks.get(i) else { return false };
+    let Some(t) = plan.tasks.get(i) else {
+        return false;
+    };
     let ok = |v: &Verdict| v.status == Status::Pass;
     if t.probes.is_empty() {
         return !verdicts.is_empty() && verdicts.iter().all(ok);
     }
     t.probes.iter().all(|name| {
-        let matching: Vec<&Verdict> = verdicts.iter().filter(|v| v.probe == name.value || v.probe.starts_with(&format!("{}@", name.value))).collect();
+        let matching: Vec<&Verdict> = verdicts
+            .iter()
+            .filter(|v| v.probe == name.value || v.probe.starts_with(&format!("{}@", name.value)))
+            .collect();
         !matching.is_empty() && matching.into_iter().all(ok)
     })
 }
@@ -80,7 +85,9 @@ pub fn score(plan: &Plan, done_after: &[Option<Duration>], hints: &[u32]) -> Vec
                 hint_cost,
                 overtime_penalty,
                 points: t.points,
-                score: earned.saturating_sub(hint_cost).saturating_sub(overtime_penalty),
+                score: earned
+                    .saturating_sub(hint_cost)
+                    .saturating_sub(overtime_penalty),
             }
         })
         .collect()

@@ -43,7 +43,12 @@ pub struct Row {
 }
 
 fn row(name: &str, status: RowStatus, message: String, started: Instant) -> Row {
-    Row { name: name.to_string(), status, message, duration: started.elapsed().as_secs_f64() }
+    Row {
+        name: name.to_string(),
+        status,
+        message,
+        duration: started.elapsed().as_secs_f64(),
+    }
 }
 
 fn failing(v: &[Verdict]) -> String {
@@ -53,7 +58,18 @@ fn failing(v: &[Verdict]) -> String {
         .map(|v| {
             let why = v.failures().join("; ");
             let note = v.note.as_deref().unwrap_or("");
-            format!("{} {} ({}{}{})", v.probe, v.status.label(), why, if why.is_empty() || note.is_empty() { "" } else { "; " }, note)
+            format!(
+                "{} {} ({}{}{})",
+                v.probe,
+                v.status.label(),
+                why,
+                if why.is_empty() || note.is_empty() {
+                    ""
+                } else {
+                    "; "
+                },
+                note
+            )
         })
         .collect();
     f.join(", ")
@@ -62,7 +78,11 @@ fn failing(v: &[Verdict]) -> String {
 /// A snapshot taken once the cluster has settled: two snapshots 2 s apart agree (a static pod
 /// restarted by the kubelet, or a controller recreating objects, changes it for a moment).
 /// Gives up after ~40 s and returns the last one.
-async fn settled(plan: &Plan, sessions: &Sessions, inventory: &Inventory) -> crate::Result<snapshot::Snapshot> {
+async fn settled(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+) -> crate::Result<snapshot::Snapshot> {
     let mut last = snapshot::take(plan, sessions, inventory).await?;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -77,21 +97,52 @@ async fn settled(plan: &Plan, sessions: &Sessions, inventory: &Inventory) -> cra
 
 /// Runs the matrix for one planned scenario; always tries to leave the cluster reset.
 /// `progress` gets a line per step.
-pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journal: &Journal, quiet: bool, progress: &dyn Fn(&str)) -> Vec<Row> {
+pub async fn run(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+    journal: &Journal,
+    quiet: bool,
+    progress: &dyn Fn(&str),
+) -> Vec<Row> {
     let mut rows = Vec::new();
-    let patient = EvalOptions { want: Want::Pass, patient: true };
-    let once = EvalOptions { want: Want::Pass, patient: false };
+    let patient = EvalOptions {
+        want: Want::Pass,
+        patient: true,
+    };
+    let once = EvalOptions {
+        want: Want::Pass,
+        patient: false,
+    };
 
     // 1. baseline (after the setup steps, which are idempotent by contract)
     progress("baseline");
     let t = Instant::now();
     if let Err(e) = apply(&plan.setup, sessions, None, &plan.name, "setup", true).await {
-        rows.push(row("baseline", RowStatus::Error, format!("setup failed: {e}"), t));
+        rows.push(row(
+            "baseline",
+            RowStatus::Error,
+            format!("setup failed: {e}"),
+            t,
+        ));
         return rows;
     }
     let v = evaluate(&plan.verify, sessions, inventory, patient).await;
     let baseline_ok = v.iter().all(|v| v.status == Status::Pass);
-    rows.push(row("baseline", if baseline_ok { RowStatus::Pass } else { RowStatus::Fail }, if baseline_ok { String::new() } else { format!("verify fails before the break: {}", failing(&v)) }, t));
+    rows.push(row(
+        "baseline",
+        if baseline_ok {
+            RowStatus::Pass
+        } else {
+            RowStatus::Fail
+        },
+        if baseline_ok {
+            String::new()
+        } else {
+            format!("verify fails before the break: {}", failing(&v))
+        },
+        t,
+    ));
     let before = match settled(plan, sessions, inventory).await {
         Ok(s) => Some(s),
         Err(e) => {
@@ -108,16 +159,32 @@ pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journa
             rows.push(row("break", RowStatus::Fail, e.to_string(), t));
             let _ = reset(sessions, journal, true).await;
             for name in ["solution", "reset"] {
-                rows.push(row(name, RowStatus::Skip, "the break did not take".into(), Instant::now()));
+                rows.push(row(
+                    name,
+                    RowStatus::Skip,
+                    "the break did not take".into(),
+                    Instant::now(),
+                ));
             }
             return rows;
         }
         Ok(_) => {
             let v = evaluate(&plan.verify, sessions, inventory, once).await;
             if v.iter().all(|v| v.status == Status::Pass) {
-                rows.push(row("break", RowStatus::Fail, "verify passes on the broken node: the grade cannot tell broken from fixed".into(), t));
+                rows.push(row(
+                    "break",
+                    RowStatus::Fail,
+                    "verify passes on the broken node: the grade cannot tell broken from fixed"
+                        .into(),
+                    t,
+                ));
             } else {
-                rows.push(row("break", RowStatus::Pass, format!("verify fails as intended: {}", failing(&v)), t));
+                rows.push(row(
+                    "break",
+                    RowStatus::Pass,
+                    format!("verify fails as intended: {}", failing(&v)),
+                    t,
+                ));
             }
         }
     }
@@ -126,15 +193,42 @@ pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journa
     progress("solution");
     let t = Instant::now();
     match apply(&plan.solution, sessions, None, &plan.name, "solution", true).await {
-        Err(e) => rows.push(row("solution", RowStatus::Fail, format!("the solution failed to apply: {e}"), t)),
+        Err(e) => rows.push(row(
+            "solution",
+            RowStatus::Fail,
+            format!("the solution failed to apply: {e}"),
+            t,
+        )),
         Ok(()) => {
-            let (v, fixed) = wait_for_fix(plan, sessions, inventory, Instant::now() + plan.time_limit.min(Duration::from_secs(300)), Duration::from_secs(1), true).await;
+            let (v, fixed) = wait_for_fix(
+                plan,
+                sessions,
+                inventory,
+                Instant::now() + plan.time_limit.min(Duration::from_secs(300)),
+                Duration::from_secs(1),
+                true,
+            )
+            .await;
             let ok = fixed.is_some() && v.iter().all(|v| v.status == Status::Pass);
-            rows.push(row("solution", if ok { RowStatus::Pass } else { RowStatus::Fail }, if ok { String::new() } else { format!("verify still fails after the solution: {}", failing(&v)) }, t));
+            rows.push(row(
+                "solution",
+                if ok { RowStatus::Pass } else { RowStatus::Fail },
+                if ok {
+                    String::new()
+                } else {
+                    format!("verify still fails after the solution: {}", failing(&v))
+                },
+                t,
+            ));
         }
     }
     if let Err(e) = reset(sessions, journal, true).await {
-        rows.push(row("reset", RowStatus::Error, format!("reset after the solution failed: {e}"), t));
+        rows.push(row(
+            "reset",
+            RowStatus::Error,
+            format!("reset after the solution failed: {e}"),
+            t,
+        ));
         return rows;
     }
 
@@ -156,9 +250,27 @@ pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journa
         }
         (Ok(after), Some(before)) => {
             let d = before.diff(&after);
-            rows.push(row("reset", if d.is_empty() { RowStatus::Pass } else { RowStatus::Fail }, if d.is_empty() { String::new() } else { format!("reset leaves differences: {}", d.join("; ")) }, t));
+            rows.push(row(
+                "reset",
+                if d.is_empty() {
+                    RowStatus::Pass
+                } else {
+                    RowStatus::Fail
+                },
+                if d.is_empty() {
+                    String::new()
+                } else {
+                    format!("reset leaves differences: {}", d.join("; "))
+                },
+                t,
+            ));
         }
-        (Ok(_), None) => rows.push(row("reset", RowStatus::Error, "no baseline snapshot".into(), t)),
+        (Ok(_), None) => rows.push(row(
+            "reset",
+            RowStatus::Error,
+            "no baseline snapshot".into(),
+            t,
+        )),
     }
 
     // 5. wrong fixes: journaled so reset undoes them too
@@ -168,20 +280,47 @@ pub async fn run(plan: &Plan, sessions: &Sessions, inventory: &Inventory, journa
         let t = Instant::now();
         let r = async {
             break_(plan, sessions, inventory, journal, true).await?;
-            apply(&w.steps, sessions, Some(journal), &plan.name, "wrong fix", true).await?;
+            apply(
+                &w.steps,
+                sessions,
+                Some(journal),
+                &plan.name,
+                "wrong fix",
+                true,
+            )
+            .await?;
             Ok::<_, crate::Error>(evaluate(&plan.verify, sessions, inventory, patient).await)
         }
         .await;
         let undo = reset(sessions, journal, true).await;
         match r {
             Err(e) => rows.push(row(&name, RowStatus::Error, e.to_string(), t)),
-            Ok(v) if v.iter().all(|v| v.status == Status::Pass) => {
-                rows.push(row(&name, RowStatus::Fail, format!("verify PASSES after this wrong fix{}", w.why.as_deref().map(|y| format!(" ({y})")).unwrap_or_default()), t))
-            }
-            Ok(v) => rows.push(row(&name, RowStatus::Pass, format!("verify fails as intended: {}", failing(&v)), t)),
+            Ok(v) if v.iter().all(|v| v.status == Status::Pass) => rows.push(row(
+                &name,
+                RowStatus::Fail,
+                format!(
+                    "verify PASSES after this wrong fix{}",
+                    w.why
+                        .as_deref()
+                        .map(|y| format!(" ({y})"))
+                        .unwrap_or_default()
+                ),
+                t,
+            )),
+            Ok(v) => rows.push(row(
+                &name,
+                RowStatus::Pass,
+                format!("verify fails as intended: {}", failing(&v)),
+                t,
+            )),
         }
         if let Err(e) = undo {
-            rows.push(row(&format!("{name} (reset)"), RowStatus::Error, e.to_string(), t));
+            rows.push(row(
+                &format!("{name} (reset)"),
+                RowStatus::Error,
+                e.to_string(),
+                t,
+            ));
         }
     }
     rows

@@ -40,7 +40,10 @@ impl Session {
     /// Saves (atomically) to `<state>/session.json`.
     pub fn save(&self) -> Result<()> {
         let p = path();
-        let io = |source| Error::Io { context: format!("writing {}", p.display()), source };
+        let io = |source| Error::Io {
+            context: format!("writing {}", p.display()),
+            source,
+        };
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -56,9 +59,15 @@ impl Session {
         match std::fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
-                .map_err(|e| Error::Config { file: p.display().to_string(), message: e.to_string() }),
+                .map_err(|e| Error::Config {
+                    file: p.display().to_string(),
+                    message: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::Io { context: format!("reading {}", p.display()), source }),
+            Err(source) => Err(Error::Io {
+                context: format!("reading {}", p.display()),
+                source,
+            }),
         }
     }
 

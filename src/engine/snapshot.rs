@@ -32,17 +32,28 @@ impl Snapshot {
     /// Human lines for every difference (`before -> after`).
     pub fn diff(&self, after: &Snapshot) -> Vec<String> {
         let mut out = Vec::new();
-        for (what, a, b) in [("file", &self.files, &after.files), ("unit", &self.units, &after.units), ("manifest", &self.manifests, &after.manifests)] {
+        for (what, a, b) in [
+            ("file", &self.files, &after.files),
+            ("unit", &self.units, &after.units),
+            ("manifest", &self.manifests, &after.manifests),
+        ] {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
                 let (x, y) = (a.get(k), b.get(k));
                 if x != y {
-                    out.push(format!("{what} {k}: {} -> {}", x.map_or("absent", |s| s.as_str()), y.map_or("absent", |s| s.as_str())));
+                    out.push(format!(
+                        "{what} {k}: {} -> {}",
+                        x.map_or("absent", |s| s.as_str()),
+                        y.map_or("absent", |s| s.as_str())
+                    ));
                 }
             }
         }
         if self.etcd_keys != after.etcd_keys {
-            out.push(format!("etcd key count: {:?} -> {:?}", self.etcd_keys, after.etcd_keys));
+            out.push(format!(
+                "etcd key count: {:?} -> {:?}",
+                self.etcd_keys, after.etcd_keys
+            ));
         }
         out
     }
@@ -51,7 +62,12 @@ impl Snapshot {
 /// Files and units the plan may touch, per node.
 fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
     let mut m: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    let actions = plan.setup.iter().chain(&plan.faults).chain(&plan.solution).chain(plan.wrong_fixes.iter().flat_map(|w| &w.steps));
+    let actions = plan
+        .setup
+        .iter()
+        .chain(&plan.faults)
+        .chain(&plan.solution)
+        .chain(plan.wrong_fixes.iter().flat_map(|w| &w.steps));
     for a in actions {
         let e = m.entry(a.node.clone()).or_default();
         match &a.action {
@@ -87,11 +103,17 @@ fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
 }
 
 /// Takes a snapshot on every node the plan touches.
-pub async fn take(plan: &Plan, sessions: &Sessions, inventory: &Inventory) -> crate::Result<Snapshot> {
+pub async fn take(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+) -> crate::Result<Snapshot> {
     let mut snap = Snapshot::default();
     let t = Duration::from_secs(30);
     for (node, (files, units)) in touched(plan) {
-        let Some(s) = sessions.get(&node) else { continue };
+        let Some(s) = sessions.get(&node) else {
+            continue;
+        };
         let mut cmd = String::new();
         for f in &files {
             let q = shell_quote(f);
@@ -99,7 +121,9 @@ pub async fn take(plan: &Plan, sessions: &Sessions, inventory: &Inventory) -> cr
         }
         for u in &units {
             let q = shell_quote(u);
-            cmd.push_str(&format!("echo \"U $(systemctl is-active {q})/$(systemctl is-enabled {q} 2>/dev/null)\"; "));
+            cmd.push_str(&format!(
+                "echo \"U $(systemctl is-active {q})/$(systemctl is-enabled {q} 2>/dev/null)\"; "
+            ));
         }
         cmd.push_str(&format!("for m in {MANIFESTS_DIR}/*; do [ -f \"$m\" ] && echo \"M $m $(sha256sum < \"$m\" | cut -d' ' -f1)\"; done; true"));
         let out = s.run_ok(&cmd, t).await?;
@@ -107,15 +131,18 @@ pub async fn take(plan: &Plan, sessions: &Sessions, inventory: &Inventory) -> cr
         for line in out.stdout.lines() {
             if let Some(v) = line.strip_prefix("F ") {
                 if let Some(f) = fi.next() {
-                    snap.files.insert(format!("{node}:{f}"), v.trim().to_string());
+                    snap.files
+                        .insert(format!("{node}:{f}"), v.trim().to_string());
                 }
             } else if let Some(v) = line.strip_prefix("U ") {
                 if let Some(u) = ui.next() {
-                    snap.units.insert(format!("{node}:{u}"), v.trim().to_string());
+                    snap.units
+                        .insert(format!("{node}:{u}"), v.trim().to_string());
                 }
             } else if let Some(v) = line.strip_prefix("M ") {
                 if let Some((path, sum)) = v.rsplit_once(' ') {
-                    snap.manifests.insert(format!("{node}:{path}"), sum.to_string());
+                    snap.manifests
+                        .insert(format!("{node}:{path}"), sum.to_string());
                 }
             }
         }
@@ -134,7 +161,11 @@ async fn etcd_key_count(sessions: &Sessions, inventory: &Inventory) -> Option<u6
         .chain(inventory.nodes_with_role("control-plane"))
         .find(|n| sessions.contains_key(&n.name))?;
     let session = sessions.get(&node.name)?;
-    let ctx = ProbeCtx { session, inventory, timeout: Duration::from_secs(10) };
+    let ctx = ProbeCtx {
+        session,
+        inventory,
+        timeout: Duration::from_secs(10),
+    };
     let count = |prefix: &str| {
         let yaml = format!("kind: etcd\nname: snapshot-key-count\nprefix: \"{prefix}\"\nexpect: {{ key_count: 0 }}\n");
         let ctx = &ctx;

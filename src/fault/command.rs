@@ -36,7 +36,9 @@ pub struct CommandUndo {
 impl CommandUndo {
     /// Runs the undo command; a non-zero exit is an error.
     pub async fn revert(&self, s: &NodeSession) -> Result<()> {
-        s.run_ok(&self.run, std::time::Duration::from_secs(120)).await.map(|_| ())
+        s.run_ok(&self.run, std::time::Duration::from_secs(120))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -51,9 +53,19 @@ impl CommandAction {
                     message: "a command fault needs `undo:`".into(),
                 });
             };
-            journal.record(ctx.session, ctx.scenario, label, Undo::Command(CommandUndo { run: undo.clone() })).await?;
+            journal
+                .record(
+                    ctx.session,
+                    ctx.scenario,
+                    label,
+                    Undo::Command(CommandUndo { run: undo.clone() }),
+                )
+                .await?;
         }
-        let timeout = self.timeout.map(Into::into).unwrap_or(std::time::Duration::from_secs(60));
+        let timeout = self
+            .timeout
+            .map(Into::into)
+            .unwrap_or(std::time::Duration::from_secs(60));
         ctx.session.run_ok(&self.run, timeout).await.map(|_| ())
     }
 

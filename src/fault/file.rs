@@ -97,16 +97,27 @@ impl FileUndo {
             Some(b64) => {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64)
-                    .map_err(|e| Error::other(format!("journal pre-image of {} is corrupt: {e}", self.path)))?;
+                    .map_err(|e| {
+                        Error::other(format!(
+                            "journal pre-image of {} is corrupt: {e}",
+                            self.path
+                        ))
+                    })?;
                 if let Some(want) = &self.sha256 {
                     if &sha256_hex(&bytes) != want {
-                        return Err(Error::other(format!("journal pre-image of {} fails its sha256 check", self.path)));
+                        return Err(Error::other(format!(
+                            "journal pre-image of {} fails its sha256 check",
+                            self.path
+                        )));
                     }
                 }
                 s.transport.write_file(&self.path, &bytes, None, t).await
             }
             None => s
-                .run_ok(&format!("rm -f {}", crate::transport::shell_quote(&self.path)), t)
+                .run_ok(
+                    &format!("rm -f {}", crate::transport::shell_quote(&self.path)),
+                    t,
+                )
                 .await
                 .map(|_| ()),
         }
@@ -118,7 +129,8 @@ impl FileEdit {
     pub fn apply(&self, old: &str) -> std::result::Result<String, String> {
         match self {
             FileEdit::SetLine { pattern, line } => {
-                let re = regex::Regex::new(pattern).map_err(|e| format!("invalid regex `{pattern}`: {e}"))?;
+                let re = regex::Regex::new(pattern)
+                    .map_err(|e| format!("invalid regex `{pattern}`: {e}"))?;
                 let mut hit = false;
                 let mut out: Vec<String> = Vec::new();
                 for l in old.lines() {
@@ -150,15 +162,23 @@ impl FileEdit {
                 let mut cur = &mut doc;
                 for part in path.split('.') {
                     cur = match cur {
-                        serde_json::Value::Object(m) => m.entry(part.to_string()).or_insert(serde_json::Value::Null),
+                        serde_json::Value::Object(m) => {
+                            m.entry(part.to_string()).or_insert(serde_json::Value::Null)
+                        }
                         serde_json::Value::Array(a) => {
-                            let i: usize = part.parse().map_err(|_| format!("`{part}` indexes a list: expected a number"))?;
-                            a.get_mut(i).ok_or_else(|| format!("index {i} is past the end of the list at `{path}`"))?
+                            let i: usize = part.parse().map_err(|_| {
+                                format!("`{part}` indexes a list: expected a number")
+                            })?;
+                            a.get_mut(i).ok_or_else(|| {
+                                format!("index {i} is past the end of the list at `{path}`")
+                            })?
                         }
                         serde_json::Value::Null => {
                             *cur = serde_json::Value::Object(Default::default());
                             match cur {
-                                serde_json::Value::Object(m) => m.entry(part.to_string()).or_insert(serde_json::Value::Null),
+                                serde_json::Value::Object(m) => {
+                                    m.entry(part.to_string()).or_insert(serde_json::Value::Null)
+                                }
                                 _ => return Err("unreachable".into()),
                             }
                         }
@@ -182,25 +202,42 @@ impl FileAction {
             host: ctx.session.node.name.clone(),
             message,
         };
-        let old = ctx.session.transport.read_file(&self.path, ctx.timeout).await?;
+        let old = ctx
+            .session
+            .transport
+            .read_file(&self.path, ctx.timeout)
+            .await?;
         let old_text = match &old {
-            Some(b) => String::from_utf8(b.clone()).map_err(|_| fault_err(format!("{} is not UTF-8 text", self.path)))?,
+            Some(b) => String::from_utf8(b.clone())
+                .map_err(|_| fault_err(format!("{} is not UTF-8 text", self.path)))?,
             None if matches!(self.edit, FileEdit::Content(_)) => String::new(),
             None => return Err(fault_err(format!("{} does not exist", self.path))),
         };
-        let new = self.edit.apply(&old_text).map_err(|m| fault_err(format!("{}: {m}", self.path)))?;
+        let new = self
+            .edit
+            .apply(&old_text)
+            .map_err(|m| fault_err(format!("{}: {m}", self.path)))?;
         if let Some(journal) = ctx.journal {
             let undo = FileUndo {
                 path: self.path.clone(),
-                pre_image: old.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+                pre_image: old
+                    .as_ref()
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
                 sha256: old.as_ref().map(|b| sha256_hex(b)),
                 then: self.then.clone(),
             };
-            journal.record(ctx.session, ctx.scenario, label, Undo::File(undo)).await?;
+            journal
+                .record(ctx.session, ctx.scenario, label, Undo::File(undo))
+                .await?;
         }
-        ctx.session.transport.write_file(&self.path, new.as_bytes(), None, ctx.timeout).await?;
+        ctx.session
+            .transport
+            .write_file(&self.path, new.as_bytes(), None, ctx.timeout)
+            .await?;
         if let Some(then) = &self.then {
-            ctx.session.exec(then, std::time::Duration::from_secs(120)).await?;
+            ctx.session
+                .exec(then, std::time::Duration::from_secs(120))
+                .await?;
         }
         Ok(())
     }
@@ -211,9 +248,18 @@ impl FileAction {
         a.path = r.text(&self.path)?;
         a.then = self.then.as_deref().map(|t| r.shell(t)).transpose()?;
         a.edit = match &self.edit {
-            FileEdit::SetLine { pattern, line } => FileEdit::SetLine { pattern: r.text(pattern)?, line: r.text(line)? },
-            FileEdit::Replace { find, with } => FileEdit::Replace { find: r.text(find)?, with: r.text(with)? },
-            FileEdit::YamlSet { path, value } => FileEdit::YamlSet { path: r.text(path)?, value: value.clone() },
+            FileEdit::SetLine { pattern, line } => FileEdit::SetLine {
+                pattern: r.text(pattern)?,
+                line: r.text(line)?,
+            },
+            FileEdit::Replace { find, with } => FileEdit::Replace {
+                find: r.text(find)?,
+                with: r.text(with)?,
+            },
+            FileEdit::YamlSet { path, value } => FileEdit::YamlSet {
+                path: r.text(path)?,
+                value: value.clone(),
+            },
             FileEdit::Content(c) => FileEdit::Content(r.text(c)?),
         };
         Ok(a)
@@ -226,22 +272,36 @@ mod tests {
 
     #[test]
     fn set_line_replaces_matching_lines_and_keeps_trailing_newline() {
-        let e = FileEdit::SetLine { pattern: "^--data-dir".into(), line: "--data-dir=/x".into() };
-        assert_eq!(e.apply("a\n--data-dir=/var/lib/etcd\n").unwrap(), "a\n--data-dir=/x\n");
+        let e = FileEdit::SetLine {
+            pattern: "^--data-dir".into(),
+            line: "--data-dir=/x".into(),
+        };
+        assert_eq!(
+            e.apply("a\n--data-dir=/var/lib/etcd\n").unwrap(),
+            "a\n--data-dir=/x\n"
+        );
         assert!(e.apply("a\n").unwrap_err().contains("no line matches"));
     }
 
     #[test]
     fn replace_requires_a_hit() {
-        let e = FileEdit::Replace { find: "2379".into(), with: "2380".into() };
+        let e = FileEdit::Replace {
+            find: "2379".into(),
+            with: "2380".into(),
+        };
         assert_eq!(e.apply("port 2379").unwrap(), "port 2380");
         assert!(e.apply("port 1").is_err());
     }
 
     #[test]
     fn yaml_set_walks_maps_and_lists() {
-        let e = FileEdit::YamlSet { path: "spec.containers.0.image".into(), value: serde_json::json!("etcd:bad") };
-        let out = e.apply("spec:\n  containers:\n  - name: etcd\n    image: etcd:3.5\n").unwrap();
+        let e = FileEdit::YamlSet {
+            path: "spec.containers.0.image".into(),
+            value: serde_json::json!("etcd:bad"),
+        };
+        let out = e
+            .apply("spec:\n  containers:\n  - name: etcd\n    image: etcd:3.5\n")
+            .unwrap();
         assert!(out.contains("etcd:bad"), "{out}");
         assert!(out.contains("name: etcd"), "{out}");
     }

@@ -83,9 +83,12 @@ impl MoveUndo {
     /// `mv to from` when `to` exists and `from` does not; otherwise nothing (idempotent).
     pub async fn revert(&self, s: &NodeSession) -> Result<()> {
         let (f, t) = (shell_quote(&self.from), shell_quote(&self.to));
-        s.run_ok(&format!("if [ -e {t} ] && [ ! -e {f} ]; then mv {t} {f}; fi"), std::time::Duration::from_secs(20))
-            .await
-            .map(|_| ())
+        s.run_ok(
+            &format!("if [ -e {t} ] && [ ! -e {f} ]; then mv {t} {f}; fi"),
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -99,9 +102,15 @@ pub fn manifest_path(pod: &str) -> String {
 }
 
 /// Line index range `[start, end)` of the command/args list items of `container`.
-fn command_lines(lines: &[&str], container: Option<&str>) -> std::result::Result<(usize, usize), String> {
+fn command_lines(
+    lines: &[&str],
+    container: Option<&str>,
+) -> std::result::Result<(usize, usize), String> {
     // Find the container's block: `- name: <c>` or `- command:` items under `containers:`.
-    let start = lines.iter().position(|l| l.trim_end() == "  containers:" || l.trim() == "containers:").ok_or("no `containers:` in the manifest")?;
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == "  containers:" || l.trim() == "containers:")
+        .ok_or("no `containers:` in the manifest")?;
     let mut idx = start + 1;
     if let Some(c) = container {
         // Find the list item of that container (the item may start with `- name:` or any key).
@@ -117,9 +126,15 @@ fn command_lines(lines: &[&str], container: Option<&str>) -> std::result::Result
         }
         let hit = found.ok_or_else(|| format!("no container named `{c}`"))?;
         // Walk back to the start of that container's list item (`- ` at the list's indent).
-        let item_indent = lines.get(start + 1).map(|l| l.len() - l.trim_start().len()).unwrap_or(0);
+        let item_indent = lines
+            .get(start + 1)
+            .map(|l| l.len() - l.trim_start().len())
+            .unwrap_or(0);
         let mut j = hit;
-        while j > start && !(lines[j].len() - lines[j].trim_start().len() == item_indent && lines[j].trim_start().starts_with("- ")) {
+        while j > start
+            && !(lines[j].len() - lines[j].trim_start().len() == item_indent
+                && lines[j].trim_start().starts_with("- "))
+        {
             j -= 1;
         }
         idx = j;
@@ -130,11 +145,17 @@ fn command_lines(lines: &[&str], container: Option<&str>) -> std::result::Result
         let t = lines[i].trim_start().trim_start_matches("- ");
         if t == "command:" || t == "args:" {
             let mut end = i + 1;
-            let indent = lines.get(end).map(|l| l.len() - l.trim_start().len()).unwrap_or(0);
+            let indent = lines
+                .get(end)
+                .map(|l| l.len() - l.trim_start().len())
+                .unwrap_or(0);
             while end < lines.len() {
                 let l = lines[end];
                 let ind = l.len() - l.trim_start().len();
-                if l.trim().is_empty() || ind < indent || (ind == indent && !l.trim_start().starts_with("- ")) {
+                if l.trim().is_empty()
+                    || ind < indent
+                    || (ind == indent && !l.trim_start().starts_with("- "))
+                {
                     break;
                 }
                 end += 1;
@@ -147,7 +168,9 @@ fn command_lines(lines: &[&str], container: Option<&str>) -> std::result::Result
 }
 
 fn item_value(line: &str) -> Option<&str> {
-    line.trim_start().strip_prefix("- ").map(|v| v.trim().trim_matches(['"', '\'']))
+    line.trim_start()
+        .strip_prefix("- ")
+        .map(|v| v.trim().trim_matches(['"', '\'']))
 }
 
 impl ManifestEdit {
@@ -156,12 +179,19 @@ impl ManifestEdit {
         let lines: Vec<&str> = old.lines().collect();
         let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
         match self {
-            ManifestEdit::SetFlag { flag, .. } | ManifestEdit::RemoveFlag { flag } if !flag.starts_with('-') => {
-                return Err(format!("flag `{flag}` must start with `-` (e.g. `--data-dir`)"));
+            ManifestEdit::SetFlag { flag, .. } | ManifestEdit::RemoveFlag { flag }
+                if !flag.starts_with('-') =>
+            {
+                return Err(format!(
+                    "flag `{flag}` must start with `-` (e.g. `--data-dir`)"
+                ));
             }
             ManifestEdit::SetFlag { flag, value } => {
                 let (s, e) = command_lines(&lines, container)?;
-                let indent = lines.get(s).map(|l| &l[..l.len() - l.trim_start().len()]).unwrap_or("    ");
+                let indent = lines
+                    .get(s)
+                    .map(|l| &l[..l.len() - l.trim_start().len()])
+                    .unwrap_or("    ");
                 let new_line = format!("{indent}- {flag}={value}");
                 let mut hit = false;
                 let mut i = s;
@@ -172,7 +202,9 @@ impl ManifestEdit {
                         hit = true;
                     } else if v == flag {
                         out[i] = new_line.clone();
-                        if i + 1 < e && item_value(lines[i + 1]).is_some_and(|n| !n.starts_with('-')) {
+                        if i + 1 < e
+                            && item_value(lines[i + 1]).is_some_and(|n| !n.starts_with('-'))
+                        {
                             out[i + 1] = String::from("\u{0}");
                         }
                         hit = true;
@@ -193,7 +225,9 @@ impl ManifestEdit {
                         hit = true;
                     } else if v == flag {
                         out[i] = String::from("\u{0}");
-                        if i + 1 < e && item_value(lines[i + 1]).is_some_and(|n| !n.starts_with('-')) {
+                        if i + 1 < e
+                            && item_value(lines[i + 1]).is_some_and(|n| !n.starts_with('-'))
+                        {
                             out[i + 1] = String::from("\u{0}");
                         }
                         hit = true;
@@ -204,33 +238,49 @@ impl ManifestEdit {
                 }
             }
             ManifestEdit::HostPath { volume, path } => {
-                let doc: serde_json::Value = serde_saphyr::from_str(old).map_err(|e| format!("not valid YAML: {e}"))?;
-                let vols = doc.pointer("/spec/volumes").and_then(|v| v.as_array()).ok_or("no `spec.volumes`")?;
+                let doc: serde_json::Value =
+                    serde_saphyr::from_str(old).map_err(|e| format!("not valid YAML: {e}"))?;
+                let vols = doc
+                    .pointer("/spec/volumes")
+                    .and_then(|v| v.as_array())
+                    .ok_or("no `spec.volumes`")?;
                 let vol = vols
                     .iter()
                     .find(|v| v.get("name").and_then(|n| n.as_str()) == Some(volume))
                     .ok_or_else(|| format!("no volume named `{volume}`"))?;
-                let old_path = vol.pointer("/hostPath/path").and_then(|p| p.as_str()).ok_or_else(|| format!("volume `{volume}` is not a hostPath"))?;
+                let old_path = vol
+                    .pointer("/hostPath/path")
+                    .and_then(|p| p.as_str())
+                    .ok_or_else(|| format!("volume `{volume}` is not a hostPath"))?;
                 let hits: Vec<usize> = lines
                     .iter()
                     .enumerate()
-                    .filter(|(_, l)| l.trim_start().trim_start_matches("- ") == format!("path: {old_path}"))
+                    .filter(|(_, l)| {
+                        l.trim_start().trim_start_matches("- ") == format!("path: {old_path}")
+                    })
                     .map(|(i, _)| i)
                     .collect();
                 if hits.len() != 1 {
-                    return Err(format!("cannot tell which `path: {old_path}` line belongs to volume `{volume}`"));
+                    return Err(format!(
+                        "cannot tell which `path: {old_path}` line belongs to volume `{volume}`"
+                    ));
                 }
                 let i = hits[0];
                 out[i] = lines[i].replace(&format!("path: {old_path}"), &format!("path: {path}"));
             }
             ManifestEdit::MoveOut { .. } => return Err("move_out is not a text edit".into()),
         }
-        let mut text: String = out.into_iter().filter(|l| l != "\u{0}").collect::<Vec<_>>().join("\n");
+        let mut text: String = out
+            .into_iter()
+            .filter(|l| l != "\u{0}")
+            .collect::<Vec<_>>()
+            .join("\n");
         if old.ends_with('\n') {
             text.push('\n');
         }
         // The result must still be a YAML mapping.
-        serde_saphyr::from_str::<serde_json::Value>(&text).map_err(|e| format!("the edit would leave invalid YAML: {e}"))?;
+        serde_saphyr::from_str::<serde_json::Value>(&text)
+            .map_err(|e| format!("the edit would leave invalid YAML: {e}"))?;
         Ok(text)
     }
 }
@@ -241,7 +291,11 @@ impl ManifestAction {
     pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         use base64::Engine as _;
         let path = manifest_path(&self.pod);
-        let fault_err = |message: String| Error::Fault { fault: label.to_string(), host: ctx.session.node.name.clone(), message };
+        let fault_err = |message: String| Error::Fault {
+            fault: label.to_string(),
+            host: ctx.session.node.name.clone(),
+            message,
+        };
         let old = ctx
             .session
             .transport
@@ -250,17 +304,42 @@ impl ManifestAction {
             .ok_or_else(|| fault_err(format!("{path} does not exist")))?;
         if let ManifestEdit::MoveOut { to } = &self.edit {
             let file = path.rsplit('/').next().unwrap_or("pod.yaml");
-            let to = to.clone().unwrap_or_else(|| format!("/etc/kubernetes/{file}.breakfix-moved"));
+            let to = to
+                .clone()
+                .unwrap_or_else(|| format!("/etc/kubernetes/{file}.breakfix-moved"));
             if to.starts_with(&format!("{MANIFESTS_DIR}/")) {
-                return Err(fault_err(format!("move_out destination {to} is inside {MANIFESTS_DIR}")));
+                return Err(fault_err(format!(
+                    "move_out destination {to} is inside {MANIFESTS_DIR}"
+                )));
             }
             if let Some(journal) = ctx.journal {
-                journal.record(ctx.session, ctx.scenario, label, Undo::Move(MoveUndo { from: path.clone(), to: to.clone() })).await?;
+                journal
+                    .record(
+                        ctx.session,
+                        ctx.scenario,
+                        label,
+                        Undo::Move(MoveUndo {
+                            from: path.clone(),
+                            to: to.clone(),
+                        }),
+                    )
+                    .await?;
             }
-            return ctx.session.run_ok(&format!("mv {} {}", shell_quote(&path), shell_quote(&to)), ctx.timeout).await.map(|_| ());
+            return ctx
+                .session
+                .run_ok(
+                    &format!("mv {} {}", shell_quote(&path), shell_quote(&to)),
+                    ctx.timeout,
+                )
+                .await
+                .map(|_| ());
         }
-        let old_text = String::from_utf8(old.clone()).map_err(|_| fault_err(format!("{path} is not UTF-8")))?;
-        let new = self.edit.apply(&old_text, self.container.as_deref()).map_err(|m| fault_err(format!("{path}: {m}")))?;
+        let old_text = String::from_utf8(old.clone())
+            .map_err(|_| fault_err(format!("{path} is not UTF-8")))?;
+        let new = self
+            .edit
+            .apply(&old_text, self.container.as_deref())
+            .map_err(|m| fault_err(format!("{path}: {m}")))?;
         if let Some(journal) = ctx.journal {
             let undo = FileUndo {
                 path: path.clone(),
@@ -268,9 +347,14 @@ impl ManifestAction {
                 sha256: Some(sha256_hex(&old)),
                 then: None,
             };
-            journal.record(ctx.session, ctx.scenario, label, Undo::File(undo)).await?;
+            journal
+                .record(ctx.session, ctx.scenario, label, Undo::File(undo))
+                .await?;
         }
-        ctx.session.transport.write_file(&path, new.as_bytes(), None, ctx.timeout).await
+        ctx.session
+            .transport
+            .write_file(&path, new.as_bytes(), None, ctx.timeout)
+            .await
     }
 
     /// Renders `pod`, `container` and the edit's strings.
@@ -279,10 +363,20 @@ impl ManifestAction {
         a.pod = r.text(&self.pod)?;
         a.container = self.container.as_deref().map(|c| r.text(c)).transpose()?;
         a.edit = match &self.edit {
-            ManifestEdit::SetFlag { flag, value } => ManifestEdit::SetFlag { flag: r.text(flag)?, value: r.text(value)? },
-            ManifestEdit::RemoveFlag { flag } => ManifestEdit::RemoveFlag { flag: r.text(flag)? },
-            ManifestEdit::HostPath { volume, path } => ManifestEdit::HostPath { volume: r.text(volume)?, path: r.text(path)? },
-            ManifestEdit::MoveOut { to } => ManifestEdit::MoveOut { to: to.as_deref().map(|t| r.text(t)).transpose()? },
+            ManifestEdit::SetFlag { flag, value } => ManifestEdit::SetFlag {
+                flag: r.text(flag)?,
+                value: r.text(value)?,
+            },
+            ManifestEdit::RemoveFlag { flag } => ManifestEdit::RemoveFlag {
+                flag: r.text(flag)?,
+            },
+            ManifestEdit::HostPath { volume, path } => ManifestEdit::HostPath {
+                volume: r.text(volume)?,
+                path: r.text(path)?,
+            },
+            ManifestEdit::MoveOut { to } => ManifestEdit::MoveOut {
+                to: to.as_deref().map(|t| r.text(t)).transpose()?,
+            },
         };
         Ok(a)
     }
@@ -323,40 +417,67 @@ spec:
 
     #[test]
     fn set_flag_replaces_in_place() {
-        let e = ManifestEdit::SetFlag { flag: "--data-dir".into(), value: "/var/lib/etcd-new".into() };
+        let e = ManifestEdit::SetFlag {
+            flag: "--data-dir".into(),
+            value: "/var/lib/etcd-new".into(),
+        };
         let out = e.apply(ETCD, None).unwrap();
-        assert!(out.contains("    - --data-dir=/var/lib/etcd-new\n"), "{out}");
+        assert!(
+            out.contains("    - --data-dir=/var/lib/etcd-new\n"),
+            "{out}"
+        );
         assert!(!out.contains("--data-dir=/var/lib/etcd\n"));
         assert_eq!(out.lines().count(), ETCD.lines().count());
     }
 
     #[test]
     fn set_flag_adds_when_missing() {
-        let e = ManifestEdit::SetFlag { flag: "--quota-backend-bytes".into(), value: "16777216".into() };
+        let e = ManifestEdit::SetFlag {
+            flag: "--quota-backend-bytes".into(),
+            value: "16777216".into(),
+        };
         let out = e.apply(ETCD, Some("etcd")).unwrap();
         assert!(out.contains("    - --listen-client-urls=https://127.0.0.1:2379,https://198.18.0.11:2379\n    - --quota-backend-bytes=16777216\n    image:"), "{out}");
     }
 
     #[test]
     fn remove_flag() {
-        let e = ManifestEdit::RemoveFlag { flag: "--advertise-client-urls".into() };
+        let e = ManifestEdit::RemoveFlag {
+            flag: "--advertise-client-urls".into(),
+        };
         let out = e.apply(ETCD, None).unwrap();
         assert!(!out.contains("advertise-client-urls"));
-        assert!(ManifestEdit::RemoveFlag { flag: "--nope".into() }.apply(ETCD, None).is_err());
+        assert!(ManifestEdit::RemoveFlag {
+            flag: "--nope".into()
+        }
+        .apply(ETCD, None)
+        .is_err());
     }
 
     #[test]
     fn host_path_changes_only_the_volume() {
-        let e = ManifestEdit::HostPath { volume: "etcd-data".into(), path: "/var/lib/etcd-x".into() };
+        let e = ManifestEdit::HostPath {
+            volume: "etcd-data".into(),
+            path: "/var/lib/etcd-x".into(),
+        };
         let out = e.apply(ETCD, None).unwrap();
         assert!(out.contains("      path: /var/lib/etcd-x\n"), "{out}");
-        assert!(out.contains("- mountPath: /var/lib/etcd\n"), "mount path untouched");
+        assert!(
+            out.contains("- mountPath: /var/lib/etcd\n"),
+            "mount path untouched"
+        );
         assert!(out.contains("path: /etc/kubernetes/pki/etcd"));
     }
 
     #[test]
     fn unknown_container_is_an_error() {
-        let e = ManifestEdit::SetFlag { flag: "--x".into(), value: "1".into() };
-        assert!(e.apply(ETCD, Some("nope")).unwrap_err().contains("no container named"));
+        let e = ManifestEdit::SetFlag {
+            flag: "--x".into(),
+            value: "1".into(),
+        };
+        assert!(e
+            .apply(ETCD, Some("nope"))
+            .unwrap_err()
+            .contains("no container named"));
     }
 }

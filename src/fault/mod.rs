@@ -143,10 +143,19 @@ impl Action {
     /// Display name: the `name:` field or a summary of what it does.
     pub fn label(&self) -> String {
         match self {
-            Action::Systemd(a) => a.name.clone().unwrap_or_else(|| format!("systemctl {} {}", a.action.verb(), a.unit)),
+            Action::Systemd(a) => a
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("systemctl {} {}", a.action.verb(), a.unit)),
             Action::File(a) => a.name.clone().unwrap_or_else(|| format!("edit {}", a.path)),
-            Action::Command(a) => a.name.clone().unwrap_or_else(|| a.run.lines().next().unwrap_or("").to_string()),
-            Action::Manifest(a) => a.name.clone().unwrap_or_else(|| format!("edit the {} static pod", a.pod)),
+            Action::Command(a) => a
+                .name
+                .clone()
+                .unwrap_or_else(|| a.run.lines().next().unwrap_or("").to_string()),
+            Action::Manifest(a) => a
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("edit the {} static pod", a.pod)),
             Action::SlowDisk(a) => a.name.clone().unwrap_or_else(|| a.summary()),
             Action::Netem(a) => a.name.clone().unwrap_or_else(|| a.summary()),
             Action::Tls(a) => a.name.clone().unwrap_or_else(|| a.summary()),

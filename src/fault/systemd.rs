@@ -74,7 +74,15 @@ pub struct SystemdUndo {
 impl SystemdUndo {
     /// e.g. `active, enabled`.
     pub fn describe_state(&self) -> String {
-        format!("{}, {}", if self.was_active { "active" } else { "inactive" }, self.was_enabled)
+        format!(
+            "{}, {}",
+            if self.was_active {
+                "active"
+            } else {
+                "inactive"
+            },
+            self.was_enabled
+        )
     }
 
     /// Unmask/enable/disable as before, then start or stop as before.
@@ -92,7 +100,9 @@ impl SystemdUndo {
         } else {
             cmd.push_str(&format!("systemctl stop {u}"));
         }
-        s.run_ok(&cmd, std::time::Duration::from_secs(60)).await.map(|_| ())
+        s.run_ok(&cmd, std::time::Duration::from_secs(60))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -103,7 +113,12 @@ impl SystemdAction {
         if let Some(journal) = ctx.journal {
             let out = ctx
                 .session
-                .exec(&format!("systemctl is-active {u}; systemctl is-enabled {u} 2>/dev/null || true"), ctx.timeout)
+                .exec(
+                    &format!(
+                        "systemctl is-active {u}; systemctl is-enabled {u} 2>/dev/null || true"
+                    ),
+                    ctx.timeout,
+                )
                 .await?;
             let mut lines = out.stdout.lines();
             let undo = SystemdUndo {
@@ -111,14 +126,27 @@ impl SystemdAction {
                 was_active: lines.next().map(str::trim) == Some("active"),
                 was_enabled: lines.next().unwrap_or("unknown").trim().to_string(),
             };
-            journal.record(ctx.session, ctx.scenario, label, Undo::Systemd(undo)).await?;
+            journal
+                .record(ctx.session, ctx.scenario, label, Undo::Systemd(undo))
+                .await?;
         }
-        let out = ctx.session.exec(&format!("systemctl {} {u}", self.action.verb()), ctx.timeout).await?;
+        let out = ctx
+            .session
+            .exec(
+                &format!("systemctl {} {u}", self.action.verb()),
+                ctx.timeout,
+            )
+            .await?;
         if !out.success() {
             return Err(Error::Fault {
                 fault: label.to_string(),
                 host: ctx.session.node.name.clone(),
-                message: format!("systemctl {} {} failed: {}", self.action.verb(), self.unit, out.stderr.trim()),
+                message: format!(
+                    "systemctl {} {} failed: {}",
+                    self.action.verb(),
+                    self.unit,
+                    out.stderr.trim()
+                ),
             });
         }
         Ok(())

@@ -56,7 +56,11 @@ impl FileProbe {
             f.set("sha256", sum.trim().to_string());
         }
         if wanted.contains(&"contents") {
-            let bytes = ctx.session.transport.read_file(&self.path, ctx.timeout).await?;
+            let bytes = ctx
+                .session
+                .transport
+                .read_file(&self.path, ctx.timeout)
+                .await?;
             if let Some(b) = bytes {
                 f.set("contents", String::from_utf8_lossy(&b).into_owned());
             }

@@ -92,22 +92,40 @@ pub fn resource_info(plural: &str) -> Option<(&'static str, &'static str, &'stat
 }
 
 async fn open(ctx: &ProbeCtx<'_>) -> Result<KubeAccess> {
-    let path = ctx.inventory.cluster.kubeconfig.clone().unwrap_or_else(|| "/etc/kubernetes/admin.conf".into());
+    let path = ctx
+        .inventory
+        .cluster
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| "/etc/kubernetes/admin.conf".into());
     let host = ctx.session.transport.host().to_string();
     let bytes = ctx
         .session
         .transport
         .read_file(&path, ctx.timeout)
         .await?
-        .ok_or_else(|| Error::Transport { host: host.clone(), message: format!("kubeconfig {path} does not exist on the node") })?;
+        .ok_or_else(|| Error::Transport {
+            host: host.clone(),
+            message: format!("kubeconfig {path} does not exist on the node"),
+        })?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let kc = kube::config::Kubeconfig::from_yaml(&text)
-        .map_err(|e| Error::Transport { host: host.clone(), message: format!("kubeconfig {path}: {e}") })?;
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| Error::Transport { host: host.clone(), message: format!("kubeconfig {path}: {e}") })?;
+    let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| Error::Transport {
+        host: host.clone(),
+        message: format!("kubeconfig {path}: {e}"),
+    })?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| Error::Transport {
+                host: host.clone(),
+                message: format!("kubeconfig {path}: {e}"),
+            })?;
     let server = config.cluster_url.clone();
-    let api_host = server.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_string();
+    let api_host = server
+        .host()
+        .unwrap_or("127.0.0.1")
+        .trim_matches(['[', ']'])
+        .to_string();
     let api_port = server.port_u16().unwrap_or(443);
     let forward = ctx.session.transport.forward(&api_host, api_port).await?;
     config.cluster_url = format!("https://{}", forward.local)
@@ -120,7 +138,10 @@ async fn open(ctx: &ProbeCtx<'_>) -> Result<KubeAccess> {
     // probe that happened to open the access cut the others' requests short).
     config.read_timeout = None;
     config.write_timeout = None;
-    let client = Client::try_from(config).map_err(|e| Error::Transport { host, message: format!("kube client: {e}") })?;
+    let client = Client::try_from(config).map_err(|e| Error::Transport {
+        host,
+        message: format!("kube client: {e}"),
+    })?;
     Ok(KubeAccess { forward, client })
 }
 
@@ -137,11 +158,19 @@ fn dig<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value
 
 impl KubeProbe {
     fn api(&self, client: &Client) -> std::result::Result<Api<DynamicObject>, String> {
-        let plural = self.resource.as_deref().ok_or("this fact needs `resource:`")?;
-        let (g, v, k, namespaced) = resource_info(plural).ok_or_else(|| format!("unknown resource `{plural}`"))?;
+        let plural = self
+            .resource
+            .as_deref()
+            .ok_or("this fact needs `resource:`")?;
+        let (g, v, k, namespaced) =
+            resource_info(plural).ok_or_else(|| format!("unknown resource `{plural}`"))?;
         let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural);
         Ok(if namespaced {
-            Api::namespaced_with(client.clone(), self.namespace.as_deref().unwrap_or("default"), &ar)
+            Api::namespaced_with(
+                client.clone(),
+                self.namespace.as_deref().unwrap_or("default"),
+                &ar,
+            )
         } else {
             Api::all_with(client.clone(), &ar)
         })
@@ -162,20 +191,33 @@ impl KubeProbe {
             if guard.is_none() {
                 *guard = Some(open(ctx).await?);
             }
-            let Some(access) = guard.as_ref() else { return Err(Error::other("kube access vanished")) };
+            let Some(access) = guard.as_ref() else {
+                return Err(Error::other("kube access vanished"));
+            };
             (access.client.clone(), access.forward.local)
         };
-        let left = || end.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        let left = || {
+            end.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(200))
+        };
         let mut f = Facts::default();
         let mut notes = Vec::new();
         // A request that did not reach the API server (the forward or the connection broke,
         // e.g. after a restart): open a fresh access next time. Answers and timeouts do not.
         let mut failed = false;
         let broken = |e: &kube::Error| !matches!(e, kube::Error::Api(_));
-        let obj_facts = ["exists", "field", "ready_replicas", "available_replicas", "replicas"];
+        let obj_facts = [
+            "exists",
+            "field",
+            "ready_replicas",
+            "available_replicas",
+            "replicas",
+        ];
         if wanted.iter().any(|w| obj_facts.contains(w)) {
             let api = self.api(&client).map_err(Error::other)?;
-            let name = self.object.as_deref().ok_or_else(|| Error::other(format!("probe `{}`: these facts need `object:`", self.name)))?;
+            let name = self.object.as_deref().ok_or_else(|| {
+                Error::other(format!("probe `{}`: these facts need `object:`", self.name))
+            })?;
             match tokio::time::timeout(left(), api.get_opt(name)).await {
                 Ok(Ok(Some(obj))) => {
                     let v = serde_json::to_value(&obj).unwrap_or_default();
@@ -185,8 +227,16 @@ impl KubeProbe {
                             f.set("field", x.clone());
                         }
                     }
-                    f.set("ready_replicas", dig(&v, "status.readyReplicas").cloned().unwrap_or(0.into()));
-                    f.set("available_replicas", dig(&v, "status.availableReplicas").cloned().unwrap_or(0.into()));
+                    f.set(
+                        "ready_replicas",
+                        dig(&v, "status.readyReplicas").cloned().unwrap_or(0.into()),
+                    );
+                    f.set(
+                        "available_replicas",
+                        dig(&v, "status.availableReplicas")
+                            .cloned()
+                            .unwrap_or(0.into()),
+                    );
                     if let Some(r) = dig(&v, "spec.replicas") {
                         f.set("replicas", r.clone());
                     }
@@ -197,7 +247,10 @@ impl KubeProbe {
                     notes.push(format!("get {name}: {e}"));
                 }
                 Err(_) => {
-                    notes.push(format!("get {name}: no answer within {}", humantime::format_duration(ctx.timeout)));
+                    notes.push(format!(
+                        "get {name}: no answer within {}",
+                        humantime::format_duration(ctx.timeout)
+                    ));
                 }
             }
         }
@@ -219,7 +272,9 @@ impl KubeProbe {
             }
         }
         if wanted.contains(&"readyz") {
-            let req = http::Request::get("/readyz?verbose").body(Vec::new()).map_err(|e| Error::other(e.to_string()))?;
+            let req = http::Request::get("/readyz?verbose")
+                .body(Vec::new())
+                .map_err(|e| Error::other(e.to_string()))?;
             match tokio::time::timeout(left(), client.request_text(req)).await {
                 Ok(Ok(_)) => f.set("readyz", true),
                 Ok(Err(e)) => {
@@ -227,7 +282,11 @@ impl KubeProbe {
                     f.set("readyz", false);
                     // A failing /readyz lists every check: name the failing ones.
                     let text = e.to_string();
-                    let bad: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("[-]")).collect();
+                    let bad: Vec<&str> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| l.starts_with("[-]"))
+                        .collect();
                     if bad.is_empty() {
                         notes.push(format!("readyz: {e}"));
                     } else {
@@ -241,7 +300,9 @@ impl KubeProbe {
             }
         }
         if wanted.contains(&"writable") {
-            let ok = self.write_check(&client, end, &mut notes, &mut failed).await;
+            let ok = self
+                .write_check(&client, end, &mut notes, &mut failed)
+                .await;
             f.set("writable", ok);
         }
         if failed {
@@ -258,20 +319,31 @@ impl KubeProbe {
         Ok(f)
     }
 
-    async fn write_check(&self, client: &Client, end: Instant, notes: &mut Vec<String>, failed: &mut bool) -> bool {
-        let left = || end.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
-        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
-        let name = format!("breakfix-probe-{:08x}", rand::random::<u32>());
-        let cm: k8s_openapi::api::core::v1::ConfigMap = match serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "breakfix"}},
-            "data": {"probe": "breakfix"}
-        })) {
-            Ok(c) => c,
-            Err(e) => {
-                notes.push(format!("writable: {e}"));
-                return false;
-            }
+    async fn write_check(
+        &self,
+        client: &Client,
+        end: Instant,
+        notes: &mut Vec<String>,
+        failed: &mut bool,
+    ) -> bool {
+        let left = || {
+            end.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(200))
         };
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), "default");
+        let name = format!("breakfix-probe-{:08x}", rand::random::<u32>());
+        let cm: k8s_openapi::api::core::v1::ConfigMap =
+            match serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "breakfix"}},
+                "data": {"probe": "breakfix"}
+            })) {
+                Ok(c) => c,
+                Err(e) => {
+                    notes.push(format!("writable: {e}"));
+                    return false;
+                }
+            };
         match tokio::time::timeout(left(), api.create(&PostParams::default(), &cm)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -317,14 +389,23 @@ mod tests {
     #[test]
     fn dig_walks_maps_and_lists() {
         let v = serde_json::json!({"spec": {"containers": [{"image": "nginx"}]}, "status": {"readyReplicas": 3}});
-        assert_eq!(super::dig(&v, "status.readyReplicas"), Some(&serde_json::json!(3)));
-        assert_eq!(super::dig(&v, "spec.containers.0.image"), Some(&serde_json::json!("nginx")));
+        assert_eq!(
+            super::dig(&v, "status.readyReplicas"),
+            Some(&serde_json::json!(3))
+        );
+        assert_eq!(
+            super::dig(&v, "spec.containers.0.image"),
+            Some(&serde_json::json!("nginx"))
+        );
         assert_eq!(super::dig(&v, "spec.nope"), None);
     }
 
     #[test]
     fn knows_the_lab_resources() {
-        assert_eq!(super::resource_info("deployments"), Some(("apps", "v1", "Deployment", true)));
+        assert_eq!(
+            super::resource_info("deployments"),
+            Some(("apps", "v1", "Deployment", true))
+        );
         assert_eq!(super::resource_info("nodes").map(|r| r.3), Some(false));
         assert!(super::resource_info("widgets").is_none());
     }

@@ -47,7 +47,11 @@ impl PortProbe {
             None => found,
             Some(a) => found
                 .into_iter()
-                .filter(|l| l.trim_end_matches(&format!(":{}", self.port)).trim_matches(['[', ']']) == a)
+                .filter(|l| {
+                    l.trim_end_matches(&format!(":{}", self.port))
+                        .trim_matches(['[', ']'])
+                        == a
+                })
                 .collect(),
         };
         let mut f = Facts::default();

@@ -36,8 +36,14 @@ impl SystemdProbe {
         let out = ctx.session.transport.exec(&cmd, ctx.timeout).await?;
         let mut lines = out.stdout.lines();
         let mut f = Facts::default();
-        f.set("active", lines.next().unwrap_or("unknown").trim().to_string());
-        f.set("enabled", lines.next().unwrap_or("not-found").trim().to_string());
+        f.set(
+            "active",
+            lines.next().unwrap_or("unknown").trim().to_string(),
+        );
+        f.set(
+            "enabled",
+            lines.next().unwrap_or("not-found").trim().to_string(),
+        );
         Ok(f)
     }
 

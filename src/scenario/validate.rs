@@ -406,7 +406,11 @@ impl<'a> Validator<'a> {
                     Action::Netem(x) => x.params().err(),
                     _ => None,
                 } {
-                    self.push(Diagnostic::at(&sf, item_pos(item), format!("{what}: {problem}")));
+                    self.push(Diagnostic::at(
+                        &sf,
+                        item_pos(item),
+                        format!("{what}: {problem}"),
+                    ));
                 }
                 let Action::Command(c) = a else { continue };
                 if c.undo.is_some() {
@@ -527,8 +531,15 @@ impl<'a> Validator<'a> {
                     );
                     continue;
                 }
-                let other_phase = if p.phase == Phase::Confirm { Phase::Verify } else { Phase::Confirm };
-                match first.get(&(p.phase, target)).or_else(|| first.get(&(other_phase, target))) {
+                let other_phase = if p.phase == Phase::Confirm {
+                    Phase::Verify
+                } else {
+                    Phase::Confirm
+                };
+                match first
+                    .get(&(p.phase, target))
+                    .or_else(|| first.get(&(other_phase, target)))
+                {
                     Some(other) if other.phase == p.phase => {}
                     Some(other) => self.push(
                         Diagnostic::at(
@@ -577,7 +588,10 @@ impl<'a> Validator<'a> {
             let group: Vec<&ProbeAt<'a>> = probes
                 .iter()
                 .filter(|p| {
-                    p.phase == phase && first.get(&(phase, p.name())).is_some_and(|f| std::ptr::eq(*f, *p))
+                    p.phase == phase
+                        && first
+                            .get(&(phase, p.name()))
+                            .is_some_and(|f| std::ptr::eq(*f, *p))
                 })
                 .collect();
             let index: BTreeMap<&str, usize> = group

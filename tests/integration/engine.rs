@@ -20,7 +20,10 @@ struct Lab {
 impl Lab {
     fn new() -> Lab {
         let sshd = Sshd::start();
-        let dir = tempfile::Builder::new().prefix("breakfix-engine-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("breakfix-engine-")
+            .tempdir()
+            .expect("tempdir");
         let n = sshd.node();
         let inventory = dir.path().join("inventory.yaml");
         std::fs::write(
@@ -35,7 +38,12 @@ impl Lab {
         .expect("write inventory");
         let conf = dir.path().join("app.conf");
         std::fs::write(&conf, ORIGINAL).expect("write conf");
-        Lab { _sshd: sshd, dir, inventory, conf }
+        Lab {
+            _sshd: sshd,
+            dir,
+            inventory,
+            conf,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -114,8 +122,7 @@ verify:
         if args.first() != Some(&"hint") {
             cmd.arg("--inventory").arg(&self.inventory);
         }
-        cmd
-            .env("BREAKFIX_STATE_DIR", self.path("state"))
+        cmd.env("BREAKFIX_STATE_DIR", self.path("state"))
             .env("BREAKFIX_NODE_JOURNAL_DIR", self.path("node-journal"))
             .env("NO_COLOR", "1")
             .output()
@@ -136,7 +143,11 @@ fn count_files(p: &Path) -> usize {
 }
 
 fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -144,18 +155,41 @@ fn run_with_solution_passes_and_resets() {
     let lab = Lab::new();
     let sc = lab.scenario("run-ok", "");
     let s = sc.to_str().expect("utf-8 path");
-    let o = lab.breakfix(&["run", s, "--solution", "--output", "json", "--poll", "200ms"]);
+    let o = lab.breakfix(&[
+        "run",
+        s,
+        "--solution",
+        "--output",
+        "json",
+        "--poll",
+        "200ms",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json report");
     assert_eq!(report["outcome"], "pass");
-    assert_eq!(report["confirm"][0]["status"], "fail", "the break must show: {report}");
-    assert_eq!(report["confirm"][0]["checks"][0]["found"].as_str().map(|s| s.contains("10.255.255.1")), Some(true));
-    assert!(report["verify"].as_array().expect("verify").iter().all(|v| v["status"] == "pass"));
+    assert_eq!(
+        report["confirm"][0]["status"], "fail",
+        "the break must show: {report}"
+    );
+    assert_eq!(
+        report["confirm"][0]["checks"][0]["found"]
+            .as_str()
+            .map(|s| s.contains("10.255.255.1")),
+        Some(true)
+    );
+    assert!(report["verify"]
+        .as_array()
+        .expect("verify")
+        .iter()
+        .all(|v| v["status"] == "pass"));
     assert!(report["time_to_fix"].as_f64().is_some());
     assert_eq!(lab.conf_text(), ORIGINAL, "reset restores the pre-image");
     assert_eq!(lab.journal_files(), 0, "reset empties both journal copies");
     // The param `$(touch ...)` was quoted: echoed literally, never executed.
-    assert!(!lab.path("pwned").exists(), "command substitution in a param executed");
+    assert!(
+        !lab.path("pwned").exists(),
+        "command substitution in a param executed"
+    );
     let echoed = std::fs::read_to_string(lab.path("echoed")).expect("setup ran");
     assert!(echoed.starts_with("$(touch "), "{echoed}");
 }
@@ -168,14 +202,20 @@ fn break_check_fix_check_reset() {
     let o = lab.breakfix(&["break", s]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(lab.conf_text().contains("10.255.255.1"));
-    assert!(lab.journal_files() >= 2, "journaled locally and on the node");
+    assert!(
+        lab.journal_files() >= 2,
+        "journaled locally and on the node"
+    );
 
     // Graded fail: exit 1, naming the failing probe with expected vs found; the dependent probe SKIPs.
     let o = lab.breakfix(&["check"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("FAIL  listen-ok"), "{out}");
-    assert!(out.contains("contents: expected contains listen=127.0.0.1:2379, found name=app"), "{out}");
+    assert!(
+        out.contains("contents: expected contains listen=127.0.0.1:2379, found name=app"),
+        "{out}"
+    );
     assert!(out.contains("SKIP  one-listen-line"), "{out}");
 
     // The learner fixes it by hand: check passes.
@@ -190,7 +230,11 @@ fn break_check_fix_check_reset() {
     assert_eq!(lab.conf_text(), ORIGINAL);
     assert_eq!(lab.journal_files(), 0);
     let o = lab.breakfix(&["reset"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to undo"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("nothing to undo"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -218,21 +262,36 @@ fn a_hanging_probe_is_cut_at_its_timeout() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(took < Duration::from_secs(8), "check took {took:?}");
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let hang = report["verify"].as_array().expect("verify").iter().find(|v| v["probe"] == "hangs").cloned().expect("hangs verdict");
+    let hang = report["verify"]
+        .as_array()
+        .expect("verify")
+        .iter()
+        .find(|v| v["probe"] == "hangs")
+        .cloned()
+        .expect("hangs verdict");
     assert_eq!(hang["status"], "error", "{hang}");
-    assert!(hang["note"].as_str().unwrap_or("").contains("timed out"), "{hang}");
+    assert!(
+        hang["note"].as_str().unwrap_or("").contains("timed out"),
+        "{hang}"
+    );
     assert!(hang["duration"].as_f64().unwrap_or(99.0) < 4.0, "{hang}");
 }
 
 #[test]
 fn an_invalid_scenario_changes_nothing() {
     let lab = Lab::new();
-    let sc = lab.scenario("invalid", "    - kind: file\n      name: typo\n      path: /etc/hostname\n      expcet: {}\n");
+    let sc = lab.scenario(
+        "invalid",
+        "    - kind: file\n      name: typo\n      path: /etc/hostname\n      expcet: {}\n",
+    );
     let o = lab.breakfix(&["run", sc.to_str().expect("utf-8"), "--solution"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("expcet"), "{err}");
-    assert!(err.contains(":51:7") || err.contains("line 51 column 7"), "diagnostic names line and column: {err}");
+    assert!(
+        err.contains(":51:7") || err.contains("line 51 column 7"),
+        "diagnostic names line and column: {err}"
+    );
     assert_eq!(lab.conf_text(), ORIGINAL);
     assert_eq!(lab.journal_files(), 0);
     assert!(!lab.path("echoed").exists(), "setup must not run");
@@ -242,16 +301,31 @@ fn an_invalid_scenario_changes_nothing() {
 fn an_unreachable_node_fails_within_the_connect_timeout() {
     let lab = Lab::new();
     let sc = lab.scenario("unreachable", "");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let inv = std::fs::read_to_string(&lab.inventory).expect("inv");
-    let port_line = inv.lines().find(|l| l.trim_start().starts_with("port:")).expect("port line").to_string();
-    std::fs::write(&lab.inventory, inv.replace(&port_line, &format!("    port: {closed}"))).expect("rewrite");
+    let port_line = inv
+        .lines()
+        .find(|l| l.trim_start().starts_with("port:"))
+        .expect("port line")
+        .to_string();
+    std::fs::write(
+        &lab.inventory,
+        inv.replace(&port_line, &format!("    port: {closed}")),
+    )
+    .expect("rewrite");
     let started = Instant::now();
     let o = lab.breakfix(&["check", sc.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(started.elapsed() < Duration::from_secs(12));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("127.0.0.1:{closed}")), "names the host: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{closed}")),
+        "names the host: {err}"
+    );
 }
 
 fn selftest_scenario(lab: &Lab, name: &str, verify_contains: &str, undo: &str) -> PathBuf {
@@ -311,12 +385,28 @@ wrong_fixes:
 fn selftest_matrix_passes_for_a_sound_scenario_and_writes_junit() {
     let lab = Lab::new();
     let conf = lab.conf.display().to_string();
-    let sc = selftest_scenario(&lab, "sound", "listen=127.0.0.1:2379", &format!("sed -i '/^listen=10.255.255.1/d' {conf}"));
+    let sc = selftest_scenario(
+        &lab,
+        "sound",
+        "listen=127.0.0.1:2379",
+        &format!("sed -i '/^listen=10.255.255.1/d' {conf}"),
+    );
     let junit = lab.path("junit.xml");
-    let o = lab.breakfix(&["test", sc.to_str().expect("utf-8"), "--junit", junit.to_str().expect("utf-8")]);
+    let o = lab.breakfix(&[
+        "test",
+        sc.to_str().expect("utf-8"),
+        "--junit",
+        junit.to_str().expect("utf-8"),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    for r in ["baseline", "break", "solution", "reset", "wrong-fix: comment it out"] {
+    for r in [
+        "baseline",
+        "break",
+        "solution",
+        "reset",
+        "wrong-fix: comment it out",
+    ] {
         assert!(out.contains(&format!("PASS  {r}")), "row {r}: {out}");
     }
     let xml = std::fs::read_to_string(&junit).expect("junit written");
@@ -331,15 +421,26 @@ fn selftest_catches_a_verify_that_passes_on_the_broken_node() {
     let conf = lab.conf.display().to_string();
     // verify checks only the name line: broken and fixed look the same... except the count
     // probe, so drop that one by making the scenario's verify weak.
-    let sc = selftest_scenario(&lab, "weak-verify", "name=app", &format!("sed -i '/^listen=10.255.255.1/d' {conf}"));
+    let sc = selftest_scenario(
+        &lab,
+        "weak-verify",
+        "name=app",
+        &format!("sed -i '/^listen=10.255.255.1/d' {conf}"),
+    );
     let text_in = std::fs::read_to_string(&sc).expect("read");
     let weak = text_in.replace("    - kind: command\n      name: one-listen-line\n      run: grep -c '^listen=' ".to_string().as_str(), "    - kind: command\n      name: one-listen-line-x\n      run: true || grep -c '^listen=' ");
-    let weak = weak.replace("      expect:\n        stdout: \"1\"\nsolution", "      expect:\n        exit: 0\nsolution");
+    let weak = weak.replace(
+        "      expect:\n        stdout: \"1\"\nsolution",
+        "      expect:\n        exit: 0\nsolution",
+    );
     std::fs::write(&sc, weak).expect("write");
     let o = lab.breakfix(&["test", sc.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("FAIL  break") && out.contains("verify passes on the broken node"), "{out}");
+    assert!(
+        out.contains("FAIL  break") && out.contains("verify passes on the broken node"),
+        "{out}"
+    );
     assert_eq!(lab.conf_text(), ORIGINAL);
 }
 
@@ -348,11 +449,19 @@ fn selftest_catches_a_reset_that_leaves_a_difference() {
     let lab = Lab::new();
     // The undo removes the line but also appends a comment: the file differs from the baseline.
     let conf = lab.conf.display().to_string();
-    let sc = selftest_scenario(&lab, "leaky-undo", "listen=127.0.0.1:2379", &format!("sed -i '/^listen=10.255.255.1/d' {conf} && echo '# touched' >> {conf}"));
+    let sc = selftest_scenario(
+        &lab,
+        "leaky-undo",
+        "listen=127.0.0.1:2379",
+        &format!("sed -i '/^listen=10.255.255.1/d' {conf} && echo '# touched' >> {conf}"),
+    );
     let o = lab.breakfix(&["test", sc.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("FAIL  reset") && out.contains("reset leaves differences: file fixture:"), "{out}");
+    assert!(
+        out.contains("FAIL  reset") && out.contains("reset leaves differences: file fixture:"),
+        "{out}"
+    );
 }
 
 fn tasks_scenario(lab: &Lab) -> PathBuf {
@@ -367,11 +476,23 @@ fn tasks_scenario(lab: &Lab) -> PathBuf {
 fn drill_records_time_to_fix_within_one_poll_interval() {
     let lab = Lab::new();
     let sc = tasks_scenario(&lab);
-    let o = lab.breakfix(&["drill", sc.to_str().expect("utf-8"), "--solution-after", "3s", "--poll", "500ms", "--output", "json"]);
+    let o = lab.breakfix(&[
+        "drill",
+        sc.to_str().expect("utf-8"),
+        "--solution-after",
+        "3s",
+        "--poll",
+        "500ms",
+        "--output",
+        "json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let ttf = r[0]["time_to_fix"].as_f64().expect("fixed");
-    assert!((3.0..=3.0 + 0.5 + 0.4).contains(&ttf), "time to fix {ttf}s, solution applied at 3s, poll 0.5s");
+    assert!(
+        (3.0..=3.0 + 0.5 + 0.4).contains(&ttf),
+        "time to fix {ttf}s, solution applied at 3s, poll 0.5s"
+    );
     assert_eq!(r[0]["tasks"][0]["score"], 5);
     assert_eq!(r[0]["tasks"][1]["score"], 10);
     assert_eq!(r[0]["score"], 15);
@@ -383,16 +504,38 @@ fn drill_without_a_fix_ends_at_the_time_limit_listing_failures() {
     let lab = Lab::new();
     let sc = tasks_scenario(&lab);
     let started = Instant::now();
-    let o = lab.breakfix(&["drill", sc.to_str().expect("utf-8"), "--time-limit", "3s", "--poll", "500ms"]);
+    let o = lab.breakfix(&[
+        "drill",
+        sc.to_str().expect("utf-8"),
+        "--time-limit",
+        "3s",
+        "--poll",
+        "500ms",
+    ]);
     let took = started.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(took < Duration::from_secs(10), "{took:?}");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("not fixed at the time limit (3s)"), "{out}");
-    assert!(out.contains("FAIL listen-ok: contents: expected contains listen=127.0.0.1:2379"), "{out}");
-    let o = lab.breakfix(&["drill", sc.to_str().expect("utf-8"), "--time-limit", "2s", "--poll", "500ms", "--output", "tap"]);
+    assert!(
+        out.contains("FAIL listen-ok: contents: expected contains listen=127.0.0.1:2379"),
+        "{out}"
+    );
+    let o = lab.breakfix(&[
+        "drill",
+        sc.to_str().expect("utf-8"),
+        "--time-limit",
+        "2s",
+        "--poll",
+        "500ms",
+        "--output",
+        "tap",
+    ]);
     let tap = String::from_utf8_lossy(&o.stdout);
-    assert!(tap.starts_with("TAP version 13\n1..2\nnot ok 1 - drill: Find the bad listen line"), "{tap}");
+    assert!(
+        tap.starts_with("TAP version 13\n1..2\nnot ok 1 - drill: Find the bad listen line"),
+        "{tap}"
+    );
 }
 
 #[test]
@@ -409,13 +552,28 @@ fn check_step_hints_and_history() {
     // Human check points to the next hint and hides the solution.
     let o = lab.breakfix(&["check"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("`breakfix hint`") && !out.contains("spoiler"), "{out}");
+    assert!(
+        out.contains("`breakfix hint`") && !out.contains("spoiler"),
+        "{out}"
+    );
     let o = lab.breakfix(&["hint"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("hint 1/2 for task 1") , "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hint 1/2 for task 1"),
+        "{}",
+        text(&o)
+    );
     let o = lab.breakfix(&["hint"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("it names 10.255.255.1"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("it names 10.255.255.1"),
+        "{}",
+        text(&o)
+    );
     let o = lab.breakfix(&["check", "--solution"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("spoiler"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("spoiler"),
+        "{}",
+        text(&o)
+    );
     let history = std::fs::read_to_string(lab.path("state/history.jsonl")).expect("history");
     assert_eq!(history.lines().count(), 3, "{history}");
     assert!(history.lines().all(|l| l.contains("\"outcome\":\"fail\"")));

@@ -18,16 +18,33 @@ fn bf(g: &SandboxGuard, state: &std::path::Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn ssh(g: &SandboxGuard, cmd: &str) -> Output {
     let inv = breakfix::inventory::Inventory::load(&g.inventory).expect("inventory");
     let n = inv.node("controlplane").expect("controlplane");
     Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
         .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", n.known_hosts.as_ref().expect("known_hosts").display()))
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            n.known_hosts.as_ref().expect("known_hosts").display()
+        ))
         .arg("-i")
         .arg(n.identity_file.as_ref().expect("key"))
         .arg(format!("root@{}", n.address))
@@ -51,19 +68,38 @@ fn etcd_service_stopped_end_to_end() {
     let state = tempfile::tempdir().expect("state dir");
     let sc = "scenarios/etcd-service-stopped.yaml";
 
-    let o = bf(&g, state.path(), &["run", sc, "--solution", "--output", "json"]);
+    let o = bf(
+        &g,
+        state.path(),
+        &["run", sc, "--solution", "--output", "json"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(r["outcome"], "pass");
-    assert!(r["confirm"].as_array().expect("confirm").iter().all(|v| v["status"] == "fail"), "{r}");
+    assert!(
+        r["confirm"]
+            .as_array()
+            .expect("confirm")
+            .iter()
+            .all(|v| v["status"] == "fail"),
+        "{r}"
+    );
 
     let o = bf(&g, state.path(), &["break", sc]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = bf(&g, state.path(), &["check"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("FAIL  etcd-unit-active") && out.contains("active: expected active, found inactive"), "{out}");
-    assert!(out.contains("FAIL  etcd-client-port") && out.contains("listening: expected true, found false"), "{out}");
+    assert!(
+        out.contains("FAIL  etcd-unit-active")
+            && out.contains("active: expected active, found inactive"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  etcd-client-port")
+            && out.contains("listening: expected true, found false"),
+        "{out}"
+    );
     assert!(out.contains("SKIP  etcd-endpoint-healthy"), "{out}");
 
     // The learner starts etcd by hand.
@@ -77,7 +113,11 @@ fn etcd_service_stopped_end_to_end() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = bf(&g, state.path(), &["reset"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("restore unit etcd (active, enabled)"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("restore unit etcd (active, enabled)"),
+        "{}",
+        text(&o)
+    );
     let s = ssh(&g, "systemctl is-active etcd; systemctl is-enabled etcd");
     assert_eq!(String::from_utf8_lossy(&s.stdout), "active\nenabled\n");
 }
@@ -87,34 +127,49 @@ fn etcd_service_stopped_end_to_end() {
 fn selftest_all(g: &SandboxGuard, topology: &str) {
     let state = tempfile::tempdir().expect("state dir");
     let junit = state.path().join("junit.xml");
-    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
-        .expect("scenarios dir")
-        .filter_map(|e| e.ok())
-        .map(|e| format!("scenarios/{}", e.file_name().to_string_lossy()))
-        .filter(|f| f.ends_with(".yaml"))
-        .collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+            .expect("scenarios dir")
+            .filter_map(|e| e.ok())
+            .map(|e| format!("scenarios/{}", e.file_name().to_string_lossy()))
+            .filter(|f| f.ends_with(".yaml"))
+            .collect();
     files.sort();
     let mut args = vec!["test"];
     args.extend(files.iter().map(String::as_str));
     args.extend(["--junit", junit.to_str().expect("utf-8")]);
     let started = std::time::Instant::now();
     let o = bf(g, state.path(), &args);
-    eprintln!("self-test matrix ({topology}): {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "self-test matrix ({topology}): {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let xml = std::fs::read_to_string(&junit).expect("junit");
     let mut ran = 0;
     for f in &files {
-        let body = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + f).expect("read");
-        let mine = body.lines().any(|l| l.trim() == "topologies:" || l.contains("topologies: [")) && body.contains(topology);
+        let body =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + f)
+                .expect("read");
+        let mine = body
+            .lines()
+            .any(|l| l.trim() == "topologies:" || l.contains("topologies: ["))
+            && body.contains(topology);
         if !mine {
             continue;
         }
         ran += 1;
         let name = f.trim_start_matches("scenarios/").trim_end_matches(".yaml");
-        assert!(xml.contains(&format!("<testsuite name=\"{name}\"")), "{name} missing from JUnit:\n{xml}");
+        assert!(
+            xml.contains(&format!("<testsuite name=\"{name}\"")),
+            "{name} missing from JUnit:\n{xml}"
+        );
     }
     assert!(ran > 0, "no {topology} scenario ran");
-    assert!(xml.contains("name=\"baseline\"") && xml.contains("name=\"reset\""), "{xml}");
+    assert!(
+        xml.contains("name=\"baseline\"") && xml.contains("name=\"reset\""),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -137,25 +192,62 @@ fn drill_on_the_sandbox_times_the_fix_and_scores() {
     let state = tempfile::tempdir().expect("state dir");
     let sc = "scenarios/etcd-service-stopped.yaml";
     // The solution lands 6 s after the clock starts; polls every 1 s.
-    let o = bf(&g, state.path(), &["drill", sc, "--solution-after", "6s", "--poll", "1s", "--output", "json"]);
+    let o = bf(
+        &g,
+        state.path(),
+        &[
+            "drill",
+            sc,
+            "--solution-after",
+            "6s",
+            "--poll",
+            "1s",
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let ttf = r[0]["time_to_fix"].as_f64().expect("fixed");
     // etcd needs a moment to start after `systemctl start`; one poll interval (1 s) plus that.
-    assert!((6.0..=6.0 + 1.0 + 1.5).contains(&ttf), "time to fix {ttf}s for a solution applied at 6s with 1s polls: {r}");
+    assert!(
+        (6.0..=6.0 + 1.0 + 1.5).contains(&ttf),
+        "time to fix {ttf}s for a solution applied at 6s with 1s polls: {r}"
+    );
     assert_eq!(r[0]["outcome"], "pass");
     assert!(r[0]["score"].as_u64().unwrap_or(0) > 0, "{r}");
 
     // Without a fix the drill ends at the time limit and lists the failing probes, in JUnit.
-    let o = bf(&g, state.path(), &["drill", sc, "--time-limit", "8s", "--poll", "1s", "--output", "junit"]);
+    let o = bf(
+        &g,
+        state.path(),
+        &[
+            "drill",
+            sc,
+            "--time-limit",
+            "8s",
+            "--poll",
+            "1s",
+            "--output",
+            "junit",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let xml = String::from_utf8_lossy(&o.stdout).to_string();
-    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("JUnit does not parse: {e}\n{xml}"));
+    let report = quick_junit::Report::deserialize_from_str(&xml)
+        .unwrap_or_else(|e| panic!("JUnit does not parse: {e}\n{xml}"));
     assert_eq!(report.test_suites.len(), 1);
     let suite = &report.test_suites[0];
     assert_eq!(suite.name.as_str(), "etcd-service-stopped");
     assert_eq!(suite.test_cases.len(), 2, "{xml}");
-    assert!(xml.contains("<failure") && xml.contains("etcd-unit-active"), "{xml}");
+    assert!(
+        xml.contains("<failure") && xml.contains("etcd-unit-active"),
+        "{xml}"
+    );
     let s = ssh(&g, "systemctl is-active etcd");
-    assert_eq!(String::from_utf8_lossy(&s.stdout), "active\n", "the drill resets at the end");
+    assert_eq!(
+        String::from_utf8_lossy(&s.stdout),
+        "active\n",
+        "the drill resets at the end"
+    );
 }

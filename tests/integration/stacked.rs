@@ -610,7 +610,10 @@ fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
         );
         let mut parts = status.split_whitespace();
         let (reason, restarts) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
-        if reason == "CrashLoopBackOff" || restarts.parse::<u32>().unwrap_or(0) >= 1 || Instant::now() >= status_deadline {
+        if reason == "CrashLoopBackOff"
+            || restarts.parse::<u32>().unwrap_or(0) >= 1
+            || Instant::now() >= status_deadline
+        {
             break status;
         }
         std::thread::sleep(Duration::from_millis(500));
