@@ -20,6 +20,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq || echo "warning: apt-get update reported errors; trying to install anyway" >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The stacked-topology tests drive the real kubectl. Machines of this kind ship one
+# (/usr/bin/kubectl); elsewhere fall back to Debian's (older) client.
+if ! command -v kubectl >/dev/null; then
+  apt-get install -y -qq --no-install-recommends kubernetes-client || echo "warning: no kubectl; the stacked-topology kubectl tests will fail" >&2
+fi
 # Debian's etcd-server package starts a host etcd on 2379 after install; breakfix's tests
 # start their own etcd processes, so keep the host one out of the way if it runs.
 if [ -x /usr/bin/systemctl ] && systemctl is-active --quiet etcd 2>/dev/null; then
