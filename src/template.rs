@@ -22,7 +22,9 @@ use crate::inventory::{Inventory, Node};
 /// Shell template names end in this suffix; it selects the quoting formatter.
 const SHELL_SUFFIX: &str = ".sh";
 
-fn environment() -> Environment<'static> {
+/// The one minijinja environment: strict undefined, the shell-quoting formatter for `.sh`
+/// template names, and the `raw` filter. Validation checks templates with this same one.
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|name| {

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind};
 use serde_saphyr::Spanned;
 
 use super::diagnostic::{closest, names, suggest, Diagnostic};
@@ -1189,15 +1189,10 @@ struct TemplateCtx<'a> {
     declare_where: &'a str,
 }
 
-/// The environment templates are checked with: like [`crate::template`]'s (strict
-/// undefined, a `raw` filter).
+/// The environment templates are checked with: the renderer's own, so a template that
+/// validates is one that renders.
 fn template_env() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.add_filter("raw", |v: minijinja::Value| {
-        minijinja::Value::from_safe_string(v.to_string())
-    });
-    env
+    crate::template::environment()
 }
 
 /// For `node.x` / `cluster.x.y`: the first unknown attribute path and the known names there.
