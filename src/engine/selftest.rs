@@ -157,15 +157,46 @@ pub async fn run(
     match break_(plan, sessions, inventory, journal, quiet).await {
         Err(e) => {
             rows.push(row("break", RowStatus::Fail, e.to_string(), t));
-            let _ = reset(sessions, journal, true).await;
-            for name in ["solution", "reset"] {
-                rows.push(row(
-                    name,
-                    RowStatus::Skip,
-                    "the break did not take".into(),
-                    Instant::now(),
-                ));
+            rows.push(row(
+                "solution",
+                RowStatus::Skip,
+                "the break did not take".into(),
+                Instant::now(),
+            ));
+            // A break that failed half-way still journaled the undo of every step it began:
+            // put the node back now, and say so when that fails too.
+            let t = Instant::now();
+            let r = async {
+                reset(sessions, journal, true).await?;
+                let _ = evaluate(&plan.verify, sessions, inventory, patient).await;
+                settled(plan, sessions, inventory).await
             }
+            .await;
+            rows.push(match (r, &before) {
+                (Err(e), _) => row(
+                    "reset",
+                    RowStatus::Error,
+                    format!("reset after the failed break failed: {e} (run `breakfix reset`)"),
+                    t,
+                ),
+                (Ok(after), Some(before)) => {
+                    let d = before.diff(&after);
+                    if d.is_empty() {
+                        row("reset", RowStatus::Pass, "after the failed break".into(), t)
+                    } else {
+                        row(
+                            "reset",
+                            RowStatus::Fail,
+                            format!(
+                                "reset after the failed break leaves differences: {}",
+                                d.join("; ")
+                            ),
+                            t,
+                        )
+                    }
+                }
+                (Ok(_), None) => row("reset", RowStatus::Error, "no baseline snapshot".into(), t),
+            });
             return rows;
         }
         Ok(_) => {

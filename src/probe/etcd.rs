@@ -85,6 +85,10 @@ crate::expect_block! {
         members,
         /// Member names.
         member_names,
+        /// Peer URLs of every member, flattened (e.g. `["https://198.18.0.11:2380"]`); after a
+        /// `snapshot restore` without `--initial-advertise-peer-urls` etcd keeps the
+        /// restore's default `http://localhost:2380` (etcdctl 3.4 `snapshot restore --help`).
+        member_peer_urls,
         /// Number of keys under `prefix`.
         key_count,
         /// A put then get of a scratch key round-trips (bool).
@@ -195,7 +199,7 @@ impl EtcdProbe {
                 Err(f) => q.note("alarm list", f)?,
             }
         }
-        if want("members") || want("member_names") {
+        if want("members") || want("member_names") || want("member_peer_urls") {
             let mut c = q.client.clone();
             match q.call(c.member_list()).await {
                 Ok(m) => {
@@ -205,6 +209,14 @@ impl EtcdProbe {
                     if want("member_names") {
                         let names: Vec<&str> = m.members().iter().map(|x| x.name()).collect();
                         facts.set("member_names", names);
+                    }
+                    if want("member_peer_urls") {
+                        let urls: Vec<&str> = m
+                            .members()
+                            .iter()
+                            .flat_map(|x| x.peer_urls().iter().map(String::as_str))
+                            .collect();
+                        facts.set("member_peer_urls", urls);
                     }
                 }
                 Err(f) => q.note("member list", f)?,

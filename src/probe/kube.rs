@@ -244,7 +244,7 @@ impl KubeProbe {
                 Ok(Ok(None)) => f.set("exists", false),
                 Ok(Err(e)) => {
                     failed |= broken(&e);
-                    notes.push(format!("get {name}: {e}"));
+                    notes.push(format!("get {name}: {}", explain(&e)));
                 }
                 Err(_) => {
                     notes.push(format!(
@@ -264,7 +264,7 @@ impl KubeProbe {
                 Ok(Ok(list)) => f.set("count", list.items.len()),
                 Ok(Err(e)) => {
                     failed |= broken(&e);
-                    notes.push(format!("list: {e}"));
+                    notes.push(format!("list: {}", explain(&e)));
                 }
                 Err(_) => {
                     notes.push("list: no answer".into());
@@ -348,7 +348,7 @@ impl KubeProbe {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 *failed |= !matches!(e, kube::Error::Api(_));
-                notes.push(format!("create configmap: {e}"));
+                notes.push(format!("create configmap: {}", explain(&e)));
                 return false;
             }
             Err(_) => {
@@ -360,7 +360,7 @@ impl KubeProbe {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
                 *failed |= !matches!(e, kube::Error::Api(_));
-                notes.push(format!("delete configmap {name}: {e}"));
+                notes.push(format!("delete configmap {name}: {}", explain(&e)));
                 false
             }
             Err(_) => {
@@ -381,6 +381,23 @@ impl KubeProbe {
         p.selector = opt(&self.selector)?;
         p.field = opt(&self.field)?;
         Ok(p)
+    }
+}
+
+/// A kube error in one line, the way kubectl prints an API refusal
+/// (`Error from server (NotFound): deployments.apps "x" not found`); other errors as they are.
+fn explain(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!(
+            "Error from server ({}): {}",
+            if s.reason.is_empty() {
+                "Unknown"
+            } else {
+                s.reason.as_str()
+            },
+            s.message
+        ),
+        other => other.to_string(),
     }
 }
 

@@ -38,7 +38,8 @@ crate::kind_first_enum! {
         /// A file on the node; facts `exists`, `contents`, `mode`, `owner`, `size`, `sha256`.
         File(file::FileProbe) = "file",
         /// etcd through etcd-client with the node's TLS files; facts `healthy`, `leader`,
-        /// `db_size`, `revision`, `alarms`, `members`, `member_names`, `key_count`, `writable`.
+        /// `db_size`, `revision`, `alarms`, `members`, `member_names`, `member_peer_urls`,
+        /// `key_count`, `writable`.
         Etcd(etcd::EtcdProbe) = "etcd",
         /// The Kubernetes API through the node's kubeconfig; facts `exists`, `count`, `field`,
         /// `ready_replicas`, `available_replicas`, `replicas`, `readyz`, `writable`.

@@ -322,12 +322,17 @@ async fn live_etcd_reports_health_status_and_members() {
         "alarms",
         "members",
         "member_names",
+        "member_peer_urls",
     ];
     let f = gather(&p, &s, &inv, T, &all).await;
     assert_eq!(fact(&f, "healthy"), &json!(true));
     assert_eq!(fact(&f, "leader"), &json!(true));
     assert_eq!(fact(&f, "members"), &json!(1));
     assert_eq!(fact(&f, "member_names"), &json!(["probe-test"]));
+    assert_eq!(
+        fact(&f, "member_peer_urls"),
+        &json!([format!("http://127.0.0.1:{}", etcd.peer_port)])
+    );
     assert_eq!(fact(&f, "alarms"), &json!([]));
     assert!(
         fact(&f, "revision").as_i64().is_some_and(|r| r >= 1),
