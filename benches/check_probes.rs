@@ -18,6 +18,7 @@
 #[path = "common/ssh_cli.rs"]
 mod ssh_cli;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -263,6 +264,8 @@ async fn main() {
         checks.iter().filter(|c| c.node == 0).count()
     );
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    // Per round of (c): the slowest probe of each kind (where the round's time goes).
+    let mut slowest: Vec<BTreeMap<String, Duration>> = Vec::new();
     for r in 0..rounds {
         a.push(tokio::task::block_in_place(|| mode_a(&targets, &shell)));
         b.push(tokio::task::block_in_place(|| mode_b(&masters, &shell)));
@@ -273,6 +276,12 @@ async fn main() {
             v.iter().all(|v| v.status == Status::Pass),
             "a probe failed in round {r}"
         );
+        let mut by_kind: BTreeMap<String, Duration> = BTreeMap::new();
+        for v in &v {
+            let d = by_kind.entry(v.kind.clone()).or_default();
+            *d = (*d).max(v.duration);
+        }
+        slowest.push(by_kind);
         eprintln!(
             "round {}/{rounds}: a {} b {} c {}",
             r + 1,
@@ -282,6 +291,11 @@ async fn main() {
         );
     }
     drop(masters);
+    let median_round = {
+        let mut order: Vec<usize> = (0..c.len()).collect();
+        order.sort_by_key(|&i| c[i]);
+        order.get(order.len() / 2).copied().unwrap_or(0)
+    };
     let (sa, sb, sc) = (stats(a), stats(b), stats(c));
     println!("| mode | min | median | max | median per probe |");
     println!("|---|---|---|---|---|");
@@ -303,6 +317,16 @@ async fn main() {
     }
     let ra = sa.median.as_secs_f64() / sc.median.as_secs_f64();
     let rb = sb.median.as_secs_f64() / sc.median.as_secs_f64();
+    if let Some(kinds) = slowest.get(median_round) {
+        let parts: Vec<String> = kinds
+            .iter()
+            .map(|(k, d)| format!("{k} {}", ms(*d)))
+            .collect();
+        println!(
+            "\n(c) slowest probe per kind in the median round: {}",
+            parts.join(", ")
+        );
+    }
     println!("\nconnect (cold, all nodes): {}", ms(connect));
     println!(
         "(c) vs (a): {ra:.0}x faster (target >= 100x: {})",

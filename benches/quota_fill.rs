@@ -1,6 +1,7 @@
 //! Quota fill benchmark (issue 5): time until etcd refuses writes with NOSPACE on a 64 MiB
 //! `--quota-backend-bytes`, two ways, each against a FRESH real etcd 3.4 (new data dir, mutual
-//! TLS with rcgen certificates, free ports on 127.0.0.1):
+//! TLS with rcgen certificates, free ports on 127.0.0.1; the integration tests' own set-up,
+//! `tests/integration/common/etcd.rs`):
 //!
 //! - (a) breakfix's `etcd_quota` fault: the scenario YAML `kind: etcd_quota` parsed, rendered for
 //!   the node and applied as the engine applies a fault (local transport, forward, TLS client,
@@ -17,24 +18,18 @@
 //! command line (e.g. `cargo test --benches`) it does nothing.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use breakfix::engine::connect::NodeSession;
 use breakfix::fault::{Action, ActionCtx};
-use breakfix::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
 use breakfix::journal::Journal;
 use breakfix::template::Renderer;
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
 
-const ETCD: &str = "/usr/bin/etcd";
-const ETCDCTL: &str = "/usr/bin/etcdctl";
+#[path = "../tests/integration/common/etcd.rs"]
+mod etcd;
+use etcd::{count, local_node, session, Etcd, ETCD, ETCDCTL};
+
 const VALUE_SIZE: usize = 1 << 20;
 
 struct Opts {
@@ -58,204 +53,40 @@ fn opts() -> Opts {
     }
 }
 
-/// CA, server (127.0.0.1) and client PEM files in `dir`.
-fn pki(dir: &Path) {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "etcd-ca");
-    ca.distinguished_name = dn;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-    ];
-    let ca_pem = ca.self_signed(&ca_key).expect("self-sign").pem();
-    let issue = |cn: &str, sans: &[&str], server: bool| {
-        let key = KeyPair::generate().expect("key");
-        let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .expect("SANs");
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        p.distinguished_name = dn;
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        if server {
-            p.extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ServerAuth);
-        }
-        let cert = p
-            .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
-            .expect("sign");
-        (cert.pem(), key.serialize_pem())
-    };
-    let (sc, sk) = issue("etcd-server", &["127.0.0.1"], true);
-    let (cc, ck) = issue("bench-client", &[], false);
-    for (n, b) in [
-        ("ca.crt", ca_pem.as_str()),
-        ("server.crt", &sc),
-        ("server.key", &sk),
-        ("client.crt", &cc),
-        ("client.key", &ck),
-    ] {
-        std::fs::write(dir.join(n), b).expect("write PEM");
-    }
+/// A fresh etcd (new data dir) with the quota, answering reads.
+async fn start(o: &Opts) -> Etcd {
+    Etcd::start(&[&format!("--quota-backend-bytes={}", o.quota)]).await
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// The etcd process's PID for [`cpu_of`].
+fn pid(etcd: &Etcd) -> String {
+    etcd.pid().map(|p| p.to_string()).unwrap_or_default()
 }
 
-/// A fresh etcd (new data dir) with the quota; SIGKILLed by PID on drop.
-struct Etcd {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    url: String,
+/// True when etcd has a NOSPACE alarm.
+async fn nospace(etcd: &Etcd) -> bool {
+    let mut c = etcd.client().await;
+    let a = c
+        .alarm(
+            etcd_client::AlarmAction::Get,
+            etcd_client::AlarmType::None,
+            None,
+        )
+        .await
+        .expect("alarm list");
+    a.alarms()
+        .iter()
+        .any(|m| m.alarm() == etcd_client::AlarmType::Nospace)
 }
 
-impl Etcd {
-    fn pid(&self) -> String {
-        self.child
-            .as_ref()
-            .map(|c| c.id().to_string())
-            .unwrap_or_default()
-    }
-
-    fn start(quota: u64) -> Etcd {
-        let dir = tempfile::Builder::new()
-            .prefix("breakfix-bench-etcd-")
-            .tempdir()
-            .expect("tempdir");
-        pki(dir.path());
-        let url = format!("https://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let p = |n: &str| dir.path().join(n).display().to_string();
-        let child = Command::new(ETCD)
-            .args(["--name", "controlplane"])
-            .arg(format!("--data-dir={}", p("data")))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=controlplane={peer}"))
-            .arg(format!("--cert-file={}", p("server.crt")))
-            .arg(format!("--key-file={}", p("server.key")))
-            .arg(format!("--trusted-ca-file={}", p("ca.crt")))
-            .arg("--client-cert-auth")
-            .arg(format!("--quota-backend-bytes={quota}"))
-            .args(["--logger=zap", &format!("--log-outputs={}", p("etcd.log"))])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd");
-        Etcd {
-            child: Some(child),
-            dir,
-            url,
-        }
-    }
-
-    fn path(&self, n: &str) -> String {
-        self.dir.path().join(n).display().to_string()
-    }
-
-    async fn client(&self) -> Client {
-        let read = |n: &str| std::fs::read(self.path(n)).expect("PEM");
-        let tls = TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(read("ca.crt")))
-            .identity(Identity::from_pem(read("client.crt"), read("client.key")));
-        let o = ConnectOptions::new()
-            .with_tls(tls)
-            .with_timeout(Duration::from_secs(10));
-        Client::connect([self.url.as_str()], Some(o))
-            .await
-            .expect("client")
-    }
-
-    async fn ready(&self) {
-        let start = Instant::now();
-        let mut c = self.client().await;
-        while !matches!(
-            tokio::time::timeout(Duration::from_secs(2), c.get("health", None)).await,
-            Ok(Ok(_))
-        ) {
-            assert!(start.elapsed() < Duration::from_secs(20), "etcd not ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn nospace(&self) -> bool {
-        let mut c = self.client().await;
-        let a = c
-            .alarm(
-                etcd_client::AlarmAction::Get,
-                etcd_client::AlarmType::None,
-                None,
-            )
-            .await
-            .expect("alarm list");
-        a.alarms()
-            .iter()
-            .any(|m| m.alarm() == etcd_client::AlarmType::Nospace)
-    }
-
-    async fn db_size(&self) -> i64 {
-        self.client()
-            .await
-            .status()
-            .await
-            .expect("status")
-            .db_size()
-    }
-
-    fn inventory(&self) -> Inventory {
-        Inventory {
-            api_version: "breakfix/v1".into(),
-            kind: "Inventory".into(),
-            cluster: Cluster {
-                name: "bench".into(),
-                topology: Topology::External,
-                etcd: EtcdInfo {
-                    endpoints: vec![self.url.clone()],
-                    ca_file: self.path("ca.crt"),
-                    cert_file: self.path("client.crt"),
-                    key_file: self.path("client.key"),
-                },
-                kubeconfig: None,
-            },
-            nodes: vec![node()],
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn node() -> Node {
-    Node {
-        name: "controlplane".into(),
-        address: "127.0.0.1".into(),
-        port: 22,
-        user: "root".into(),
-        identity_file: None,
-        known_hosts: None,
-        roles: vec!["control-plane".into(), "etcd".into()],
-        transport: TransportKind::Local,
-    }
+/// etcd's database size (bytes).
+async fn db_size(etcd: &Etcd) -> i64 {
+    etcd.client()
+        .await
+        .status()
+        .await
+        .expect("status")
+        .db_size()
 }
 
 /// One measurement: wall time, values accepted, db size after, CPU time of etcd and of the
@@ -293,19 +124,16 @@ fn children_cpu() -> Duration {
 
 /// (a) the engine's fault, journaled like a real break.
 async fn engine(o: &Opts, state: &Path) -> Sample {
-    let etcd = Etcd::start(o.quota);
-    etcd.ready().await;
+    let etcd = start(o).await;
     let inv = etcd.inventory();
-    let s = NodeSession::connect(&node(), Duration::from_secs(5))
-        .await
-        .expect("session");
+    let s = session().await;
     let yaml = match o.concurrency {
         Some(c) => format!("kind: etcd_quota\nconcurrency: {c}\n"),
         None => "kind: etcd_quota\n".to_string(),
     };
     let a: Action = serde_saphyr::from_str(&yaml).expect("yaml");
     let a = a
-        .render(&Renderer::new(&BTreeMap::new(), &inv, &node()))
+        .render(&Renderer::new(&BTreeMap::new(), &inv, &local_node()))
         .expect("render");
     let journal = Journal::at(state.join("journal"));
     let ctx = ActionCtx {
@@ -314,29 +142,17 @@ async fn engine(o: &Opts, state: &Path) -> Sample {
         scenario: "bench",
         timeout: Duration::from_secs(60),
     };
-    let (e0, c0) = (cpu_of(&etcd.pid()), cpu_of("self"));
+    let (e0, c0) = (cpu_of(&pid(&etcd)), cpu_of("self"));
     let start = Instant::now();
     a.apply(&ctx).await.expect("etcd_quota fault");
     let took = start.elapsed();
-    let (etcd_cpu, client_cpu) = (cpu_of(&etcd.pid()) - e0, cpu_of("self") - c0);
-    assert!(etcd.nospace().await, "NOSPACE after the fault");
-    let mut c = etcd.client().await;
-    let puts = c
-        .get(
-            "/breakfix/quota-fill/",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .expect("count")
-        .count() as u64;
+    let (etcd_cpu, client_cpu) = (cpu_of(&pid(&etcd)) - e0, cpu_of("self") - c0);
+    assert!(nospace(&etcd).await, "NOSPACE after the fault");
+    let puts = count(&mut etcd.client().await, "/breakfix/quota-fill/").await as u64;
     Sample {
         took,
         puts,
-        db: etcd.db_size().await,
+        db: db_size(&etcd).await,
         etcd_cpu,
         client_cpu,
     }
@@ -344,20 +160,17 @@ async fn engine(o: &Opts, state: &Path) -> Sample {
 
 /// (b) one `etcdctl put` process per 1 MiB value until a put fails.
 async fn etcdctl_loop(o: &Opts, value: &Path) -> Sample {
-    let etcd = Etcd::start(o.quota);
-    etcd.ready().await;
+    let etcd = start(o).await;
+    let put_err = etcd.data.path().join("put.err");
     let script = format!(
         "export ETCDCTL_API=3; i=0; \
-         while {ETCDCTL} --endpoints={} --cacert={} --cert={} --key={} put /fill/$i < {} >/dev/null 2>{}; \
+         while {ETCDCTL} {} put /fill/$i < {} >/dev/null 2>{}; \
          do i=$((i+1)); done; echo $i",
-        etcd.url,
-        etcd.path("ca.crt"),
-        etcd.path("client.crt"),
-        etcd.path("client.key"),
+        etcd.etcdctl_flags().join(" "),
         value.display(),
-        etcd.path("put.err"),
+        put_err.display(),
     );
-    let (e0, c0) = (cpu_of(&etcd.pid()), children_cpu());
+    let (e0, c0) = (cpu_of(&pid(&etcd)), children_cpu());
     let start = Instant::now();
     let out = Command::new("sh")
         .arg("-c")
@@ -365,20 +178,20 @@ async fn etcdctl_loop(o: &Opts, value: &Path) -> Sample {
         .output()
         .expect("sh");
     let took = start.elapsed();
-    let (etcd_cpu, client_cpu) = (cpu_of(&etcd.pid()) - e0, children_cpu() - c0);
-    let err = std::fs::read_to_string(etcd.path("put.err")).unwrap_or_default();
+    let (etcd_cpu, client_cpu) = (cpu_of(&pid(&etcd)) - e0, children_cpu() - c0);
+    let err = std::fs::read_to_string(&put_err).unwrap_or_default();
     assert!(
         err.contains("database space exceeded"),
         "the loop must end on NOSPACE: {err}"
     );
-    assert!(etcd.nospace().await, "NOSPACE after the loop");
+    assert!(nospace(&etcd).await, "NOSPACE after the loop");
     Sample {
         took,
         puts: String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
             .unwrap_or(0),
-        db: etcd.db_size().await,
+        db: db_size(&etcd).await,
         etcd_cpu,
         client_cpu,
     }

@@ -141,8 +141,8 @@ impl Journal {
                 T,
             )
             .await?;
-        let mut de = serde_json::Deserializer::from_str(&out.stdout).into_iter::<Entry>();
-        while let Some(item) = de.next() {
+        let de = serde_json::Deserializer::from_str(&out.stdout).into_iter::<Entry>();
+        for item in de {
             match item {
                 Ok(entry) => {
                     all.entry(entry.id.clone()).or_insert(entry);

@@ -74,12 +74,21 @@ impl Matcher {
     /// Renders templated string values (`{{ params.x }}`, `{{ node.address }}`) for one node.
     /// Regular expressions are rendered, then compiled again.
     pub fn render(&self, r: &crate::template::Renderer) -> crate::Result<Matcher> {
-        let text = |v: &Value| -> crate::Result<Value> {
+        fn text(r: &crate::template::Renderer, v: &Value) -> crate::Result<Value> {
             Ok(match v {
                 Value::String(s) => Value::String(r.text(s)?),
+                Value::Array(a) => {
+                    Value::Array(a.iter().map(|x| text(r, x)).collect::<crate::Result<_>>()?)
+                }
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .map(|(k, x)| Ok((k.clone(), text(r, x)?)))
+                        .collect::<crate::Result<_>>()?,
+                ),
                 other => other.clone(),
             })
-        };
+        }
+        let text = |v: &Value| text(r, v);
         Ok(match self {
             Matcher::Equals(v) => Matcher::Equals(text(v)?),
             Matcher::Contains(v) => Matcher::Contains(text(v)?),
@@ -114,6 +123,14 @@ pub fn to_text(v: &Value) -> String {
     }
 }
 
+/// [`to_text`] for reports: an empty text shows as `""` instead of nothing.
+pub fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.is_empty() => "\"\"".to_string(),
+        other => to_text(other),
+    }
+}
+
 fn as_number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
@@ -134,8 +151,8 @@ impl fmt::Display for Matcher {
     /// Human form used in reports as "expected ...".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Matcher::Equals(v) => write!(f, "{}", to_text(v)),
-            Matcher::Contains(v) => write!(f, "contains {}", to_text(v)),
+            Matcher::Equals(v) => write!(f, "{}", shown(v)),
+            Matcher::Contains(v) => write!(f, "contains {}", shown(v)),
             Matcher::Matches(r) => write!(f, "matches /{}/", r.as_str()),
             Matcher::Lt(n) => write!(f, "< {n}"),
             Matcher::Gt(n) => write!(f, "> {n}"),
@@ -276,5 +293,21 @@ mod tests {
         assert!(e.to_string().contains("unknown matcher `like`"), "{e}");
         let e = serde_saphyr::from_str::<Matcher>("{lt: 1, gt: 0}").unwrap_err();
         assert!(e.to_string().contains("exactly one operator"), "{e}");
+    }
+
+    #[test]
+    fn templates_render_inside_lists_and_maps() {
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("ip".to_string(), "198.18.0.11".to_string());
+        let r = crate::template::Renderer::params_only(&p);
+        let out = m("{equals: ['https://{{ params.ip }}:2380', 3]}")
+            .render(&r)
+            .expect("renders");
+        assert!(out.matches(Some(&json!(["https://198.18.0.11:2380", 3]))));
+        assert!(!out.matches(Some(&json!(["https://{{ params.ip }}:2380", 3]))));
+        let out = m("{equals: {a: '{{ params.ip }}'}}")
+            .render(&r)
+            .expect("renders");
+        assert!(out.matches(Some(&json!({"a": "198.18.0.11"}))));
     }
 }

@@ -19,8 +19,8 @@ pub struct ListArgs {
     pub output: Output,
 }
 
-/// Lists `*.yaml` scenarios with name, difficulty, time limit and title; invalid files are
-/// listed as such.
+/// Lists `*.yaml` scenarios with name, difficulty, time limit, topologies and title;
+/// invalid files are listed as such.
 pub async fn run(a: ListArgs, _g: Globals) -> Result<u8> {
     let rd = std::fs::read_dir(&a.dir).map_err(|source| Error::Io {
         context: format!("reading {}", a.dir.display()),
@@ -41,7 +41,7 @@ pub async fn run(a: ListArgs, _g: Globals) -> Result<u8> {
                 serde_json::json!({
                     "file": f.display().to_string(), "name": m.name.value, "title": m.title,
                     "difficulty": m.difficulty, "time_limit": m.time_limit.map(|d| d.to_string()),
-                    "tags": m.tags, "valid": true,
+                    "tags": m.tags, "topologies": m.topologies, "valid": true,
                 })
             }
             _ => {
@@ -56,18 +56,36 @@ pub async fn run(a: ListArgs, _g: Globals) -> Result<u8> {
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
     } else {
+        let width = rows
+            .iter()
+            .filter_map(|r| r["name"].as_str().or(r["file"].as_str()))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        let topologies = |r: &serde_json::Value| {
+            let t: Vec<&str> = r["topologies"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            if t.is_empty() {
+                "any".to_string()
+            } else {
+                t.join(",")
+            }
+        };
         for r in &rows {
             if r["valid"] == true {
                 println!(
-                    "{:<36} {:<13} {:>6}  {}",
+                    "{:<width$}  {:<12}  {:>4}  {:<16}  {}",
                     r["name"].as_str().unwrap_or(""),
                     r["difficulty"].as_str().unwrap_or(""),
                     r["time_limit"].as_str().unwrap_or("-"),
+                    topologies(r),
                     r["title"].as_str().unwrap_or("")
                 );
             } else {
                 println!(
-                    "{:<36} invalid ({} errors): run `breakfix validate {}`",
+                    "{:<width$}  invalid ({} errors): run `breakfix validate {}`",
                     r["file"].as_str().unwrap_or(""),
                     r["errors"],
                     r["file"].as_str().unwrap_or("")

@@ -103,7 +103,43 @@ pub async fn run(cli: Cli) -> u8 {
         color,
         quiet: cli.quiet,
     };
-    let r = match cli.command {
+    let mutates = matches!(
+        cli.command,
+        Command::Run(_) | Command::Break(_) | Command::Drill(_) | Command::Test(_)
+    );
+    let work = dispatch(cli.command, g);
+    let r = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the command's future closes its connections; the node-side guardian
+            // kills whatever was still running there. Every fault journaled its undo first.
+            eprintln!(
+                "{} interrupted{}",
+                console::style("error:").red().bold(),
+                if mutates {
+                    ": every fault applied so far is in the journal; `breakfix reset` undoes them"
+                } else {
+                    ""
+                }
+            );
+            return EXIT_INTERRUPTED;
+        }
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{} {e}", console::style("error:").red().bold());
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Runs one subcommand.
+async fn dispatch(command: Command, g: Globals) -> crate::error::Result<u8> {
+    match command {
         Command::Validate(a) => validate::run(a, g).await,
         Command::Plan(a) => plan::run(a, g).await,
         Command::Run(a) => run::run(a, g).await,
@@ -118,12 +154,5 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Export(a) => export::run(a, g).await,
         Command::Completions(a) => completions::run(a, g).await,
         Command::Man(a) => man::run(a, g).await,
-    };
-    match r {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{} {e}", console::style("error:").red().bold());
-            EXIT_ERROR
-        }
     }
 }

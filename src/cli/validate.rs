@@ -1,4 +1,5 @@
-//! `breakfix validate FILE...`: load and validate scenario files; print diagnostics.
+//! `breakfix validate FILE...`: load and validate scenario, grader and lab files; print
+//! diagnostics.
 
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ use crate::error::Result;
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  breakfix validate scenarios/*.yaml --output json")]
 pub struct ValidateArgs {
-    /// Scenario files.
+    /// Scenario, grader (`kind: Grader`) or lab (`kind: Lab`) files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Directory of grader files (default: `graders/` beside each scenario's directory).
@@ -74,11 +75,68 @@ fn check_grader(path: &std::path::Path) -> crate::scenario::FileReport {
     report
 }
 
+/// Checks a lab (`kind: Lab`): the lab file itself, then every step's scenario (with the
+/// graders beside it, or `--graders`). Prints in human mode; returns (valid, JSON report).
+fn check_lab(f: &std::path::Path, a: &ValidateArgs, g: &Globals) -> (bool, serde_json::Value) {
+    let lab = match crate::lab::LoadedLab::load(f) {
+        Ok(l) => l,
+        Err(e) => {
+            if a.output == Output::Human {
+                println!("{} {e}", console::style("error").red());
+            }
+            return (
+                false,
+                serde_json::json!({"file": f.display().to_string(), "ok": false, "error": e.to_string()}),
+            );
+        }
+    };
+    let mut ok = true;
+    let mut steps = Vec::new();
+    for n in 1..=lab.lab.steps.len() {
+        let Some(sc) = lab.scenario_path(n) else {
+            continue;
+        };
+        let report = super::load::check_file(&sc, a.graders.as_deref());
+        let step_ok = report.is_ok() && report.loaded.is_some();
+        ok &= step_ok;
+        if a.output == Output::Human && !step_ok {
+            println!(
+                "{} step {n} of {}:",
+                console::style("error").red(),
+                f.display()
+            );
+            print!("{}", report.render(g.color));
+        }
+        steps.push(serde_json::json!({"step": n, "report": report.json()}));
+    }
+    if a.output == Output::Human && ok {
+        println!(
+            "{} {} (lab: {} steps, {} with a scenario)",
+            console::style("ok").green(),
+            f.display(),
+            lab.lab.steps.len(),
+            steps.len()
+        );
+    }
+    (
+        ok,
+        serde_json::json!({"file": f.display().to_string(), "ok": ok, "steps": steps}),
+    )
+}
+
 /// Exit 0 when every file is valid, 2 otherwise.
 pub async fn run(a: ValidateArgs, g: Globals) -> Result<u8> {
     let mut bad = 0usize;
     let mut json = Vec::new();
     for f in &a.files {
+        if crate::lab::is_lab_file(f) {
+            let (ok, j) = check_lab(f, &a, &g);
+            if !ok {
+                bad += 1;
+            }
+            json.push(j);
+            continue;
+        }
         let report = if is_grader_file(f) {
             check_grader(f)
         } else {

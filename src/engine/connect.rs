@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::inventory::{Inventory, Node};
+use crate::probe::owners::Owners;
+use crate::probe::proc_net;
+use crate::probe::units::{UnitState, UnitStates};
 use crate::transport::{Output, Transport};
 
 /// Default connect timeout: 10 seconds.
@@ -19,11 +22,16 @@ pub struct NodeSession {
     pub etcd: tokio::sync::Mutex<Option<crate::probe::etcd::EtcdAccess>>,
     /// Lazily opened Kubernetes API access (port forward + client), shared by kube probes.
     pub kube: tokio::sync::Mutex<Option<crate::probe::kube::KubeAccess>>,
-    /// The last `ss -Htln` output and when it was taken (shared by the port probes of a round).
-    listeners: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// The last TCP listener listing and when it was taken (shared by the port probes of a
+    /// round).
+    listeners: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    /// systemd unit states, read in one `systemctl` command per round (systemd probes).
+    units: UnitStates,
+    /// User and group names of file owners (file probes).
+    owners: Owners,
 }
 
-/// How long one `ss -Htln` listing serves the port probes of a round.
+/// How long one listing of TCP listeners serves the port probes of a round.
 const LISTENERS_FRESH: Duration = Duration::from_millis(500);
 
 impl NodeSession {
@@ -36,21 +44,67 @@ impl NodeSession {
             etcd: tokio::sync::Mutex::new(None),
             kube: tokio::sync::Mutex::new(None),
             listeners: tokio::sync::Mutex::new(None),
+            units: UnitStates::default(),
+            owners: Owners::default(),
         })
     }
 
-    /// TCP listeners (`ss -Htln` output), taken at most every 500 ms: the port probes of one
-    /// round share one listing instead of one `ss` each.
-    pub async fn listeners(&self, timeout: Duration) -> Result<String> {
+    /// Local addresses (`ip:port`, as `ss -Htln` prints them) of the node's TCP listeners,
+    /// from /proc/net/tcp and /proc/net/tcp6 (no process on the node), taken at most every
+    /// 500 ms: the port probes of one round share one listing.
+    pub async fn listeners(&self, timeout: Duration) -> Result<Vec<String>> {
         let mut slot = self.listeners.lock().await;
-        if let Some((at, text)) = slot.as_ref() {
+        if let Some((at, found)) = slot.as_ref() {
             if at.elapsed() < LISTENERS_FRESH {
-                return Ok(text.clone());
+                return Ok(found.clone());
             }
         }
-        let out = self.transport.exec("ss -Htln", timeout).await?;
-        *slot = Some((std::time::Instant::now(), out.stdout.clone()));
-        Ok(out.stdout)
+        let t = &self.transport;
+        let (v4, v6) = futures::future::try_join(
+            t.read_file("/proc/net/tcp", timeout),
+            t.read_file("/proc/net/tcp6", timeout),
+        )
+        .await?;
+        let Some(v4) = v4 else {
+            return Err(Error::Transport {
+                host: t.host().to_string(),
+                message: "cannot list TCP listeners: /proc/net/tcp does not exist".into(),
+            });
+        };
+        let mut found = proc_net::listening(&String::from_utf8_lossy(&v4));
+        // No /proc/net/tcp6 when IPv6 is disabled.
+        if let Some(v6) = v6 {
+            found.extend(proc_net::listening(&String::from_utf8_lossy(&v6)));
+        }
+        *slot = Some((std::time::Instant::now(), found.clone()));
+        Ok(found)
+    }
+
+    /// Announces that a probe of the coming round will ask about systemd `unit` (and its
+    /// `enabled` state when `enabled`): the round's first unit query then reads it too.
+    pub fn announce_unit(&self, unit: &str, enabled: bool) {
+        self.units.announce(unit, enabled);
+    }
+
+    /// `unit`'s state, read after this call began; one `systemctl` command serves every unit
+    /// announced for the round (see [`crate::probe::units`]).
+    pub async fn unit_state(
+        &self,
+        unit: &str,
+        enabled: bool,
+        timeout: Duration,
+    ) -> Result<UnitState> {
+        self.units
+            .get(&self.transport, unit, enabled, timeout)
+            .await
+    }
+
+    /// `user:group` names of the file at `path` owned by `uid`:`gid` (see
+    /// [`crate::probe::owners`]).
+    pub async fn owner(&self, path: &str, uid: u32, gid: u32, timeout: Duration) -> Result<String> {
+        self.owners
+            .owner(&self.transport, path, uid, gid, timeout)
+            .await
     }
 
     /// Runs a command (a non-zero exit is not an error here).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::engine::connect::NodeSession;
 use crate::engine::verdict::{Check, Status, Verdict};
 use crate::inventory::Inventory;
-use crate::matcher::to_text;
+use crate::matcher::shown;
 use crate::plan::PlannedProbe;
 use crate::probe::{ProbeCtx, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 
@@ -72,7 +72,7 @@ async fn attempt(
         checks.push(Check {
             fact: fact.to_string(),
             found: found
-                .map(|v| excerpt(&to_text(v), &expected))
+                .map(|v| excerpt(&shown(v), &expected))
                 .unwrap_or_else(|| "<absent>".into()),
             expected,
             ok: m.matches(found),
@@ -213,7 +213,8 @@ pub async fn evaluate_one(
     v
 }
 
-/// Evaluates every probe: those whose `needs` are met run concurrently, level by level;
+/// Evaluates every probe: those whose `needs` are met run concurrently, level by level
+/// (each level announced to the node sessions first, see [`crate::probe::Probe::announce`]);
 /// a probe whose needed probe did not PASS is SKIPPED. Results come back in plan order.
 pub async fn evaluate(
     probes: &[PlannedProbe],
@@ -251,6 +252,12 @@ pub async fn evaluate(
                     );
                 }
                 None => to_run.push(p),
+            }
+        }
+        // Announce the round first: each node then reads all of its units in one query.
+        for p in &to_run {
+            if let Some(s) = sessions.get(&p.node) {
+                p.probe.announce(s);
             }
         }
         let results = futures::future::join_all(

@@ -72,7 +72,7 @@ pub fn score(plan: &Plan, done_after: &[Option<Duration>], hints: &[u32]) -> Vec
             let hint_cost: u32 = t.hints.iter().take(used).map(|h| h.cost).sum();
             let done = done_after.get(i).copied().flatten();
             let overtime_penalty = match (done, has_deadline) {
-                (Some(d), true) if d > deadline => (((d - deadline).as_secs() + 59) / 60) as u32,
+                (Some(d), true) if d > deadline => (d - deadline).as_secs().div_ceil(60) as u32,
                 _ => 0,
             };
             let earned = if done.is_some() { t.points } else { 0 };
@@ -80,7 +80,7 @@ pub fn score(plan: &Plan, done_after: &[Option<Duration>], hints: &[u32]) -> Vec
                 task: i + 1,
                 title: t.title.clone(),
                 done_after: done.map(|d| d.as_secs_f64()),
-                deadline: has_deadline.then(|| deadline.as_secs_f64()),
+                deadline: has_deadline.then_some(deadline.as_secs_f64()),
                 hints: used as u32,
                 hint_cost,
                 overtime_penalty,

@@ -3,10 +3,11 @@
 //!
 //! # Which etcd
 //! Every etcd fault has the optional fields `endpoint`, `ca_file`, `cert_file` and `key_file`
-//! (URL as seen FROM THE NODE, paths ON THE NODE). Missing ones are filled in when the fault is
-//! rendered for its node, from the inventory's `cluster.etcd` (first endpoint), so the planned
-//! fault — and the undo it journals — names the exact etcd and files. `reset` therefore needs
-//! no inventory to put etcd back.
+//! (URL as seen FROM THE NODE, paths ON THE NODE), declared by writing `with etcd_connection`
+//! after its `action_spec!` struct (see [`EtcdConnection`]). Missing ones are filled in when
+//! the fault is rendered for its node, from the inventory's `cluster.etcd` (first endpoint), so
+//! the planned fault — and the undo it journals — names the exact etcd and files. `reset`
+//! therefore needs no inventory to put etcd back.
 //!
 //! # How it is reached
 //! Exactly like the `etcd` probe: [`crate::probe::etcd::connect`] reads the TLS files over the
@@ -30,17 +31,29 @@ pub const READY_WAIT: Duration = Duration::from_secs(60);
 /// Bound of one ordinary request (get, put, delete, status, alarm).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The four connection fields of an etcd fault, rendered; `None` ones default to the
+/// The four connection fields of an etcd fault (`endpoint`, `ca_file`, `cert_file`,
+/// `key_file`), declared once by `action_spec!`'s `with etcd_connection` form.
+pub trait EtcdConnection {
+    /// `[endpoint, ca_file, cert_file, key_file]`.
+    fn connection(&self) -> [&Option<String>; 4];
+    /// The same fields, to fill in when rendering.
+    fn connection_mut(&mut self) -> [&mut Option<String>; 4];
+}
+
+/// Each connection field's name and its default, a template over the inventory's
+/// `cluster.etcd` (its first endpoint); in [`EtcdConnection`] order.
+const CONNECTION_DEFAULTS: [(&str, &str); 4] = [
+    ("endpoint", "{{ cluster.etcd.endpoints[0] }}"),
+    ("ca_file", "{{ cluster.etcd.ca_file }}"),
+    ("cert_file", "{{ cluster.etcd.cert_file }}"),
+    ("key_file", "{{ cluster.etcd.key_file }}"),
+];
+
+/// Renders the four connection fields of `spec` in place; `None` ones default to the
 /// inventory's `cluster.etcd` (its first endpoint).
-pub fn render_target(
-    r: &Renderer,
-    endpoint: &Option<String>,
-    ca_file: &Option<String>,
-    cert_file: &Option<String>,
-    key_file: &Option<String>,
-) -> Result<[Option<String>; 4]> {
-    let one = |given: &Option<String>, default: &str, field: &str| -> Result<Option<String>> {
-        let out = match given {
+pub fn render_target(r: &Renderer, spec: &mut impl EtcdConnection) -> Result<()> {
+    for (slot, (field, default)) in spec.connection_mut().into_iter().zip(CONNECTION_DEFAULTS) {
+        let out = match slot {
             Some(v) => r.text(v)?,
             None => r.text(default).map_err(|_| {
                 Error::other(format!(
@@ -49,25 +62,15 @@ pub fn render_target(
                 ))
             })?,
         };
-        Ok(Some(out))
-    };
-    Ok([
-        one(endpoint, "{{ cluster.etcd.endpoints[0] }}", "endpoint")?,
-        one(ca_file, "{{ cluster.etcd.ca_file }}", "ca_file")?,
-        one(cert_file, "{{ cluster.etcd.cert_file }}", "cert_file")?,
-        one(key_file, "{{ cluster.etcd.key_file }}", "key_file")?,
-    ])
+        *slot = Some(out);
+    }
+    Ok(())
 }
 
 /// The target of a rendered fault (all four fields set by [`render_target`]).
-pub fn target_of(
-    endpoint: &Option<String>,
-    ca_file: &Option<String>,
-    cert_file: &Option<String>,
-    key_file: &Option<String>,
-) -> Result<EtcdTarget> {
-    match (endpoint, ca_file, cert_file, key_file) {
-        (Some(e), Some(ca), Some(c), Some(k)) => Ok(EtcdTarget {
+pub fn target_of(spec: &impl EtcdConnection) -> Result<EtcdTarget> {
+    match spec.connection() {
+        [Some(e), Some(ca), Some(c), Some(k)] => Ok(EtcdTarget {
             endpoint: e.clone(),
             ca_file: ca.clone(),
             cert_file: c.clone(),

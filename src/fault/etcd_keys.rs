@@ -63,20 +63,8 @@ crate::action_spec! {
         /// Bound of the snapshot (default 5m).
         #[serde(default)]
         pub timeout: Option<Dur>,
-        /// etcd client URL as seen from the node (default: the inventory's first
-        /// `cluster.etcd.endpoints`).
-        #[serde(default)]
-        pub endpoint: Option<String>,
-        /// CA file on the node (default: the inventory's `cluster.etcd.ca_file`).
-        #[serde(default)]
-        pub ca_file: Option<String>,
-        /// Client certificate on the node (default: the inventory's `cluster.etcd.cert_file`).
-        #[serde(default)]
-        pub cert_file: Option<String>,
-        /// Client key on the node (default: the inventory's `cluster.etcd.key_file`).
-        #[serde(default)]
-        pub key_file: Option<String>,
     }
+    with etcd_connection
 }
 
 /// One journaled key.
@@ -149,12 +137,7 @@ impl EtcdKeysAction {
         if let Some(p) = self.mode_problem() {
             return Err(fe(p));
         }
-        let target = target_of(
-            &self.endpoint,
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
-        )?;
+        let target = target_of(self)?;
         match (&self.delete, &self.snapshot) {
             (Some(prefix), _) => self.delete(ctx, label, &target, prefix, &fe).await,
             (None, Some(path)) => self.snapshot(ctx, label, &target, path, &fe).await,
@@ -286,7 +269,7 @@ impl EtcdKeysAction {
             .unwrap_or(DEFAULT_SNAPSHOT_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
         let etcd = Etcd::open(s, target, READY_WAIT).await?;
-        let bytes = tokio::time::timeout_at(deadline, stream_snapshot(&etcd))
+        let bytes = tokio::time::timeout_at(deadline, stream_snapshot_retrying(&etcd))
             .await
             .map_err(|_| {
                 fe(format!(
@@ -313,19 +296,34 @@ impl EtcdKeysAction {
         let mut a = self.clone();
         a.delete = self.delete.as_deref().map(|d| r.text(d)).transpose()?;
         a.snapshot = self.snapshot.as_deref().map(|p| r.text(p)).transpose()?;
-        [a.endpoint, a.ca_file, a.cert_file, a.key_file] = render_target(
-            r,
-            &self.endpoint,
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
-        )?;
+        render_target(r, &mut a)?;
         if let Some(p) = a.mode_problem() {
             return Err(Error::other(p));
         }
         Ok(a)
     }
 }
+
+/// [`stream_snapshot`], up to [`SNAPSHOT_ATTEMPTS`] times: the stream is read whole before
+/// anything is written, so a stream cut half-way (seen through the SSH forward: h2's
+/// `too_many_data_frames` guard, or etcd restarting) is simply asked for again.
+async fn stream_snapshot_retrying(etcd: &Etcd) -> std::result::Result<Vec<u8>, String> {
+    let mut last = String::new();
+    for attempt in 1..=SNAPSHOT_ATTEMPTS {
+        match stream_snapshot(etcd).await {
+            Ok(b) => return Ok(b),
+            Err(e) => {
+                tracing::warn!("etcd snapshot attempt {attempt}/{SNAPSHOT_ATTEMPTS}: {e}");
+                last = e;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+    Err(format!("{last} (after {SNAPSHOT_ATTEMPTS} attempts)"))
+}
+
+/// How often a snapshot stream is tried.
+const SNAPSHOT_ATTEMPTS: u32 = 3;
 
 /// The whole snapshot stream; checks the sha256 etcd appends (the last 32 bytes are the
 /// digest of everything before them), as `etcdctl snapshot restore` does.

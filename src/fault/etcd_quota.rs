@@ -87,20 +87,8 @@ crate::action_spec! {
         /// Bound of the whole fill (default 2m).
         #[serde(default)]
         pub timeout: Option<Dur>,
-        /// etcd client URL as seen from the node (default: the inventory's first
-        /// `cluster.etcd.endpoints`).
-        #[serde(default)]
-        pub endpoint: Option<String>,
-        /// CA file on the node (default: the inventory's `cluster.etcd.ca_file`).
-        #[serde(default)]
-        pub ca_file: Option<String>,
-        /// Client certificate on the node (default: the inventory's `cluster.etcd.cert_file`).
-        #[serde(default)]
-        pub cert_file: Option<String>,
-        /// Client key on the node (default: the inventory's `cluster.etcd.key_file`).
-        #[serde(default)]
-        pub key_file: Option<String>,
     }
+    with etcd_connection
 }
 
 /// The journaled recovery.
@@ -177,12 +165,7 @@ impl EtcdQuotaAction {
             message,
         };
         self.check().map_err(&fe)?;
-        let target = target_of(
-            &self.endpoint,
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
-        )?;
+        let target = target_of(self)?;
         let prefix = self.prefix().to_string();
         let t0 = Instant::now();
         let etcd = Etcd::open(ctx.session, &target, READY_WAIT).await?;
@@ -356,13 +339,7 @@ impl EtcdQuotaAction {
     pub fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.prefix = self.prefix.as_deref().map(|p| r.text(p)).transpose()?;
-        [a.endpoint, a.ca_file, a.cert_file, a.key_file] = render_target(
-            r,
-            &self.endpoint,
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
-        )?;
+        render_target(r, &mut a)?;
         Ok(a)
     }
 }

@@ -38,6 +38,11 @@ pub enum FileEdit {
     },
     /// Replace the whole contents.
     Content(String),
+    /// No change now: only the pre-image is journaled, so `breakfix reset` puts the file back
+    /// however it is changed later (by the learner, a solution or a wrong fix). `then:` runs
+    /// only after the undo (there is nothing to take effect at the break). A missing file is
+    /// recorded as missing: the undo removes it if it appears.
+    Keep,
 }
 
 crate::action_spec! {
@@ -81,7 +86,8 @@ pub fn sha256_hex(b: &[u8]) -> String {
 
 impl FileUndo {
     /// Writes the pre-image back (atomically), or removes a file that did not exist; then
-    /// runs `then` (its exit status ignored).
+    /// runs `then` (its exit status ignored). A file already equal to its pre-image is not
+    /// rewritten (a kubelet would not see a change either).
     pub async fn revert(&self, s: &NodeSession) -> Result<()> {
         self.restore(s).await?;
         if let Some(then) = &self.then {
@@ -90,9 +96,19 @@ impl FileUndo {
         Ok(())
     }
 
-    async fn restore(&self, s: &NodeSession) -> Result<()> {
+    /// Restores the pre-image; returns whether the file changed.
+    async fn restore(&self, s: &NodeSession) -> Result<bool> {
         use base64::Engine as _;
         let t = std::time::Duration::from_secs(30);
+        let current = s.transport.read_file(&self.path, t).await?;
+        let same = match (&current, &self.sha256) {
+            (Some(b), Some(want)) => &sha256_hex(b) == want,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return Ok(false);
+        }
         match &self.pre_image {
             Some(b64) => {
                 let bytes = base64::engine::general_purpose::STANDARD
@@ -111,16 +127,17 @@ impl FileUndo {
                         )));
                     }
                 }
-                s.transport.write_file(&self.path, &bytes, None, t).await
+                s.transport.write_file(&self.path, &bytes, None, t).await?;
             }
-            None => s
-                .run_ok(
+            None => {
+                s.run_ok(
                     &format!("rm -f {}", crate::transport::shell_quote(&self.path)),
                     t,
                 )
-                .await
-                .map(|_| ()),
+                .await?;
+            }
         }
+        Ok(true)
     }
 }
 
@@ -189,6 +206,7 @@ impl FileEdit {
                 serde_saphyr::to_string(&doc).map_err(|e| e.to_string())
             }
             FileEdit::Content(c) => Ok(c.clone()),
+            FileEdit::Keep => Ok(old.to_string()),
         }
     }
 }
@@ -210,7 +228,7 @@ impl FileAction {
         let old_text = match &old {
             Some(b) => String::from_utf8(b.clone())
                 .map_err(|_| fault_err(format!("{} is not UTF-8 text", self.path)))?,
-            None if matches!(self.edit, FileEdit::Content(_)) => String::new(),
+            None if matches!(self.edit, FileEdit::Content(_) | FileEdit::Keep) => String::new(),
             None => return Err(fault_err(format!("{} does not exist", self.path))),
         };
         let new = self
@@ -229,6 +247,9 @@ impl FileAction {
             journal
                 .record(ctx.session, ctx.scenario, label, Undo::File(undo))
                 .await?;
+        }
+        if matches!(self.edit, FileEdit::Keep) {
+            return Ok(());
         }
         ctx.session
             .transport
@@ -261,6 +282,7 @@ impl FileAction {
                 value: value.clone(),
             },
             FileEdit::Content(c) => FileEdit::Content(r.text(c)?),
+            FileEdit::Keep => FileEdit::Keep,
         };
         Ok(a)
     }

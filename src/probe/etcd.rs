@@ -538,19 +538,21 @@ struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// Reads the target's CA, certificate and key on the node (three reads, each bounded by
-    /// what is left of the attempt).
+    /// Reads the target's CA, certificate and key on the node (three concurrent reads, through
+    /// SFTP on SSH nodes, bounded by what is left of the attempt).
     async fn read(
         session: &NodeSession,
         target: &EtcdTarget,
         origin: TlsOrigin,
         deadline: Instant,
     ) -> Result<TlsFiles> {
-        Ok(TlsFiles {
-            ca: read_tls_file(session, origin, "ca_file", &target.ca_file, deadline).await?,
-            cert: read_tls_file(session, origin, "cert_file", &target.cert_file, deadline).await?,
-            key: read_tls_file(session, origin, "key_file", &target.key_file, deadline).await?,
-        })
+        let (ca, cert, key) = futures::future::try_join3(
+            read_tls_file(session, origin, "ca_file", &target.ca_file, deadline),
+            read_tls_file(session, origin, "cert_file", &target.cert_file, deadline),
+            read_tls_file(session, origin, "key_file", &target.key_file, deadline),
+        )
+        .await?;
+        Ok(TlsFiles { ca, cert, key })
     }
 
     fn sha256(files: Option<&TlsFiles>) -> [u8; 32] {

@@ -1,10 +1,14 @@
 //! `file` probe: a file on the node; facts `exists`, `contents`, `mode` (e.g. `0600`),
-//! `owner` (`user:group`), `size` (bytes), `sha256`.
+//! `owner` (`user:group`), `size` (bytes), `sha256`. Gathered with `stat` and a read through
+//! the transport (SFTP on SSH nodes: no process on the node), symlinks followed.
+
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
 
 use super::{Facts, ProbeCtx};
 use crate::error::Result;
 use crate::template::Renderer;
-use crate::transport::shell_quote;
 
 crate::probe_spec! {
     /// ```yaml
@@ -27,42 +31,42 @@ crate::expect_block! {
 }
 
 impl FileProbe {
-    /// One `stat`/`sha256sum` round trip, plus a read when `contents` is checked.
+    /// One `stat` (`exists`, `mode`, `size`); the owner's names when `owner` is checked
+    /// (cached per node session); one read, hashed here, when `contents` or `sha256` is
+    /// checked (regular files only: a directory or a FIFO has neither).
     pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
-        let p = shell_quote(&self.path);
-        let cmd = format!(
-            "if [ -e {p} ]; then stat -L -c '%a %U:%G %s' {p}; sha256sum < {p} 2>/dev/null | cut -d' ' -f1; else echo missing; fi"
-        );
-        let out = ctx.session.transport.exec(&cmd, ctx.timeout).await?;
+        let deadline = Instant::now() + ctx.timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let t = &ctx.session.transport;
         let mut f = Facts::default();
-        let mut lines = out.stdout.lines();
-        let first = lines.next().unwrap_or("missing").trim();
-        if first == "missing" {
+        let Some(st) = t.stat(&self.path, ctx.timeout).await? else {
             f.set("exists", false);
             return Ok(f);
-        }
+        };
         f.set("exists", true);
-        let mut parts = first.split_whitespace();
-        if let Some(mode) = parts.next() {
-            f.set("mode", format!("{:0>4}", mode));
-        }
-        if let Some(owner) = parts.next() {
-            f.set("owner", owner.to_string());
-        }
-        if let Some(size) = parts.next().and_then(|s| s.parse::<u64>().ok()) {
-            f.set("size", size);
-        }
-        if let Some(sum) = lines.next() {
-            f.set("sha256", sum.trim().to_string());
-        }
-        if wanted.contains(&"contents") {
-            let bytes = ctx
+        f.set("mode", format!("{:04o}", st.permissions()));
+        f.set("size", st.size);
+        if wanted.contains(&"owner") {
+            let owner = ctx
                 .session
-                .transport
-                .read_file(&self.path, ctx.timeout)
+                .owner(&self.path, st.uid, st.gid, left())
                 .await?;
-            if let Some(b) = bytes {
-                f.set("contents", String::from_utf8_lossy(&b).into_owned());
+            f.set("owner", owner);
+        }
+        let read = wanted.contains(&"contents") || wanted.contains(&"sha256");
+        if read && st.is_file() {
+            match t.read_file(&self.path, left()).await? {
+                Some(b) => {
+                    f.set("sha256", hex::encode(Sha256::digest(&b)));
+                    if wanted.contains(&"contents") {
+                        f.set("contents", String::from_utf8_lossy(&b).into_owned());
+                    }
+                }
+                // Removed between the stat and the read.
+                None => {
+                    f.values.clear();
+                    f.set("exists", false);
+                }
             }
         }
         Ok(f)

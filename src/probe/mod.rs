@@ -8,10 +8,14 @@ pub mod command;
 pub mod etcd;
 pub mod file;
 pub mod kube;
+pub mod owners;
 pub mod port;
+pub mod proc_net;
 #[macro_use]
 pub mod spec;
+pub mod static_pod;
 pub mod systemd;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +48,8 @@ crate::kind_first_enum! {
         /// The Kubernetes API through the node's kubeconfig; facts `exists`, `count`, `field`,
         /// `ready_replicas`, `available_replicas`, `replicas`, `readyz`, `writable`.
         Kube(kube::KubeProbe) = "kube",
+        /// A static pod manifest as the kubelet reads it; facts `exists`, `flag`, `host_path`.
+        StaticPod(static_pod::StaticPodProbe) = "static_pod",
     }
 }
 
@@ -116,6 +122,7 @@ impl Probe {
             Probe::File(p) => p.common(),
             Probe::Etcd(p) => p.common(),
             Probe::Kube(p) => p.common(),
+            Probe::StaticPod(p) => p.common(),
         }
     }
 
@@ -133,6 +140,7 @@ impl Probe {
             Probe::File(p) => p.expect.items(),
             Probe::Etcd(p) => p.expect.items(),
             Probe::Kube(p) => p.expect.items(),
+            Probe::StaticPod(p) => p.expect.items(),
         }
     }
 
@@ -145,6 +153,7 @@ impl Probe {
             Probe::File(_) => file::FileExpect::FACTS,
             Probe::Etcd(_) => etcd::EtcdExpect::FACTS,
             Probe::Kube(_) => kube::KubeExpect::FACTS,
+            Probe::StaticPod(_) => static_pod::StaticPodExpect::FACTS,
         }
     }
 
@@ -154,11 +163,21 @@ impl Probe {
         let wanted: Vec<&str> = self.expectations().iter().map(|(f, _)| *f).collect();
         match self {
             Probe::Command(p) => p.gather(ctx).await,
-            Probe::Systemd(p) => p.gather(ctx).await,
+            Probe::Systemd(p) => p.gather(ctx, &wanted).await,
             Probe::Port(p) => p.gather(ctx).await,
             Probe::File(p) => p.gather(ctx, &wanted).await,
             Probe::Etcd(p) => p.gather(ctx, &wanted).await,
             Probe::Kube(p) => p.gather(ctx, &wanted).await,
+            Probe::StaticPod(p) => p.gather(ctx).await,
+        }
+    }
+
+    /// Tells `session` what this probe is about to ask, before a round starts, so that one
+    /// query can serve the whole round (systemd units; the other kinds need nothing).
+    pub fn announce(&self, session: &NodeSession) {
+        if let Probe::Systemd(p) = self {
+            let enabled = self.expectations().iter().any(|(f, _)| *f == "enabled");
+            session.announce_unit(&p.unit, enabled);
         }
     }
 
@@ -171,6 +190,7 @@ impl Probe {
             Probe::File(p) => Probe::File(p.render(r)?),
             Probe::Etcd(p) => Probe::Etcd(p.render(r)?),
             Probe::Kube(p) => Probe::Kube(p.render(r)?),
+            Probe::StaticPod(p) => Probe::StaticPod(p.render(r)?),
         })
     }
 }

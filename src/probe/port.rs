@@ -1,4 +1,5 @@
-//! `port` probe: is a TCP port in LISTEN state on the node (`ss -Htln`); fact `listening`.
+//! `port` probe: is a TCP port in LISTEN state on the node (/proc/net/tcp and tcp6, see
+//! [`super::proc_net`]); fact `listening`.
 
 use super::{Facts, ProbeCtx};
 use crate::error::Result;
@@ -14,7 +15,8 @@ crate::probe_spec! {
     pub struct PortProbe {
         /// TCP port number.
         pub port: u16,
-        /// Only count listeners on this address (e.g. `127.0.0.1`); default any address.
+        /// Only count listeners on this address (e.g. `127.0.0.1`, `::`; `*` is taken as
+        /// `::`, as `ss` writes a dual-stack wildcard); default any address.
         #[serde(default)]
         pub address: Option<String>,
         /// Expectation on `listening` (bool).
@@ -27,33 +29,23 @@ crate::expect_block! {
     pub struct PortExpect { listening, }
 }
 
-/// Local addresses (`ip:port`) from `ss -Htln` output listening on `port`.
-pub fn listeners(ss_output: &str, port: u16) -> Vec<String> {
+/// The listener addresses (`ip:port`) on `port`, only those on `address` when given.
+pub fn matching(listeners: &[String], port: u16, address: Option<&str>) -> Vec<String> {
     let suffix = format!(":{port}");
-    ss_output
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(3))
-        .filter(|a| a.ends_with(&suffix))
-        .map(str::to_string)
+    let address = address.map(|a| if a == "*" { "::" } else { a });
+    listeners
+        .iter()
+        .filter_map(|l| Some((l, l.strip_suffix(&suffix)?)))
+        .filter(|(_, ip)| address.is_none_or(|a| ip.trim_matches(['[', ']']) == a))
+        .map(|(l, _)| l.clone())
         .collect()
 }
 
 impl PortProbe {
-    /// Lists TCP listeners once.
+    /// Looks the port up in the node's listener listing (shared by a round's port probes).
     pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
-        let out = ctx.session.listeners(ctx.timeout).await?;
-        let found = listeners(&out, self.port);
-        let found: Vec<String> = match &self.address {
-            None => found,
-            Some(a) => found
-                .into_iter()
-                .filter(|l| {
-                    l.trim_end_matches(&format!(":{}", self.port))
-                        .trim_matches(['[', ']'])
-                        == a
-                })
-                .collect(),
-        };
+        let all = ctx.session.listeners(ctx.timeout).await?;
+        let found = matching(&all, self.port, self.address.as_deref());
         let mut f = Facts::default();
         f.set("listening", !found.is_empty());
         if !found.is_empty() {
@@ -75,11 +67,31 @@ impl PortProbe {
 
 #[cfg(test)]
 mod tests {
+    use super::matching;
+
     #[test]
-    fn parses_ss_output() {
-        let ss = "LISTEN 0 4096 127.0.0.1:2379 0.0.0.0:*\nLISTEN 0 4096 198.18.0.11:2380 0.0.0.0:*\nLISTEN 0 128 [::]:22 [::]:*\n";
-        assert_eq!(super::listeners(ss, 2379), vec!["127.0.0.1:2379"]);
-        assert_eq!(super::listeners(ss, 22), vec!["[::]:22"]);
-        assert!(super::listeners(ss, 2381).is_empty());
+    fn matches_port_and_address() {
+        let all: Vec<String> = [
+            "127.0.0.1:2379",
+            "198.18.0.11:2380",
+            "[::]:22",
+            "0.0.0.0:22",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(matching(&all, 2379, None), vec!["127.0.0.1:2379"]);
+        assert_eq!(matching(&all, 22, None), vec!["[::]:22", "0.0.0.0:22"]);
+        assert_eq!(matching(&all, 22, Some("::")), vec!["[::]:22"]);
+        assert_eq!(matching(&all, 22, Some("*")), vec!["[::]:22"]);
+        assert_eq!(
+            matching(&all, 2379, Some("127.0.0.1")),
+            vec!["127.0.0.1:2379"]
+        );
+        assert!(matching(&all, 2379, Some("198.18.0.11")).is_empty());
+        assert!(matching(&all, 2381, None).is_empty());
+        assert!(
+            matching(&all, 79, None).is_empty(),
+            "2379 does not end a `:79` port"
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! `systemd` probe: a unit's state; facts `active` (`systemctl is-active`) and `enabled`
-//! (`systemctl is-enabled`).
+//! (`systemctl is-enabled`), read in one `systemctl` command per node and round (see
+//! [`super::units`]).
 
 use super::{Facts, ProbeCtx};
 use crate::error::Result;
 use crate::template::Renderer;
-use crate::transport::shell_quote;
 
 crate::probe_spec! {
     /// ```yaml
@@ -28,22 +28,19 @@ crate::expect_block! {
 }
 
 impl SystemdProbe {
-    /// One command prints both states (is-active/is-enabled exit non-zero for "inactive";
-    /// their output is what counts).
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
-        let u = shell_quote(&self.unit);
-        let cmd = format!("systemctl is-active {u}; systemctl is-enabled {u} 2>/dev/null || true");
-        let out = ctx.session.transport.exec(&cmd, ctx.timeout).await?;
-        let mut lines = out.stdout.lines();
+    /// The unit's state from the node session's batched query; `enabled` (one more
+    /// `systemctl` in that command) only when the expectations check it.
+    pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
+        let enabled = wanted.contains(&"enabled");
+        let st = ctx
+            .session
+            .unit_state(&self.unit, enabled, ctx.timeout)
+            .await?;
         let mut f = Facts::default();
-        f.set(
-            "active",
-            lines.next().unwrap_or("unknown").trim().to_string(),
-        );
-        f.set(
-            "enabled",
-            lines.next().unwrap_or("not-found").trim().to_string(),
-        );
+        f.set("active", st.active);
+        if let Some(e) = st.enabled {
+            f.set("enabled", e);
+        }
         Ok(f)
     }
 

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::raw::{self, RawOutput};
-use super::{Forward, Output};
+use super::{FileStat, Forward, Output};
 use crate::error::{Error, Result};
 use crate::inventory::Node;
 
@@ -132,9 +132,31 @@ impl LocalTransport {
         let result = self.bounded(&format!("read {path}"), timeout, job).await?;
         match result {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
             Err(e) => Err(Error::Io {
                 context: format!("{}: reading {path}", self.host),
+                source: e,
+            }),
+        }
+    }
+
+    /// `stat` of `path` (symlinks followed). `Ok(None)` when it does not exist (including a
+    /// dangling symlink or a path through a non-directory).
+    ///
+    /// Errors: [`Error::Io`] naming host and path; [`Error::Timeout`].
+    pub async fn stat(&self, path: &str, timeout: Duration) -> Result<Option<FileStat>> {
+        let p = PathBuf::from(path);
+        let job = tokio::task::spawn_blocking(move || fs::metadata(p));
+        match self.bounded(&format!("stat {path}"), timeout, job).await? {
+            Ok(m) => Ok(Some(FileStat {
+                mode: m.mode(),
+                uid: m.uid(),
+                gid: m.gid(),
+                size: m.size(),
+            })),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(Error::Io {
+                context: format!("{}: stat {path}", self.host),
                 source: e,
             }),
         }
@@ -253,6 +275,15 @@ impl LocalTransport {
             }),
         }
     }
+}
+
+/// "Does not exist": no such file, or a component of the path is not a directory (what
+/// `[ -e ]` says false for, and SFTP reports as "no such file").
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 /// Removes the temp file unless the rename happened.

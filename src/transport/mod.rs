@@ -8,10 +8,10 @@
 //!   `[address]:port` for a port other than 22; hashed entries and `@revoked` understood); a
 //!   mismatch or an unknown host is refused with a message naming the host, the offered key's
 //!   SHA256 fingerprint and the known_hosts file. Nothing is ever trusted on first use.
-//! - One SSH connection per node; each operation opens its own channel. Many operations may
-//!   run concurrently; session channels are capped at [`ssh::MAX_CHANNELS`] (below OpenSSH's
-//!   default `MaxSessions 10`) and extra operations queue (the wait counts against their
-//!   timeout).
+//! - One SSH connection per node; each command opens its own channel, reads and `stat` share
+//!   the connection's SFTP session. Many operations may run concurrently; command channels
+//!   are capped at [`ssh::MAX_CHANNELS`] (below OpenSSH's default `MaxSessions 10`) and extra
+//!   commands queue (the wait counts against their timeout).
 //! - A command still running at its timeout is killed on the node (its process group and
 //!   session), not merely abandoned, and reported as [`crate::Error::Timeout`]. Commands
 //!   still running when an SSH connection ends (transport dropped, engine killed) are killed
@@ -19,7 +19,10 @@
 //! - [`Transport::write_file`] is atomic: a temp file in the same directory, fsync, then
 //!   rename; an existing file's mode and owner are kept. On failure no temp file is left.
 //! - [`Transport::read_file`] is binary-safe and tells "does not exist" (`Ok(None)`) from
-//!   other failures (an error naming host and path).
+//!   other failures (an error naming host and path); so does [`Transport::stat`].
+//! - Reads and `stat` start no process on the node: the SSH transport does them through one
+//!   SFTP session per connection (see `sftp.rs`), falling back to `cat`/`stat` commands when
+//!   the server has no `sftp` subsystem; the local transport uses std::fs.
 //!
 //! # Caveats
 //! - SSH commands reach the node through the remote user's login shell, which runs
@@ -31,6 +34,7 @@ mod guardian;
 mod known_hosts;
 pub mod local;
 mod raw;
+mod sftp;
 pub mod ssh;
 
 use std::net::SocketAddr;
@@ -56,6 +60,36 @@ impl Output {
     /// True when the command exited 0.
     pub fn success(&self) -> bool {
         self.exit == Some(0)
+    }
+}
+
+/// What `stat(2)` says about a file, symlinks followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Owner's group id.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl FileStat {
+    /// Permission bits including setuid/setgid/sticky (what `stat -c %a` prints, in octal).
+    pub fn permissions(&self) -> u32 {
+        self.mode & 0o7777
+    }
+
+    /// True for a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+
+    /// True for a regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & 0o170000 == 0o100000
     }
 }
 
@@ -132,6 +166,15 @@ impl Transport {
         match self {
             Transport::Ssh(t) => t.read_file(path, timeout).await,
             Transport::Local(t) => t.read_file(path, timeout).await,
+        }
+    }
+
+    /// `stat` of `path` (symlinks followed); `Ok(None)` when it does not exist (including a
+    /// dangling symlink or a path through a non-directory).
+    pub async fn stat(&self, path: &str, timeout: Duration) -> Result<Option<FileStat>> {
+        match self {
+            Transport::Ssh(t) => t.stat(path, timeout).await,
+            Transport::Local(t) => t.stat(path, timeout).await,
         }
     }
 

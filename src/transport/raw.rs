@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::Output;
+use super::{FileStat, Output};
 
 /// What a command produced, as bytes.
 #[derive(Debug, Default)]
@@ -51,8 +51,47 @@ pub(crate) fn token() -> String {
     format!("{:016x}", rand::thread_rng().gen::<u64>())
 }
 
-/// True when a failed `cat` said the file does not exist (messages under `LC_ALL=C`; GNU
-/// coreutils and busybox word it the same way).
+/// True when a failed `cat` or `stat` said the file does not exist, or that a component of
+/// its path is not a directory (messages under `LC_ALL=C`; GNU coreutils and busybox word
+/// them the same way). The same cases SFTP reports as "no such file".
 pub(crate) fn says_not_found(stderr: &[u8]) -> bool {
-    String::from_utf8_lossy(stderr).contains("No such file or directory")
+    let text = String::from_utf8_lossy(stderr);
+    text.contains("No such file or directory") || text.contains("Not a directory")
+}
+
+/// `stat -c` format (quoted for the shell) whose output [`parse_stat`] reads: raw mode in hex,
+/// uid, gid, size.
+pub(crate) const STAT_FORMAT: &str = "'%f %u %g %s'";
+
+/// Reads the output of `stat -c` with [`STAT_FORMAT`]; `None` when it is not that.
+pub(crate) fn parse_stat(text: &str) -> Option<FileStat> {
+    match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [mode, uid, gid, size] => Some(FileStat {
+            mode: u32::from_str_radix(mode, 16).ok()?,
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+            size: size.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_output_and_not_found_messages() {
+        // GNU stat on a 0640 regular file and on a directory.
+        let f = parse_stat("81a0 0 42 17\n").expect("parses");
+        assert_eq!((f.permissions(), f.uid, f.gid, f.size), (0o640, 0, 42, 17));
+        assert!(f.is_file());
+        assert!(parse_stat("41ed 0 0 4096\n").expect("parses").is_dir());
+        assert_eq!(parse_stat("stat: missing operand\n"), None);
+        assert!(says_not_found(
+            b"stat: cannot statx '/x': No such file or directory\n"
+        ));
+        assert!(says_not_found(b"cat: /etc/hosts/x: Not a directory\n"));
+        assert!(!says_not_found(b"cat: /root/x: Permission denied\n"));
+    }
 }

@@ -17,10 +17,16 @@
 //! When the connection has died (node rebooted, sshd restarted, keepalives unanswered), the
 //! next operation dials again, host key checked again, within its own deadline.
 //!
+//! # Files
+//! Reads and `stat` go through the connection's one SFTP session (`sftp.rs`), opened on first
+//! use: no process per file on the node. Without an `sftp` subsystem on the server they run
+//! `cat` / `stat` commands instead.
+//!
 //! # Limits
-//! At most [`MAX_CHANNELS`] session channels are open at once; further operations wait for a
-//! free slot (the wait counts against their timeout). Port-forward channels (`direct-tcpip`)
-//! are not sessions in OpenSSH's `MaxSessions` sense and are not counted.
+//! At most [`MAX_CHANNELS`] session channels are open at once for commands; further
+//! operations wait for a free slot (the wait counts against their timeout). Port-forward
+//! channels (`direct-tcpip`) are not sessions in OpenSSH's `MaxSessions` sense and are not
+//! counted.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -37,14 +43,15 @@ use tokio::time::Instant as TokioInstant;
 use super::guardian::Guardian;
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::raw::{self, RawOutput};
-use super::{shell_quote, Forward, Output};
+use super::sftp;
+use super::{shell_quote, FileStat, Forward, Output};
 use crate::error::{Error, Result};
 use crate::inventory::Node;
 
-/// Session channels allowed open at once on one connection for operations (OpenSSH's
-/// default `MaxSessions` is 10; of the other two, one is the guardian and one is kept for
-/// the fallback kill session and for sshd's lag in freeing closed sessions).
-pub const MAX_CHANNELS: usize = 8;
+/// Session channels allowed open at once on one connection for commands (OpenSSH's default
+/// `MaxSessions` is 10; of the other three, one is the guardian, one the SFTP session and one
+/// is kept for the fallback kill session and for sshd's lag in freeing closed sessions).
+pub const MAX_CHANNELS: usize = 7;
 
 /// Keepalive interval; after [`KEEPALIVE_MAX`] unanswered keepalives the connection is
 /// considered dead.
@@ -88,6 +95,8 @@ struct Conn {
     token: String,
     /// Kills this connection's commands; `None` when it could not be started.
     guardian: Option<Guardian>,
+    /// The connection's SFTP session (opened on first use).
+    sftp: sftp::Slot,
 }
 
 /// russh callbacks: only the host-key check matters.
@@ -202,15 +211,26 @@ impl SshTransport {
             .into_output())
     }
 
-    /// Reads the whole file at `path` on the node (bytes, binary-safe). `Ok(None)` when it
-    /// does not exist (including a dangling symlink).
+    /// Reads the whole file at `path` on the node (bytes, binary-safe) through the
+    /// connection's SFTP session (`cat` without one). `Ok(None)` when it does not exist
+    /// (including a dangling symlink).
     ///
     /// Errors: [`Error::Transport`] naming the host and path for anything else (permission
     /// denied, a directory, ...); [`Error::Timeout`].
     pub async fn read_file(&self, path: &str, timeout: Duration) -> Result<Option<Vec<u8>>> {
         let label = format!("read {path}");
+        let deadline = TokioInstant::now() + timeout;
+        let via_sftp = self
+            .sftp_op(&label, timeout, deadline, |s| async move {
+                sftp::read(&s, path).await
+            })
+            .await?;
+        if let Some(found) = via_sftp {
+            return Ok(found);
+        }
         let command = format!("LC_ALL=C exec cat -- {}", shell_quote(path));
-        let out = self.run(&label, &command, None, timeout).await?;
+        let left = deadline.saturating_duration_since(TokioInstant::now());
+        let out = self.run(&label, &command, None, left).await?;
         if out.exit == Some(0) {
             Ok(Some(out.stdout))
         } else if raw::says_not_found(&out.stderr) {
@@ -221,6 +241,123 @@ impl SshTransport {
                 out.stderr_text(),
                 out.exit_text()
             )))
+        }
+    }
+
+    /// `stat` of `path` on the node (symlinks followed) through the connection's SFTP session
+    /// (`stat -L` without one). `Ok(None)` when it does not exist.
+    ///
+    /// Errors: [`Error::Transport`] naming the host and path (permission denied, ...);
+    /// [`Error::Timeout`].
+    pub async fn stat(&self, path: &str, timeout: Duration) -> Result<Option<FileStat>> {
+        let label = format!("stat {path}");
+        let deadline = TokioInstant::now() + timeout;
+        let via_sftp = self
+            .sftp_op(&label, timeout, deadline, |s| async move {
+                sftp::stat(&s, path).await
+            })
+            .await?;
+        if let Some(found) = via_sftp {
+            return Ok(found);
+        }
+        let command = format!(
+            "LC_ALL=C exec stat -L -c {} -- {}",
+            raw::STAT_FORMAT,
+            shell_quote(path)
+        );
+        let left = deadline.saturating_duration_since(TokioInstant::now());
+        let out = self.run(&label, &command, None, left).await?;
+        if out.exit != Some(0) {
+            if raw::says_not_found(&out.stderr) {
+                return Ok(None);
+            }
+            return Err(self.terr(format!(
+                "cannot stat {path}: {} ({})",
+                out.stderr_text(),
+                out.exit_text()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        raw::parse_stat(&text).map(Some).ok_or_else(|| {
+            self.terr(format!(
+                "cannot stat {path}: unexpected `stat` output `{}`",
+                text.trim()
+            ))
+        })
+    }
+
+    /// Runs `op` on the connection's SFTP session within `deadline`. `Ok(None)` when the
+    /// server has no SFTP (the caller uses a command instead). A session that fails below the
+    /// protocol level is dropped; when it was an older one, the operation is tried once more
+    /// on a fresh session (it may have died since its last use).
+    async fn sftp_op<T, F, Fut>(
+        &self,
+        label: &str,
+        timeout: Duration,
+        deadline: TokioInstant,
+        op: F,
+    ) -> Result<Option<T>>
+    where
+        F: Fn(Arc<russh_sftp::client::RawSftpSession>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, russh_sftp::client::error::Error>>,
+    {
+        let timed_out = || Error::Timeout {
+            host: self.inner.host.clone(),
+            command: label.to_string(),
+            after: timeout,
+        };
+        for attempt in 0..2 {
+            let (conn, session, fresh) = match self.sftp_session(deadline).await {
+                Ok(Some((conn, sftp::Session::Ready { session, fresh }))) => (conn, session, fresh),
+                Ok(Some((_, sftp::Session::Unavailable))) => return Ok(None),
+                Ok(None) => return Err(timed_out()),
+                Err(m) => return Err(self.terr(format!("`{label}`: cannot start SFTP: {m}"))),
+            };
+            match tokio::time::timeout_at(deadline, op(Arc::clone(&session))).await {
+                Ok(Ok(v)) => return Ok(Some(v)),
+                Ok(Err(e)) if sftp::is_status(&e) => {
+                    return Err(self.terr(format!("`{label}` failed: {}", sftp::describe(&e))))
+                }
+                Ok(Err(e)) => {
+                    conn.sftp.forget(&session).await;
+                    if fresh || attempt == 1 {
+                        return Err(self.terr(format!(
+                            "`{label}`: SFTP session failed: {}",
+                            sftp::describe(&e)
+                        )));
+                    }
+                    tracing::debug!("{}: SFTP session failed ({e}); reopening", self.host());
+                }
+                Err(_) => {
+                    // A stuck request (e.g. a hung mount) blocks the whole session: start over.
+                    conn.sftp.forget(&session).await;
+                    return Err(timed_out());
+                }
+            }
+        }
+        Err(timed_out())
+    }
+
+    /// The live connection and its SFTP session (opened now if needed). `Ok(None)` when
+    /// `deadline` passes first.
+    async fn sftp_session(
+        &self,
+        deadline: TokioInstant,
+    ) -> Result<Option<(Arc<Conn>, sftp::Session)>, String> {
+        let Some(conn) = live_conn(&self.inner, deadline).await? else {
+            return Ok(None);
+        };
+        let open = async {
+            match open_on(&self.inner, &conn, deadline).await? {
+                Some(c) => Ok(c),
+                None => Err("no channel in time".to_string()),
+            }
+        };
+        match tokio::time::timeout_at(deadline, conn.sftp.session(open)).await {
+            Ok(Ok(s)) => Ok(Some((Arc::clone(&conn), s))),
+            Ok(Err(_)) if TokioInstant::now() >= deadline => Ok(None),
+            Ok(Err(m)) => Err(m),
+            Err(_) => Ok(None),
         }
     }
 
@@ -584,6 +721,7 @@ async fn establish(node: &Node, host: &str, timeout: Duration) -> Result<Conn> {
         handle,
         token,
         guardian,
+        sftp: sftp::Slot::default(),
     })
 }
 
@@ -641,17 +779,36 @@ async fn open_session(
     inner: &Arc<Inner>,
     deadline: TokioInstant,
 ) -> Result<Option<(Arc<Conn>, Channel<client::Msg>)>, String> {
+    let mut reconnected = false;
+    loop {
+        let Some(conn) = live_conn(inner, deadline).await? else {
+            return Ok(None);
+        };
+        match open_on(inner, &conn, deadline).await {
+            Ok(Some(c)) => return Ok(Some((conn, c))),
+            Ok(None) => return Ok(None),
+            // The connection died under us: the next round reconnects (once).
+            Err(_) if conn.handle.is_closed() && !reconnected => reconnected = true,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Opens a session channel on `conn` by `deadline` (no reconnect), retrying opens the server
+/// refuses (see [`open_session`]). `Ok(None)` on timeout.
+async fn open_on(
+    inner: &Inner,
+    conn: &Arc<Conn>,
+    deadline: TokioInstant,
+) -> Result<Option<Channel<client::Msg>>, String> {
     let mut backoff = Duration::from_millis(2);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let Some(conn) = live_conn(inner, deadline).await? else {
-            return Ok(None);
-        };
-        let opener = Arc::clone(&conn);
+        let opener = Arc::clone(conn);
         let mut task = tokio::spawn(async move { opener.handle.channel_open_session().await });
         match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(Ok(c))) => return Ok(Some((conn, c))),
+            Ok(Ok(Ok(c))) => return Ok(Some(c)),
             Ok(Ok(Err(russh::Error::ChannelOpenFailure(reason)))) if attempts < OPEN_ATTEMPTS => {
                 tracing::debug!(
                     "{}: channel open refused ({reason:?}), retrying",
@@ -663,8 +820,6 @@ async fn open_session(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
-            // The connection died under us: the next round reconnects (once).
-            Ok(Ok(Err(_))) if conn.handle.is_closed() && attempts < 2 => {}
             Ok(Ok(Err(e))) => return Err(e.to_string()),
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => {

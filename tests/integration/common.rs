@@ -3,6 +3,9 @@
 // ---- transport helper: a real OpenSSH server on loopback (tests/integration/common/sshd.rs) ----
 pub mod sshd;
 
+// ---- etcd helper: a real etcd with a mutual-TLS PKI on loopback (tests/integration/common/etcd.rs) ----
+pub mod etcd;
+
 // ---- sandbox helper: one shared lab cluster for every test that needs it ----
 //
 // `sandbox()` serialises its users (a process-wide mutex plus an flock on

@@ -322,3 +322,62 @@ fn documentation_examples_are_valid() {
         }
     }
 }
+
+#[test]
+fn labs_are_validated_with_the_scenarios_of_their_steps() {
+    let o = crate::common::breakfix(&[
+        "validate",
+        "labs/etcd-outage-000.yaml",
+        "labs/etcd-performance-004.yaml",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("ok labs/etcd-performance-004.yaml (lab: 5 steps, 3 with a scenario)"),
+        "{out}"
+    );
+
+    // A step whose scenario has a mistake makes the lab invalid, with the scenario's
+    // diagnostic (file, line, column) under the step.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = std::fs::read_to_string("scenarios/etcd-service-stopped.yaml")
+        .expect("scenario")
+        .replace("  time_limit:", "  time_limmit:");
+    std::fs::write(dir.path().join("broken.yaml"), bad).expect("write scenario");
+    std::fs::create_dir(dir.path().join("graders")).expect("graders dir");
+    for g in [
+        "etcd-healthy",
+        "apiserver-healthy",
+        "workload-healthy",
+        "no-alarms",
+    ] {
+        std::fs::copy(
+            format!("graders/{g}.yaml"),
+            dir.path().join(format!("graders/{g}.yaml")),
+        )
+        .expect("copy grader");
+    }
+    let lab = dir.path().join("lab.yaml");
+    std::fs::write(
+        &lab,
+        "apiVersion: breakfix/v1\nkind: Lab\nmetadata:\n  name: l\n  title: l\nsteps:\n  - title: one\n    scenario: broken.yaml\n    text: hi\n",
+    )
+    .expect("write lab");
+    let o = crate::common::breakfix(&["validate", &lab.display().to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("step 1 of"), "{out}");
+    assert!(out.contains("unknown field `time_limmit`"), "{out}");
+    assert!(out.contains("broken.yaml:"), "{out}");
+
+    // A step naming a scenario that does not exist.
+    std::fs::write(
+        &lab,
+        "apiVersion: breakfix/v1\nkind: Lab\nmetadata:\n  name: l\n  title: l\nsteps:\n  - title: one\n    scenario: nowhere.yaml\n    text: hi\n",
+    )
+    .expect("write lab");
+    let o = crate::common::breakfix(&["validate", &lab.display().to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("nowhere.yaml does not exist"), "{out}");
+}

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::sshd::Sshd;
 
+mod probes;
+
 const ORIGINAL: &str = "name=app\nlisten=127.0.0.1:2379\n";
 
 struct Lab {
@@ -579,4 +581,109 @@ fn check_step_hints_and_history() {
     assert!(history.lines().all(|l| l.contains("\"outcome\":\"fail\"")));
     lab.breakfix(&["reset"]);
     assert_eq!(lab.conf_text(), ORIGINAL);
+}
+
+#[test]
+fn a_kept_file_is_put_back_by_reset_whatever_the_learner_did() {
+    let lab = Lab::new();
+    let kept = lab.path("kept.conf");
+    std::fs::write(&kept, "data=/var/lib/etcd\n").expect("write kept");
+    let marker = lab.path("then-ran");
+    let sc = lab.path("keep.yaml");
+    std::fs::write(
+        &sc,
+        format!(
+            "apiVersion: breakfix/v1\nkind: Scenario\nmetadata:\n  name: keep\n  title: keep\ntargets:\n  node:\n    role: control-plane\nfaults:\n  - kind: file\n    path: {k}\n    edit: keep\n    then: echo ran >> {m}\nverify:\n  probes:\n    - kind: file\n      name: kept\n      path: {k}\n      expect: {{ exists: true }}\n",
+            k = kept.display(),
+            m = marker.display()
+        ),
+    )
+    .expect("write scenario");
+    let s = sc.to_str().expect("utf-8 path");
+    let o = lab.breakfix(&["break", s]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Nothing changed at the break, and `then` did not run.
+    assert_eq!(
+        std::fs::read_to_string(&kept).expect("kept"),
+        "data=/var/lib/etcd\n"
+    );
+    assert!(!marker.exists(), "`then` must not run at the break");
+
+    // The learner rewrites it: reset restores the pre-image and runs `then` once.
+    std::fs::write(&kept, "data=/var/lib/etcd-from-backup\n").expect("edit");
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(&kept).expect("kept"),
+        "data=/var/lib/etcd\n"
+    );
+    assert_eq!(std::fs::read_to_string(&marker).expect("marker"), "ran\n");
+
+    // A file the learner removed comes back; one left alone is not rewritten (same inode).
+    let o = lab.breakfix(&["break", s]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let inode =
+        |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("stat"));
+    let before = inode(&kept);
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(inode(&kept), before, "an unchanged file is not rewritten");
+    let o = lab.breakfix(&["break", s]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::remove_file(&kept).expect("remove");
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(&kept).expect("kept"),
+        "data=/var/lib/etcd\n"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_run_and_points_at_reset() {
+    let lab = Lab::new();
+    let marker = lab.path("broken");
+    let sc = lab.path("slow.yaml");
+    std::fs::write(
+        &sc,
+        format!(
+            "apiVersion: breakfix/v1\nkind: Scenario\nmetadata:\n  name: slow\n  title: slow\ntargets:\n  node:\n    role: control-plane\nfaults:\n  - kind: command\n    run: touch {m}\n    undo: rm -f {m}\n  - kind: command\n    run: sleep 60\n    undo: \"true\"\nverify:\n  probes:\n    - kind: file\n      name: fixed\n      path: {m}\n      expect: {{ exists: false }}\n",
+            m = marker.display()
+        ),
+    )
+    .expect("write scenario");
+    let child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .args(["break", sc.to_str().expect("utf-8"), "--inventory"])
+        .arg(&lab.inventory)
+        .env("BREAKFIX_STATE_DIR", lab.path("state"))
+        .env("BREAKFIX_NODE_JOURNAL_DIR", lab.path("node-journal"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn breakfix");
+    let start = Instant::now();
+    while !marker.exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(marker.exists(), "the first fault ran");
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let t = Instant::now();
+    let o = child.wait_with_output().expect("wait");
+    assert!(t.elapsed() < Duration::from_secs(5), "stopped at once");
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("`breakfix reset` undoes them"),
+        "{}",
+        text(&o)
+    );
+    // The journal holds what was applied: reset puts it back.
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!marker.exists(), "reset undid the first fault");
 }

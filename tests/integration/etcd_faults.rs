@@ -1,14 +1,13 @@
 //! The etcd fault kinds (`etcd_quota`, `etcd_keys`) against a REAL etcd 3.4 (Debian's
 //! `/usr/bin/etcd`) started per test on 127.0.0.1 with free ports, a temp data dir, a small
-//! `--quota-backend-bytes` and a mutual-TLS PKI generated with rcgen (the same set-up as
-//! `etcd_probe.rs`). The faults reach it through a `NodeSession` on the local transport, as on
-//! a node; the `etcd` probe grades the result. Last, a scenario file through the CLI
+//! `--quota-backend-bytes` and a mutual-TLS PKI generated with rcgen (`common::etcd`, shared
+//! with `etcd_probe.rs`). The faults reach it through a `NodeSession` on the local transport,
+//! as on a node; the `etcd` probe grades the result. Last, a scenario file through the CLI
 //! (`run --solution`, `break` + `reset`, `test`) proves the journaled undo and reset path.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use breakfix::engine::connect::NodeSession;
@@ -16,239 +15,17 @@ use breakfix::fault::etcd_keys::{EtcdKeysUndo, SavedKey};
 use breakfix::fault::etcd_quota::{EtcdQuotaUndo, DEFAULT_PREFIX};
 use breakfix::fault::file::FileUndo;
 use breakfix::fault::{Action, ActionCtx, Undo};
-use breakfix::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
-use breakfix::probe::etcd::{EtcdProbe, EtcdTarget};
-use breakfix::probe::{Facts, ProbeCtx};
+use breakfix::inventory::Inventory;
+use breakfix::probe::Facts;
 use breakfix::template::Renderer;
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
 use serde_json::{json, Value};
 
-const ETCD: &str = "/usr/bin/etcd";
-const ETCDCTL: &str = "/usr/bin/etcdctl";
+use crate::common::etcd::{
+    count, fact, gather, local_inventory, local_node, probe, revision, session, Etcd, ETCDCTL,
+};
+
 const QUOTA_16MIB: &str = "--quota-backend-bytes=16777216";
 const T: Duration = Duration::from_secs(10);
-
-/// etcd CA, server pair (127.0.0.1) and client pair in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "etcd-ca");
-        ca.distinguished_name = dn;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyCertSign,
-        ];
-        let ca_pem = ca.self_signed(&ca_key).expect("self-sign CA").pem();
-        let issue = |cn: &str, sans: &[&str], server: bool| {
-            let key = KeyPair::generate().expect("leaf key");
-            let mut p =
-                CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                    .expect("SANs");
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, cn);
-            p.distinguished_name = dn;
-            p.is_ca = IsCa::ExplicitNoCa;
-            p.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            if server {
-                p.extended_key_usages
-                    .push(ExtendedKeyUsagePurpose::ServerAuth);
-            }
-            let cert = p
-                .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
-                .expect("sign leaf");
-            (cert.pem(), key.serialize_pem())
-        };
-        let (sc, sk) = issue("etcd-server", &["127.0.0.1", "localhost"], true);
-        let (cc, ck) = issue("breakfix-client", &[], false);
-        for (name, body) in [
-            ("ca.crt", ca_pem.as_str()),
-            ("server.crt", &sc),
-            ("server.key", &sk),
-            ("client.crt", &cc),
-            ("client.key", &ck),
-        ] {
-            std::fs::write(dir.path().join(name), body).expect("write PEM");
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
-/// One real etcd member with `--client-cert-auth`; SIGKILLed (by PID) on drop.
-struct Etcd {
-    child: Option<Child>,
-    pki: Pki,
-    data: tempfile::TempDir,
-    client_port: u16,
-}
-
-impl Etcd {
-    async fn start(extra: &[&str]) -> Etcd {
-        let pki = Pki::new();
-        let data = tempfile::tempdir().expect("data tempdir");
-        let client_port = free_port();
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let url = format!("https://127.0.0.1:{client_port}");
-        let child = Command::new(ETCD)
-            .args(["--name", "controlplane"])
-            .arg(format!(
-                "--data-dir={}",
-                data.path().join("member-data").display()
-            ))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=controlplane={peer}"))
-            .arg(format!("--cert-file={}", pki.path("server.crt")))
-            .arg(format!("--key-file={}", pki.path("server.key")))
-            .arg(format!("--trusted-ca-file={}", pki.path("ca.crt")))
-            .arg("--client-cert-auth")
-            .args([
-                "--logger=zap",
-                &format!("--log-outputs={}", data.path().join("etcd.log").display()),
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/bin/etcd");
-        let e = Etcd {
-            child: Some(child),
-            pki,
-            data,
-            client_port,
-        };
-        e.wait_ready().await;
-        e
-    }
-
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.client_port)
-    }
-
-    /// A direct client (no forward) for setting data up and looking at it.
-    async fn client(&self) -> Client {
-        let read = |n: &str| std::fs::read(self.pki.path(n)).expect("read PEM");
-        let tls = TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(read("ca.crt")))
-            .identity(Identity::from_pem(read("client.crt"), read("client.key")));
-        let opts = ConnectOptions::new()
-            .with_tls(tls)
-            .with_timeout(Duration::from_secs(10))
-            .with_connect_timeout(Duration::from_secs(5));
-        Client::connect([self.url()], Some(opts))
-            .await
-            .expect("etcd client")
-    }
-
-    async fn wait_ready(&self) {
-        let start = Instant::now();
-        let mut c = self.client().await;
-        loop {
-            let r = tokio::time::timeout(Duration::from_secs(2), c.get("health", None)).await;
-            if matches!(r, Ok(Ok(_))) {
-                return;
-            }
-            let log =
-                std::fs::read_to_string(self.data.path().join("etcd.log")).unwrap_or_default();
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "etcd did not become ready in 20 s; log:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn inventory(&self) -> Inventory {
-        Inventory {
-            api_version: "breakfix/v1".into(),
-            kind: "Inventory".into(),
-            cluster: Cluster {
-                name: "etcd-faults-test".into(),
-                topology: Topology::External,
-                etcd: EtcdInfo {
-                    endpoints: vec![self.url()],
-                    ca_file: self.pki.path("ca.crt"),
-                    cert_file: self.pki.path("client.crt"),
-                    key_file: self.pki.path("client.key"),
-                },
-                kubeconfig: None,
-            },
-            nodes: vec![local_node()],
-        }
-    }
-
-    fn target(&self) -> EtcdTarget {
-        EtcdTarget::with_inventory_tls(&self.inventory(), &self.url())
-    }
-
-    /// `etcdctl` against this member with its client certificate.
-    fn etcdctl(&self, args: &[&str]) -> Output {
-        Command::new(ETCDCTL)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.url()))
-            .arg(format!("--cacert={}", self.pki.path("ca.crt")))
-            .arg(format!("--cert={}", self.pki.path("client.crt")))
-            .arg(format!("--key={}", self.pki.path("client.key")))
-            .args(args)
-            .output()
-            .expect("etcdctl runs")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn local_node() -> Node {
-    Node {
-        name: "controlplane".into(),
-        address: "127.0.0.1".into(),
-        port: 22,
-        user: "root".into(),
-        identity_file: None,
-        known_hosts: None,
-        roles: vec!["control-plane".into(), "etcd".into()],
-        transport: TransportKind::Local,
-    }
-}
-
-async fn session() -> NodeSession {
-    NodeSession::connect(&local_node(), Duration::from_secs(5))
-        .await
-        .expect("local session")
-}
 
 /// A fault as a scenario writes it, rendered for the node (connection fields from the
 /// inventory), as the planner does.
@@ -269,31 +46,23 @@ async fn apply(a: &Action, s: &NodeSession) -> breakfix::Result<()> {
     a.apply(&ctx).await
 }
 
+/// Applies `a`, which must fail (`why`); the error's text.
+async fn refused(a: &Action, s: &NodeSession, why: &str) -> String {
+    apply(a, s).await.expect_err(why).to_string()
+}
+
+/// The undo an `etcd_quota` fault journals.
+fn quota_undo(etcd: &Etcd, prefix: &str, db_size_before: i64) -> Undo {
+    Undo::EtcdQuota(EtcdQuotaUndo {
+        etcd: etcd.target(),
+        prefix: prefix.into(),
+        db_size_before,
+    })
+}
+
+/// The `wanted` facts of an `etcd` probe with `extra` YAML lines.
 async fn facts(s: &NodeSession, inv: &Inventory, extra: &str, wanted: &[&str]) -> Facts {
-    let p: EtcdProbe =
-        serde_saphyr::from_str(&format!("name: t\n{extra}expect: {{}}\n")).expect("probe");
-    let ctx = ProbeCtx {
-        session: s,
-        inventory: inv,
-        timeout: T,
-    };
-    p.gather(&ctx, wanted).await.expect("gather")
-}
-
-fn fact<'a>(f: &'a Facts, name: &str) -> &'a Value {
-    f.values
-        .get(name)
-        .unwrap_or_else(|| panic!("fact `{name}` missing from {f:?}"))
-}
-
-async fn count(c: &mut Client, prefix: &str) -> i64 {
-    c.get(
-        prefix,
-        Some(GetOptions::new().with_prefix().with_count_only()),
-    )
-    .await
-    .expect("count")
-    .count()
+    gather(&probe(extra), s, inv, T, wanted).await
 }
 
 #[tokio::test]
@@ -332,21 +101,14 @@ async fn quota_fill_raises_nospace_and_the_undo_recovers_in_order() {
     assert!(count(&mut c, DEFAULT_PREFIX).await >= 10);
 
     // A second fill on a broken etcd is refused before anything changes.
-    let err = apply(&fill, &s)
-        .await
-        .expect_err("already NOSPACE")
-        .to_string();
+    let err = refused(&fill, &s, "already NOSPACE").await;
     assert!(
         err.contains("controlplane") && err.contains("already has a NOSPACE alarm"),
         "{err}"
     );
 
     // The undo the fault journals, replayed twice.
-    let undo = Undo::EtcdQuota(EtcdQuotaUndo {
-        etcd: etcd.target(),
-        prefix: DEFAULT_PREFIX.into(),
-        db_size_before: db_before,
-    });
+    let undo = quota_undo(&etcd, DEFAULT_PREFIX, db_before);
     eprintln!("undo: {}", undo.describe());
     let start = Instant::now();
     undo.revert(&s).await.expect("recover");
@@ -394,13 +156,7 @@ async fn quota_undo_after_a_partial_recovery_still_defragments() {
     )
     .await
     .expect("del");
-    let rev = c
-        .status()
-        .await
-        .expect("status")
-        .header()
-        .expect("header")
-        .revision();
+    let rev = revision(&mut c).await;
     c.compact(rev, None).await.expect("compact");
     let out = etcd.etcdctl(&["alarm", "disarm"]);
     assert!(out.status.success(), "{out:?}");
@@ -412,11 +168,7 @@ async fn quota_undo_after_a_partial_recovery_still_defragments() {
         "the next put re-raises NOSPACE"
     );
 
-    let undo = Undo::EtcdQuota(EtcdQuotaUndo {
-        etcd: etcd.target(),
-        prefix: "/fill/".into(),
-        db_size_before: db_before,
-    });
+    let undo = quota_undo(&etcd, "/fill/", db_before);
     undo.revert(&s).await.expect("recover");
     let after = facts(&s, &inv, "", &["alarms", "writable"]).await;
     assert_eq!(fact(&after, "alarms"), &json!([]));
@@ -430,26 +182,32 @@ async fn quota_fill_refuses_a_prefix_with_keys_and_a_registry_prefix() {
     let s = session().await;
     let mut c = etcd.client().await;
     c.put("/mine/keep", "v", None).await.expect("put");
-    let err = apply(&action("kind: etcd_quota\nprefix: /mine/\n", &inv), &s)
-        .await
-        .expect_err("keys under the prefix")
-        .to_string();
+    let err = refused(
+        &action("kind: etcd_quota\nprefix: /mine/\n", &inv),
+        &s,
+        "keys under the prefix",
+    )
+    .await;
     assert!(
         err.contains("controlplane") && err.contains("already exist under `/mine/`"),
         "{err}"
     );
-    let err = apply(&action("kind: etcd_quota\nprefix: /registry/\n", &inv), &s)
-        .await
-        .expect_err("registry prefix")
-        .to_string();
+    let err = refused(
+        &action("kind: etcd_quota\nprefix: /registry/\n", &inv),
+        &s,
+        "registry prefix",
+    )
+    .await;
     assert!(
         err.contains("would let the undo delete other keys"),
         "{err}"
     );
-    let err = apply(&action("kind: etcd_quota\nvalue_size: 2000000\n", &inv), &s)
-        .await
-        .expect_err("too large")
-        .to_string();
+    let err = refused(
+        &action("kind: etcd_quota\nvalue_size: 2000000\n", &inv),
+        &s,
+        "too large",
+    )
+    .await;
     assert!(err.contains("value_size 2000000"), "{err}");
     assert_eq!(count(&mut c, "/").await, 1, "nothing written");
 }
@@ -459,19 +217,17 @@ async fn quota_fill_without_a_small_quota_stops_at_max_bytes() {
     let etcd = Etcd::start(&[]).await;
     let inv = etcd.inventory();
     let s = session().await;
-    let err = apply(&action("kind: etcd_quota\nmax_bytes: 4194304\n", &inv), &s)
-        .await
-        .expect_err("no NOSPACE within 4 MiB")
-        .to_string();
+    let err = refused(
+        &action("kind: etcd_quota\nmax_bytes: 4194304\n", &inv),
+        &s,
+        "no NOSPACE within 4 MiB",
+    )
+    .await;
     assert!(
         err.contains("controlplane") && err.contains("expected NOSPACE"),
         "{err}"
     );
-    let undo = Undo::EtcdQuota(EtcdQuotaUndo {
-        etcd: etcd.target(),
-        prefix: DEFAULT_PREFIX.into(),
-        db_size_before: 0,
-    });
+    let undo = quota_undo(&etcd, DEFAULT_PREFIX, 0);
     undo.revert(&s).await.expect("undo after a partial fill");
     let mut c = etcd.client().await;
     assert_eq!(count(&mut c, DEFAULT_PREFIX).await, 0);
@@ -549,26 +305,11 @@ async fn delete_keys_and_put_them_back() {
     for u in [&undo_pods, &undo_one] {
         u.revert(&s).await.expect("put back");
     }
-    let rev = c
-        .status()
-        .await
-        .expect("status")
-        .header()
-        .expect("h")
-        .revision();
+    let rev = revision(&mut c).await;
     for u in [&undo_pods, &undo_one] {
         u.revert(&s).await.expect("idempotent");
     }
-    assert_eq!(
-        c.status()
-            .await
-            .expect("status")
-            .header()
-            .expect("h")
-            .revision(),
-        rev,
-        "a second undo writes nothing"
-    );
+    assert_eq!(revision(&mut c).await, rev, "a second undo writes nothing");
     for (k, v) in &keys {
         let r = c.get(*k, None).await.expect("get");
         assert_eq!(
@@ -578,24 +319,22 @@ async fn delete_keys_and_put_them_back() {
         );
     }
 
-    let err = apply(
+    let err = refused(
         &action("kind: etcd_keys\ndelete: /registry/nothing-here/\n", &inv),
         &s,
+        "nothing to delete",
     )
-    .await
-    .expect_err("nothing to delete")
-    .to_string();
+    .await;
     assert!(
         err.contains("controlplane") && err.contains("expected at least one"),
         "{err}"
     );
-    let err = apply(
+    let err = refused(
         &action("kind: etcd_keys\ndelete: /registry/\nmax_keys: 2\n", &inv),
         &s,
+        "too many",
     )
-    .await
-    .expect_err("too many")
-    .to_string();
+    .await;
     assert!(err.contains("more than max_keys (2)"), "{err}");
     assert_eq!(
         count(&mut c, "/registry/").await,
@@ -647,9 +386,9 @@ async fn snapshot_saves_a_valid_file_on_the_node_and_undo_removes_it() {
     );
 
     // An existing path is never overwritten; a missing directory is an error.
-    let err = apply(&snap, &s).await.expect_err("exists").to_string();
+    let err = refused(&snap, &s, "exists").await;
     assert!(err.contains("already exists on the node"), "{err}");
-    let err = apply(
+    let err = refused(
         &action(
             &format!(
                 "kind: etcd_keys\nsnapshot: {}/no/such/dir/x.db\n",
@@ -658,10 +397,9 @@ async fn snapshot_saves_a_valid_file_on_the_node_and_undo_removes_it() {
             &inv,
         ),
         &s,
+        "no dir",
     )
-    .await
-    .expect_err("no dir")
-    .to_string();
+    .await;
     assert!(err.contains("does not exist on the node"), "{err}");
 
     // The undo the fault journals: remove the file (it did not exist).
@@ -678,22 +416,7 @@ async fn snapshot_saves_a_valid_file_on_the_node_and_undo_removes_it() {
 
 #[test]
 fn etcd_keys_needs_exactly_one_mode() {
-    let inv = Inventory {
-        api_version: "breakfix/v1".into(),
-        kind: "Inventory".into(),
-        cluster: Cluster {
-            name: "x".into(),
-            topology: Topology::External,
-            etcd: EtcdInfo {
-                endpoints: vec!["https://127.0.0.1:2379".into()],
-                ca_file: "/ca".into(),
-                cert_file: "/c".into(),
-                key_file: "/k".into(),
-            },
-            kubeconfig: None,
-        },
-        nodes: vec![local_node()],
-    };
+    let inv = local_inventory("https://127.0.0.1:2379".into(), "/ca", "/c", "/k");
     let r = Renderer::new(&BTreeMap::new(), &inv, &local_node());
     for (yaml, want) in [
         ("kind: etcd_keys\n", "needs `delete:`"),
@@ -767,9 +490,9 @@ async fn lab() -> Lab {
     let inv = format!(
         "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: etcd-faults\n  etcd:\n    endpoints: [{}]\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\nnodes:\n  - name: controlplane\n    address: 127.0.0.1\n    roles: [control-plane, etcd]\n    transport: local\n",
         etcd.url(),
-        etcd.pki.path("ca.crt"),
-        etcd.pki.path("client.crt"),
-        etcd.pki.path("client.key"),
+        etcd.pki.path_str("ca.crt"),
+        etcd.pki.path_str("client.crt"),
+        etcd.pki.path_str("client.key"),
     );
     std::fs::write(dir.path().join("inventory.yaml"), inv).expect("inventory");
     let etcdctl = "etcdctl --endpoints={{ cluster.etcd.endpoints[0] }} --cacert={{ cluster.etcd.ca_file }} --cert={{ cluster.etcd.cert_file }} --key={{ cluster.etcd.key_file }}";

@@ -83,8 +83,56 @@ impl<'a> Lab<'a> {
         p
     }
 
+    /// `breakfix break SCENARIO`.
+    fn run_break(&self, scenario: &Path) -> Output {
+        self.breakfix(&["break", scenario.to_str().expect("utf-8 path")])
+    }
+
+    /// Writes a scenario (see [`Lab::scenario`]) and breaks it; the break must succeed.
+    fn break_ok(&self, name: &str, faults: &str, confirm: &str) {
+        let out = self.run_break(&self.scenario(name, faults, confirm));
+        assert!(out.status.success(), "break failed:\n{}", text(&out));
+    }
+
+    /// Writes a scenario with `faults` and breaks it, which must fail (`why` if it does not);
+    /// the CLI's output.
+    fn break_refused(&self, name: &str, faults: &str, why: &str) -> String {
+        let out = self.run_break(&self.scenario(name, faults, ""));
+        let all = text(&out);
+        eprintln!("{all}");
+        assert!(!out.status.success(), "{why}:\n{all}");
+        all
+    }
+
+    /// `breakfix reset` of the controlplane.
+    fn reset(&self) -> Output {
+        self.breakfix(&["reset", "--node", "controlplane"])
+    }
+
     fn ssh(&self, cmd: &str) -> String {
         self.g.ssh_ok("controlplane", cmd)
+    }
+
+    /// [`Lab::ssh`], trimmed.
+    fn ssh_line(&self, cmd: &str) -> String {
+        self.ssh(cmd).trim().to_string()
+    }
+
+    /// PID of the newest etcd on the controlplane.
+    fn etcd_pid(&self) -> String {
+        self.ssh_line("pgrep -xn etcd")
+    }
+
+    /// The PID tracing process `pid` on the controlplane (`0`: none).
+    fn tracer_of(&self, pid: &str) -> String {
+        self.ssh_line(&format!(
+            "awk '/^TracerPid:/ {{print $2}}' /proc/{pid}/status"
+        ))
+    }
+
+    /// `alive` or `gone`: whether process `pid` still runs on the controlplane.
+    fn alive_or_gone(&self, pid: &str) -> String {
+        self.ssh_line(&format!("[ -d /proc/{pid} ] && echo alive || echo gone"))
     }
 
     /// Journal entries recorded on the node and locally.
@@ -103,7 +151,7 @@ impl<'a> Lab<'a> {
 
 impl Drop for Lab<'_> {
     fn drop(&mut self) {
-        let out = self.breakfix(&["reset", "--node", "controlplane"]);
+        let out = self.reset();
         if !out.status.success() {
             eprintln!("node_faults: reset in drop guard failed:\n{}", text(&out));
         }
@@ -137,7 +185,7 @@ fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
     let slow_log = "apply request took too long|slow fdatasync";
     let warnings_before = log_count(&lab, slow_log);
 
-    let scenario = lab.scenario(
+    lab.break_ok(
         "node-faults-fsync-delay",
         "  - kind: slow_disk\n    mode: fsync_delay\n    process: etcd\n    delay: 300ms\n",
         &format!(
@@ -145,25 +193,17 @@ fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
             TIMED_PUT.replace('\'', "''")
         ),
     );
-    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
-    assert!(out.status.success(), "break failed:\n{}", text(&out));
 
     // Exactly one strace, attached to the newest etcd, known by its pid file.
     let pid_files = lab.ssh("ls /run/breakfix/slow-disk-*.pid");
     assert_eq!(pid_files.lines().count(), 1, "pid files: {pid_files}");
-    let strace_pid = lab
-        .ssh(&format!("cat {}", pid_files.trim()))
-        .trim()
-        .to_string();
-    let etcd_pid = lab.ssh("pgrep -xn etcd").trim().to_string();
+    let strace_pid = lab.ssh_line(&format!("cat {}", pid_files.trim()));
+    let etcd_pid = lab.etcd_pid();
     assert_eq!(
         lab.ssh(&format!("cat /proc/{strace_pid}/comm")).trim(),
         "strace"
     );
-    let tracer = lab.ssh(&format!(
-        "awk '/^TracerPid:/ {{print $2}}' /proc/{etcd_pid}/status"
-    ));
-    assert_eq!(tracer.trim(), strace_pid, "etcd's tracer");
+    assert_eq!(lab.tracer_of(&etcd_pid), strace_pid, "etcd's tracer");
 
     let slow = median_put_ms(&lab);
     eprintln!("etcd put: {baseline} ms before, {slow} ms with a 300ms fsync delay");
@@ -177,7 +217,7 @@ fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
         "etcd logged no new `{slow_log}` ({warnings_before} -> {warnings_after})"
     );
 
-    let out = lab.breakfix(&["reset", "--node", "controlplane"]);
+    let out = lab.reset();
     assert!(out.status.success(), "reset failed:\n{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("stop the fsync delay"),
@@ -185,10 +225,7 @@ fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
         text(&out)
     );
     assert_eq!(
-        lab.ssh(&format!(
-            "[ -d /proc/{strace_pid} ] && echo alive || echo gone"
-        ))
-        .trim(),
+        lab.alive_or_gone(&strace_pid),
         "gone",
         "strace {strace_pid} survived the reset"
     );
@@ -197,11 +234,8 @@ fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
             .trim(),
         "0"
     );
-    let tracer = lab.ssh(&format!(
-        "awk '/^TracerPid:/ {{print $2}}' /proc/{etcd_pid}/status"
-    ));
-    assert_eq!(tracer.trim(), "0", "etcd is still traced");
-    assert_eq!(lab.ssh("pgrep -xn etcd").trim(), etcd_pid, "etcd restarted");
+    assert_eq!(lab.tracer_of(&etcd_pid), "0", "etcd is still traced");
+    assert_eq!(lab.etcd_pid(), etcd_pid, "etcd restarted");
     let after = median_put_ms(&lab);
     eprintln!("etcd put after reset: {after} ms");
     assert!(after < 250, "puts still slow after reset: {after} ms");
@@ -214,53 +248,35 @@ fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
 fn slow_disk_auto_falls_back_to_fsync_delay_inside_a_sandbox_node() {
     let g = sandbox();
     let lab = Lab::new(&g);
-    let scenario = lab.scenario(
+    lab.break_ok(
         "node-faults-auto",
         "  - kind: slow_disk\n    delay: 300ms\n",
         "",
     );
-    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
-    assert!(out.status.success(), "break failed:\n{}", text(&out));
-    let strace_pid = lab
-        .ssh("cat /run/breakfix/slow-disk-*.pid")
-        .trim()
-        .to_string();
-    let etcd_pid = lab.ssh("pgrep -xn etcd").trim().to_string();
-    let tracer = lab.ssh(&format!(
-        "awk '/^TracerPid:/ {{print $2}}' /proc/{etcd_pid}/status"
-    ));
-    assert_eq!(tracer.trim(), strace_pid, "auto did not pick fsync_delay");
-    let out = lab.breakfix(&["reset", "--node", "controlplane"]);
-    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    let strace_pid = lab.ssh_line("cat /run/breakfix/slow-disk-*.pid");
+    let etcd_pid = lab.etcd_pid();
     assert_eq!(
-        lab.ssh(&format!(
-            "[ -d /proc/{strace_pid} ] && echo alive || echo gone"
-        ))
-        .trim(),
-        "gone"
+        lab.tracer_of(&etcd_pid),
+        strace_pid,
+        "auto did not pick fsync_delay"
     );
+    let out = lab.reset();
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert_eq!(lab.alive_or_gone(&strace_pid), "gone");
 }
 
 #[test]
 fn slow_disk_fio_runs_a_load_on_the_data_disk_and_reset_removes_it() {
     let g = sandbox();
     let lab = Lab::new(&g);
-    let scenario = lab.scenario(
+    lab.break_ok(
         "node-faults-fio",
         "  - kind: slow_disk\n    mode: fio\n    path: /var/lib/etcd\n    jobs: 2\n    size: 8M\n    runtime: 5m\n",
         "",
     );
-    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
-    assert!(out.status.success(), "break failed:\n{}", text(&out));
-    let fio_pid = lab
-        .ssh("cat /run/breakfix/slow-disk-fio-*.pid")
-        .trim()
-        .to_string();
+    let fio_pid = lab.ssh_line("cat /run/breakfix/slow-disk-fio-*.pid");
     assert_eq!(lab.ssh(&format!("cat /proc/{fio_pid}/comm")).trim(), "fio");
-    let dir = lab
-        .ssh("ls -d /var/lib/etcd/.breakfix-fio-*")
-        .trim()
-        .to_string();
+    let dir = lab.ssh_line("ls -d /var/lib/etcd/.breakfix-fio-*");
     let files = lab.ssh(&format!("ls {dir} | wc -l"));
     assert_eq!(files.trim(), "2", "fio files in {dir}");
     eprintln!(
@@ -268,13 +284,10 @@ fn slow_disk_fio_runs_a_load_on_the_data_disk_and_reset_removes_it() {
         median_put_ms(&lab)
     );
 
-    let out = lab.breakfix(&["reset", "--node", "controlplane"]);
+    let out = lab.reset();
     assert!(out.status.success(), "reset failed:\n{}", text(&out));
     assert_eq!(
-        lab.ssh(&format!(
-            "[ -d /proc/{fio_pid} ] && echo alive || echo gone"
-        ))
-        .trim(),
+        lab.alive_or_gone(&fio_pid),
         "gone",
         "fio survived the reset"
     );
@@ -328,17 +341,10 @@ fn slow_disk_throttle_inside_a_sandbox_node_fails_clearly_and_changes_nothing() 
                        cat /sys/fs/cgroup/unified/system.slice/*/io.max 2>&1; true";
     let before = lab.ssh(read_limits);
     let journal_before = lab.journal_count();
-    let scenario = lab.scenario(
+    let all = lab.break_refused(
         "node-faults-throttle",
         "  - kind: slow_disk\n    mode: throttle\n    process: etcd\n    write_iops: 20\n",
-        "",
-    );
-    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
-    let all = text(&out);
-    eprintln!("{all}");
-    assert!(
-        !out.status.success(),
-        "throttle inside a node should fail:\n{all}"
+        "throttle inside a node should fail",
     );
     for want in [
         "cannot throttle block I/O on controlplane",
@@ -363,17 +369,10 @@ fn netem_on_a_kernel_without_sch_netem_fails_clearly_and_changes_nothing() {
     let qdiscs = "tc qdisc show";
     let before = lab.ssh(qdiscs);
     let journal_before = lab.journal_count();
-    let scenario = lab.scenario(
+    let all = lab.break_refused(
         "node-faults-netem",
         "  - kind: netem\n    delay: 200ms\n    loss: 5\n    port: 2380\n",
-        "",
-    );
-    let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
-    let all = text(&out);
-    eprintln!("{all}");
-    assert!(
-        !out.status.success(),
-        "netem should fail on this kernel:\n{all}"
+        "netem should fail on this kernel",
     );
     assert!(
         all.contains("this kernel lacks the netem qdisc (sch_netem), which breakfix needs for network delay/loss"),
@@ -413,7 +412,7 @@ fn tls_expired_and_wrong_ca_client_certs_are_rejected_and_reset_restores_the_byt
                 "  - kind: command\n    name: client-cert-works\n    run: '{health}'\n    expect: {{ exit: 0 }}\n"
             ),
         );
-        let out = lab.breakfix(&["break", scenario.to_str().expect("utf-8 path")]);
+        let out = lab.run_break(&scenario);
         assert!(
             out.status.success(),
             "{cert_fault}: break failed:\n{}",
@@ -453,7 +452,7 @@ fn tls_expired_and_wrong_ca_client_certs_are_rejected_and_reset_restores_the_byt
                 .trim()
         );
 
-        let out = lab.breakfix(&["reset", "--node", "controlplane"]);
+        let out = lab.reset();
         assert!(
             out.status.success(),
             "{cert_fault}: reset failed:\n{}",

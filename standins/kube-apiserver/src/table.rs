@@ -10,86 +10,75 @@ use crate::util::age;
 /// A column: name, type, priority.
 struct Col(&'static str, &'static str, u8);
 
+/// The `-o wide` columns of deployments and replicasets.
+const WORKLOAD_WIDE: &[&str] = &["Containers", "Images", "Selector"];
+
+/// The columns of `res`, as kubectl's: those shown by default (of type `string` unless
+/// listed as `integer`), then the `-o wide` ones (priority 1, `string`).
 fn columns(res: &Resource) -> Vec<Col> {
-    let name = Col("Name", "string", 0);
-    let age = Col("Age", "string", 0);
-    match res.name {
-        "pods" => vec![
-            name,
-            Col("Ready", "string", 0),
-            Col("Status", "string", 0),
-            Col("Restarts", "string", 0),
-            age,
-            Col("IP", "string", 1),
-            Col("Node", "string", 1),
-            Col("Nominated Node", "string", 1),
-            Col("Readiness Gates", "string", 1),
-        ],
-        "deployments" => vec![
-            name,
-            Col("Ready", "string", 0),
-            Col("Up-to-date", "integer", 0),
-            Col("Available", "integer", 0),
-            age,
-            Col("Containers", "string", 1),
-            Col("Images", "string", 1),
-            Col("Selector", "string", 1),
-        ],
-        "replicasets" => vec![
-            name,
-            Col("Desired", "integer", 0),
-            Col("Current", "integer", 0),
-            Col("Ready", "integer", 0),
-            age,
-            Col("Containers", "string", 1),
-            Col("Images", "string", 1),
-            Col("Selector", "string", 1),
-        ],
-        "nodes" => vec![
-            name,
-            Col("Status", "string", 0),
-            Col("Roles", "string", 0),
-            age,
-            Col("Version", "string", 0),
-            Col("Internal-IP", "string", 1),
-            Col("External-IP", "string", 1),
-            Col("OS-Image", "string", 1),
-            Col("Kernel-Version", "string", 1),
-            Col("Container-Runtime", "string", 1),
-        ],
-        "services" => vec![
-            name,
-            Col("Type", "string", 0),
-            Col("Cluster-IP", "string", 0),
-            Col("External-IP", "string", 0),
-            Col("Port(s)", "string", 0),
-            age,
-            Col("Selector", "string", 1),
-        ],
-        "configmaps" => vec![name, Col("Data", "string", 0), age],
-        "secrets" => vec![
-            name,
-            Col("Type", "string", 0),
-            Col("Data", "string", 0),
-            age,
-        ],
-        "namespaces" => vec![name, Col("Status", "string", 0), age],
-        "leases" => vec![name, Col("Holder", "string", 0), age],
-        "events" => vec![
-            Col("Last Seen", "string", 0),
-            Col("Type", "string", 0),
-            Col("Reason", "string", 0),
-            Col("Object", "string", 0),
-            Col("Message", "string", 0),
-        ],
-        "componentstatuses" => vec![
-            name,
-            Col("Status", "string", 0),
-            Col("Message", "string", 0),
-            Col("Error", "string", 0),
-        ],
-        _ => vec![name, age],
-    }
+    let (shown, integer, wide): (&[&str], &[&str], &[&str]) = match res.name {
+        "pods" => (
+            &["Name", "Ready", "Status", "Restarts", "Age"],
+            &[],
+            &["IP", "Node", "Nominated Node", "Readiness Gates"],
+        ),
+        "deployments" => (
+            &["Name", "Ready", "Up-to-date", "Available", "Age"],
+            &["Up-to-date", "Available"],
+            WORKLOAD_WIDE,
+        ),
+        "replicasets" => (
+            &["Name", "Desired", "Current", "Ready", "Age"],
+            &["Desired", "Current", "Ready"],
+            WORKLOAD_WIDE,
+        ),
+        "nodes" => (
+            &["Name", "Status", "Roles", "Age", "Version"],
+            &[],
+            &[
+                "Internal-IP",
+                "External-IP",
+                "OS-Image",
+                "Kernel-Version",
+                "Container-Runtime",
+            ],
+        ),
+        "services" => (
+            &[
+                "Name",
+                "Type",
+                "Cluster-IP",
+                "External-IP",
+                "Port(s)",
+                "Age",
+            ],
+            &[],
+            &["Selector"],
+        ),
+        "configmaps" => (&["Name", "Data", "Age"], &[], &[]),
+        "secrets" => (&["Name", "Type", "Data", "Age"], &[], &[]),
+        "namespaces" => (&["Name", "Status", "Age"], &[], &[]),
+        "leases" => (&["Name", "Holder", "Age"], &[], &[]),
+        "events" => (
+            &["Last Seen", "Type", "Reason", "Object", "Message"],
+            &[],
+            &[],
+        ),
+        "componentstatuses" => (&["Name", "Status", "Message", "Error"], &[], &[]),
+        _ => (&["Name", "Age"], &[], &[]),
+    };
+    let typ = |n: &str| {
+        if integer.contains(&n) {
+            "integer"
+        } else {
+            "string"
+        }
+    };
+    shown
+        .iter()
+        .map(|&n| Col(n, typ(n), 0))
+        .chain(wide.iter().map(|&n| Col(n, "string", 1)))
+        .collect()
 }
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -115,11 +104,31 @@ fn arr<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
         .unwrap_or(&[])
 }
 
-fn containers_and_images(v: &Value, ptr: &str) -> (String, String) {
-    let cs = arr(v, ptr);
+/// The Age column: time since `metadata.creationTimestamp`.
+fn age_of(o: &Value) -> String {
+    age(o
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str))
+}
+
+/// A deployment's or replicaset's row: its first four cells, Age, then (wide) its pod
+/// template's containers and images, and its selector.
+fn workload_row(o: &Value, first: [Value; 4], created: Value) -> Vec<Value> {
+    let cs = arr(o, "/spec/template/spec/containers");
     let names: Vec<&str> = cs.iter().map(|c| s(c, "/name")).collect();
     let images: Vec<&str> = cs.iter().map(|c| s(c, "/image")).collect();
-    (names.join(","), images.join(","))
+    let sel = o
+        .pointer("/spec/selector")
+        .map(LabelSelector::from_object)
+        .unwrap_or_default();
+    let mut row = first.to_vec();
+    row.extend([
+        created,
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(sel.render()),
+    ]);
+    row
 }
 
 /// kubectl's pod STATUS column.
@@ -188,9 +197,7 @@ fn pod_cells(pod: &Value) -> Vec<Value> {
         json!(format!("{ready}/{total}")),
         json!(pod_status(pod)),
         json!(restarts),
-        json!(age(pod
-            .pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str))),
+        json!(age_of(pod)),
         json!(or_none(s(pod, "/status/podIP"))),
         json!(or_none(s(pod, "/spec/nodeName"))),
         json!("<none>"),
@@ -241,9 +248,7 @@ fn node_cells(node: &Value) -> Vec<Value> {
         json!(s(node, "/metadata/name")),
         json!(node_status(node)),
         json!(or_none(&roles.join(","))),
-        json!(age(node
-            .pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str))),
+        json!(age_of(node)),
         json!(s(node, "/status/nodeInfo/kubeletVersion")),
         json!(or_none(&addr("InternalIP"))),
         json!(or_none(&addr("ExternalIP"))),
@@ -292,9 +297,7 @@ fn service_cells(svc: &Value) -> Vec<Value> {
         json!(or_none(s(svc, "/spec/clusterIP"))),
         json!(external),
         json!(or_none(&ports.join(","))),
-        json!(age(svc
-            .pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str))),
+        json!(age_of(svc)),
         json!(or_none(&sel)),
     ]
 }
@@ -309,20 +312,14 @@ fn map_len(v: &Value, ptr: &str) -> usize {
 /// The cells of one object's row.
 pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
-    let created = age(o
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str));
+    let created = json!(age_of(o));
     match res.name {
         "pods" => pod_cells(o),
         "nodes" => node_cells(o),
         "services" => service_cells(o),
-        "deployments" => {
-            let (c, im) = containers_and_images(o, "/spec/template/spec/containers");
-            let sel = o
-                .pointer("/spec/selector")
-                .map(LabelSelector::from_object)
-                .unwrap_or_default();
-            vec![
+        "deployments" => workload_row(
+            o,
+            [
                 name,
                 json!(format!(
                     "{}/{}",
@@ -331,42 +328,32 @@ pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
                 )),
                 json!(i(o, "/status/updatedReplicas")),
                 json!(i(o, "/status/availableReplicas")),
-                json!(created),
-                json!(c),
-                json!(im),
-                json!(sel.render()),
-            ]
-        }
-        "replicasets" => {
-            let (c, im) = containers_and_images(o, "/spec/template/spec/containers");
-            let sel = o
-                .pointer("/spec/selector")
-                .map(LabelSelector::from_object)
-                .unwrap_or_default();
-            vec![
+            ],
+            created,
+        ),
+        "replicasets" => workload_row(
+            o,
+            [
                 name,
                 json!(i(o, "/spec/replicas")),
                 json!(i(o, "/status/replicas")),
                 json!(i(o, "/status/readyReplicas")),
-                json!(created),
-                json!(c),
-                json!(im),
-                json!(sel.render()),
-            ]
-        }
+            ],
+            created,
+        ),
         "configmaps" => vec![
             name,
             json!(map_len(o, "/data") + map_len(o, "/binaryData")),
-            json!(created),
+            created,
         ],
         "secrets" => vec![
             name,
             json!(s(o, "/type")),
             json!(map_len(o, "/data")),
-            json!(created),
+            created,
         ],
-        "namespaces" => vec![name, json!(s(o, "/status/phase")), json!(created)],
-        "leases" => vec![name, json!(s(o, "/spec/holderIdentity")), json!(created)],
+        "namespaces" => vec![name, json!(s(o, "/status/phase")), created],
+        "leases" => vec![name, json!(s(o, "/spec/holderIdentity")), created],
         "events" => {
             let last = o
                 .get("lastTimestamp")
@@ -401,7 +388,7 @@ pub fn cells(res: &Resource, o: &Value) -> Vec<Value> {
                 json!(s(&c, "/error")),
             ]
         }
-        _ => vec![name, json!(created)],
+        _ => vec![name, created],
     }
 }
 

@@ -5,6 +5,11 @@
 //! sshd_config, and runs `/usr/sbin/sshd -D -e -f <config>` as the current user (root) on a
 //! free loopback port. Dropping the value kills that sshd by its PID.
 //!
+//! Like Debian's default sshd_config (and the sandbox nodes'), it serves the `sftp` subsystem
+//! (`/usr/lib/openssh/sftp-server`), which the transport uses for reads and `stat`.
+//!
+//! `Sshd::start_without_sftp()` leaves the subsystem out, like a hardened server.
+//!
 //! The sessions get `HOME=<tempdir>/home` (sshd's `SetEnv`), so the host's own rc files
 //! (e.g. root's `.bashrc` loading pyenv, ~120 ms per command) do not run: the fixture
 //! behaves like a freshly installed node. The login shell is still root's (`bash`).
@@ -65,6 +70,15 @@ impl Sshd {
     /// Starts sshd and waits (up to 10 s) until it sends its banner. Panics with sshd's log
     /// when it does not come up.
     pub fn start() -> Sshd {
+        Sshd::start_with(true)
+    }
+
+    /// Like [`Sshd::start`], without the `sftp` subsystem.
+    pub fn start_without_sftp() -> Sshd {
+        Sshd::start_with(false)
+    }
+
+    fn start_with(sftp: bool) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -88,7 +102,7 @@ impl Sshd {
         std::fs::write(d.join("authorized_keys"), format!("{client_pub}\n"))
             .expect("authorized_keys");
         let home = d.join("home");
-        std::fs::create_dir_all(&home).expect("home dir");
+        std::fs::create_dir_all(home.join("bin")).expect("home dir");
 
         let log = d.join("sshd.log");
         let mut last_err = String::new();
@@ -115,11 +129,17 @@ impl Sshd {
                      AllowTcpForwarding yes\n\
                      MaxSessions 10\n\
                      MaxStartups 100:30:200\n\
-                     SetEnv HOME={home}\n\
+                     SetEnv HOME={home} PATH={home}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+                     {subsystem}\
                      LogLevel VERBOSE\n",
                     hk = host_key.display(),
                     ak = d.join("authorized_keys").display(),
                     home = home.display(),
+                    subsystem = if sftp {
+                        "Subsystem sftp /usr/lib/openssh/sftp-server\n"
+                    } else {
+                        ""
+                    },
                 ),
             )
             .expect("sshd_config");
@@ -162,6 +182,40 @@ impl Sshd {
     /// sshd's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Directory first on the sessions' PATH (`<home>/bin`, empty unless a test puts
+    /// programs there).
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.path().join("home/bin")
+    }
+
+    /// Kills (by PID) this sshd's `sftp-server` processes; returns how many there were.
+    pub fn kill_sftp_servers(&self) -> usize {
+        let mut killed = 0;
+        for pid in descendants(self.child.id()) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sftp-server" {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                killed += 1;
+            }
+        }
+        killed
+    }
+
+    /// How many command sessions (`exec` requests) sshd has started so far.
+    pub fn command_sessions(&self) -> usize {
+        self.log_text().matches("Starting session: command").count()
+    }
+
+    /// How many `sftp` subsystem sessions sshd has started so far.
+    pub fn sftp_sessions(&self) -> usize {
+        self.log_text()
+            .matches("Starting session: subsystem 'sftp'")
+            .count()
     }
 
     /// sshd's PID.

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+
+// The rcgen CA of the engine's integration tests (std and rcgen only).
+#[path = "../../../../tests/integration/common/pki.rs"]
+mod pki;
+use pki::Ca;
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 pub const ETCD: &str = "/usr/bin/etcd";
@@ -25,67 +27,6 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-fn ca(cn: &str) -> Ca {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key).expect("self-signed");
-    Ca {
-        pem: cert.pem(),
-        params,
-        key,
-    }
-}
-
-fn leaf(
-    ca: &Ca,
-    cn: &str,
-    org: Option<&str>,
-    sans: &[&str],
-    server: bool,
-    client: bool,
-) -> (String, String) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .expect("params");
-    let mut dn = DistinguishedName::new();
-    if let Some(o) = org {
-        dn.push(DnType::OrganizationName, o);
-    }
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    if server {
-        params
-            .extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ServerAuth);
-    }
-    if client {
-        params
-            .extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ClientAuth);
-    }
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    let cert = params.signed_by(&key, &issuer).expect("sign");
-    (cert.pem(), key.serialize_pem())
-}
-
 /// PKI files in a directory, kubeadm-like names.
 pub struct Pki {
     pub dir: PathBuf,
@@ -95,53 +36,40 @@ impl Pki {
     pub fn generate(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir.join("etcd")).expect("mkdir");
         let w = |name: &str, data: &str| std::fs::write(dir.join(name), data).expect("write pki");
-        let etcd_ca = ca("etcd-ca");
+        let etcd_ca = Ca::new("etcd-ca");
         w("etcd/ca.crt", &etcd_ca.pem);
-        let (c, k) = leaf(
-            &etcd_ca,
+        let (c, k) = etcd_ca.leaf(
             "controlplane",
             None,
             &["localhost", "127.0.0.1"],
-            true,
-            true,
+            &[ServerAuth, ClientAuth],
         );
         w("etcd/server.crt", &c);
         w("etcd/server.key", &k);
-        let (c, k) = leaf(
-            &etcd_ca,
-            "kube-apiserver-etcd-client",
-            None,
-            &[],
-            false,
-            true,
-        );
+        let (c, k) = etcd_ca.leaf("kube-apiserver-etcd-client", None, &[], &[ClientAuth]);
         w("apiserver-etcd-client.crt", &c);
         w("apiserver-etcd-client.key", &k);
-        let k8s_ca = ca("kubernetes");
+        let k8s_ca = Ca::new("kubernetes");
         w("ca.crt", &k8s_ca.pem);
-        let (c, k) = leaf(
-            &k8s_ca,
+        let (c, k) = k8s_ca.leaf(
             "kube-apiserver",
             None,
             &["127.0.0.1", "localhost", "kubernetes", "kubernetes.default"],
-            true,
-            false,
+            &[ServerAuth],
         );
         w("apiserver.crt", &c);
         w("apiserver.key", &k);
-        let (c, k) = leaf(
-            &k8s_ca,
+        let (c, k) = k8s_ca.leaf(
             "kubernetes-admin",
             Some("system:masters"),
             &[],
-            false,
-            true,
+            &[ClientAuth],
         );
         w("admin.crt", &c);
         w("admin.key", &k);
         // A client certificate from a CA the server does not trust.
-        let rogue = ca("rogue");
-        let (c, k) = leaf(&rogue, "mallory", Some("system:masters"), &[], false, true);
+        let rogue = Ca::new("rogue");
+        let (c, k) = rogue.leaf("mallory", Some("system:masters"), &[], &[ClientAuth]);
         w("rogue.crt", &c);
         w("rogue.key", &k);
         Pki {
