@@ -26,18 +26,8 @@ impl Lab {
             .prefix("breakfix-engine-")
             .tempdir()
             .expect("tempdir");
-        let n = sshd.node();
         let inventory = dir.path().join("inventory.yaml");
-        std::fs::write(
-            &inventory,
-            format!(
-                "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: loopback\n  etcd:\n    endpoints: [https://127.0.0.1:2379]\n    ca_file: /nonexistent/ca.crt\n    cert_file: /nonexistent/c.crt\n    key_file: /nonexistent/c.key\nnodes:\n  - name: fixture\n    address: 127.0.0.1\n    port: {}\n    user: root\n    identity_file: {}\n    known_hosts: {}\n    roles: [control-plane]\n",
-                n.port,
-                n.identity_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-                n.known_hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            ),
-        )
-        .expect("write inventory");
+        sshd.write_inventory(&inventory);
         let conf = dir.path().join("app.conf");
         std::fs::write(&conf, ORIGINAL).expect("write conf");
         Lab {

@@ -234,6 +234,22 @@ impl Sshd {
         }
     }
 
+    /// Writes an inventory file naming this fixture as node `fixture` (role control-plane;
+    /// etcd TLS paths that do not exist) to `path`.
+    pub fn write_inventory(&self, path: &std::path::Path) {
+        let n = self.node();
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: loopback\n  etcd:\n    endpoints: [https://127.0.0.1:2379]\n    ca_file: /nonexistent/ca.crt\n    cert_file: /nonexistent/c.crt\n    key_file: /nonexistent/c.key\nnodes:\n  - name: fixture\n    address: 127.0.0.1\n    port: {}\n    user: root\n    identity_file: {}\n    known_hosts: {}\n    roles: [control-plane]\n",
+                n.port,
+                n.identity_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                n.known_hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            ),
+        )
+        .expect("write inventory");
+    }
+
     /// An inventory node for this server (user root, the fixture's key and known_hosts).
     pub fn node(&self) -> Node {
         Node {

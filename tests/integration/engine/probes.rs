@@ -27,18 +27,8 @@ fn probe(yaml: &str) -> Probe {
 
 /// An inventory with the fixture as node `fixture`.
 fn inventory(dir: &Path, sshd: &Sshd) -> Inventory {
-    let n = sshd.node();
     let p = dir.join("inventory.yaml");
-    std::fs::write(
-        &p,
-        format!(
-            "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: loopback\n  etcd:\n    endpoints: [https://127.0.0.1:2379]\n    ca_file: /nonexistent/ca.crt\n    cert_file: /nonexistent/c.crt\n    key_file: /nonexistent/c.key\nnodes:\n  - name: fixture\n    address: 127.0.0.1\n    port: {}\n    user: root\n    identity_file: {}\n    known_hosts: {}\n    roles: [control-plane]\n",
-            n.port,
-            n.identity_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            n.known_hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-        ),
-    )
-    .expect("write inventory");
+    sshd.write_inventory(&p);
     Inventory::load(&p).expect("inventory")
 }
 
