@@ -28,6 +28,9 @@ use breakfix::template::Renderer;
 
 #[path = "../tests/integration/common/etcd.rs"]
 mod etcd;
+#[path = "common/ssh_cli.rs"]
+mod ssh_cli;
+
 use etcd::{count, local_node, session, Etcd, ETCD, ETCDCTL};
 
 const VALUE_SIZE: usize = 1 << 20;
@@ -197,44 +200,11 @@ async fn etcdctl_loop(o: &Opts, value: &Path) -> Sample {
     }
 }
 
-struct Stats {
-    min: Duration,
-    median: Duration,
-    max: Duration,
-}
-
-fn stats(mut v: Vec<Duration>) -> Stats {
-    v.sort();
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
-    };
-    Stats {
-        min: v[0],
-        median,
-        max: v[v.len() - 1],
-    }
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let etcd = Command::new(ETCD)
         .arg("--version")
         .output()
@@ -246,7 +216,7 @@ fn machine() -> String {
                 .to_string()
         })
         .unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}, {etcd}", kernel.trim())
+    format!("{}, {etcd}", ssh_cli::host())
 }
 
 fn main() {
@@ -302,7 +272,7 @@ fn main() {
             b.push(y.took);
         }
     }
-    let (sa, sb) = (stats(a), stats(b));
+    let (sa, sb) = (ssh_cli::stats(a), ssh_cli::stats(b));
     println!();
     println!("| way | min | median | max |");
     println!("|---|---|---|---|");

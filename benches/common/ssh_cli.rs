@@ -175,7 +175,8 @@ pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-pub fn machine() -> String {
+/// CPU model, core count and kernel of this machine, for the bench header.
+pub fn host() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -189,10 +190,15 @@ pub fn machine() -> String {
         .map(|n| n.get())
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+/// [`host`] and the OpenSSH client's version.
+pub fn machine() -> String {
     let ssh = Command::new("ssh")
         .arg("-V")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
         .unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}, {ssh}", kernel.trim())
+    format!("{}, {ssh}", host())
 }

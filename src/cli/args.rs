@@ -50,6 +50,20 @@ impl TargetArgs {
         let inv = Inventory::load(&p)?;
         Ok((p, inv))
     }
+
+    /// Loads the inventory, then validates `scenario` and plans it for that inventory with
+    /// these args' graders dir and params (see [`super::load::plan`]). Returns (inventory path,
+    /// inventory, plan).
+    pub fn plan(
+        &self,
+        scenario: &std::path::Path,
+        color: bool,
+    ) -> Result<(PathBuf, Inventory, crate::plan::Plan)> {
+        let (path, inv) = self.load_inventory()?;
+        let (_, plan) =
+            super::load::plan(scenario, self.graders.as_deref(), &inv, &self.params, color)?;
+        Ok((path, inv, plan))
+    }
 }
 
 /// `--inventory`, else the sandbox's inventory when it exists, else a clear error.

@@ -111,14 +111,7 @@ pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
         println!("This lab step has nothing to check: it passes once you have read it.");
         return Ok(EXIT_PASS);
     };
-    let (_, inv) = a.target.load_inventory()?;
-    let (_, mut plan) = super::load::plan(
-        &scenario,
-        a.target.graders.as_deref(),
-        &inv,
-        &a.target.params,
-        g.color,
-    )?;
+    let (_, inv, mut plan) = a.target.plan(&scenario, g.color)?;
     if let Some(n) = task {
         plan.verify = task_probes(&plan, n)?;
     }

@@ -25,14 +25,7 @@ pub struct PlanArgs {
 
 /// Prints the plan.
 pub async fn run(a: PlanArgs, g: Globals) -> Result<u8> {
-    let (_, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(
-        &a.scenario,
-        a.target.graders.as_deref(),
-        &inv,
-        &a.target.params,
-        g.color,
-    )?;
+    let (_, _, plan) = a.target.plan(&a.scenario, g.color)?;
     let view = plan.view();
     if a.output == Output::Json {
         println!(

@@ -137,14 +137,7 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
     let started = Instant::now();
     let quiet = g.quiet || a.output == Output::Json;
     let g = Globals { quiet, ..g };
-    let (_, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(
-        &a.scenario,
-        a.target.graders.as_deref(),
-        &inv,
-        &a.target.params,
-        g.color,
-    )?;
+    let (_, inv, plan) = a.target.plan(&a.scenario, g.color)?;
     let sessions = engine::connect(&plan, &inv, quiet).await?;
     let journal = Journal::open();
     let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
@@ -212,14 +205,7 @@ pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
         println!("This lab step has nothing to break: read its text and go on.");
         return Ok(EXIT_PASS);
     };
-    let (inv_path, inv) = a.target.load_inventory()?;
-    let (_, plan) = super::load::plan(
-        &scenario,
-        a.target.graders.as_deref(),
-        &inv,
-        &a.target.params,
-        g.color,
-    )?;
+    let (inv_path, inv, plan) = a.target.plan(&scenario, g.color)?;
     let sessions = engine::connect(&plan, &inv, g.quiet).await?;
     let journal = Journal::open();
     let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;

@@ -95,6 +95,43 @@ async fn settled(
     Ok(last)
 }
 
+/// The `reset` row: the node after a reset compared with the baseline snapshot `before`.
+/// `after_failed_break` words it for the reset that follows a break that did not take.
+fn reset_row(
+    after: crate::error::Result<snapshot::Snapshot>,
+    before: Option<&snapshot::Snapshot>,
+    after_failed_break: bool,
+    t: Instant,
+) -> Row {
+    let (status, message) = match (after, before) {
+        (Err(e), _) if after_failed_break => (
+            RowStatus::Error,
+            format!("reset after the failed break failed: {e} (run `breakfix reset`)"),
+        ),
+        (Err(e), _) => (RowStatus::Error, e.to_string()),
+        (Ok(_), None) => (RowStatus::Error, "no baseline snapshot".into()),
+        (Ok(after), Some(before)) => {
+            let d = before.diff(&after);
+            match (d.is_empty(), after_failed_break) {
+                (true, true) => (RowStatus::Pass, "after the failed break".into()),
+                (true, false) => (RowStatus::Pass, String::new()),
+                (false, true) => (
+                    RowStatus::Fail,
+                    format!(
+                        "reset after the failed break leaves differences: {}",
+                        d.join("; ")
+                    ),
+                ),
+                (false, false) => (
+                    RowStatus::Fail,
+                    format!("reset leaves differences: {}", d.join("; ")),
+                ),
+            }
+        }
+    };
+    row("reset", status, message, t)
+}
+
 /// Runs the matrix for one planned scenario; always tries to leave the cluster reset.
 /// `progress` gets a line per step.
 pub async fn run(
@@ -172,31 +209,7 @@ pub async fn run(
                 settled(plan, sessions, inventory).await
             }
             .await;
-            rows.push(match (r, &before) {
-                (Err(e), _) => row(
-                    "reset",
-                    RowStatus::Error,
-                    format!("reset after the failed break failed: {e} (run `breakfix reset`)"),
-                    t,
-                ),
-                (Ok(after), Some(before)) => {
-                    let d = before.diff(&after);
-                    if d.is_empty() {
-                        row("reset", RowStatus::Pass, "after the failed break".into(), t)
-                    } else {
-                        row(
-                            "reset",
-                            RowStatus::Fail,
-                            format!(
-                                "reset after the failed break leaves differences: {}",
-                                d.join("; ")
-                            ),
-                            t,
-                        )
-                    }
-                }
-                (Ok(_), None) => row("reset", RowStatus::Error, "no baseline snapshot".into(), t),
-            });
+            rows.push(reset_row(r, before.as_ref(), true, t));
             return rows;
         }
         Ok(_) => {
@@ -274,35 +287,10 @@ pub async fn run(
         settled(plan, sessions, inventory).await
     }
     .await;
-    match (r, &before) {
-        (Err(e), _) => {
-            let _ = reset(sessions, journal, true).await;
-            rows.push(row("reset", RowStatus::Error, e.to_string(), t));
-        }
-        (Ok(after), Some(before)) => {
-            let d = before.diff(&after);
-            rows.push(row(
-                "reset",
-                if d.is_empty() {
-                    RowStatus::Pass
-                } else {
-                    RowStatus::Fail
-                },
-                if d.is_empty() {
-                    String::new()
-                } else {
-                    format!("reset leaves differences: {}", d.join("; "))
-                },
-                t,
-            ));
-        }
-        (Ok(_), None) => rows.push(row(
-            "reset",
-            RowStatus::Error,
-            "no baseline snapshot".into(),
-            t,
-        )),
+    if r.is_err() {
+        let _ = reset(sessions, journal, true).await;
     }
+    rows.push(reset_row(r, before.as_ref(), false, t));
 
     // 5. wrong fixes: journaled so reset undoes them too
     for w in &plan.wrong_fixes {
