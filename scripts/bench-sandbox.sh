@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Sandbox benchmark (not a test): times a cold node-image build, `sandbox up` from the cached
-# image for 1 and 3 nodes, and `sandbox down`, each as a whole command. Run as root on an
-# otherwise idle machine; numbers go to BENCHMARKS.md ("Sandbox").
+# Sandbox benchmark (not a test): times `sandbox up` from the caches (node image, Kubernetes
+# build, images) for 1 and 2 nodes of each topology, and `sandbox down`, each as a whole
+# command, and the memory the nodes use. Run as root on an otherwise idle machine; numbers go
+# to BENCHMARKS.md ("Sandbox").
 #
 #   scripts/bench-sandbox.sh [RUNS]        # default 5 runs of each warm measurement
-#   BENCH_COLD=0 scripts/bench-sandbox.sh  # skip the cold image build (~1.5 min, needs the mirror)
+#   BENCH_COLD=1 scripts/bench-sandbox.sh  # also a cold node-image build (~1.5 min, needs the mirror)
 #
 # It takes the integration tests' sandbox lock, so it never pulls the sandbox away from a
 # running test. A sandbox that was up before is brought up again (2 nodes) at the end.
@@ -35,24 +36,39 @@ timed() {
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
 echo "date:    $(date -u +%Y-%m-%dT%H:%MZ)"
 
-if [ "${BENCH_COLD:-1}" = 1 ]; then
+if [ "${BENCH_COLD:-0}" = 1 ]; then
   img=$(mktemp -d /var/tmp/breakfix-bench-images.XXXXXX)
+  # Only the Debian image is cold: the Kubernetes build is copied from the warm cache.
+  cp -a /var/lib/breakfix/images/kube-* "$img"/
   t=$(BREAKFIX_IMAGE_DIR="$img" timed "$BIN" sandbox up --nodes 1)
   "$BIN" sandbox down >/dev/null 2>&1
   rm -rf "$img"
   printf 'cold image build + up (1 node): %.1f s\n' "$t"
 fi
 
-for nodes in 1 3; do
-  ups=(); downs=()
-  for _ in $(seq "$RUNS"); do
-    ups+=("$(timed "$BIN" sandbox up --nodes "$nodes")")
-    downs+=("$(timed "$BIN" sandbox down)")
+for topo in stacked external; do
+  for nodes in 1 2; do
+    ups=(); downs=()
+    for _ in $(seq "$RUNS"); do
+      ups+=("$(timed "$BIN" sandbox up --nodes "$nodes" --topology "$topo")")
+      if [ "$nodes" = 2 ] && [ "${#ups[@]}" = 1 ]; then
+        # Memory of a 2-node cluster once up: each node's memory cgroup (RSS and page cache).
+        for m in /sys/fs/cgroup/memory/*/breakfix-sandbox /sys/fs/cgroup/memory/*/*/breakfix-sandbox /sys/fs/cgroup/memory/breakfix-sandbox; do
+          [ -d "$m" ] || continue
+          for n in "$m"/*/; do
+            printf '%s %s: rss %d MiB, cache %d MiB\n' "$topo" "$(basename "$n")" \
+              "$(( $(awk '/^total_rss /{print $2}' "$n/memory.stat") / 1048576 ))" \
+              "$(( $(awk '/^total_cache /{print $2}' "$n/memory.stat") / 1048576 ))"
+          done
+        done
+      fi
+      downs+=("$(timed "$BIN" sandbox down)")
+    done
+    printf 'up   (%s, %d node(s), cached): median %.2f s of %s runs (%s)\n' "$topo" "$nodes" \
+      "$(printf '%s\n' "${ups[@]}" | median)" "$RUNS" "$(printf '%.2f ' "${ups[@]}")"
+    printf 'down (%s, %d node(s)):         median %.2f s of %s runs (%s)\n' "$topo" "$nodes" \
+      "$(printf '%s\n' "${downs[@]}" | median)" "$RUNS" "$(printf '%.2f ' "${downs[@]}")"
   done
-  printf 'up   (%d node(s), cached image): median %.2f s of %s runs (%s)\n' "$nodes" \
-    "$(printf '%s\n' "${ups[@]}" | median)" "$RUNS" "$(printf '%.2f ' "${ups[@]}")"
-  printf 'down (%d node(s)):               median %.2f s of %s runs (%s)\n' "$nodes" \
-    "$(printf '%s\n' "${downs[@]}" | median)" "$RUNS" "$(printf '%.2f ' "${downs[@]}")"
 done
 
 if [ "$was_up" = 1 ]; then "$BIN" sandbox up >/dev/null 2>&1; fi

@@ -8,8 +8,12 @@ pkgs=(
   protobuf-compiler libprotobuf-dev
   # sandbox: node image, nodes, network, loop-mounted etcd data dir
   debootstrap systemd-container iproute2 e2fsprogs util-linux mount kmod
+  # sandbox build: the pause binary is compiled from Kubernetes' C source (static glibc)
+  gcc libc6-dev
   # real clients used by tests and benchmarks
   openssh-client openssh-server etcd-server etcd-client
+  # tests: black-holing a sandbox node's address on the host (nodes that go away)
+  nftables
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -20,11 +24,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq || echo "warning: apt-get update reported errors; trying to install anyway" >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# The stacked-topology tests drive the real kubectl. Machines of this kind ship one
-# (/usr/bin/kubectl); elsewhere fall back to Debian's (older) client.
-if ! command -v kubectl >/dev/null; then
-  apt-get install -y -qq --no-install-recommends kubernetes-client || echo "warning: no kubectl; the stacked-topology kubectl tests will fail" >&2
-fi
+# The sandbox builds Kubernetes, etcd and crictl from their Go modules with the machine's Go
+# toolchain (`breakfix sandbox build`; the tests use the kubectl it builds).
+command -v go >/dev/null || { echo "go is missing: the sandbox builds Kubernetes and etcd from source with the machine's Go toolchain" >&2; exit 1; }
 # Debian's etcd-server package starts a host etcd on 2379 after install; breakfix's tests
 # start their own etcd processes, so keep the host one out of the way if it runs.
 if [ -x /usr/bin/systemctl ] && systemctl is-active --quiet etcd 2>/dev/null; then

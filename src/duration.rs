@@ -63,3 +63,13 @@ impl<'de> Deserialize<'de> for Dur {
         d.deserialize_any(V)
     }
 }
+/// `secs` since the Unix epoch as an RFC 3339 UTC timestamp (`2026-12-02T10:00:00Z`), or
+/// `<secs> s after the epoch` when it is past the year 9999 (times read from a node's journal
+/// or lock file are not trusted to be sane).
+pub fn timestamp(secs: u64) -> String {
+    const MAX: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs)) {
+        Some(t) if secs <= MAX => humantime::format_rfc3339_seconds(t).to_string(),
+        _ => format!("{secs} s after the epoch"),
+    }
+}

@@ -133,7 +133,14 @@ impl Inventory {
             context: format!("reading inventory {}", path.display()),
             source: e,
         })?;
-        let mut inv: Inventory = serde_saphyr::from_str(&text).map_err(|e| Error::Config {
+        Self::parse(path, &text)
+    }
+
+    /// [`Self::load`] of `text` as if read from `path` (relative paths resolve beside it).
+    ///
+    /// Errors: as [`Self::load`], but for reading the file.
+    pub fn parse(path: &Path, text: &str) -> Result<Inventory> {
+        let mut inv: Inventory = serde_saphyr::from_str(text).map_err(|e| Error::Config {
             file: path.display().to_string(),
             message: e.to_string(),
         })?;

@@ -102,7 +102,15 @@ impl LoadedLab {
             context: format!("reading lab {}", path.display()),
             source,
         })?;
-        let lab: Lab = serde_saphyr::from_str_with_options(&text, crate::scenario::load::options())
+        Self::parse(path, &text)
+    }
+
+    /// [`Self::load`] of `text` as if read from `path` (step scenarios are looked up beside
+    /// `path`).
+    ///
+    /// Errors: as [`Self::load`], but for reading the file.
+    pub fn parse(path: &Path, text: &str) -> Result<LoadedLab> {
+        let lab: Lab = serde_saphyr::from_str_with_options(text, crate::scenario::load::options())
             .map_err(|e| Error::Config {
                 file: path.display().to_string(),
                 message: e.to_string(),

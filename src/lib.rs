@@ -11,7 +11,10 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod failpoint;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod journal;
 pub mod lab;

@@ -3,13 +3,14 @@
 use clap::Parser;
 
 /// Diagnostic logging to stderr, filtered by `BREAKFIX_LOG` (or `RUST_LOG`), e.g.
-/// `BREAKFIX_LOG=breakfix=debug` or `BREAKFIX_LOG=h2=trace`; errors only by default, so a
+/// `BREAKFIX_LOG=breakfix=debug` or `BREAKFIX_LOG=h2=trace`; breakfix's own errors only by
+/// default (not the kube client's connection retries while an API server is down), so a
 /// learner's terminal shows reports, not the retries behind them.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BREAKFIX_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("error"));
+        .unwrap_or_else(|_| EnvFilter::new("breakfix=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

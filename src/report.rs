@@ -1,5 +1,6 @@
 //! Report: the graded result of a run or check, printed for people (colour) or as JSON.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use console::style;
@@ -114,10 +115,11 @@ pub fn print_verdict(out: &mut dyn Write, v: &Verdict, confirm: bool) -> std::io
         .unwrap_or_default();
     writeln!(
         out,
-        "    {label} {:<28} {:<14} {:>6.2}s{desc}",
+        "    {label} {:<28} {:<14} {:>6.2}s{}",
         v.probe,
         v.node,
-        v.duration.as_secs_f64()
+        v.duration.as_secs_f64(),
+        printable(&desc)
     )?;
     for c in &v.checks {
         if !c.ok || (confirm && v.status == Status::Fail) {
@@ -126,15 +128,102 @@ pub fn print_verdict(out: &mut dyn Write, v: &Verdict, confirm: bool) -> std::io
                 out,
                 "          {mark} {}: expected {}, found {}",
                 c.fact,
-                c.expected,
-                style(&c.found).bold()
+                printable(&c.expected),
+                style(shorten(&printable(&c.found), FOUND_SHOWN)).bold()
             )?;
         }
     }
     if let Some(n) = &v.note {
         if v.status != Status::Pass {
-            writeln!(out, "            {}", style(n).dim())?;
+            writeln!(out, "            {}", style(printable(n)).dim())?;
         }
     }
     Ok(())
+}
+/// Characters of a fact a human report shows (JSON has it whole, up to the probe's cap).
+pub const FOUND_SHOWN: usize = 400;
+
+/// `s` cut to `max` characters, saying how much was left out.
+pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((at, _)) => Cow::Owned(format!(
+            "{}… ({} more bytes; `-o json` shows them)",
+            &s[..at],
+            s.len() - at
+        )),
+    }
+}
+
+/// `s` safe to print on a terminal: every control character but newline and tab (ESC of
+/// ANSI escape sequences, BEL, backspace, carriage return, DEL, the C1 controls) is shown as a
+/// visible `\u{..}` escape instead of being interpreted. Node output and facts are printed
+/// through this: a node cannot recolour, move the cursor on, or retitle a terminal.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `s` safe inside an XML 1.0 document (JUnit): characters XML 1.0 does not allow even as
+/// references (C0 controls but tab, newline and carriage return; U+FFFE, U+FFFF) are shown as
+/// `\u{..}` escapes; the XML writer escapes `<`, `&` and quotes itself.
+pub fn xml_safe(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| {
+        (c < ' ' && c != '\t' && c != '\n' && c != '\r') || c == '\u{FFFE}' || c == '\u{FFFF}'
+    };
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if bad(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    #[test]
+    fn terminal_controls_are_shown_not_obeyed() {
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+        assert!(matches!(printable("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("\u{1b}[31mred\u{7}\r"),
+            "\\u{1b}[31mred\\u{7}\\u{d}"
+        );
+        assert_eq!(printable("\u{9b}2J"), "\\u{9b}2J", "C1 CSI");
+    }
+
+    #[test]
+    fn xml_forbidden_characters_are_escaped() {
+        assert_eq!(
+            xml_safe("a<b & \"c\"\n"),
+            "a<b & \"c\"\n",
+            "the writer escapes these"
+        );
+        assert_eq!(
+            xml_safe("\u{1b}[0m\u{0}\u{FFFF}"),
+            "\\u{1b}[0m\\u{0}\\u{ffff}"
+        );
+    }
 }

@@ -93,11 +93,14 @@ async fn drill_one(
 ) -> Result<DrillResult> {
     let quiet = g.quiet || a.output != DrillOutput::Human;
     let sessions = engine::connect(plan, inv, quiet).await?;
+    // Held for the whole drill: no other breakfix touches the learner's nodes meanwhile.
+    let locks = engine::lock(&sessions, quiet).await?;
     let journal = Journal::open();
     let broken = match engine::break_(plan, &sessions, inv, &journal, quiet).await {
         Ok(b) => b,
         Err(e) => {
             let _ = engine::reset(&sessions, &journal, quiet).await;
+            locks.release().await;
             return Err(e);
         }
     };
@@ -216,6 +219,7 @@ async fn drill_one(
     if !a.no_reset {
         engine::reset(&sessions, &journal, quiet).await?;
     }
+    locks.release().await;
     let _ = history::record(&history::Attempt::new("drill", &plan.name, &last));
     let tasks = score(plan, &done_after, &hints_shown);
     Ok(DrillResult {
@@ -327,11 +331,11 @@ fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
                                 "    {} {}: {}",
                                 v.status.label(),
                                 v.probe,
-                                if why.is_empty() {
+                                crate::report::printable(&if why.is_empty() {
                                     v.note.clone().unwrap_or_default()
                                 } else {
                                     why
-                                }
+                                })
                             );
                         }
                     }
@@ -350,9 +354,11 @@ fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
                     } else {
                         "not ok"
                     };
+                    // One line per test point: a newline or `#` in a title would end it.
+                    let title = t.title.replace(['\n', '\r'], " ").replace('#', "\\#");
                     println!(
-                        "{ok} {n} - {}: {} # score {}/{}",
-                        r.scenario, t.title, t.score, t.points
+                        "{ok} {n} - {}: {title} # score {}/{}",
+                        r.scenario, t.score, t.points
                     );
                 }
             }
@@ -375,7 +381,9 @@ fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
                             .map(|v| format!("{}: {}", v.probe, v.failures().join("; ")))
                             .collect();
                         s.set_message(format!("not done within {:.0}s", r.time_limit));
-                        s.set_description(failing.join("\n"));
+                        s.set_description(
+                            crate::report::xml_safe(&failing.join("\n")).into_owned(),
+                        );
                         s
                     };
                     let mut c = TestCase::new(format!("task {}: {}", t.task, t.title), status);

@@ -12,6 +12,7 @@ pub mod man;
 pub mod plan;
 pub mod reset;
 pub mod run;
+pub mod status;
 pub mod test;
 pub mod validate;
 
@@ -69,6 +70,8 @@ pub enum Command {
     Drill(drill::DrillArgs),
     /// Undo every recorded fault on every node (journal replay, newest first).
     Reset(reset::ResetArgs),
+    /// Show the current session and the journal per node (pending and set-aside entries).
+    Status(status::StatusArgs),
     /// List the scenarios in a directory.
     List(list::ListArgs),
     /// Self-test scenarios on a live cluster: baseline, break, solution, reset, wrong fixes.
@@ -105,7 +108,11 @@ pub async fn run(cli: Cli) -> u8 {
     };
     let mutates = matches!(
         cli.command,
-        Command::Run(_) | Command::Break(_) | Command::Drill(_) | Command::Test(_)
+        Command::Run(_)
+            | Command::Break(_)
+            | Command::Drill(_)
+            | Command::Test(_)
+            | Command::Reset(_)
     );
     let work = dispatch(cli.command, g);
     let r = tokio::select! {
@@ -148,6 +155,7 @@ async fn dispatch(command: Command, g: Globals) -> crate::error::Result<u8> {
         Command::Reset(a) => reset::run(a, g).await,
         Command::Drill(a) => drill::run(a, g).await,
         Command::Hint(a) => hint::run(a, g).await,
+        Command::Status(a) => status::run(a, g).await,
         Command::List(a) => list::run(a, g).await,
         Command::Test(a) => test::run(a, g).await,
         Command::Sandbox(a) => crate::sandbox::cli::run(a).await.map(|_| EXIT_PASS),

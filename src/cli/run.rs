@@ -124,7 +124,7 @@ async fn break_and_confirm(
             // Never leave a half-applied or unconfirmed break behind.
             let undone = engine::reset(sessions, journal, g.quiet).await;
             let tail = match undone {
-                Ok(v) => format!("{} recorded change(s) undone", v.len()),
+                Ok(v) => format!("{} recorded change(s) undone", v.undone.len()),
                 Err(r) => format!("undo ALSO failed: {r}; run `breakfix reset`"),
             };
             Err(Error::other(format!("{e}\n({tail})")))
@@ -139,6 +139,7 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
     let g = Globals { quiet, ..g };
     let (_, inv, plan) = a.target.plan(&a.scenario, g.color)?;
     let sessions = engine::connect(&plan, &inv, quiet).await?;
+    let locks = engine::lock(&sessions, quiet).await?;
     let journal = Journal::open();
     let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
     if a.output == Output::Human {
@@ -183,6 +184,7 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
     if !a.no_reset {
         engine::reset(&sessions, &journal, quiet).await?;
     }
+    locks.release().await;
     match a.output {
         Output::Json => println!(
             "{}",
@@ -207,8 +209,10 @@ pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
     };
     let (inv_path, inv, plan) = a.target.plan(&scenario, g.color)?;
     let sessions = engine::connect(&plan, &inv, g.quiet).await?;
+    let locks = engine::lock(&sessions, g.quiet).await?;
     let journal = Journal::open();
     let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
+    locks.release().await;
     let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     Session {
         scenario: abs(&scenario),

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::args::{Output, TargetArgs};
 use super::{Globals, EXIT_FAIL, EXIT_PASS};
+use crate::engine::crashtest;
 use crate::engine::selftest::{self, Row, RowStatus};
 use crate::engine::{self};
 use crate::error::{Error, Result};
@@ -15,7 +16,7 @@ use crate::journal::Journal;
 /// Arguments of `test`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  breakfix test scenarios/*.yaml --junit target/breakfix-junit.xml"
+    after_help = "Examples:\n  breakfix test scenarios/*.yaml --junit target/breakfix-junit.xml\n  breakfix test scenarios/etcd-service-stopped.yaml --crash-matrix"
 )]
 pub struct TestArgs {
     /// Scenario files.
@@ -26,6 +27,11 @@ pub struct TestArgs {
     /// Also write a JUnit XML report (one testcase per scenario x row).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Instead of the self-test matrix, the crash matrix: kill `breakfix break` (SIGKILL) at
+    /// each of its steps in turn, `reset`, and compare the node with its snapshot from before
+    /// the break (one row per step).
+    #[arg(long)]
+    pub crash_matrix: bool,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
@@ -43,7 +49,7 @@ struct ScenarioResult {
 /// Runs the matrix for every scenario; exit 0 when every row passes, 1 otherwise.
 pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
     let quiet = g.quiet || a.output == Output::Json;
-    let (_, inv) = a.target.load_inventory()?;
+    let (inv_path, inv) = a.target.load_inventory()?;
     let journal = Journal::open();
     let mut results = Vec::new();
     for file in &a.scenarios {
@@ -111,15 +117,40 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
                         message: e.to_string(),
                         duration: 0.0,
                     }],
-                    Ok(sessions) => {
-                        let pb = engine::spinner(format!("{}: starting", plan.name), quiet);
-                        let name = plan.name.clone();
-                        let progress = |step: &str| pb.set_message(format!("{name}: {step}"));
-                        let rows =
-                            selftest::run(&plan, &sessions, &inv, &journal, true, &progress).await;
-                        pb.finish_and_clear();
-                        rows
-                    }
+                    Ok(sessions) => match engine::lock(&sessions, quiet).await {
+                        Err(e) => vec![Row {
+                            name: "lock".into(),
+                            status: RowStatus::Error,
+                            message: e.to_string(),
+                            duration: 0.0,
+                        }],
+                        Ok(locks) => {
+                            let pb = engine::spinner(format!("{}: starting", plan.name), quiet);
+                            let name = plan.name.clone();
+                            let progress = |step: &str| pb.set_message(format!("{name}: {step}"));
+                            let rows = if a.crash_matrix {
+                                // The crashing `break` processes take the lock themselves.
+                                locks.release().await;
+                                let cmd = crashtest::BreakCommand {
+                                    scenario: file.clone(),
+                                    inventory: inv_path.clone(),
+                                    graders: a.target.graders.clone(),
+                                    params: a.target.params.clone(),
+                                };
+                                crashtest::run(&plan, &sessions, &inv, &journal, &cmd, &progress)
+                                    .await
+                            } else {
+                                let rows = selftest::run(
+                                    &plan, &sessions, &inv, &journal, true, &progress,
+                                )
+                                .await;
+                                locks.release().await;
+                                rows
+                            };
+                            pb.finish_and_clear();
+                            rows
+                        }
+                    },
                 };
                 (plan.name.clone(), rows)
             }
@@ -139,7 +170,9 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
                 };
                 println!(
                     "  {label} {:<32} {:>6.1}s  {}",
-                    r.name, r.duration, r.message
+                    r.name,
+                    r.duration,
+                    crate::report::printable(&r.message)
                 );
             }
         }
@@ -195,7 +228,7 @@ fn write_junit(path: &std::path::Path, results: &[ScenarioResult]) -> Result<()>
                 RowStatus::Pass => TestCaseStatus::success(),
                 RowStatus::Skip => {
                     let mut s = TestCaseStatus::skipped();
-                    s.set_message(row.message.clone());
+                    s.set_message(crate::report::xml_safe(&row.message).into_owned());
                     s
                 }
                 RowStatus::Fail | RowStatus::Error => {
@@ -205,7 +238,7 @@ fn write_junit(path: &std::path::Path, results: &[ScenarioResult]) -> Result<()>
                         NonSuccessKind::Error
                     };
                     let mut s = TestCaseStatus::non_success(kind);
-                    s.set_message(row.message.clone());
+                    s.set_message(crate::report::xml_safe(&row.message).into_owned());
                     s
                 }
             };

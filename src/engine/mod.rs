@@ -4,6 +4,7 @@
 //! together (`run` = all of them, `break` = up to confirm, `check` = verify once).
 
 pub mod connect;
+pub mod crashtest;
 pub mod history;
 pub mod runner;
 pub mod score;
@@ -63,6 +64,26 @@ pub async fn connect_nodes(
         .collect())
 }
 
+/// Takes the node lock (see [`crate::journal::lock`]) on every connected node for this
+/// process's command line, so no other breakfix breaks or resets them meanwhile. Reports a
+/// replaced dead or expired lock on stderr (unless `quiet`).
+///
+/// Errors: a node is held by another live breakfix (named, with its command, PID, host and
+/// start time), or the lock command fails.
+pub async fn lock(sessions: &Sessions, quiet: bool) -> Result<crate::journal::lock::NodeLocks> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let locks = crate::journal::lock::NodeLocks::acquire(sessions.values(), &command).await?;
+    if !quiet {
+        for (node, o) in &locks.replaced {
+            eprintln!(
+                "  note: {node}: took over the lock of {}, which is no longer running",
+                o.describe()
+            );
+        }
+    }
+    Ok(locks)
+}
+
 /// Applies actions in order. With `journal`, each records its undo first (faults).
 pub async fn apply(
     actions: &[PlannedAction],
@@ -88,7 +109,40 @@ pub async fn apply(
         };
         let r = a.action.apply(&ctx).await;
         pb.finish_and_clear();
-        r?;
+        if let Err(e) = r {
+            if journal.is_none() {
+                return Err(e);
+            }
+            // Say exactly where the break stopped: what is applied (and journaled), what is
+            // not. The fault that failed may have journaled its undo before failing.
+            let i = actions.iter().position(|x| std::ptr::eq(x, a)).unwrap_or(0);
+            let list = |xs: &[PlannedAction]| {
+                if xs.is_empty() {
+                    "none".to_string()
+                } else {
+                    xs.iter()
+                        .map(|x| format!("`{}` on {}", x.action.label(), x.node))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            };
+            return Err(Error::Fault {
+                fault: a.action.label(),
+                host: a.node.clone(),
+                message: format!(
+                    "{e}\n  the break stopped at fault {} of {}. Applied before it: {}. Not applied: {}. \
+                     Every fault begun is journaled: `breakfix reset` undoes them (once {} answers again, if it is unreachable).",
+                    i + 1,
+                    actions.len(),
+                    list(&actions[..i]),
+                    list(&actions[i + 1..]),
+                    a.node
+                ),
+            });
+        }
+        if journal.is_some() {
+            crate::failpoint::hit("break: fault applied");
+        }
         if !quiet {
             eprintln!("  {phase}: {} on {}", a.action.label(), a.node);
         }
@@ -251,20 +305,30 @@ pub async fn check(
     v
 }
 
-/// Replays the journal on every connected node (newest first). Returns `(node, undo)` lines.
-pub async fn reset(
-    sessions: &Sessions,
-    journal: &Journal,
-    quiet: bool,
-) -> Result<Vec<(String, String)>> {
-    let mut done = Vec::new();
+/// What [`reset`] did: `(node, "fault — undo")` lines for the undos that ran, and the
+/// entries set aside as stale (recorded on another machine or etcd cluster).
+#[derive(Debug, Default)]
+pub struct ResetOutcome {
+    /// `(node, "fault — undo")` per undo that ran, newest first per node.
+    pub undone: Vec<(String, String)>,
+    /// Entries set aside, not applied.
+    pub set_aside: Vec<crate::journal::stale::StaleEntry>,
+}
+
+/// Replays the journal on every connected node (newest first), setting aside entries that
+/// belong to another machine.
+pub async fn reset(sessions: &Sessions, journal: &Journal, quiet: bool) -> Result<ResetOutcome> {
+    let mut out = ResetOutcome::default();
     for (name, s) in sessions {
         let pb = spinner(format!("reset: replaying the journal on {name}"), quiet);
         let r = journal.reset(s).await;
         pb.finish_and_clear();
-        for e in r? {
-            done.push((name.clone(), format!("{} — {}", e.fault, e.undo.describe())));
+        let r = r?;
+        for e in r.undone {
+            out.undone
+                .push((name.clone(), format!("{} — {}", e.fault, e.undo.describe())));
         }
+        out.set_aside.extend(r.set_aside);
     }
-    Ok(done)
+    Ok(out)
 }

@@ -42,7 +42,7 @@ pub struct Row {
     pub duration: f64,
 }
 
-fn row(name: &str, status: RowStatus, message: String, started: Instant) -> Row {
+pub(crate) fn row(name: &str, status: RowStatus, message: String, started: Instant) -> Row {
     Row {
         name: name.to_string(),
         status,
@@ -51,7 +51,7 @@ fn row(name: &str, status: RowStatus, message: String, started: Instant) -> Row 
     }
 }
 
-fn failing(v: &[Verdict]) -> String {
+pub(crate) fn failing(v: &[Verdict]) -> String {
     let f: Vec<String> = v
         .iter()
         .filter(|v| v.status != Status::Pass)
@@ -75,19 +75,33 @@ fn failing(v: &[Verdict]) -> String {
     f.join(", ")
 }
 
-/// A snapshot taken once the cluster has settled: two snapshots 2 s apart agree (a static pod
-/// restarted by the kubelet, or a controller recreating objects, changes it for a moment).
-/// Gives up after ~40 s and returns the last one.
-async fn settled(
+/// A snapshot taken once the cluster has settled.
+/// - `target: None`: two snapshots 2 s apart agree (a static pod restarted by the kubelet, or
+///   a controller recreating objects, changes it for a moment); gives up after 40 s.
+/// - `target: Some(baseline)` (after a reset): as soon as one equals the baseline (a real
+///   kubelet and controller manager take tens of seconds to bring back pods after an outage,
+///   and may hold still in between; a static pod restored to the manifest it crash-looped
+///   under keeps the kubelet's back-off, up to 5 minutes); gives up after 5 min.
+///
+/// Either way the last snapshot is returned when it gives up: its differences are the row's
+/// report.
+pub(crate) async fn settle(
+    target: Option<&snapshot::Snapshot>,
     plan: &Plan,
     sessions: &Sessions,
     inventory: &Inventory,
 ) -> crate::Result<snapshot::Snapshot> {
+    let patience = if target.is_some() {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(40)
+    };
+    let deadline = Instant::now() + patience;
     let mut last = snapshot::take(plan, sessions, inventory).await?;
-    for _ in 0..20 {
+    while target != Some(&last) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let next = snapshot::take(plan, sessions, inventory).await?;
-        if next == last {
+        if target.is_none() && next == last {
             return Ok(next);
         }
         last = next;
@@ -95,39 +109,86 @@ async fn settled(
     Ok(last)
 }
 
-/// The `reset` row: the node after a reset compared with the baseline snapshot `before`.
-/// `after_failed_break` words it for the reset that follows a break that did not take.
-fn reset_row(
-    after: crate::error::Result<snapshot::Snapshot>,
+/// How long the matrix waits for verify to pass at the baseline and again after each reset: a
+/// kube-apiserver restarted by a reset serves 403s and failing /readyz checks for tens of
+/// seconds while its caches fill (seen on the sandbox: 30 s was not always enough).
+const HEALTHY_WITHIN: Duration = Duration::from_secs(180);
+
+/// Polls verify every 2 s until it passes (graded patiently) or [`HEALTHY_WITHIN`] is over;
+/// returns the last verdicts (all PASS when the cluster is healthy).
+pub(crate) async fn healthy(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+) -> Vec<Verdict> {
+    let deadline = Instant::now() + HEALTHY_WITHIN;
+    wait_for_fix(
+        plan,
+        sessions,
+        inventory,
+        deadline,
+        Duration::from_secs(2),
+        true,
+    )
+    .await
+    .0
+}
+
+/// After a reset: waits until the snapshot equals `before` (see [`settle`]) and, when verify
+/// passed at the baseline (`baseline_ok`), until it passes again. Returns what is not back:
+/// snapshot differences, then failing probes; empty when the cluster is back. The next row
+/// starts from here, so a reset that never gets back fails its own row instead of the next.
+///
+/// Errors: no baseline snapshot, or a snapshot could not be taken.
+pub(crate) async fn back_to_baseline(
     before: Option<&snapshot::Snapshot>,
-    after_failed_break: bool,
-    t: Instant,
-) -> Row {
-    let (status, message) = match (after, before) {
-        (Err(e), _) if after_failed_break => (
+    baseline_ok: bool,
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+) -> crate::Result<Vec<String>> {
+    let Some(before) = before else {
+        return Err(crate::Error::other("no baseline snapshot"));
+    };
+    let after = settle(Some(before), plan, sessions, inventory).await?;
+    let mut left = before.diff(&after);
+    if baseline_ok {
+        let v = healthy(plan, sessions, inventory).await;
+        if v.iter().any(|v| v.status != Status::Pass) {
+            left.push(format!(
+                "verify fails {}s after the reset: {}",
+                HEALTHY_WITHIN.as_secs(),
+                failing(&v)
+            ));
+        }
+    }
+    Ok(left)
+}
+
+/// The `reset` row from what [`back_to_baseline`] found. `after_failed_break` words it for the
+/// reset that follows a break that did not take.
+fn reset_row(left: crate::Result<Vec<String>>, after_failed_break: bool, t: Instant) -> Row {
+    let (status, message) = match left {
+        Err(e) if after_failed_break => (
             RowStatus::Error,
             format!("reset after the failed break failed: {e} (run `breakfix reset`)"),
         ),
-        (Err(e), _) => (RowStatus::Error, e.to_string()),
-        (Ok(_), None) => (RowStatus::Error, "no baseline snapshot".into()),
-        (Ok(after), Some(before)) => {
-            let d = before.diff(&after);
-            match (d.is_empty(), after_failed_break) {
-                (true, true) => (RowStatus::Pass, "after the failed break".into()),
-                (true, false) => (RowStatus::Pass, String::new()),
-                (false, true) => (
-                    RowStatus::Fail,
-                    format!(
-                        "reset after the failed break leaves differences: {}",
-                        d.join("; ")
-                    ),
+        Err(e) => (RowStatus::Error, e.to_string()),
+        Ok(d) => match (d.is_empty(), after_failed_break) {
+            (true, true) => (RowStatus::Pass, "after the failed break".into()),
+            (true, false) => (RowStatus::Pass, String::new()),
+            (false, true) => (
+                RowStatus::Fail,
+                format!(
+                    "reset after the failed break leaves differences: {}",
+                    d.join("; ")
                 ),
-                (false, false) => (
-                    RowStatus::Fail,
-                    format!("reset leaves differences: {}", d.join("; ")),
-                ),
-            }
-        }
+            ),
+            (false, false) => (
+                RowStatus::Fail,
+                format!("reset leaves differences: {}", d.join("; ")),
+            ),
+        },
     };
     row("reset", status, message, t)
 }
@@ -164,7 +225,9 @@ pub async fn run(
         ));
         return rows;
     }
-    let v = evaluate(&plan.verify, sessions, inventory, patient).await;
+    // The previous scenario's reset may still be settling (a restarted API server): give the
+    // baseline the same time to pass as a reset gets.
+    let v = healthy(plan, sessions, inventory).await;
     let baseline_ok = v.iter().all(|v| v.status == Status::Pass);
     rows.push(row(
         "baseline",
@@ -180,7 +243,7 @@ pub async fn run(
         },
         t,
     ));
-    let before = match settled(plan, sessions, inventory).await {
+    let before = match settle(None, plan, sessions, inventory).await {
         Ok(s) => Some(s),
         Err(e) => {
             rows.push(row("snapshot", RowStatus::Error, e.to_string(), t));
@@ -205,11 +268,10 @@ pub async fn run(
             let t = Instant::now();
             let r = async {
                 reset(sessions, journal, true).await?;
-                let _ = evaluate(&plan.verify, sessions, inventory, patient).await;
-                settled(plan, sessions, inventory).await
+                back_to_baseline(before.as_ref(), baseline_ok, plan, sessions, inventory).await
             }
             .await;
-            rows.push(reset_row(r, before.as_ref(), true, t));
+            rows.push(reset_row(r, true, t));
             return rows;
         }
         Ok(_) => {
@@ -282,15 +344,13 @@ pub async fn run(
     let r = async {
         break_(plan, sessions, inventory, journal, true).await?;
         reset(sessions, journal, true).await?;
-        // Give restarted services a moment, then compare once things stop moving.
-        let _ = evaluate(&plan.verify, sessions, inventory, patient).await;
-        settled(plan, sessions, inventory).await
+        back_to_baseline(before.as_ref(), baseline_ok, plan, sessions, inventory).await
     }
     .await;
     if r.is_err() {
         let _ = reset(sessions, journal, true).await;
     }
-    rows.push(reset_row(r, before.as_ref(), false, t));
+    rows.push(reset_row(r, false, t));
 
     // 5. wrong fixes: journaled so reset undoes them too
     for w in &plan.wrong_fixes {
@@ -312,6 +372,16 @@ pub async fn run(
         }
         .await;
         let undo = reset(sessions, journal, true).await;
+        // The next row (or scenario) starts from the baseline: a real kubelet takes its time
+        // to bring static pods back after the reset. A reset that never gets there is this
+        // row's failure (and would otherwise surface as a puzzling difference rows later).
+        let mut left = Vec::new();
+        if undo.is_ok() && before.is_some() {
+            match back_to_baseline(before.as_ref(), baseline_ok, plan, sessions, inventory).await {
+                Ok(d) => left = d,
+                Err(e) => left.push(e.to_string()),
+            }
+        }
         match r {
             Err(e) => rows.push(row(&name, RowStatus::Error, e.to_string(), t)),
             Ok(v) if v.iter().all(|v| v.status == Status::Pass) => rows.push(row(
@@ -338,6 +408,16 @@ pub async fn run(
                 &format!("{name} (reset)"),
                 RowStatus::Error,
                 e.to_string(),
+                t,
+            ));
+        } else if !left.is_empty() {
+            rows.push(row(
+                &format!("{name} (reset)"),
+                RowStatus::Fail,
+                format!(
+                    "reset after this wrong fix leaves differences: {}",
+                    left.join("; ")
+                ),
                 t,
             ));
         }

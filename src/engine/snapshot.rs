@@ -1,6 +1,7 @@
 //! Snapshot: the parts of a node a scenario can change (touched files' sha256, unit states,
-//! static pod manifests, etcd key count), taken before a break and after a reset so the
-//! self-test can prove that `reset` restores the baseline.
+//! static pod manifests, etcd key count and alarms, processes a fault started, journal
+//! entries left on the node), taken before a break and after a reset so the self-test and
+//! the crash matrix can prove that `reset` restores the baseline.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,8 +25,15 @@ pub struct Snapshot {
     pub units: BTreeMap<String, String>,
     /// `node:manifest` -> sha256 for every file in /etc/kubernetes/manifests.
     pub manifests: BTreeMap<String, String>,
-    /// Number of keys in etcd (`None` when etcd did not answer).
-    pub etcd_keys: Option<u64>,
+    /// Number of keys in etcd per group (`/registry/pods/` -> n; see the etcd probe's
+    /// `key_groups`), churning groups left out (`None` when etcd did not answer).
+    pub etcd_keys: Option<BTreeMap<String, u64>>,
+    /// Active etcd alarms, sorted (`None` when etcd did not answer).
+    pub etcd_alarms: Option<Vec<String>>,
+    /// `node:what` -> a count: `node:fault-processes` (processes carrying a fault's
+    /// `BREAKFIX_FAULT_ID` marker: fsync tracers, fio), `node:journal` (undo entries pending
+    /// in the node's journal directory).
+    pub node: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -36,6 +44,7 @@ impl Snapshot {
             ("file", &self.files, &after.files),
             ("unit", &self.units, &after.units),
             ("manifest", &self.manifests, &after.manifests),
+            ("node", &self.node, &after.node),
         ] {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
@@ -49,11 +58,39 @@ impl Snapshot {
                 }
             }
         }
-        if self.etcd_keys != after.etcd_keys {
-            out.push(format!(
-                "etcd key count: {:?} -> {:?}",
-                self.etcd_keys, after.etcd_keys
-            ));
+        match (&self.etcd_keys, &after.etcd_keys) {
+            (Some(a), Some(b)) => {
+                let groups: std::collections::BTreeSet<&String> =
+                    a.keys().chain(b.keys()).collect();
+                for g in groups {
+                    let (x, y) = (
+                        a.get(g).copied().unwrap_or(0),
+                        b.get(g).copied().unwrap_or(0),
+                    );
+                    if x != y {
+                        out.push(format!("etcd keys under {g}: {x} -> {y}"));
+                    }
+                }
+            }
+            (a, b) if a.is_some() != b.is_some() => out.push(format!(
+                "etcd: {} -> {}",
+                if a.is_some() {
+                    "answered"
+                } else {
+                    "did not answer"
+                },
+                if b.is_some() {
+                    "answered"
+                } else {
+                    "did not answer"
+                }
+            )),
+            _ => {}
+        }
+        if let (Some(a), Some(b)) = (&self.etcd_alarms, &after.etcd_alarms) {
+            if a != b {
+                out.push(format!("etcd alarms: {a:?} -> {b:?}"));
+            }
         }
         out
     }
@@ -110,6 +147,14 @@ pub async fn take(
 ) -> crate::Result<Snapshot> {
     let mut snap = Snapshot::default();
     let t = Duration::from_secs(30);
+    let starts_processes: std::collections::BTreeSet<String> = plan
+        .faults
+        .iter()
+        .chain(&plan.setup)
+        .chain(&plan.solution)
+        .filter(|a| matches!(a.action, Action::SlowDisk(_)))
+        .map(|a| a.node.clone())
+        .collect();
     for (node, (files, units)) in touched(plan) {
         let Some(s) = sessions.get(&node) else {
             continue;
@@ -125,7 +170,20 @@ pub async fn take(
                 "echo \"U $(systemctl is-active {q})/$(systemctl is-enabled {q} 2>/dev/null)\"; "
             ));
         }
-        cmd.push_str(&format!("for m in {MANIFESTS_DIR}/*; do [ -f \"$m\" ] && echo \"M $m $(sha256sum < \"$m\" | cut -d' ' -f1)\"; done; true"));
+        cmd.push_str(&format!("for m in {MANIFESTS_DIR}/*; do [ -f \"$m\" ] && echo \"M $m $(sha256sum < \"$m\" | cut -d' ' -f1)\"; done; "));
+        // Processes a fault started carry its marker in their environment (see
+        // `fault::slow_disk::detached`; counted where the plan starts such processes);
+        // pending undo entries are the node's journal files.
+        if starts_processes.contains(&node) {
+            cmd.push_str(&format!(
+                "echo \"P $(grep -l {}= /proc/[0-9]*/environ 2>/dev/null | wc -l)\"; ",
+                crate::fault::slow_disk::MARKER_VAR
+            ));
+        }
+        cmd.push_str(&format!(
+            "echo \"J $(ls {}/*.json 2>/dev/null | wc -l)\"; true",
+            shell_quote(&crate::journal::remote_dir()),
+        ));
         let out = s.run_ok(&cmd, t).await?;
         let (mut fi, mut ui) = (files.iter(), units.iter());
         for line in out.stdout.lines() {
@@ -139,6 +197,12 @@ pub async fn take(
                     snap.units
                         .insert(format!("{node}:{u}"), v.trim().to_string());
                 }
+            } else if let Some(v) = line.strip_prefix("P ") {
+                snap.node
+                    .insert(format!("{node}:fault-processes"), v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("J ") {
+                snap.node
+                    .insert(format!("{node}:journal"), v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("M ") {
                 if let Some((path, sum)) = v.rsplit_once(' ') {
                     snap.manifests
@@ -147,37 +211,99 @@ pub async fn take(
             }
         }
     }
-    snap.etcd_keys = etcd_key_count(sessions, inventory).await;
+    (snap.etcd_keys, snap.etcd_alarms) = etcd_facts(sessions, inventory).await;
     Ok(snap)
 }
 
-/// Keys that churn on their own on a live cluster (events, leases, heartbeats) are left out
-/// of the count: only objects a fault or a fix can add or remove are compared.
-const CHURNING_PREFIXES: &[&str] = &["/registry/events/", "/registry/leases/"];
+/// Key groups that churn on their own on a live cluster are left out: only objects a fault or
+/// a fix can add or remove are compared. Events expire; leases are heartbeats; the API
+/// server's `masterleases` and `peerserverleases` are TTL keys each API server keeps alive
+/// (they lapse while it is down or restarting).
+const CHURNING_PREFIXES: &[&str] = &[
+    "/registry/events/",
+    "/registry/leases/",
+    "/registry/masterleases/",
+    "/registry/peerserverleases/",
+];
 
-async fn etcd_key_count(sessions: &Sessions, inventory: &Inventory) -> Option<u64> {
-    let node = inventory
+/// The probe the snapshot gathers `key_groups` with (its expectation only asks for the fact).
+const KEY_GROUPS_PROBE: &str =
+    "kind: etcd\nname: snapshot-key-groups\nprefix: \"/\"\nexpect: { key_groups: { not: null }, alarms: { not: null } }\n";
+
+/// The key count per group and the active alarms, from the first etcd or control-plane node
+/// connected (`(None, None)` when etcd does not answer).
+async fn etcd_facts(
+    sessions: &Sessions,
+    inventory: &Inventory,
+) -> (Option<BTreeMap<String, u64>>, Option<Vec<String>>) {
+    let Some(session) = inventory
         .nodes_with_role("etcd")
         .chain(inventory.nodes_with_role("control-plane"))
-        .find(|n| sessions.contains_key(&n.name))?;
-    let session = sessions.get(&node.name)?;
+        .find_map(|n| sessions.get(&n.name))
+    else {
+        return (None, None);
+    };
     let ctx = ProbeCtx {
         session,
         inventory,
         timeout: Duration::from_secs(10),
     };
-    let count = |prefix: &str| {
-        let yaml = format!("kind: etcd\nname: snapshot-key-count\nprefix: \"{prefix}\"\nexpect: {{ key_count: 0 }}\n");
-        let ctx = &ctx;
-        async move {
-            let probe: Probe = serde_saphyr::from_str(&yaml).ok()?;
-            let facts = probe.gather(ctx).await.ok()?;
-            facts.values.get("key_count").and_then(|v| v.as_u64())
-        }
+    let Ok(probe) = serde_saphyr::from_str::<Probe>(KEY_GROUPS_PROBE) else {
+        return (None, None);
     };
-    let mut total = count("/").await?;
-    for p in CHURNING_PREFIXES {
-        total = total.saturating_sub(count(p).await.unwrap_or(0));
+    let Ok(facts) = probe.gather(&ctx).await else {
+        return (None, None);
+    };
+    let groups = facts
+        .values
+        .get("key_groups")
+        .and_then(|g| g.as_object())
+        .map(|groups| {
+            groups
+                .iter()
+                .filter(|(g, _)| !CHURNING_PREFIXES.contains(&g.as_str()))
+                .filter_map(|(g, n)| Some((g.clone(), n.as_u64()?)))
+                .collect()
+        });
+    let alarms = facts
+        .values
+        .get("alarms")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            let mut v: Vec<String> = a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+            v.sort();
+            v
+        });
+    (groups, alarms)
+}
+
+#[cfg(test)]
+mod key_group_tests {
+    use super::*;
+
+    #[test]
+    fn the_key_groups_probe_parses_and_groups_by_resource() {
+        let p: std::result::Result<Probe, _> = serde_saphyr::from_str(KEY_GROUPS_PROBE);
+        assert!(p.is_ok(), "{p:?}");
+        assert_eq!(
+            crate::probe::etcd::key_group("/registry/pods/default/x"),
+            "/registry/pods/"
+        );
+        assert_eq!(crate::probe::etcd::key_group("/a"), "/a");
+        let before = Snapshot {
+            etcd_keys: Some(BTreeMap::from([("/registry/pods/".to_string(), 4)])),
+            ..Default::default()
+        };
+        let after = Snapshot {
+            etcd_keys: Some(BTreeMap::from([("/registry/pods/".to_string(), 3)])),
+            ..Default::default()
+        };
+        assert_eq!(
+            before.diff(&after),
+            ["etcd keys under /registry/pods/: 4 -> 3"]
+        );
     }
-    Some(total)
 }

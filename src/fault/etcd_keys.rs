@@ -214,6 +214,7 @@ impl EtcdKeysAction {
             )
             .await
             .map_err(fe)?;
+            crate::failpoint::hit("etcd_keys: a batch deleted");
         }
         tracing::info!(
             "{}: deleted {} etcd {what}",

@@ -223,6 +223,7 @@ impl EtcdQuotaAction {
         let deadline = start + self.timeout.map(Into::into).unwrap_or(DEFAULT_TIMEOUT);
         tracing::debug!("{node}: etcd_quota: journaled after {:?}", t0.elapsed());
         let (puts, bytes) = self.fill(&etcd, &prefix, deadline).await.map_err(&fe)?;
+        crate::failpoint::hit("etcd_quota: filled");
         tracing::debug!(
             "{node}: etcd_quota: NOSPACE refusal after {:?}",
             t0.elapsed()

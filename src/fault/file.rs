@@ -255,6 +255,7 @@ impl FileAction {
             .transport
             .write_file(&self.path, new.as_bytes(), None, ctx.timeout)
             .await?;
+        crate::failpoint::hit("file: written");
         if let Some(then) = &self.then {
             ctx.session
                 .exec(then, std::time::Duration::from_secs(120))

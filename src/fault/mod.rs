@@ -90,6 +90,16 @@ impl Undo {
         }
     }
 
+    /// The etcd this undo talks to, if it does (its journal entry then records etcd's
+    /// cluster ID, and reset checks it).
+    pub fn etcd_target(&self) -> Option<&crate::probe::etcd::EtcdTarget> {
+        match self {
+            Undo::EtcdQuota(u) => Some(&u.etcd),
+            Undo::EtcdKeys(u) => Some(&u.etcd),
+            _ => None,
+        }
+    }
+
     /// One line for `breakfix reset` output.
     pub fn describe(&self) -> String {
         match self {

@@ -577,6 +577,7 @@ impl SlowDiskAction {
             ctx.timeout,
         )
         .await?;
+        crate::failpoint::hit("slow_disk: fsync tracer started");
         // Attached when the target's TracerPid is the strace.
         let pf = shell_quote(&pid_file);
         let log = shell_quote(&err_log(&pid_file));
@@ -801,6 +802,7 @@ impl SlowDiskAction {
                     ),
                 ));
             }
+            crate::failpoint::hit("slow_disk: throttle written");
         }
         Ok(())
     }
@@ -912,6 +914,7 @@ impl SlowDiskAction {
             s.transport.write_file(&job_file, fio_job(&dir, jobs, bs, size, runtime).as_bytes(), Some(0o600), ctx.timeout).await?;
             let cmd = format!("fio --output={} {}", shell_quote(&fio_output(&pid_file)), shell_quote(&job_file));
             s.run_ok(&detached(&pid_file, &id, &cmd), ctx.timeout).await?;
+            crate::failpoint::hit("slow_disk: fio started");
             // Running after 2 s: fio has laid out its files and started writing.
             let pf = shell_quote(&pid_file);
             let log = shell_quote(&err_log(&pid_file));

@@ -451,6 +451,7 @@ impl TlsAction {
         s.transport
             .write_file(&self.path, new.as_bytes(), None, ctx.timeout)
             .await?;
+        crate::failpoint::hit("tls: certificate written");
         if let Some(then) = &self.then {
             s.exec(then, std::time::Duration::from_secs(120)).await?;
         }

@@ -19,6 +19,23 @@ crate::probe_spec! {
     }
 }
 
+/// Most bytes of `stdout` / `stderr` a command probe keeps as its fact: 1 MiB each. Beyond
+/// it the fact is cut (at a character boundary) and the verdict's note says so.
+pub const FACT_CAP: usize = 1 << 20;
+
+/// `text` cut to at most [`FACT_CAP`] bytes at a character boundary, and how many bytes were
+/// cut.
+pub fn cap(text: &str) -> (&str, usize) {
+    if text.len() <= FACT_CAP {
+        return (text, 0);
+    }
+    let mut end = FACT_CAP;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], text.len() - end)
+}
+
 crate::expect_block! {
     /// Facts of a `command` probe.
     pub struct CommandExpect { exit, stdout, stderr, }
@@ -30,8 +47,26 @@ impl CommandProbe {
         let out = ctx.session.transport.exec(&self.run, ctx.timeout).await?;
         let mut f = Facts::default();
         f.set("exit", out.exit.unwrap_or(-1));
-        f.set("stdout", out.stdout.trim_end().to_string());
-        f.set("stderr", out.stderr.trim_end().to_string());
+        let mut notes = Vec::new();
+        for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let (kept, cut) = cap(text.trim_end());
+            if cut > 0 {
+                notes.push(format!(
+                    "{name} cut at {} KiB ({cut} more bytes not kept)",
+                    FACT_CAP >> 10
+                ));
+            }
+            f.set(name, kept.to_string());
+        }
+        if out.dropped > 0 {
+            notes.push(format!(
+                "the command printed {} bytes beyond the transport's 64 MiB cap",
+                out.dropped
+            ));
+        }
+        if !notes.is_empty() {
+            f.note = Some(notes.join("; "));
+        }
         Ok(f)
     }
 
@@ -41,5 +76,20 @@ impl CommandProbe {
         p.expect = self.expect.render(r)?;
         p.run = r.shell(&self.run)?;
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_output_is_cut_at_a_character_boundary() {
+        assert_eq!(cap("short"), ("short", 0));
+        let big = "é".repeat(FACT_CAP); // 2 bytes each
+        let (kept, cut) = cap(&big);
+        assert!(kept.len() <= FACT_CAP && kept.len() > FACT_CAP - 2);
+        assert_eq!(kept.len() + cut, big.len());
+        assert!(kept.chars().all(|c| c == 'é'));
     }
 }

@@ -91,8 +91,21 @@ crate::expect_block! {
         member_peer_urls,
         /// Number of keys under `prefix`.
         key_count,
+        /// Number of keys under `prefix` per group, a map: a key's group is the key up to its
+        /// third `/` (`/registry/pods/default/x` -> `/registry/pods/`), read in one request,
+        /// so at one revision.
+        key_groups,
         /// A put then get of a scratch key round-trips (bool).
         writable,
+    }
+}
+
+/// The group of a key for `key_groups`: the key up to and including its third `/`, or the
+/// whole key when it has fewer (`/registry/pods/default/x` -> `/registry/pods/`).
+pub fn key_group(key: &str) -> String {
+    match key.match_indices('/').nth(2) {
+        Some((i, _)) => key[..=i].to_string(),
+        None => key.to_string(),
     }
 }
 
@@ -229,6 +242,23 @@ impl EtcdProbe {
             match q.call(c.get(prefix, Some(opts))).await {
                 Ok(r) => facts.set("key_count", r.count()),
                 Err(f) => q.note(&format!("count of keys under `{prefix}`"), f)?,
+            }
+        }
+        if want("key_groups") {
+            let prefix = self.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+            let mut c = q.client.clone();
+            let opts = GetOptions::new().with_prefix().with_keys_only();
+            match q.call(c.get(prefix, Some(opts))).await {
+                Ok(r) => {
+                    let mut groups = serde_json::Map::new();
+                    for kv in r.kvs() {
+                        let g = key_group(&String::from_utf8_lossy(kv.key()));
+                        let n = groups.get(&g).and_then(|v| v.as_u64()).unwrap_or(0);
+                        groups.insert(g, (n + 1).into());
+                    }
+                    facts.set("key_groups", serde_json::Value::Object(groups));
+                }
+                Err(f) => q.note(&format!("keys under `{prefix}`"), f)?,
             }
         }
         if want("writable") {

@@ -332,10 +332,23 @@ impl KubeProbe {
         };
         let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(client.clone(), "default");
+        // A create that timed out on this side may still land on a slow API server: remove
+        // such leftovers of earlier checks first (best effort), so probes leave no objects.
+        let _ = tokio::time::timeout(
+            left().min(Duration::from_secs(2)),
+            api.delete_collection(
+                &DeleteParams::default(),
+                &kube::api::ListParams::default().labels(WRITABLE_LABEL),
+            ),
+        )
+        .await;
         let name = format!("breakfix-probe-{:08x}", rand::random::<u32>());
         let cm: k8s_openapi::api::core::v1::ConfigMap =
             match serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "breakfix"}},
+                "metadata": {"name": name, "labels": {
+                    "app.kubernetes.io/managed-by": "breakfix",
+                    "breakfix/probe": "writable"
+                }},
                 "data": {"probe": "breakfix"}
             })) {
                 Ok(c) => c,
@@ -400,6 +413,9 @@ fn explain(e: &kube::Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// Label selector of the ConfigMaps the `writable` check creates (and deletes).
+const WRITABLE_LABEL: &str = "breakfix/probe=writable";
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,11 @@
-//! Cgroups: gives each node its own cgroup (`<own cgroup>/breakfix-sandbox/<node>`) in the
-//! hierarchies systemd-nspawn and the node's systemd use (cgroup2 and, on hybrid hosts, the
-//! named `name=systemd` v1 hierarchy). Without a host systemd, nspawn otherwise puts every
-//! node into the same `payload` cgroup of its caller, and the nodes' systemds then remove each
-//! other's unit cgroups (units failing with `219/CGROUP`, halts that never finish).
+//! Cgroups: gives each node its own cgroup (`<own cgroup>/breakfix-sandbox/<node>`) in every
+//! hierarchy: cgroup2, the named `name=systemd` v1 hierarchy, and each v1 controller (cpu,
+//! memory, cpuset, ...). Without a host systemd, nspawn otherwise puts every node into the
+//! same `payload` cgroup of its caller, and the nodes' systemds then remove each other's unit
+//! cgroups (units failing with `219/CGROUP`, halts that never finish). The v1 controllers
+//! matter for the kubelet: each node sees its own directory as the root of every controller
+//! (nspawn gives it a cgroup namespace), so each kubelet's `/kubepods` is its own; in one
+//! shared root the kubelets would remove each other's pods as orphans.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -14,8 +17,8 @@ use crate::error::{Error, Result};
 /// Directory under the caller's cgroup that holds the nodes' cgroups.
 pub const PARENT: &str = "breakfix-sandbox";
 
-/// Mount points of the hierarchies nspawn manages: every cgroup2 mount and the v1 hierarchy
-/// named `systemd`, each with this process's cgroup path inside it.
+/// Mount points of every cgroup hierarchy (cgroup2 and each v1 mount), each with this
+/// process's cgroup path inside it.
 pub fn hierarchies() -> Vec<(PathBuf, String)> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -35,10 +38,13 @@ pub fn hierarchies() -> Vec<(PathBuf, String)> {
             continue;
         }
         let (mnt, fstype, opts) = (f[1], f[2], f[3]);
+        let opts: Vec<&str> = opts.split(',').collect();
         let own = if fstype == "cgroup2" {
             own_path(&|c: &str| c.is_empty())
-        } else if fstype == "cgroup" && opts.split(',').any(|o| o == "name=systemd") {
-            own_path(&|c: &str| c == "name=systemd")
+        } else if fstype == "cgroup" {
+            // /proc/self/cgroup names a v1 hierarchy by its controllers ("cpu,cpuacct",
+            // "name=systemd"); the mount options list the same ones.
+            own_path(&|c: &str| !c.is_empty() && c.split(',').all(|x| opts.contains(&x)))
         } else {
             None
         };
@@ -67,6 +73,34 @@ pub fn node_cgroups(node: &str) -> Vec<PathBuf> {
 pub fn create(dirs: &[PathBuf]) -> Result<()> {
     for d in dirs {
         std::fs::create_dir_all(d).map_err(io_err(format!("creating cgroup {}", d.display())))?;
+        // A new cpuset cgroup has no CPUs and no memory nodes: nothing could join it. Give
+        // it its parent's, level by level.
+        if d.parent()
+            .map(|p| p.join("cpuset.cpus").is_file())
+            .unwrap_or(false)
+        {
+            for level in [d.parent().unwrap_or(d), d.as_path()] {
+                inherit_cpuset(level)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies `cpuset.cpus` and `cpuset.mems` from the parent of `dir` when `dir`'s are empty.
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let own = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        if !own.trim().is_empty() {
+            continue;
+        }
+        let value = std::fs::read_to_string(parent.join(f))
+            .map_err(io_err(format!("reading {}", parent.join(f).display())))?;
+        std::fs::write(dir.join(f), value.trim())
+            .map_err(io_err(format!("writing {}", dir.join(f).display())))?;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! CLI: the `breakfix sandbox up|status|down` subcommands (clap), wired by src/main.rs to
-//! [`run`].
+//! CLI: the `breakfix sandbox build|up|status|down` subcommands (clap), wired by src/main.rs
+//! to [`run`].
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -7,17 +7,20 @@ use super::lifecycle::{self, UpOptions};
 use crate::error::{Error, Result};
 use crate::inventory::Topology;
 
-/// A kubeadm-shaped lab cluster on this machine: systemd-nspawn nodes with real systemd,
-/// sshd and etcd, on the bridge bfbr0 (198.18.0.0/24). Needs root.
+/// A real kubeadm cluster on this machine: systemd-nspawn nodes with systemd, sshd,
+/// containerd and a kubelet, on the bridge bfbr0 (198.18.0.0/24), made by kubeadm from
+/// Kubernetes and etcd built here from source. Needs root.
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "Examples:\n  \
+    breakfix sandbox build                   # build Kubernetes, etcd, crictl and the images once\n  \
     breakfix sandbox up                      # controlplane + node01, etcd as a systemd unit\n  \
     breakfix sandbox up --nodes 1            # controlplane only\n  \
-    breakfix sandbox up --topology stacked   # etcd + kube-apiserver as static pods (stand-ins)\n  \
+    breakfix sandbox up --topology stacked   # kubeadm's default: etcd is a static pod\n  \
     breakfix sandbox status --output json\n  \
     breakfix sandbox down                    # remove everything but the cached image\n\n\
 The inventory is written to /var/lib/breakfix/sandbox/inventory.yaml ($BREAKFIX_SANDBOX_DIR);\n\
-the node image is cached in /var/lib/breakfix/images ($BREAKFIX_IMAGE_DIR).")]
+the node image, the build and the images are cached in /var/lib/breakfix/images\n\
+($BREAKFIX_IMAGE_DIR); the pinned versions are in scripts/versions.env.")]
 pub struct SandboxArgs {
     /// What to do.
     #[command(subcommand)]
@@ -27,22 +30,35 @@ pub struct SandboxArgs {
 /// `sandbox` subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum SandboxCommand {
-    /// Build the node image if needed, boot the nodes, wait for sshd and etcd (stacked: and
-    /// the API server, then apply seed 000's workloads), write the inventory. Does nothing but
-    /// report when the sandbox is already up; refuses when it is up with the other topology.
+    /// Build what the nodes are made of, once: Kubernetes (kubeadm, kubelet, control plane,
+    /// kubectl), etcd and crictl from their Go modules at the pinned versions, the Debian
+    /// node image, and the container images kubeadm names. `up` does the same when its
+    /// cache is missing; this command does it ahead of time.
+    #[command(
+        after_help = "Examples:\n  breakfix sandbox build\n  breakfix sandbox build --rebuild   # throw the cached programs away first\n\n\
+A cold build takes about 15-20 minutes on two cores (Go's own caches make later ones faster).\n\
+The versions are pinned in scripts/versions.env, embedded in breakfix."
+    )]
+    Build {
+        /// Remove the cached build of the current pins and build it again (e.g. after
+        /// `verify` reported it corrupt).
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Build what is missing (see `build`), boot the nodes, run `kubeadm init` on
+    /// controlplane and `kubeadm join` on the workers, wait for every node Ready, apply seed
+    /// 000's workloads, write the inventory. Does nothing but report when the sandbox is
+    /// already up; refuses when it is up with the other topology.
     #[command(
         after_help = "Examples:\n  breakfix sandbox up\n  breakfix sandbox up --nodes 3 --topology external\n  \
-breakfix sandbox up --topology stacked --recreate   # replace whatever sandbox is up\n\n\
-The stacked topology runs the kubelet and kube-apiserver STAND-INS (test/demo programs of this\n\
-workspace, not the real ones): build the whole workspace first (`cargo build`), they are taken\n\
-from the directory of the breakfix executable."
+breakfix sandbox up --topology stacked --recreate   # replace whatever sandbox is up"
     )]
     Up {
         /// Number of nodes: `controlplane` plus workers `node01`, `node02`, ... (1-8).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
         nodes: u8,
-        /// Where etcd runs: `external` (systemd unit etcd.service) or `stacked` (kubeadm's
-        /// default: etcd and kube-apiserver are static pods run by the kubelet stand-in).
+        /// Where etcd runs: `external` (systemd unit etcd.service, kubeadm's external-etcd
+        /// layout) or `stacked` (kubeadm's default: etcd is a static pod).
         #[arg(long, value_enum, default_value_t = TopologyArg::External)]
         topology: TopologyArg,
         /// Take down the sandbox that is up (any topology or size) and bring up a fresh one.
@@ -69,8 +85,7 @@ from the directory of the breakfix executable."
 pub enum TopologyArg {
     /// etcd is a systemd unit on the control plane.
     External,
-    /// etcd and kube-apiserver are static pods (kubeadm's default), run by the kubelet
-    /// stand-in.
+    /// etcd is a static pod next to kube-apiserver (kubeadm's default).
     Stacked,
 }
 
@@ -106,6 +121,11 @@ pub async fn run_with(args: SandboxArgs, quiet: bool) -> Result<()> {
 /// the JSON cannot be encoded.
 pub async fn run(args: SandboxArgs) -> Result<()> {
     match args.command {
+        SandboxCommand::Build { rebuild } => {
+            let built = lifecycle::build_only(rebuild).await?;
+            println!("{built}");
+            Ok(())
+        }
         SandboxCommand::Up {
             nodes,
             topology,

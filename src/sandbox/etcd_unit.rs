@@ -27,7 +27,7 @@ pub struct EtcdMember {
 
 impl EtcdMember {
     /// etcd's flags as kubeadm writes them for a single-member cluster (the order kubeadm
-    /// uses, alphabetical). `--logger=zap` gives etcd 3.4 the structured log of 3.5.
+    /// uses, alphabetical).
     pub fn flags(&self) -> Vec<String> {
         let ip = self.ip;
         let name = &self.name;
@@ -44,7 +44,6 @@ impl EtcdMember {
             ),
             format!("--listen-metrics-urls=http://127.0.0.1:{METRICS_PORT}"),
             format!("--listen-peer-urls=https://{ip}:{PEER_PORT}"),
-            "--logger=zap".into(),
             format!("--name={name}"),
             format!("--peer-cert-file={PKI_DIR}/peer.crt"),
             "--peer-client-cert-auth=true".into(),
@@ -59,17 +58,17 @@ impl EtcdMember {
     /// `Type=notify` (etcd reports readiness), restarts after a crash like a kubelet would,
     /// but stays stopped after `systemctl stop etcd`.
     pub fn systemd_unit(&self) -> String {
-        let mut exec = String::from("ExecStart=/usr/bin/etcd");
+        let mut exec = String::from("ExecStart=/usr/local/bin/etcd");
         for f in self.flags() {
             exec.push_str(" \\\n  ");
             exec.push_str(&f);
         }
         format!(
             "# etcd for the breakfix sandbox (external topology): kubeadm's flags, run by systemd.\n\
-             # Overrides the Debian package's unit of the same name.\n\
+             # etcd is the one built from source at the pinned version (scripts/versions.env).\n\
              [Unit]\n\
              Description=etcd key-value store (control plane)\n\
-             Documentation=man:etcd\n\
+             Documentation=https://etcd.io/docs/\n\
              After=network-online.target sandbox-network.service\n\
              Wants=network-online.target\n\
              \n\
@@ -117,6 +116,6 @@ mod tests {
             assert!(unit.contains(want), "missing {want} in\n{unit}");
         }
         // Every flag line but the last ends with a continuation.
-        assert!(unit.contains("ExecStart=/usr/bin/etcd \\\n  --advertise-client-urls"));
+        assert!(unit.contains("ExecStart=/usr/local/bin/etcd \\\n  --advertise-client-urls"));
     }
 }

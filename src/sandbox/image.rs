@@ -18,15 +18,25 @@ use crate::error::{Error, Result};
 pub const SUITE: &str = "bookworm";
 /// debootstrap variant.
 pub const VARIANT: &str = "minbase";
-/// Packages installed on top of minbase: a real systemd, journald, OpenSSH server, etcd and
-/// etcdctl, and the tools a learner and the fault kinds use.
+/// Packages installed on top of minbase: a real systemd, journald, OpenSSH server, the
+/// container runtime a kubelet drives (containerd, runc, the CNI plugins), what kubeadm and
+/// the kubelet call (iptables, conntrack, socat, ethtool, kmod), busybox (the seed workloads'
+/// image is made of it) and the tools a learner and the fault kinds use. Kubernetes and etcd
+/// themselves are built from source (`kubebuild`) and overlaid, not packaged.
 pub const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
     "dbus",
     "openssh-server",
-    "etcd-server",
-    "etcd-client",
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "conntrack",
+    "socat",
+    "ethtool",
+    "kmod",
+    "busybox-static",
     "iproute2",
     "procps",
     "fio",
@@ -41,7 +51,7 @@ pub const PACKAGES: &[&str] = &[
     "ca-certificates",
 ];
 /// Bump when [`post_process`] changes, so cached images built by older code are not reused.
-pub const RECIPE_VERSION: u32 = 1;
+pub const RECIPE_VERSION: u32 = 2;
 /// Upper bound on one debootstrap run.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Free space a build needs on the image directory's filesystem (bytes).
@@ -68,7 +78,7 @@ pub fn cached_dir(image_dir: &Path) -> PathBuf {
 /// The image's root filesystem if it is already built.
 pub fn cached_rootfs(image_dir: &Path) -> Option<PathBuf> {
     let root = cached_dir(image_dir).join("rootfs");
-    root.join("usr/bin/etcd").is_file().then_some(root)
+    root.join("usr/bin/containerd").is_file().then_some(root)
 }
 
 /// Returns the cached image's rootfs, building it first if needed (about a minute on a

@@ -1,11 +1,11 @@
-//! Kubernetes API from the host (stacked topology): a kube client built from the sandbox's
-//! admin.conf (its server, https://198.18.0.11:6443, is reachable from the host over the
-//! bridge), the API server's `/readyz`, seed 000's workloads ([`WORKLOADS`]) created the way
-//! `kubectl apply -f` creates them, and the wait for `critical-app` to be ready.
+//! Kubernetes API from the host: a kube client built from the sandbox's admin.conf (its
+//! server, https://198.18.0.11:6443, is reachable from the host over the bridge), the API
+//! server's `/readyz`, the Nodes' readiness, seed 000's workloads ([`WORKLOADS`]) created the
+//! way `kubectl apply -f` creates them, and the wait for `critical-app` to be ready.
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::Value;
@@ -178,26 +178,42 @@ pub async fn apply(client: &Client, yaml: &str, limit: Duration) -> Result<Vec<S
     Ok(done)
 }
 
-/// Removes the control plane's `NoSchedule` taint from node `name` (what single-node kubeadm
-/// clusters do, so workloads can run on the control plane).
+/// Names of the Nodes registered with the API and whether each is `Ready` (condition
+/// `Ready=True`), sorted by name.
 ///
-/// Errors: the node does not exist (yet) or the API refuses the patch.
-pub async fn untaint(client: &Client, name: &str, limit: Duration) -> Result<()> {
+/// Errors: the API does not answer within `limit`.
+pub async fn nodes_ready(client: &Client, limit: Duration) -> Result<Vec<(String, bool)>> {
     let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Node"), "nodes");
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let patch = serde_json::json!({"spec": {"taints": null}});
-    match tokio::time::timeout(
-        limit,
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Error::other(format!("untainting node {name}: {e}"))),
-        Err(_) => Err(Error::other(format!(
-            "untainting node {name}: no answer within {limit:?}"
-        ))),
-    }
+    let list = match tokio::time::timeout(limit, api.list(&Default::default())).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return Err(Error::other(format!("listing nodes: {e}"))),
+        Err(_) => {
+            return Err(Error::other(format!(
+                "listing nodes: no answer within {limit:?}"
+            )))
+        }
+    };
+    let mut out: Vec<(String, bool)> = list
+        .items
+        .iter()
+        .map(|n| {
+            let ready = n
+                .data
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .map(|cs| {
+                    cs.iter().any(|c| {
+                        c.get("type").and_then(Value::as_str) == Some("Ready")
+                            && c.get("status").and_then(Value::as_str) == Some("True")
+                    })
+                })
+                .unwrap_or(false);
+            (n.metadata.name.clone().unwrap_or_default(), ready)
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// `status.readyReplicas` of Deployment `namespace/name` (0 when absent).

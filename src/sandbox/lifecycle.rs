@@ -9,15 +9,18 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::fsutil;
+use super::kube_images::{self, Images};
+use super::kubebuild::{self, Build, Pins};
 use super::node::{self, NodeConfig, NodePaths};
 use super::progress::Progress;
 use super::state::{Lock, Phase, ProcKind, Resource, State};
 use super::{
-    binaries, image, image_dir, keys, kubeapi, loopdev, manifests, network, pki, plan_nodes,
-    preflight, procs, readiness, state_dir, NodeSpec, BRIDGE,
+    image, image_dir, keys, kubeadm, kubeapi, loopdev, network, pki, plan_nodes, preflight, procs,
+    readiness, runtime, state_dir, sysctl, NodeSpec, BRIDGE,
 };
 use crate::error::{Error, Result};
 use crate::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
+use crate::transport::ssh::SshTransport;
 
 /// Options of `sandbox up`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,10 @@ impl Default for UpOptions {
     }
 }
 
+/// Where systemd-nspawn keeps a directory per machine to propagate mounts into it
+/// (systemd-nspawn(1), `machinectl bind`); a killed nspawn leaves its directory behind.
+const NSPAWN_PROPAGATE_DIR: &str = "/run/systemd/nspawn/propagate";
+
 /// How long `down` lets the nodes power off before killing them.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
@@ -53,8 +60,10 @@ pub const HOST_PKI: &str = "pki";
 /// Host copy of the control plane's /etc/kubernetes/admin.conf, relative to the state
 /// directory (its server, https://198.18.0.11:6443, is reachable from the host).
 pub const HOST_ADMIN_CONF: &str = "admin.conf";
-/// Bound on waiting for the API server's /readyz once etcd answers (stacked topology).
+/// Bound on waiting for the API server's /readyz once kubeadm init returned.
 pub const APISERVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on waiting for every Node to be `Ready` once they joined.
+pub const NODES_READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on waiting for seed 000's `critical-app` to be 3/3 ready once applied.
 pub const WORKLOADS_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -126,7 +135,8 @@ impl StatusReport {
         if let Some(inv) = &self.inventory {
             s.push_str(&format!("inventory: {}\n", inv.display()));
         }
-        let stacked = self.topology == Some(Topology::Stacked);
+        // Both topologies run a real kube-apiserver on the control plane.
+        let stacked = true;
         s.push_str(&format!(
             "\n{:<14} {:<13} {:<20} {:<16} {:<5} {:<20}{}\n",
             "NODE",
@@ -173,7 +183,7 @@ impl StatusReport {
         if let Some(ex) = &self.ssh_example {
             s.push_str(&format!("\nlog in:  {ex}\n"));
         }
-        if stacked && self.state == "up" {
+        if self.state == "up" {
             s.push_str(&format!(
                 "kubectl: kubectl --kubeconfig {} get nodes\n",
                 self.state_dir.join(HOST_ADMIN_CONF).display()
@@ -189,18 +199,16 @@ impl StatusReport {
 /// removed first. On failure the half-built sandbox is left in place for inspection and the
 /// error says how to remove it.
 ///
-/// Errors: preflight failures (not root, tools missing, no space, network taken, stand-in
-/// binaries missing for the stacked topology), a sandbox of the other topology is up (without
-/// [`UpOptions::recreate`]), image build failures, a node that does not become ready in time
-/// (named, with its console log), the API server or the workloads not ready in time (stacked).
+/// Errors: preflight failures (not root, tools missing, no space, network taken), a build
+/// that fails, a sandbox of the other topology is up (without
+/// [`UpOptions::recreate`]), a node that does not boot in time (named, with its console
+/// log), `kubeadm init`/`join` failing, nodes not Ready or the workloads not ready in time
+/// (named, with `crictl ps -a` and the kubelet's journal).
 pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     preflight::require_root()?;
     preflight::require_tools()?;
     preflight::require_overlayfs()?;
-    let standins = match opts.topology {
-        Topology::Stacked => Some(binaries::find()?),
-        Topology::External => None,
-    };
+    let pins = kubebuild::pins()?;
     let nodes = plan_nodes(opts.nodes)?;
     let dir = state_dir();
     let imgdir = image_dir();
@@ -263,14 +271,9 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     )?;
     network::check_free(BRIDGE, false).await?;
 
-    let step = progress.step("node image");
-    let image = match image::ensure(&imgdir, &step).await {
-        Ok(i) => {
-            step.done("ready");
-            i
-        }
+    let (image, _, images) = match prepare(&imgdir, &pins, false, &progress).await {
+        Ok(x) => x,
         Err(e) => {
-            step.fail("build failed");
             progress.finish();
             return Err(e);
         }
@@ -278,8 +281,9 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
 
     fsutil::mkdir_mode(&dir, 0o755)?;
     let mut st = State::new(&dir, opts.topology, nodes, image);
+    st.node_layer = Some(images.node_layer.clone());
     st.save()?;
-    let built = build(&mut st, &progress, standins).await;
+    let built = build(&mut st, &progress, &pins, &images).await;
     progress.finish();
     match built {
         Ok(()) => Ok(report(Some(&st)).await),
@@ -288,6 +292,96 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
             dir.display()
         ))),
     }
+}
+
+/// Everything the nodes are made of, built once and cached: the Debian node image, the
+/// programs built from their Go modules (`kubebuild`), and from both the container images
+/// and the node layer (`kube_images`). `rebuild` rebuilds the programs even when cached.
+/// Returns (node image rootfs, build, images).
+///
+/// Errors: a build fails (the message names the step and quotes its log), or a cache is
+/// corrupt.
+pub async fn prepare(
+    imgdir: &Path,
+    pins: &Pins,
+    rebuild: bool,
+    progress: &Progress,
+) -> Result<(PathBuf, Build, Images)> {
+    let step = progress.step(format!(
+        "Kubernetes {} + etcd {} (built from source)",
+        pins.kubernetes, pins.etcd
+    ));
+    let kube = match kubebuild::ensure(imgdir, rebuild, &step).await {
+        Ok(b) => {
+            step.done(format!("{}", b.dir.display()));
+            b
+        }
+        Err(e) => {
+            step.fail("build failed");
+            return Err(e);
+        }
+    };
+    let step = progress.step("node image");
+    let image = match image::ensure(imgdir, &step).await {
+        Ok(i) => {
+            step.done("ready");
+            i
+        }
+        Err(e) => {
+            step.fail("build failed");
+            return Err(e);
+        }
+    };
+    let step = progress.step("container images");
+    step.set_message(
+        "kube-apiserver, kube-controller-manager, kube-scheduler, etcd, pause, workload",
+    );
+    let images = {
+        let (kube, pins, image) = (kube.clone(), pins.clone(), image.clone());
+        tokio::task::spawn_blocking(move || kube_images::ensure(&kube, &pins, &image))
+            .await
+            .map_err(|e| Error::other(format!("building the container images: {e}")))?
+    };
+    match images {
+        Ok(i) => {
+            step.done(format!(
+                "{} images",
+                kube_images::kubeadm_images(pins).len() + 1
+            ));
+            Ok((image, kube, i))
+        }
+        Err(e) => {
+            step.fail("failed");
+            Err(e)
+        }
+    }
+}
+
+/// `breakfix sandbox build`: [`prepare`] alone, under the sandbox lock. Returns a summary
+/// (pinned versions and cache paths).
+///
+/// Errors: not root, tools missing, or as [`prepare`].
+pub async fn build_only(rebuild: bool) -> Result<String> {
+    preflight::require_root()?;
+    preflight::require_tools()?;
+    let pins = kubebuild::pins()?;
+    let imgdir = image_dir();
+    let _lock = Lock::acquire(&state_dir())?;
+    let progress = Progress::new();
+    let r = prepare(&imgdir, &pins, rebuild, &progress).await;
+    progress.finish();
+    let (image, kube, images) = r?;
+    Ok(format!(
+        "built: Kubernetes {}, etcd {}, crictl {}, pause {}\n  programs:   {}\n  node image: {}\n  images:     {} and {}",
+        pins.kubernetes,
+        pins.etcd,
+        pins.cri_tools,
+        pins.pause,
+        kube.bin.display(),
+        image.display(),
+        images.control_plane.display(),
+        images.common.display()
+    ))
 }
 
 /// `external` / `stacked`, as the CLI spells them.
@@ -310,11 +404,7 @@ fn dead_nodes(st: &State) -> Vec<String> {
         .collect()
 }
 
-async fn build(
-    st: &mut State,
-    progress: &Progress,
-    standins: Option<binaries::StandIns>,
-) -> Result<()> {
+async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images) -> Result<()> {
     let dir = st.dir.clone();
 
     let step = progress.step("network");
@@ -328,11 +418,33 @@ async fn build(
         super::PREFIX_LEN
     ));
 
+    let step = progress.step("host kernel settings for the kubelet");
+    let changes = sysctl::to_change()?;
+    for (key, old, want) in &changes {
+        st.record(Resource::Sysctl {
+            key: key.clone(),
+            old: old.clone(),
+        })?;
+        sysctl::write(key, want)?;
+    }
+    step.done(if changes.is_empty() {
+        "already set".to_string()
+    } else {
+        changes
+            .iter()
+            .map(|(k, _, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+
     let step = progress.step("keys and certificates");
     let client = keys::generate("breakfix-sandbox")?;
     keys::write_pair(&client, &dir.join(CLIENT_KEY))?;
     fsutil::mkdir_mode(&dir.join("ssh"), 0o700)?;
     let authorized = keys::public_line(&client)?;
+    // kubeadm makes the cluster's PKI. Only the external topology's etcd needs certificates
+    // before kubeadm runs (kubeadm's external-etcd layout: etcd's CA, server, peer and
+    // health-check certificates, and the API server's etcd client certificate).
     let pki = pki::Pki::generate()?;
     let mut known_hosts = String::new();
     let mut configs = Vec::new();
@@ -340,14 +452,21 @@ async fn build(
         let host_key = keys::generate(&format!("root@{}", n.name))?;
         known_hosts.push_str(&keys::known_hosts_line(&n.name, n.ip, &host_key)?);
         known_hosts.push('\n');
-        let files = pki.node_files(n)?;
-        if n.is_control_plane() {
-            for f in &files {
-                if let Some(rel) = f.rel.strip_prefix("pki/") {
-                    fsutil::write_file(&dir.join(HOST_PKI).join(rel), &f.bytes, f.mode)?;
-                } else if f.rel == "admin.conf" {
-                    fsutil::write_file(&dir.join(HOST_ADMIN_CONF), &f.bytes, f.mode)?;
-                }
+        let files: Vec<pki::PkiFile> = if st.topology == Topology::External && n.is_control_plane()
+        {
+            pki.node_files(n)?
+                .into_iter()
+                .filter(|f| {
+                    f.rel.starts_with("pki/etcd/")
+                        || f.rel.starts_with("pki/apiserver-etcd-client.")
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        for f in &files {
+            if let Some(rel) = f.rel.strip_prefix("pki/") {
+                fsutil::write_file(&dir.join(HOST_PKI).join(rel), &f.bytes, f.mode)?;
             }
         }
         configs.push((
@@ -357,17 +476,27 @@ async fn build(
         ));
     }
     fsutil::write_file(&dir.join(KNOWN_HOSTS), known_hosts.as_bytes(), 0o644)?;
-    step.done("ed25519 keys, kubeadm PKI");
+    step.done(if st.topology == Topology::External {
+        "ed25519 keys, external etcd's PKI"
+    } else {
+        "ed25519 keys (kubeadm makes the PKI)"
+    });
 
     // Prepare every root first, then boot them all, then wait for all: boots overlap.
     let nodes = st.nodes.clone();
+    let single = nodes.len() == 1;
+    let pause = kube_images::pause_image(pins);
+    let mut lowers = Vec::new();
+    if let Some(l) = &st.node_layer {
+        lowers.push(l.clone());
+    }
+    lowers.push(st.image.clone());
     let mut booted = Vec::new();
-    for (n, (hk_priv, hk_pub, files)) in nodes.iter().zip(configs) {
+    for (i, (n, (hk_priv, hk_pub, files))) in nodes.iter().zip(configs).enumerate() {
         let step = progress.step(format!("node {}", n.name));
         step.set_message("preparing root");
         let paths = NodePaths::new(&dir, &n.name);
-        let image = st.image.clone();
-        node::mount_root(st, &paths, &image).await?;
+        node::mount_root(st, &paths, &lowers).await?;
         let cfg = NodeConfig {
             node: n,
             all: &nodes,
@@ -376,15 +505,40 @@ async fn build(
             host_key_public: hk_pub,
             authorized_key: authorized.clone(),
             pki: files,
-            standins: standins.clone(),
+            runtime: runtime::node_files(i, &pause),
+            kubeadm_config: n
+                .is_control_plane()
+                .then(|| kubeadm::init_config(n, st.topology, pins, single)),
         };
         node::write_config(&paths.root, &cfg)?;
-        let mut binds: Vec<(PathBuf, &str)> = Vec::new();
+        let containerd = paths.dir.join("containerd");
+        fsutil::mkdir_mode(&containerd, 0o711)?;
+        let mut binds = vec![
+            node::Bind {
+                host: containerd,
+                inside: runtime::CONTAINERD_DIR.into(),
+                read_only: false,
+            },
+            node::Bind {
+                host: images.common.clone(),
+                inside: format!("{}/common", runtime::IMAGES_DIR),
+                read_only: true,
+            },
+        ];
         if n.is_control_plane() {
+            binds.push(node::Bind {
+                host: images.control_plane.clone(),
+                inside: format!("{}/control-plane", runtime::IMAGES_DIR),
+                read_only: true,
+            });
             step.set_message("etcd data disk");
             let (file, mnt) = loopdev::paths(&paths.dir);
             loopdev::setup(st, &file, &mnt).await?;
-            binds.push((mnt, super::etcd_unit::DATA_DIR));
+            binds.push(node::Bind {
+                host: mnt,
+                inside: super::etcd_unit::DATA_DIR.into(),
+                read_only: false,
+            });
         }
         step.set_message("booting");
         let pid = node::boot(st, n, &paths, &binds)?;
@@ -397,7 +551,7 @@ async fn build(
         async move {
             let r = wait_ready(n, paths, *pid, step, &pki_dir, topology).await;
             match &r {
-                Ok(()) => step.done(format!("ready at {}", n.ip)),
+                Ok(()) => step.done(format!("booted at {}", n.ip)),
                 Err(_) => step.fail("not ready"),
             }
             r
@@ -416,9 +570,7 @@ async fn build(
     if !errors.is_empty() {
         return Err(Error::other(errors.join("\n")));
     }
-    if st.topology == Topology::Stacked {
-        control_plane_ready(st, progress).await?;
-    }
+    kubeadm_cluster(st, progress).await?;
 
     let inv = inventory(st);
     inv.save(&dir.join("inventory.yaml"))?;
@@ -451,36 +603,79 @@ async fn wait_ready(
     })
     .await
     .map_err(hint)?;
-    if n.roles.iter().any(|r| r == "etcd") {
+    if topology == Topology::External && n.roles.iter().any(|r| r == "etcd") {
         step.set_message("waiting for etcd");
         readiness::wait_for("etcd on port 2379", readiness::ETCD_TIMEOUT, alive, || {
             readiness::etcd_status(n.ip, pki_dir, Duration::from_secs(3))
         })
         .await
-        .map_err(|e| match topology {
-            Topology::External => hint(Error::other(format!(
+        .map_err(|e| {
+            hint(Error::other(format!(
                 "{e}\n  (inside the node: `journalctl -u etcd`, `systemctl status etcd`)"
-            ))),
-            Topology::Stacked => Error::other(format!(
-                "node {} ({}): {e}\n{}",
-                n.name,
-                n.ip,
-                static_pod_hint(paths, &n.name, "etcd")
-            )),
+            )))
         })?;
     }
     Ok(())
 }
 
-/// Stacked topology, once every node is up and etcd answers: waits for the API server's
-/// `/readyz`, applies seed 000's workloads (on a single node after lifting the control
-/// plane's NoSchedule taint, as single-node kubeadm clusters do) and waits for
-/// `critical-app` to be 3/3 ready.
-async fn control_plane_ready(st: &State, progress: &Progress) -> Result<()> {
+/// The SSH connection the sandbox itself uses to run kubeadm on a node.
+async fn connect(st: &State, n: &NodeSpec) -> Result<SshTransport> {
+    let inv = inventory(st);
+    let node = inv
+        .node(&n.name)
+        .ok_or_else(|| Error::other(format!("internal: no node {} in the inventory", n.name)))?;
+    SshTransport::connect(node, Duration::from_secs(20)).await
+}
+
+/// kubeadm for real, once every node booted: `kubeadm init` on the control plane (the host
+/// keeps copies of admin.conf and the PKI), `kubeadm join` on every worker, then the wait for
+/// the API server's `/readyz` and every Node `Ready`, and seed 000's workloads applied and
+/// `critical-app` 3/3 ready.
+async fn kubeadm_cluster(st: &State, progress: &Progress) -> Result<()> {
     let Some(cp) = st.nodes.iter().find(|n| n.is_control_plane()) else {
         return Err(Error::other("internal: no control-plane node planned"));
     };
     let paths = NodePaths::new(&st.dir, &cp.name);
+    let step = progress.step(format!("kubeadm init on {}", cp.name));
+    step.set_message(format!("kubeadm init --config {}", kubeadm::CONFIG_PATH));
+    let t = connect(st, cp).await?;
+    if let Err(e) = kubeadm::init(&t).await {
+        step.fail("failed");
+        return Err(e);
+    }
+    copy_admin_files(&st.dir, &paths)?;
+    step.done("control plane up");
+
+    let workers: Vec<&NodeSpec> = st.nodes.iter().filter(|n| !n.is_control_plane()).collect();
+    if !workers.is_empty() {
+        let join_line = kubeadm::join_command(&t).await?;
+        let joins = workers.iter().map(|w| {
+            let step = progress.step(format!("kubeadm join on {}", w.name));
+            let join_line = join_line.clone();
+            async move {
+                step.set_message("kubeadm join");
+                let r = async {
+                    let wt = connect(st, w).await?;
+                    kubeadm::join(&wt, &join_line, w).await
+                }
+                .await;
+                match &r {
+                    Ok(_) => step.done("joined"),
+                    Err(_) => step.fail("failed"),
+                }
+                r
+            }
+        });
+        let errors: Vec<String> = futures::future::join_all(joins)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if !errors.is_empty() {
+            return Err(Error::other(errors.join("\n")));
+        }
+    }
+
     let conf_path = st.dir.join(HOST_ADMIN_CONF);
     let conf = std::fs::read_to_string(&conf_path).map_err(|e| Error::Io {
         context: format!("reading {}", conf_path.display()),
@@ -488,41 +683,43 @@ async fn control_plane_ready(st: &State, progress: &Progress) -> Result<()> {
     })?;
     let call = Duration::from_secs(5);
     let client = kubeapi::client(&conf, call).await?;
-
-    let step = progress.step("kube-apiserver (stand-in)");
-    step.set_message(format!("waiting for https://{}:6443/readyz", cp.ip));
-    let ready = kubeapi::poll("kube-apiserver /readyz", APISERVER_TIMEOUT, || async {
-        kubeapi::readyz(&client, call).await.map(|()| true)
+    let step = progress.step("nodes Ready");
+    let want = st.nodes.len();
+    let last = std::sync::Mutex::new(Vec::new());
+    let ready = kubeapi::poll("every node Ready", NODES_READY_TIMEOUT, || async {
+        let nodes = kubeapi::nodes_ready(&client, call).await?;
+        step.set_message(format!(
+            "{}/{want} Ready",
+            nodes.iter().filter(|(_, r)| *r).count()
+        ));
+        let ok = nodes.len() == want && nodes.iter().all(|(_, r)| *r);
+        if let Ok(mut l) = last.lock() {
+            *l = nodes;
+        }
+        Ok(ok)
     })
     .await;
     if let Err(e) = ready {
         step.fail("not ready");
+        let seen = last.lock().map(|l| format!("{l:?}")).unwrap_or_default();
         return Err(Error::other(format!(
-            "node {} ({}): {e}\n{}",
-            cp.name,
-            cp.ip,
-            static_pod_hint(&paths, &cp.name, "kube-apiserver")
+            "{e}\n  nodes (name, Ready): {seen}\n{}",
+            node_hint(&t).await
         )));
     }
-    step.done("ready (/readyz 200)");
+    step.done(format!("{want}/{want} Ready"));
 
     let step = progress.step("seed 000 workloads");
     let workloads = async {
-        if st.nodes.len() == 1 {
-            step.set_message(format!("untainting {}", cp.name));
-            kubeapi::poll(
-                "the control-plane Node object",
-                APISERVER_TIMEOUT,
-                || async {
-                    kubeapi::untaint(&client, &cp.name, call)
-                        .await
-                        .map(|()| true)
-                },
-            )
-            .await?;
-        }
         step.set_message("applying");
-        kubeapi::apply(&client, kubeapi::WORKLOADS, call).await?;
+        // The controller manager creates each namespace's `default` ServiceAccount a moment
+        // after the API comes up; pods are refused until then.
+        kubeapi::poll("seed 000 workloads applied", WORKLOADS_TIMEOUT, || async {
+            kubeapi::apply(&client, kubeapi::WORKLOADS, call)
+                .await
+                .map(|_| true)
+        })
+        .await?;
         step.set_message("waiting for deployment critical-app 3/3");
         kubeapi::poll(
             "deployment critical-app 3/3 ready",
@@ -546,98 +743,57 @@ async fn control_plane_ready(st: &State, progress: &Progress) -> Result<()> {
                 "node {} ({}): seed 000 workloads: {e}\n{}",
                 cp.name,
                 cp.ip,
-                static_pod_hint(&paths, &cp.name, "kube-apiserver")
+                node_hint(&t).await
             )))
         }
     }
 }
 
-/// What to look at when a static pod of the stacked topology does not become ready: the
-/// kubelet stand-in's view of the pod (from its status file) and the tail of the pod's
-/// newest container log, both read through the host's view of the node's root, plus where
-/// to look inside the node.
-pub fn static_pod_hint(paths: &NodePaths, node: &str, container: &str) -> String {
-    let pod = format!("{container}-{node}");
-    let mut s = String::new();
-    let status_file = paths
-        .root
-        .join(manifests::KUBELET_STATUS_FILE.trim_start_matches('/'));
-    let state = std::fs::read(&status_file)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| {
-            v.get("pods")?
-                .as_array()?
-                .iter()
-                .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(pod.as_str()))
-                .cloned()
-        });
-    match state {
-        Some(p) => {
-            let c = p
-                .pointer("/containers/0")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            let f = |k: &str| match c.get(k) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            };
-            let why = match (f("reason"), f("message")) {
-                (r, _) if r.is_empty() => String::new(),
-                (r, m) if m.is_empty() => format!(" ({r})"),
-                (r, m) => format!(" ({r}: {m})"),
-            };
-            s.push_str(&format!(
-                "  kubelet stand-in: pod kube-system/{pod} phase {}, container {container} {}{why}, last exit code {}, restarts {}\n",
-                p.get("phase").and_then(|v| v.as_str()).unwrap_or("?"),
-                f("state"),
-                f("exit_code"),
-                f("restart_count"),
-            ));
+/// Copies admin.conf and /etc/kubernetes/pki from the control plane's root (the host sees
+/// it through the overlay mount) into the state directory.
+fn copy_admin_files(dir: &Path, cp: &NodePaths) -> Result<()> {
+    let conf = cp.root.join("etc/kubernetes/admin.conf");
+    let bytes = std::fs::read(&conf).map_err(super::fsutil::io_err(format!(
+        "reading {} (kubeadm init should have written it)",
+        conf.display()
+    )))?;
+    fsutil::write_file(&dir.join(HOST_ADMIN_CONF), &bytes, 0o600)?;
+    copy_tree(&cp.root.join("etc/kubernetes/pki"), &dir.join(HOST_PKI))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let rd = std::fs::read_dir(from)
+        .map_err(super::fsutil::io_err(format!("reading {}", from.display())))?;
+    for e in rd.flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &dest)?;
+        } else if p.is_file() {
+            let bytes = std::fs::read(&p)
+                .map_err(super::fsutil::io_err(format!("reading {}", p.display())))?;
+            fsutil::write_file(&dest, &bytes, 0o600)?;
         }
-        None => s.push_str(&format!(
-            "  kubelet stand-in: no pod kube-system/{pod} in {} (did the kubelet unit start? is the manifest valid?)\n",
-            manifests::KUBELET_STATUS_FILE
-        )),
     }
-    let logs = paths
-        .root
-        .join(manifests::POD_LOG_DIR.trim_start_matches('/'));
-    let newest = std::fs::read_dir(&logs)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("kube-system_{pod}_"))
-        })
-        .flat_map(|e| {
-            std::fs::read_dir(e.path().join(container))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .max_by_key(|(t, _)| *t)
-        .map(|(_, p)| p);
-    if let Some(log) = newest {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(6)..].join("\n");
-        let inside = log
-            .strip_prefix(&paths.root)
-            .map(|p| format!("/{}", p.display()))
-            .unwrap_or_else(|_| log.display().to_string());
-        s.push_str(&format!("  last lines of {inside}:\n{}\n", indent(&tail)));
-    }
-    s.push_str(&format!(
-        "  (inside the node: `journalctl -u kubelet`, `ls /var/log/pods/`, `cat /var/log/pods/kube-system_{pod}_*/{container}/*.log`, `cat /etc/kubernetes/manifests/{}.yaml`)",
-        container
-    ));
-    s
+    Ok(())
+}
+
+/// What to look at when the cluster does not come up: the containers crictl lists on the
+/// control plane and the kubelet's last log lines, read over SSH.
+async fn node_hint(t: &SshTransport) -> String {
+    let limit = Duration::from_secs(15);
+    let run = |c: &'static str| async move {
+        match t.exec(c, None, limit).await {
+            Ok(o) => format!("{}{}", o.stdout, o.stderr),
+            Err(e) => e.to_string(),
+        }
+    };
+    format!(
+        "  on {}: `crictl ps -a`:\n{}\n  `journalctl -u kubelet` (last lines):\n{}",
+        t.host(),
+        indent(&run("crictl ps -a 2>&1").await),
+        indent(&run("journalctl -u kubelet --no-pager -n 12 -o cat 2>&1").await)
+    )
 }
 
 fn indent(s: &str) -> String {
@@ -715,6 +871,11 @@ pub async fn down() -> Result<bool> {
 
 async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
     let mut errors: Vec<String> = Vec::new();
+    // Faults still journaled for these nodes are undone while they run, the rest set aside
+    // once they are gone (see `super::journal`).
+    let machine_ids = super::journal::machine_ids(&st);
+    let running = st.phase == Phase::Ready && procs::all_nodes_running(&st);
+    super::journal::before_teardown(&st, running, progress).await;
     st.set_phase(Phase::Removing)?;
 
     // Helper commands an `up` that was killed may have left running finish first.
@@ -778,6 +939,7 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
             Resource::LoopDevice { file, .. } => loopdev::detach(file).await,
             Resource::Cgroup { path } => super::cgroup::remove(path, Duration::from_secs(10)).await,
             Resource::Bridge { name } => network::delete_bridge(name).await,
+            Resource::Sysctl { key, old } => sysctl::write(key, old),
         };
         if let Err(e) = res {
             errors.push(e.to_string());
@@ -786,6 +948,17 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
     // Belt and braces: nothing of ours may stay mounted or attached, recorded or not.
     image::unmount_all_under(&st.dir).await;
     for n in &st.nodes {
+        // What a killed systemd-nspawn could not clean up: the veth pair (see
+        // `network::delete_node_veth`) and its per-machine propagation directory, which makes
+        // the next nspawn of that name fail ("Attempted to remove disk file system under
+        // /run/systemd/nspawn/propagate/<machine>").
+        if let Err(e) = network::delete_node_veth(&n.name).await {
+            errors.push(e.to_string());
+        }
+        let propagate = Path::new(NSPAWN_PROPAGATE_DIR).join(&n.name);
+        if let Err(e) = fsutil::remove_tree(&propagate) {
+            errors.push(e.to_string());
+        }
         let (file, _) = loopdev::paths(&st.node_dir(&n.name));
         if let Err(e) = loopdev::detach(&file).await {
             errors.push(e.to_string());
@@ -801,6 +974,7 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
             errors.join("\n  ")
         )));
     }
+    super::journal::after_teardown(&st, &machine_ids, progress);
     let step = progress.step("remove files");
     fsutil::remove_tree(&st.dir)?;
     step.done(st.dir.display().to_string());
@@ -884,7 +1058,7 @@ async fn report(st: Option<&State>) -> StatusReport {
                     }
                 };
                 let api = async {
-                    if st.topology == Topology::Stacked && n.is_control_plane() {
+                    if n.is_control_plane() {
                         Some(api_ready(&st.dir).await)
                     } else {
                         None
@@ -941,52 +1115,6 @@ async fn report(st: Option<&State>) -> StatusReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn static_pod_hint_quotes_the_kubelets_view_and_the_pod_log() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let paths = NodePaths::new(dir.path(), "controlplane");
-        let status = serde_json::json!({"node": "controlplane", "pods": [{
-            "name": "etcd-controlplane", "namespace": "kube-system", "phase": "Running",
-            "containers": [{"name": "etcd", "state": "waiting", "reason": "CrashLoopBackOff",
-                "message": "back-off 10s restarting failed container=etcd", "exit_code": 1,
-                "restart_count": 2}]}]});
-        fsutil::write_file(
-            &paths.root.join("var/lib/kubelet/standin-pods.json"),
-            status.to_string().as_bytes(),
-            0o644,
-        )
-        .expect("status");
-        fsutil::write_file(
-            &paths
-                .root
-                .join("var/log/pods/kube-system_etcd-controlplane_abc/etcd/2.log"),
-            b"2026-11-25T12:00:00Z stderr F {\"msg\":\"discovery failed\",\"error\":\"bind: cannot assign requested address\"}\n",
-            0o644,
-        )
-        .expect("log");
-        let hint = static_pod_hint(&paths, "controlplane", "etcd");
-        assert!(hint.contains("CrashLoopBackOff"), "{hint}");
-        assert!(hint.contains("last exit code 1, restarts 2"), "{hint}");
-        assert!(
-            hint.contains("container etcd waiting (CrashLoopBackOff: back-off 10s"),
-            "{hint}"
-        );
-        assert!(
-            hint.contains("/var/log/pods/kube-system_etcd-controlplane_abc/etcd/2.log"),
-            "{hint}"
-        );
-        assert!(
-            hint.contains("bind: cannot assign requested address"),
-            "{hint}"
-        );
-        assert!(hint.contains("journalctl -u kubelet"), "{hint}");
-        let none = static_pod_hint(&paths, "controlplane", "kube-apiserver");
-        assert!(
-            none.contains("no pod kube-system/kube-apiserver-controlplane"),
-            "{none}"
-        );
-    }
 
     #[test]
     fn status_table_shows_the_api_server_for_stacked() {

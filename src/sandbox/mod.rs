@@ -1,46 +1,56 @@
-//! Sandbox: a kubeadm-shaped lab cluster on this machine (`breakfix sandbox up|status|down`).
+//! Sandbox: a real kubeadm cluster on this machine (`breakfix sandbox build|up|status|down`).
 //!
-//! Nodes are `systemd-nspawn` containers booted with a real systemd, journald, OpenSSH server
-//! and etcd (Debian packages), on a bridge of their own in 198.18.0.0/24. The root filesystem is
-//! built once with `debootstrap` and cached; each node boots an overlay of it. `up` writes an
-//! inventory file that the engine reads like any other (see docs/inventory.md and
-//! docs/sandbox.md).
+//! Nodes are `systemd-nspawn` containers booted with a real systemd, journald, OpenSSH server,
+//! containerd and runc (Debian packages) on a bridge of their own in 198.18.0.0/24. kubeadm,
+//! the kubelet, the control plane, kubectl, etcd and crictl are built from their Go modules at
+//! pinned versions and cached; their container images are built here as OCI archives (no
+//! registry). `kubeadm init` and `kubeadm join` make the cluster. `up` writes an inventory
+//! file that the engine reads like any other (see docs/inventory.md and docs/sandbox.md).
 //!
-//! Every resource (bridge, mount, loop device, process) is recorded in the on-disk state
-//! BEFORE it is created, so `down` removes everything even after `up` died half-way.
+//! Every resource (bridge, mount, loop device, host sysctl, process) is recorded in the
+//! on-disk state BEFORE it is created, so `down` removes everything even after `up` died
+//! half-way.
 //!
 //! One file per concern: [`preflight`] (checks before anything is touched), [`mirror`] (the
-//! Debian mirror from the host's apt sources), [`image`] (the cached node image), [`pki`]
-//! (kubeadm's certificates), [`keys`] (SSH keys and known_hosts), [`network`] (the bridge),
-//! [`loopdev`] (etcd's loop-mounted data disk), [`node`] (a node's root, boot and stop),
-//! [`cgroup`] (a cgroup per node), [`etcd_unit`] (etcd's systemd unit for the external
-//! topology), [`manifests`] (the stacked topology's static pods, kubelet stand-in unit and node
-//! list), [`binaries`] (finding and installing the stand-in binaries), [`kubeapi`] (the API
-//! server's readiness and seed 000's workloads, from the host), [`state`] (the on-disk
-//! record), [`procs`] (finding and ending the sandbox's processes), [`readiness`] (waiting for
-//! sshd and etcd), [`lifecycle`] (up/down/status), [`cli`] (the clap front end).
+//! Debian mirror from the host's apt sources), [`image`] (the cached node image),
+//! [`kubebuild`] (Kubernetes, etcd and crictl built from source, cached), [`oci`] (container
+//! images as OCI archives, no registry), [`kube_images`] (kubeadm's images and the node
+//! layer from a build), [`runtime`] (containerd, kubelet unit, CNI and crictl files of a
+//! node), [`kubeadm`] (kubeadm's configuration, init and join), [`sysctl`] (host kernel
+//! settings the kubelet requires), [`pki`] (external etcd's certificates), [`keys`] (SSH keys
+//! and known_hosts), [`network`] (the bridge), [`loopdev`] (etcd's loop-mounted data disk),
+//! [`node`] (a node's root, boot and stop), [`cgroup`] (a cgroup per node), [`etcd_unit`]
+//! (etcd's systemd unit for the external topology), [`kubeapi`] (the API from the host:
+//! readiness, nodes, seed 000's workloads), [`state`] (the on-disk record), [`procs`]
+//! (finding and ending the sandbox's processes), [`readiness`] (waiting for sshd and etcd),
+//! [`lifecycle`] (up/down/status), [`cli`] (the clap front end).
 
-pub mod binaries;
 pub mod cgroup;
 pub mod cli;
 pub mod cmd;
 pub mod etcd_unit;
 pub mod fsutil;
 pub mod image;
+pub mod journal;
 pub mod keys;
+pub mod kube_images;
+pub mod kubeadm;
 pub mod kubeapi;
+pub mod kubebuild;
 pub mod lifecycle;
 pub mod loopdev;
-pub mod manifests;
 pub mod mirror;
 pub mod network;
 pub mod node;
+pub mod oci;
 pub mod pki;
 pub mod preflight;
 pub mod procs;
 pub mod progress;
 pub mod readiness;
+pub mod runtime;
 pub mod state;
+pub mod sysctl;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -110,6 +110,36 @@ pub async fn delete_bridge(bridge: &str) -> Result<()> {
     Ok(())
 }
 
+/// The host end of a node's veth pair as systemd-nspawn names it for `--network-bridge`:
+/// `vb-` and the machine name (systemd-nspawn(1), `--network-veth`; our node names are short
+/// enough not to be hashed).
+pub fn node_veth(machine: &str) -> String {
+    format!("vb-{machine}")
+}
+
+/// Deletes the host end of `machine`'s veth pair if it is still there, which takes its peer
+/// (`host0`) with it.
+///
+/// Why: a node whose processes were all killed can leave its network namespace alive for
+/// minutes (the kernel keeps it while an orphaned TCP socket in it retransmits), and with it
+/// the pair; the next systemd-nspawn for that machine then fails with "Failed to add new veth
+/// interfaces (vb-node01:host0): File exists".
+///
+/// Errors: `ip link del` fails.
+pub async fn delete_node_veth(machine: &str) -> Result<()> {
+    let name = node_veth(machine);
+    if link_exists(&name) {
+        // The kernel removes the pair on its own when the node's namespace finally goes, which
+        // can happen between the check and the delete: only a link still there is an error.
+        if let Err(e) = cmd::run("ip", &["link", "del", &name]).await {
+            if link_exists(&name) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

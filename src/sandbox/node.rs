@@ -9,13 +9,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use super::binaries::{self, StandIns};
 use super::fsutil::{self, io_err};
 use super::pki::PkiFile;
 use super::procs::{self, MARKER_ENV};
 use super::state::{ProcKind, Resource, State};
-use super::{cgroup, cmd, etcd_unit, manifests, NodeSpec};
-use crate::error::{Error, Result};
+use super::{cgroup, cmd, etcd_unit, kubeadm, runtime, NodeSpec};
+use crate::error::Result;
 use crate::inventory::Topology;
 
 /// Name of the oneshot unit that sets the node's address on `host0`.
@@ -50,11 +49,12 @@ impl NodePaths {
     }
 }
 
-/// Mounts the node's root: overlay with the image as the read-only lower layer. The mount is
-/// recorded in the state before it is made.
+/// Mounts the node's root: overlay with `lowers` as the read-only lower layers (topmost
+/// first: the node layer of built programs, then the Debian image). The mount is recorded in
+/// the state before it is made.
 ///
 /// Errors: directories cannot be created or `mount -t overlay` fails.
-pub async fn mount_root(st: &mut State, paths: &NodePaths, image: &Path) -> Result<()> {
+pub async fn mount_root(st: &mut State, paths: &NodePaths, lowers: &[PathBuf]) -> Result<()> {
     for d in [&paths.dir, &paths.upper, &paths.work, &paths.root] {
         fsutil::mkdir_mode(d, 0o755)?;
     }
@@ -66,7 +66,11 @@ pub async fn mount_root(st: &mut State, paths: &NodePaths, image: &Path) -> Resu
     }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        image.display(),
+        lowers
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":"),
         paths.upper.display(),
         paths.work.display()
     );
@@ -89,7 +93,7 @@ pub async fn mount_root(st: &mut State, paths: &NodePaths, image: &Path) -> Resu
 pub struct NodeConfig<'a> {
     /// This node.
     pub node: &'a NodeSpec,
-    /// All nodes (for /etc/hosts).
+    /// All nodes (for /etc/hosts and the pod routes).
     pub all: &'a [NodeSpec],
     /// Cluster topology.
     pub topology: Topology,
@@ -99,10 +103,14 @@ pub struct NodeConfig<'a> {
     pub host_key_public: String,
     /// The sandbox client's public key line (root's authorized_keys).
     pub authorized_key: String,
-    /// kubeadm PKI files for this node (relative to /etc/kubernetes).
+    /// PKI files written before kubeadm runs (relative to /etc/kubernetes): the external
+    /// topology's etcd certificates on the control plane; nothing otherwise (kubeadm makes
+    /// its own PKI).
     pub pki: Vec<PkiFile>,
-    /// The stand-in binaries to install (stacked topology only).
-    pub standins: Option<StandIns>,
+    /// containerd, kubelet, crictl and CNI files ([`runtime::node_files`]).
+    pub runtime: Vec<runtime::NodeFile>,
+    /// kubeadm's configuration file (control plane only).
+    pub kubeadm_config: Option<String>,
 }
 
 /// `/etc/hosts` for the sandbox: loopback plus every node.
@@ -117,10 +125,20 @@ pub fn hosts_file(all: &[NodeSpec]) -> String {
 }
 
 /// The oneshot unit that puts the node's address on `host0` early in boot (before
-/// sysinit.target, so sshd and etcd find it), with IPv6 off on that interface. One process
-/// does it all (on cgroup v1 hosts a oneshot's second `ExecStart=` can lose a race with the
-/// cleanup of its cgroup), and a failure is retried.
-pub fn network_unit(ip: Ipv4Addr) -> String {
+/// sysinit.target, so sshd and etcd find it), with IPv6 off on that interface, IPv4
+/// forwarding on (pods behind the CNI bridge; kubeadm checks it) and `extra` shell lines
+/// (the routes to the other nodes' pod subnets). One process does it all (on cgroup v1 hosts
+/// a oneshot's second `ExecStart=` can lose a race with the cleanup of its cgroup), and a
+/// failure is retried.
+pub fn network_unit(ip: Ipv4Addr, extra: &[String]) -> String {
+    let mut lines = vec![
+        "echo 1 > /proc/sys/net/ipv6/conf/host0/disable_ipv6 || true".to_string(),
+        "echo 1 > /proc/sys/net/ipv4/ip_forward".to_string(),
+        "ip link set lo up".to_string(),
+        format!("ip addr replace {ip}/{} dev host0", super::PREFIX_LEN),
+        "ip link set host0 up".to_string(),
+    ];
+    lines.extend(extra.iter().cloned());
     format!(
         "# breakfix sandbox: the node's address on the sandbox bridge.\n\
          [Unit]\n\
@@ -133,17 +151,14 @@ pub fn network_unit(ip: Ipv4Addr) -> String {
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
-         ExecStart=/bin/sh -ec '\\\n  \
-         echo 1 > /proc/sys/net/ipv6/conf/host0/disable_ipv6 || true; \\\n  \
-         ip link set lo up; \\\n  \
-         ip addr replace {ip}/{len} dev host0; \\\n  \
-         ip link set host0 up'\n\
+         ExecStart=/bin/sh -ec '\\\n  {body}'\n\
          Restart=on-failure\n\
          RestartSec=200ms\n\
          \n\
          [Install]\n\
          WantedBy=sysinit.target\n",
-        len = super::PREFIX_LEN
+        len = super::PREFIX_LEN,
+        body = lines.join("; \\\n  ")
     )
 }
 
@@ -156,12 +171,19 @@ PasswordAuthentication no\n\
 KbdInteractiveAuthentication no\n\
 UseDNS no\n";
 
-/// root's ~/.bashrc: returns at once for non-interactive shells so remote commands start fast.
+/// root's ~/.bashrc: returns at once for non-interactive shells so remote commands start fast;
+/// interactive shells get kubectl's admin kubeconfig, as on a lab's control plane.
 pub const ROOT_BASHRC: &str =
     "# ~/.bashrc (breakfix sandbox): kept light so remote commands start fast.\n\
 [ -z \"$PS1\" ] && return\n\
 PS1='\\u@\\h:\\w\\$ '\n\
-alias ll='ls -l'\n";
+alias ll='ls -l'\n\
+alias k=kubectl\n";
+
+/// `/etc/environment` (read by pam_env for every SSH session, `ssh node cmd` included):
+/// `KUBECONFIG` pointing at kubeadm's admin kubeconfig, as lab images set it. (Not
+/// `ETCDCTL_API`: etcdctl 3.6 speaks v3 only and warns about the variable.)
+pub const ROOT_ENV: &str = "KUBECONFIG=/etc/kubernetes/admin.conf\n";
 
 /// Writes the node's configuration into its mounted root `root`.
 ///
@@ -182,18 +204,13 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
         0o444,
     )?;
 
-    // Address on host0, early in boot.
+    // Address on host0, early in boot, and routes to the other nodes' pods.
     w(
         &format!("etc/systemd/system/{NETWORK_UNIT}"),
-        network_unit(n.ip).as_bytes(),
+        network_unit(n.ip, &runtime::pod_routes(n, c.all)).as_bytes(),
         0o644,
     )?;
-    fsutil::symlink(
-        &format!("/etc/systemd/system/{NETWORK_UNIT}"),
-        &root.join(format!(
-            "etc/systemd/system/sysinit.target.wants/{NETWORK_UNIT}"
-        )),
-    )?;
+    enable(root, NETWORK_UNIT, "sysinit.target")?;
 
     // SSH: this node's own host key, root by key only.
     w(
@@ -218,102 +235,68 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
         0o600,
     )?;
     w("root/.bashrc", ROOT_BASHRC.as_bytes(), 0o644)?;
+    w("etc/environment", ROOT_ENV.as_bytes(), 0o644)?;
 
-    // kubeadm layout.
+    // Container runtime and kubelet.
+    for f in &c.runtime {
+        w(f.path.trim_start_matches('/'), f.text.as_bytes(), f.mode)?;
+    }
+    for (unit, target) in runtime::ENABLED_UNITS {
+        enable(root, unit, target)?;
+    }
+
+    // kubeadm layout: kubeadm itself fills it; only external etcd's certificates come first.
     fsutil::mkdir_mode(&root.join("etc/kubernetes/manifests"), 0o755)?;
-    fsutil::mkdir_mode(&root.join("etc/kubernetes/pki"), 0o755)?;
     for f in &c.pki {
         w(&format!("etc/kubernetes/{}", f.rel), &f.bytes, f.mode)?;
     }
-    if n.is_control_plane() {
-        fsutil::mkdir_mode(&root.join("etc/kubernetes/pki/etcd"), 0o755)?;
-        fsutil::mkdir_mode(&root.join("var/lib/etcd"), 0o700)?;
-        match c.topology {
-            Topology::External => {
-                let member = etcd_unit::EtcdMember {
-                    name: n.name.clone(),
-                    ip: n.ip,
-                };
-                w(
-                    "etc/systemd/system/etcd.service",
-                    member.systemd_unit().as_bytes(),
-                    0o644,
-                )?;
-                fsutil::symlink(
-                    "/etc/systemd/system/etcd.service",
-                    &root.join("etc/systemd/system/multi-user.target.wants/etcd.service"),
-                )?;
-            }
-            Topology::Stacked => {
-                let member = etcd_unit::EtcdMember {
-                    name: n.name.clone(),
-                    ip: n.ip,
-                };
-                let m = manifests::MANIFESTS_DIR.trim_start_matches('/');
-                w(
-                    &format!("{m}/etcd.yaml"),
-                    manifests::etcd_manifest(&member).as_bytes(),
-                    0o600,
-                )?;
-                w(
-                    &format!("{m}/kube-apiserver.yaml"),
-                    manifests::apiserver_manifest(n.ip).as_bytes(),
-                    0o600,
-                )?;
-                w(
-                    manifests::NODES_FILE.trim_start_matches('/'),
-                    manifests::nodes_file(c.all).as_bytes(),
-                    0o644,
-                )?;
-            }
-        }
+    if let Some(cfg) = &c.kubeadm_config {
+        w(
+            kubeadm::CONFIG_PATH.trim_start_matches('/'),
+            cfg.as_bytes(),
+            0o600,
+        )?;
     }
-    if c.topology == Topology::Stacked {
-        write_stacked_node(root, c)?;
+    if n.is_control_plane() {
+        fsutil::mkdir_mode(&root.join("var/lib/etcd"), 0o700)?;
+        if c.topology == Topology::External {
+            let member = etcd_unit::EtcdMember {
+                name: n.name.clone(),
+                ip: n.ip,
+            };
+            w(
+                "etc/systemd/system/etcd.service",
+                member.systemd_unit().as_bytes(),
+                0o644,
+            )?;
+            enable(root, "etcd.service", "multi-user.target")?;
+        }
     }
     Ok(())
 }
 
-/// What every node of the stacked topology gets: the kubelet stand-in (binary, unit enabled,
-/// KubeletConfiguration), the kube-apiserver stand-in's binary on the control plane, and
-/// Debian's etcd unit masked (etcd runs as a static pod only, as on a kubeadm node).
-fn write_stacked_node(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
-    let bins = c.standins.as_ref().ok_or_else(|| {
-        Error::other("internal: the stacked topology needs the stand-in binaries")
-    })?;
-    let at = |abs: &str| root.join(abs.trim_start_matches('/'));
-    binaries::install(&bins.kubelet, &at(manifests::KUBELET_BIN))?;
-    if c.node.is_control_plane() {
-        binaries::install(&bins.apiserver, &at(manifests::APISERVER_BIN))?;
-    }
-    fsutil::write_file(
-        &at("/etc/systemd/system/kubelet.service"),
-        manifests::KUBELET_UNIT.as_bytes(),
-        0o644,
-    )?;
+/// Enables `unit` for `target` the way `systemctl enable` does (a symlink in
+/// `/etc/systemd/system/<target>.wants/`).
+fn enable(root: &Path, unit: &str, target: &str) -> Result<()> {
     fsutil::symlink(
-        "/etc/systemd/system/kubelet.service",
-        &at("/etc/systemd/system/multi-user.target.wants/kubelet.service"),
-    )?;
-    fsutil::mkdir_mode(&at("/var/lib/kubelet"), 0o700)?;
-    fsutil::write_file(
-        &at("/var/lib/kubelet/config.yaml"),
-        manifests::KUBELET_CONFIG.as_bytes(),
-        0o644,
-    )?;
-    // Masked, not just disabled: /etc/init.d/etcd would otherwise give systemd a generated
-    // etcd.service.
-    fsutil::symlink("/dev/null", &at("/etc/systemd/system/etcd.service"))?;
-    Ok(())
+        &format!("/etc/systemd/system/{unit}"),
+        &root.join(format!("etc/systemd/system/{target}.wants/{unit}")),
+    )
+}
+
+/// A host directory a node sees at `inside` (read-only or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Host path.
+    pub host: PathBuf,
+    /// Path inside the node.
+    pub inside: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// The `systemd-nspawn` arguments that boot node `name` from `root`.
-pub fn nspawn_args(
-    name: &str,
-    root: &Path,
-    sandbox_id: &str,
-    binds: &[(PathBuf, &str)],
-) -> Vec<String> {
+pub fn nspawn_args(name: &str, root: &Path, sandbox_id: &str, binds: &[Bind]) -> Vec<String> {
     let mut a = vec![
         "--boot".to_string(),
         "--register=no".into(),
@@ -324,10 +307,14 @@ pub fn nspawn_args(
         "--link-journal=no".into(),
         "--resolv-conf=off".into(),
         "--console=read-only".into(),
+        // Beyond nspawn's default set: the kubelet and runc set oom_score_adj below 0 and
+        // raise rlimits (CAP_SYS_RESOURCE); containers may lock memory (CAP_IPC_LOCK).
+        "--capability=CAP_SYS_RESOURCE,CAP_IPC_LOCK".into(),
         format!("--setenv={MARKER_ENV}={sandbox_id}"),
     ];
-    for (host, inside) in binds {
-        a.push(format!("--bind={}:{inside}", host.display()));
+    for b in binds {
+        let opt = if b.read_only { "--bind-ro" } else { "--bind" };
+        a.push(format!("{opt}={}:{}", b.host.display(), b.inside));
     }
     a
 }
@@ -338,12 +325,7 @@ pub fn nspawn_args(
 /// by `down` through its command line, which names the node's root.)
 ///
 /// Errors: nspawn cannot be started, or the state cannot be saved.
-pub fn boot(
-    st: &mut State,
-    node: &NodeSpec,
-    paths: &NodePaths,
-    binds: &[(PathBuf, &str)],
-) -> Result<i32> {
+pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[Bind]) -> Result<i32> {
     let args = nspawn_args(&node.name, &paths.root, &st.id, binds);
     let log = fs::OpenOptions::new()
         .create(true)
@@ -444,33 +426,42 @@ mod tests {
         assert!(h.contains("198.18.0.13\tnode02\n"));
     }
 
+    fn config<'a>(nodes: &'a [NodeSpec], i: usize, topology: Topology) -> NodeConfig<'a> {
+        let pins = super::super::kubebuild::pins().expect("pins");
+        NodeConfig {
+            node: &nodes[i],
+            all: nodes,
+            topology,
+            host_key_private: "PRIVATE".into(),
+            host_key_public: "ssh-ed25519 AAAA".into(),
+            authorized_key: "ssh-ed25519 BBBB client".into(),
+            pki: vec![],
+            runtime: runtime::node_files(i, "registry.k8s.io/pause:3.10.2"),
+            kubeadm_config: (i == 0)
+                .then(|| kubeadm::init_config(&nodes[0], topology, &pins, false)),
+        }
+    }
+
     #[test]
     fn writes_a_control_plane_root() {
         let dir = tempfile::tempdir().expect("tempdir");
         let nodes = super::super::plan_nodes(2).expect("plan");
-        let pki = super::super::pki::Pki::generate().expect("pki");
-        let c = NodeConfig {
-            node: &nodes[0],
-            all: &nodes,
-            topology: Topology::External,
-            host_key_private: "PRIVATE".into(),
-            host_key_public: "ssh-ed25519 AAAA".into(),
-            authorized_key: "ssh-ed25519 BBBB client".into(),
-            pki: pki.node_files(&nodes[0]).expect("files"),
-            standins: None,
-        };
-        write_config(dir.path(), &c).expect("write");
+        write_config(dir.path(), &config(&nodes, 0, Topology::External)).expect("write");
         let r = dir.path();
         assert_eq!(
             fs::read_to_string(r.join("etc/hostname")).expect("hostname"),
             "controlplane\n"
         );
         assert!(r.join("etc/kubernetes/manifests").is_dir());
-        assert!(r.join("etc/kubernetes/pki/etcd/server.key").is_file());
         assert!(
             fs::read_to_string(r.join("etc/systemd/system/etcd.service"))
                 .expect("unit")
                 .contains("--name=controlplane")
+        );
+        assert!(
+            fs::read_to_string(r.join("etc/kubernetes/kubeadm-config.yaml"))
+                .expect("kubeadm config")
+                .contains("external:")
         );
         assert_eq!(
             fs::read_link(
@@ -479,76 +470,54 @@ mod tests {
             .expect("link"),
             PathBuf::from("/etc/systemd/system/sandbox-network.service")
         );
-        let mut stacked = c;
-        stacked.topology = Topology::Stacked;
-        assert!(write_config(dir.path(), &stacked)
-            .expect_err("stacked needs the stand-ins")
-            .to_string()
-            .contains("stand-in"));
+        let net = fs::read_to_string(r.join("etc/systemd/system/sandbox-network.service"))
+            .expect("network unit");
+        assert!(
+            net.contains("ip route replace 10.244.1.0/24 via 198.18.0.12"),
+            "{net}"
+        );
+        assert!(net.contains("ip_forward"), "{net}");
     }
 
     #[test]
-    fn writes_stacked_roots() {
-        let bins = tempfile::tempdir().expect("tempdir");
-        std::fs::write(bins.path().join("kubelet-standin"), b"kubelet").expect("write");
-        std::fs::write(bins.path().join("kube-apiserver-standin"), b"apiserver").expect("write");
-        let standins = binaries::find_in(bins.path()).expect("stand-ins");
+    fn every_node_gets_the_runtime_and_the_kubelet() {
         let nodes = super::super::plan_nodes(2).expect("plan");
-        let pki = super::super::pki::Pki::generate().expect("pki");
         let roots = [
             tempfile::tempdir().expect("tempdir"),
             tempfile::tempdir().expect("tempdir"),
         ];
-        for (n, root) in nodes.iter().zip(&roots) {
-            let c = NodeConfig {
-                node: n,
-                all: &nodes,
-                topology: Topology::Stacked,
-                host_key_private: "PRIVATE".into(),
-                host_key_public: "ssh-ed25519 AAAA".into(),
-                authorized_key: "ssh-ed25519 BBBB client".into(),
-                pki: pki.node_files(n).expect("files"),
-                standins: Some(standins.clone()),
-            };
-            write_config(root.path(), &c).expect("write");
+        for (i, root) in roots.iter().enumerate() {
+            write_config(root.path(), &config(&nodes, i, Topology::Stacked)).expect("write");
         }
-        let cp = roots[0].path();
-        let w = roots[1].path();
-        for r in [cp, w] {
-            assert_eq!(
-                fs::read(r.join("usr/local/bin/kubelet")).expect("kubelet"),
-                b"kubelet"
-            );
-            assert!(
-                fs::read_to_string(r.join("etc/systemd/system/kubelet.service"))
-                    .expect("unit")
-                    .contains("KillMode=process")
-            );
+        for r in [roots[0].path(), roots[1].path()] {
             assert_eq!(
                 fs::read_link(r.join("etc/systemd/system/multi-user.target.wants/kubelet.service"))
                     .expect("enabled"),
                 PathBuf::from("/etc/systemd/system/kubelet.service")
             );
-            assert_eq!(
-                fs::read_link(r.join("etc/systemd/system/etcd.service")).expect("masked"),
-                PathBuf::from("/dev/null")
-            );
-            assert!(r.join("var/lib/kubelet/config.yaml").is_file());
+            assert!(r
+                .join("etc/systemd/system/kubelet.service.d/10-kubeadm.conf")
+                .is_file());
+            assert!(fs::read_to_string(r.join("etc/containerd/config.toml"))
+                .expect("containerd")
+                .contains("NoNewKeyring = true"));
+            assert!(r.join("etc/crictl.yaml").is_file());
+            assert!(!r.join("etc/systemd/system/etcd.service").exists());
         }
-        assert!(cp.join("etc/kubernetes/manifests/etcd.yaml").is_file());
-        assert!(cp
-            .join("etc/kubernetes/manifests/kube-apiserver.yaml")
-            .is_file());
-        assert!(cp.join("etc/kubernetes/breakfix-nodes.yaml").is_file());
-        assert_eq!(
-            fs::read(cp.join("usr/local/bin/kube-apiserver")).expect("apiserver"),
-            b"apiserver"
+        assert!(
+            fs::read_to_string(roots[0].path().join("etc/kubernetes/kubeadm-config.yaml"))
+                .expect("kubeadm config")
+                .contains("imageTag")
         );
-        assert!(!w.join("usr/local/bin/kube-apiserver").exists());
-        assert!(fs::read_dir(w.join("etc/kubernetes/manifests"))
-            .expect("manifests dir")
-            .next()
-            .is_none());
+        assert!(!roots[1]
+            .path()
+            .join("etc/kubernetes/kubeadm-config.yaml")
+            .exists());
+        assert!(
+            fs::read_to_string(roots[1].path().join("etc/cni/net.d/10-breakfix.conflist"))
+                .expect("cni")
+                .contains("10.244.1.0/24")
+        );
     }
 
     #[test]
@@ -557,16 +526,29 @@ mod tests {
             "controlplane",
             Path::new("/s/root"),
             "abc",
-            &[(PathBuf::from("/s/etcd"), "/var/lib/etcd")],
+            &[
+                Bind {
+                    host: PathBuf::from("/s/etcd"),
+                    inside: "/var/lib/etcd".into(),
+                    read_only: false,
+                },
+                Bind {
+                    host: PathBuf::from("/c/images"),
+                    inside: "/opt/breakfix/images/common".into(),
+                    read_only: true,
+                },
+            ],
         );
         for want in [
             "--boot",
             "--register=no",
             "--keep-unit",
             "--network-bridge=bfbr0",
+            "--capability=CAP_SYS_RESOURCE,CAP_IPC_LOCK",
             "--directory=/s/root",
             "--machine=controlplane",
             "--bind=/s/etcd:/var/lib/etcd",
+            "--bind-ro=/c/images:/opt/breakfix/images/common",
             "--setenv=BREAKFIX_SANDBOX_ID=abc",
         ] {
             assert!(a.iter().any(|x| x == want), "missing {want}");

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 pub const CA_DAYS: i64 = 3650;
 /// Validity of leaf certificates (kubeadm: 1 year).
 pub const LEAF_DAYS: i64 = 365;
-/// Port of the kube-apiserver (stand-in) in the admin kubeconfig.
+/// Port of the kube-apiserver in the admin kubeconfig.
 pub const APISERVER_PORT: u16 = 6443;
 /// First address of kubeadm's default service range 10.96.0.0/12: the `kubernetes` Service,
 /// a SAN of the API server's certificate.

@@ -69,6 +69,14 @@ pub enum Resource {
         /// Directory in the cgroup filesystem.
         path: PathBuf,
     },
+    /// A host kernel setting changed for the kubelet (see `sysctl.rs`); `down` writes `old`
+    /// back.
+    Sysctl {
+        /// sysctl name, e.g. `kernel.panic`.
+        key: String,
+        /// The value before the sandbox changed it.
+        old: String,
+    },
     /// A process that must be ended by `down` (identified by PID and start time, so a reused
     /// PID is never signalled).
     Process {
@@ -99,6 +107,9 @@ pub struct State {
     pub nodes: Vec<NodeSpec>,
     /// Root filesystem image the nodes overlay (read-only lower layer).
     pub image: PathBuf,
+    /// The node layer of built programs, overlaid above [`State::image`].
+    #[serde(default)]
+    pub node_layer: Option<PathBuf>,
     /// Creation time, RFC 3339.
     pub created: String,
     /// Resources in creation order.
@@ -122,6 +133,7 @@ impl State {
             topology,
             nodes,
             image,
+            node_layer: None,
             created,
             resources: Vec::new(),
             dir: dir.to_path_buf(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
-use super::load::{default_graders_dir, load, Loaded};
+use super::load::{default_graders_dir, load, load_source, Loaded};
 use super::validate::validate;
 use crate::error::Error;
 
@@ -81,7 +81,19 @@ pub fn check_file(path: &Path, graders_dir: Option<&Path>) -> FileReport {
     let dir = graders_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| default_graders_dir(path));
-    match load(path, &dir) {
+    report(path, load(path, &dir))
+}
+
+/// [`check_file`] of `source` as if read from `path` (graders are still read from disk).
+pub fn check_source(path: &Path, source: String, graders_dir: Option<&Path>) -> FileReport {
+    let dir = graders_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_graders_dir(path));
+    report(path, load_source(path, source, &dir))
+}
+
+fn report(path: &Path, loaded: Result<Loaded, Vec<(String, Diagnostic)>>) -> FileReport {
+    match loaded {
         Err(errs) => {
             let mut sources = BTreeMap::new();
             let mut diagnostics = Vec::new();

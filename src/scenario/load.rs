@@ -124,8 +124,19 @@ pub fn is_plain_name(name: &str) -> bool {
 /// `(file text, diagnostic)`. A grader that is missing or broken does not fail the load: it is
 /// reported by [`super::validate::validate`].
 pub fn load(path: &Path, graders_dir: &Path) -> Result<Loaded, Vec<(String, Diagnostic)>> {
-    let file = path.display().to_string();
     let source = read(path).map_err(|d| vec![(String::new(), d)])?;
+    load_source(path, source, graders_dir)
+}
+
+/// [`load`] of `source` as if read from `path` (graders are still read from `graders_dir`).
+///
+/// Errors: as [`load`], but for reading the scenario file.
+pub fn load_source(
+    path: &Path,
+    source: String,
+    graders_dir: &Path,
+) -> Result<Loaded, Vec<(String, Diagnostic)>> {
+    let file = path.display().to_string();
     let scenario: Scenario = parse_typed(&file, &source).map_err(|d| vec![(source.clone(), d)])?;
     let tree = tree::parse(&source).ok();
     let mut graders = Vec::new();
@@ -183,6 +194,13 @@ fn read(path: &Path) -> Result<String, Diagnostic> {
         .map_err(|e| Diagnostic::whole_file(&file, format!("cannot read the file: {e}")))?;
     String::from_utf8(bytes)
         .map_err(|e| Diagnostic::whole_file(&file, format!("the file is not UTF-8 text: {e}")))
+}
+
+/// Parses a grader file's `source` (as `load` does for each included grader).
+///
+/// Errors: the diagnostic of the first problem (syntax, unknown field, wrong type, ...).
+pub fn parse_grader(file: &str, source: &str) -> Result<Grader, Diagnostic> {
+    parse_typed(file, source)
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(file: &str, source: &str) -> Result<T, Diagnostic> {

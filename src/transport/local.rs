@@ -28,6 +28,7 @@ use crate::inventory::Node;
 const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs everything on this machine, as the user breakfix runs as.
+#[derive(Clone)]
 pub struct LocalTransport {
     host: String,
 }
@@ -84,6 +85,8 @@ impl LocalTransport {
         })?;
         let pid = child.id();
         let child_stdin = child.stdin.take();
+        let child_stdout = child.stdout.take();
+        let child_stderr = child.stderr.take();
         let data = stdin.map(<[u8]>::to_vec);
         let work = async move {
             let writer = async move {
@@ -92,14 +95,20 @@ impl LocalTransport {
                     let _ = pipe.write_all(&data).await;
                 }
             };
-            let (_, out) = tokio::join!(writer, child.wait_with_output());
-            out
+            let (_, (stdout, d1), (stderr, d2), status) = tokio::join!(
+                writer,
+                read_capped(child_stdout),
+                read_capped(child_stderr),
+                child.wait()
+            );
+            status.map(|s| (s, stdout, stderr, d1 + d2))
         };
         match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(out)) => Ok(RawOutput {
-                stdout: out.stdout,
-                stderr: out.stderr,
-                exit: out.status.code(),
+            Ok(Ok((status, stdout, stderr, dropped))) => Ok(RawOutput {
+                stdout,
+                stderr,
+                dropped,
+                exit: status.code(),
                 duration: start.elapsed(),
             }),
             Ok(Err(e)) => Err(Error::Io {
@@ -375,4 +384,22 @@ fn create_temp(dir: &Path) -> io::Result<(PathBuf, File)> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no free temp file name")))
+}
+
+/// Reads a pipe to its end, keeping at most `raw::STREAM_CAP` bytes; returns them and how
+/// many were dropped.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> (Vec<u8>, u64) {
+    use tokio::io::AsyncReadExt;
+    let (mut buf, mut dropped) = (Vec::new(), 0u64);
+    let Some(mut pipe) = pipe else {
+        return (buf, dropped);
+    };
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => dropped += super::raw::append_capped(&mut buf, &chunk[..n]),
+        }
+    }
+    (buf, dropped)
 }

@@ -54,6 +54,9 @@ pub struct Output {
     pub exit: Option<i32>,
     /// Wall time from start to exit.
     pub duration: Duration,
+    /// Bytes the command printed beyond the per-stream cap (64 MiB, see
+    /// `raw::STREAM_CAP`), read and dropped; 0 normally.
+    pub dropped: u64,
 }
 
 impl Output {
@@ -108,7 +111,8 @@ impl Drop for Forward {
     }
 }
 
-/// A connected node.
+/// A connected node. Clones share the SSH connection.
+#[derive(Clone)]
 pub enum Transport {
     /// russh connection.
     Ssh(ssh::SshTransport),
@@ -135,6 +139,15 @@ impl Transport {
         match self {
             Transport::Ssh(t) => t.host(),
             Transport::Local(t) => t.host(),
+        }
+    }
+
+    /// The SHA256 fingerprint of the host key the SSH connection verified (`SHA256:...`);
+    /// `None` for the local transport (no host key is involved).
+    pub fn host_key(&self) -> Option<String> {
+        match self {
+            Transport::Ssh(t) => Some(t.host_key()),
+            Transport::Local(_) => None,
         }
     }
 

@@ -7,17 +7,32 @@ use rand::Rng;
 
 use super::{FileStat, Output};
 
+/// Most bytes kept of one stream of one command: 64 MiB. What a node prints beyond that is
+/// read and dropped (the command's timeout still bounds it), so a hostile or runaway command
+/// cannot exhaust this process's memory; [`Output::dropped`] counts what was cut.
+pub const STREAM_CAP: usize = 64 << 20;
+
 /// What a command produced, as bytes.
 #[derive(Debug, Default)]
 pub(crate) struct RawOutput {
-    /// Standard output bytes.
+    /// Standard output bytes (at most [`STREAM_CAP`]).
     pub(crate) stdout: Vec<u8>,
-    /// Standard error bytes.
+    /// Standard error bytes (at most [`STREAM_CAP`]).
     pub(crate) stderr: Vec<u8>,
+    /// Bytes read beyond [`STREAM_CAP`] and dropped (both streams).
+    pub(crate) dropped: u64,
     /// Exit status; `None` when killed by a signal.
     pub(crate) exit: Option<i32>,
     /// Wall time of the command itself.
     pub(crate) duration: Duration,
+}
+
+/// Appends `data` to `buf` up to [`STREAM_CAP`]; returns how many bytes were dropped.
+pub(crate) fn append_capped(buf: &mut Vec<u8>, data: &[u8]) -> u64 {
+    let room = STREAM_CAP.saturating_sub(buf.len());
+    let keep = room.min(data.len());
+    buf.extend_from_slice(&data[..keep]);
+    (data.len() - keep) as u64
 }
 
 impl RawOutput {
@@ -28,6 +43,7 @@ impl RawOutput {
             stderr: String::from_utf8_lossy(&self.stderr).into_owned(),
             exit: self.exit,
             duration: self.duration,
+            dropped: self.dropped,
         }
     }
 

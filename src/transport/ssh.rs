@@ -67,7 +67,8 @@ const OPEN_ATTEMPTS: u32 = 25;
 const FORWARD_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An authenticated SSH connection to one node. Cheap to share by reference: every
-/// operation takes `&self` and opens its own channel.
+/// operation takes `&self` and opens its own channel. Clones share the connection.
+#[derive(Clone)]
 pub struct SshTransport {
     inner: Arc<Inner>,
 }
@@ -91,6 +92,8 @@ struct Inner {
 /// One live SSH connection and what belongs to it.
 struct Conn {
     handle: client::Handle<Client>,
+    /// SHA256 fingerprint of the host key this connection verified.
+    host_key: String,
     /// Prefix of the markers of this connection's commands (16 hex digits).
     token: String,
     /// Kills this connection's commands; `None` when it could not be started.
@@ -104,6 +107,8 @@ struct Client {
     host_port: String,
     known_hosts: KnownHosts,
     known_hosts_path: PathBuf,
+    /// The SHA256 fingerprint of the host key that known_hosts trusted (set by the check).
+    verified: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Errors out of the russh handshake: russh's own, or our host-key refusal (with its
@@ -141,7 +146,13 @@ impl client::Handler for Client {
         let file = self.known_hosts_path.display();
         let hp = &self.host_port;
         match self.known_hosts.check(hp, key) {
-            Verdict::Trusted => Ok(true),
+            Verdict::Trusted => {
+                *self
+                    .verified
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fp);
+                Ok(true)
+            }
             Verdict::Unknown => Err(ClientError::HostKey(format!(
                 "host key {alg} {fp} is not listed for `{hp}` in {file}; refusing to connect \
                  (breakfix never trusts a host key on first use: add the node's key to that file \
@@ -190,6 +201,12 @@ impl SshTransport {
     /// `name (address:port)`, for messages.
     pub fn host(&self) -> &str {
         &self.inner.host
+    }
+
+    /// The SHA256 fingerprint (`SHA256:...`, as `ssh-keygen -l` prints it) of the host key
+    /// the current connection verified against known_hosts.
+    pub fn host_key(&self) -> String {
+        self.inner.current().host_key.clone()
     }
 
     /// Runs `command` under `sh -c` on the node, feeding `stdin` (or an immediate EOF).
@@ -600,7 +617,11 @@ impl SshTransport {
 
 /// TCP connect, handshake with the host-key check, public-key authentication, all within
 /// `timeout`. Reads the known_hosts and key files each time (a reconnect sees edits).
-async fn dial(node: &Node, host: &str, timeout: Duration) -> Result<client::Handle<Client>> {
+async fn dial(
+    node: &Node,
+    host: &str,
+    timeout: Duration,
+) -> Result<(client::Handle<Client>, String)> {
     let terr = |message: String| Error::Transport {
         host: host.to_string(),
         message,
@@ -632,10 +653,12 @@ async fn dial(node: &Node, host: &str, timeout: Duration) -> Result<client::Hand
         preferred,
         ..Default::default()
     });
+    let verified = Arc::new(std::sync::Mutex::new(None));
     let handler = Client {
         host_port,
         known_hosts: known,
         known_hosts_path,
+        verified: Arc::clone(&verified),
     };
 
     let attempt = async {
@@ -682,7 +705,16 @@ async fn dial(node: &Node, host: &str, timeout: Duration) -> Result<client::Hand
         )))
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(r) => r,
+        Ok(r) => {
+            let handle = r?;
+            // The handshake only succeeds after the check accepted a key.
+            let fp = verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default();
+            Ok((handle, fp))
+        }
         Err(_) => Err(Error::Timeout {
             host: host.to_string(),
             command: "connect (TCP, SSH handshake, authentication)".into(),
@@ -695,7 +727,7 @@ async fn dial(node: &Node, host: &str, timeout: Duration) -> Result<client::Hand
 /// guardian that does not start is logged, not fatal).
 async fn establish(node: &Node, host: &str, timeout: Duration) -> Result<Conn> {
     let start = Instant::now();
-    let handle = dial(node, host, timeout).await?;
+    let (handle, host_key) = dial(node, host, timeout).await?;
     let token = raw::token();
     let left = timeout
         .saturating_sub(start.elapsed())
@@ -719,6 +751,7 @@ async fn establish(node: &Node, host: &str, timeout: Duration) -> Result<Conn> {
     };
     Ok(Conn {
         handle,
+        host_key,
         token,
         guardian,
         sftp: sftp::Slot::default(),
@@ -868,10 +901,12 @@ async fn drive(
                 }
             }
             msg = rd.wait() => match msg {
-                Some(ChannelMsg::Data { data }) => out.stdout.extend_from_slice(&data),
+                Some(ChannelMsg::Data { data }) => {
+                    out.dropped += raw::append_capped(&mut out.stdout, &data);
+                }
                 Some(ChannelMsg::ExtendedData { data, ext }) => {
                     if ext == 1 {
-                        out.stderr.extend_from_slice(&data);
+                        out.dropped += raw::append_capped(&mut out.stderr, &data);
                     }
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => {

@@ -12,8 +12,8 @@ pub mod etcd;
 // /tmp/breakfix-tests-sandbox.lock, so parallel test threads AND other test processes wait
 // their turn), and brings the sandbox up with the built binary if it is not up. The sandbox
 // is left up afterwards: the next user gets it at once. `sandbox()` is the external topology
-// (2 nodes); `sandbox_stacked()` the stacked one (2 nodes, etcd and kube-apiserver as static
-// pods of the kubelet stand-in). Each replaces a sandbox of the other topology (down + up).
+// (2 nodes, etcd as a systemd unit); `sandbox_stacked()` the stacked one (2 nodes, etcd as a
+// static pod). Both are real kubeadm clusters. Each replaces a sandbox of the other topology.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -53,8 +53,7 @@ pub fn sandbox() -> SandboxGuard {
 }
 
 /// Takes the sandbox (waiting for other users) and makes sure it is up with the stacked
-/// topology (2 nodes). Needs the stand-in binaries next to the breakfix binary (`cargo build`
-/// of the workspace; `cargo test` of the whole workspace builds them too).
+/// topology (2 nodes).
 pub fn sandbox_stacked() -> SandboxGuard {
     sandbox_with(Topology::Stacked)
 }
@@ -116,18 +115,6 @@ impl SandboxGuard {
             }
             None => {}
         }
-        if self.topology == Topology::Stacked {
-            let dir = Path::new(env!("CARGO_BIN_EXE_breakfix"))
-                .parent()
-                .expect("target dir");
-            for bin in ["kubelet-standin", "kube-apiserver-standin"] {
-                assert!(
-                    dir.join(bin).is_file(),
-                    "{} is missing: build the workspace first (`cargo build`), the stacked sandbox runs the stand-ins",
-                    dir.join(bin).display()
-                );
-            }
-        }
         let out = breakfix(&["sandbox", "up", "--topology", topo]);
         assert!(
             out.status.success(),
@@ -141,13 +128,9 @@ impl SandboxGuard {
         );
     }
 
-    /// External topology: true. Stacked: the API server's /readyz answers 200 (waiting up to
-    /// 30 s, e.g. while a previous test's repair settles); a sandbox whose API stays broken is
-    /// replaced.
+    /// The API server's /readyz answers 200 (waiting up to 30 s, e.g. while a previous test's
+    /// repair settles); a sandbox whose API stays broken is replaced.
     fn api_ok(&self) -> bool {
-        if self.topology != Topology::Stacked {
-            return true;
-        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let out = breakfix(&["sandbox", "status", "--output", "json"]);
@@ -196,6 +179,12 @@ impl SandboxGuard {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     }
+}
+
+/// The kubectl built at the pinned version (`breakfix sandbox build`), the same program the
+/// nodes have.
+pub fn kubectl_path() -> PathBuf {
+    breakfix::sandbox::kubebuild::cache_dir(&breakfix::sandbox::image_dir()).join("bin/kubectl")
 }
 
 /// Runs `command` on `node` with the OpenSSH client, verifying the host key against

@@ -677,3 +677,71 @@ fn ctrl_c_stops_a_run_and_points_at_reset() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(!marker.exists(), "reset undid the first fault");
 }
+
+#[test]
+fn hostile_node_output_is_escaped_cut_and_kept_in_bounded_memory() {
+    let lab = Lab::new();
+    // Terminal escapes (title, colour, bell), invalid UTF-8, then 80 MB: more than the
+    // transport keeps (64 MiB) and far more than a fact keeps (1 MiB).
+    let sc = lab.scenario(
+        "hostile",
+        r#"    - kind: command
+      name: hostile
+      timeout: 120s
+      run: |
+        printf '\033]0;pwned\007\033[31mRED\377\376 '; head -c 80000000 /dev/zero | tr '\0' x
+      expect:
+        stdout: { contains: "never printed" }
+"#,
+    );
+    let s = sc.to_str().expect("utf-8 path");
+    let o = lab.breakfix(&["check", s, "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json report");
+    let p = r["verify"]
+        .as_array()
+        .expect("verify")
+        .iter()
+        .find(|p| p["probe"] == "hostile")
+        .expect("hostile probe")
+        .clone();
+    let found = p["checks"][0]["found"].as_str().expect("found");
+    assert!(
+        found.len() <= 1 << 20,
+        "the fact is capped: {}",
+        found.len()
+    );
+    assert!(
+        found.starts_with("\u{1b}]0;pwned\u{7}\u{1b}[31mRED\u{FFFD}\u{FFFD} xxx"),
+        "{:?}",
+        &found[..40]
+    );
+    let note = p["note"].as_str().expect("note");
+    assert!(note.contains("stdout cut at 1024 KiB"), "{note}");
+    assert!(note.contains("beyond the transport's 64 MiB cap"), "{note}");
+
+    // The human report shows the escapes instead of obeying them, and a short excerpt.
+    let o = lab.breakfix(&["check", s]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let human = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !human.contains('\u{1b}') && !human.contains('\u{7}'),
+        "raw escapes reached the terminal"
+    );
+    assert!(
+        human.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[31mRED"),
+        "{human}"
+    );
+    assert!(
+        human.len() < 64 * 1024,
+        "human report stays short: {}",
+        human.len()
+    );
+
+    // Memory: the breakfix processes above read 2 x 80 MB and stayed bounded.
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage");
+    let max_kib = usage.max_rss();
+    eprintln!("largest child max RSS: {} MiB", max_kib / 1024);
+    assert!(max_kib < 512 * 1024, "max RSS {max_kib} KiB");
+}

@@ -7,6 +7,7 @@ mod engine;
 mod etcd_faults;
 mod etcd_probe;
 mod export;
+mod journal;
 mod node_faults;
 mod sandbox;
 mod scenarios;

@@ -1,6 +1,6 @@
 //! The sandbox (`breakfix sandbox up|status|down`) against the real thing: systemd-nspawn
-//! nodes, the real OpenSSH client with the inventory's key and known_hosts, the real etcdctl
-//! inside the node, and the host's own view (/proc, `ip link`, /proc/mounts, `losetup -a`)
+//! nodes made a kubeadm cluster, the real OpenSSH client with the inventory's key and
+//! known_hosts, the real etcdctl and kubectl inside the node, and the host's own view (/proc, `ip link`, /proc/mounts, `losetup -a`)
 //! to prove `down` leaves nothing behind, also after an `up` killed half-way.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use breakfix::sandbox::state::{Resource, State};
 
 use crate::common::{self, breakfix, sandbox, ssh_with};
 
-const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \
+const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 \
     --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt \
     --key=/etc/kubernetes/pki/etcd/server.key";
 
@@ -34,10 +34,16 @@ fn etcd_runs_as_a_systemd_unit_with_kubeadm_tls() {
         "endpoint health failed: {}",
         text(&out.stderr)
     );
+    // etcdctl 3.6 prints the health line on stdout.
     assert!(
-        text(&out.stderr).contains("127.0.0.1:2379 is healthy"),
-        "health line (stderr): {}",
-        text(&out.stderr)
+        text(&out.stdout).contains("127.0.0.1:2379 is healthy"),
+        "health line (stdout): {}",
+        text(&out.stdout)
+    );
+    assert!(
+        sb.ssh_ok("controlplane", "etcd --version")
+            .starts_with("etcd Version: 3.6."),
+        "the pinned etcd 3.6 runs"
     );
 
     let table = sb.ssh_ok("controlplane", &format!("{ETCDCTL} member list -w table"));
@@ -242,7 +248,13 @@ fn up_again_is_a_quick_no_op_and_status_reports_json() {
     assert_eq!(v["state"], "up");
     assert_eq!(v["nodes"][0]["name"], "controlplane");
     assert_eq!(v["nodes"][0]["ssh"], true);
-    assert_eq!(v["nodes"][0]["etcd"], "3.4.23");
+    let pins = breakfix::sandbox::kubebuild::pins().expect("pins");
+    assert_eq!(
+        v["nodes"][0]["etcd"],
+        pins.etcd.trim_start_matches('v'),
+        "the pinned etcd answers"
+    );
+    assert_eq!(v["nodes"][0]["apiserver"], true);
     assert_eq!(v["nodes"][1]["running"], true);
 
     // Up with the other topology: refused, saying how to switch (and nothing is touched).
@@ -261,6 +273,8 @@ struct Recorded {
     dir: PathBuf,
     pids: Vec<i32>,
     loop_files: Vec<PathBuf>,
+    /// Host sysctls `up` changed for the kubelet, with their values before.
+    sysctls: Vec<(String, String)>,
 }
 
 fn recorded() -> Recorded {
@@ -268,10 +282,12 @@ fn recorded() -> Recorded {
     let st = State::load(&dir).expect("state").expect("a sandbox exists");
     let mut pids = Vec::new();
     let mut loop_files = Vec::new();
+    let mut sysctls = Vec::new();
     for r in &st.resources {
         match r {
             Resource::Process { pid, .. } => pids.push(*pid),
             Resource::LoopDevice { file, .. } => loop_files.push(file.clone()),
+            Resource::Sysctl { key, old } => sysctls.push((key.clone(), old.clone())),
             _ => {}
         }
     }
@@ -279,6 +295,7 @@ fn recorded() -> Recorded {
         dir,
         pids,
         loop_files,
+        sysctls,
     }
 }
 
@@ -340,6 +357,13 @@ fn assert_nothing_left(rec: &Recorded) {
         );
     }
     assert!(!Path::new(&rec.dir).exists(), "state directory {dir} left");
+    for (key, old) in &rec.sysctls {
+        assert_eq!(
+            &breakfix::sandbox::sysctl::read(key).expect("sysctl"),
+            old,
+            "{key} not written back"
+        );
+    }
     for cg in breakfix::sandbox::cgroup::node_cgroups("controlplane") {
         let parent = cg.parent().expect("parent");
         assert!(!parent.exists(), "cgroup {} left", parent.display());
@@ -430,6 +454,7 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
                 dir,
                 pids: vec![],
                 loop_files: vec![],
+                sysctls: vec![],
             },
         };
         let out = breakfix(&["sandbox", "down"]);
@@ -484,4 +509,30 @@ fn sandbox_commands_need_root() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A failed kubeadm step is reported with the step, the node, the command, the last lines of
+/// its output and the kubelet's journal, over the real transport (OpenSSH on loopback; the
+/// command fails the way `kubeadm init`'s preflight does when port 6443 is taken).
+#[tokio::test]
+async fn a_failed_kubeadm_step_names_the_step_the_node_and_its_output() {
+    let sshd = crate::common::sshd::Sshd::start();
+    let t = breakfix::transport::ssh::SshTransport::connect(&sshd.node(), Duration::from_secs(10))
+        .await
+        .expect("connect to the loopback sshd");
+    let failing = "echo '[init] Using Kubernetes version: v1.37.2'; \
+        echo 'error execution phase preflight: [preflight] Some fatal errors occurred:' >&2; \
+        echo '[ERROR Port-6443]: Port 6443 is in use' >&2; exit 1";
+    let e =
+        breakfix::sandbox::kubeadm::run_step(&t, "kubeadm init", failing, Duration::from_secs(20))
+            .await
+            .expect_err("the step fails");
+    let m = e.to_string();
+    assert!(
+        m.starts_with(&format!("kubeadm init on {} failed (exit 1)", t.host())),
+        "{m}"
+    );
+    assert!(m.contains("Port 6443 is in use"), "{m}");
+    assert!(m.contains("Using Kubernetes version"), "{m}");
+    assert!(m.contains("last lines of `journalctl -u kubelet`"), "{m}");
 }

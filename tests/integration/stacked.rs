@@ -1,7 +1,7 @@
-//! The stacked topology (`breakfix sandbox up --topology stacked`, issue 4's acceptance)
-//! against the real thing: etcd and the kube-apiserver stand-in as static pods of the kubelet
-//! stand-in inside systemd-nspawn nodes, driven with the REAL kubectl of the host
-//! (`/usr/bin/kubectl`, a copy of the node's admin.conf, an empty `--cache-dir` per test), the
+//! The stacked topology (`breakfix sandbox up --topology stacked`): a kubeadm control plane
+//! (etcd, kube-apiserver, kube-controller-manager, kube-scheduler as static pods of the real
+//! kubelet, in containerd) inside systemd-nspawn nodes, driven with the kubectl built at the
+//! pinned version (a copy of the node's admin.conf, an empty `--cache-dir` per test), the
 //! real OpenSSH client for the faults, and the engine's `kube` probe through
 //! `breakfix check --output json`.
 //!
@@ -58,7 +58,7 @@ impl Kubectl {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("/usr/bin/kubectl")
+        Command::new(crate::common::kubectl_path())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
@@ -66,7 +66,7 @@ impl Kubectl {
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("run /usr/bin/kubectl")
+            .expect("run the built kubectl (breakfix sandbox build)")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -135,7 +135,7 @@ impl Drop for RestoreEtcd<'_> {
             "controlplane",
             &format!("cmp -s {BACKUP} {MANIFEST} || cp -p {BACKUP} {MANIFEST}; rm -f {BACKUP}"),
         );
-        if !self.kubectl.wait_healthy(Duration::from_secs(60)) {
+        if !self.kubectl.wait_healthy(Duration::from_secs(120)) {
             eprintln!(
                 "warning: the stacked sandbox did not become healthy after restoring etcd.yaml"
             );
@@ -269,10 +269,32 @@ fn kube_probes(sb: &SandboxGuard) -> std::collections::BTreeMap<String, ProbeRes
     out
 }
 
-/// Asserts the probes of a healthy cluster: everything passes but `app-absent`.
+/// Runs [`kube_probes`] every 2 s until `done` holds or `limit` has passed; returns the last
+/// results. A real API server's latency after an etcd change varies (its caches and
+/// informers catch up on their own schedule), so a single round may be too early.
+fn kube_probes_until(
+    sb: &SandboxGuard,
+    limit: Duration,
+    done: impl Fn(&std::collections::BTreeMap<String, ProbeResult>) -> bool,
+) -> std::collections::BTreeMap<String, ProbeResult> {
+    let end = Instant::now() + limit;
+    loop {
+        let r = kube_probes(sb);
+        if done(&r) || Instant::now() >= end {
+            return r;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Asserts the probes of a healthy cluster: everything passes but `app-absent` (polled for
+/// up to 60 s).
 fn assert_probes_healthy(sb: &SandboxGuard) {
-    let r = kube_probes(sb);
-    for name in ["app-ready", "monitor-running", "two-nodes", "api"] {
+    const HEALTHY: [&str; 4] = ["app-ready", "monitor-running", "two-nodes", "api"];
+    let r = kube_probes_until(sb, Duration::from_secs(60), |r| {
+        HEALTHY.iter().all(|n| r[*n].status == "pass")
+    });
+    for name in HEALTHY {
         assert_eq!(r[name].status, "pass", "{name}: {:?}", r[name]);
     }
     assert_eq!(r["app-absent"].status, "fail", "{:?}", r["app-absent"]);
@@ -332,10 +354,21 @@ fn stacked_control_plane_serves_kubectl() {
         "{nodes}"
     );
 
-    let pods = k.ok(&["get", "pods", "-A"]);
+    // Static pods turn Ready once their probes pass: wait for that, as a learner would.
+    let (o, settled) = k.until(&["get", "pods", "-A"], Duration::from_secs(90), |o| {
+        let t = text(&o.stdout);
+        o.status.success()
+            && t.lines()
+                .filter(|l| l.starts_with("kube-system"))
+                .all(|l| l.contains("1/1") && l.contains("Running"))
+    });
+    let pods = text(&o.stdout);
+    assert!(settled, "kube-system pods not all 1/1 Running:\n{pods}");
     for want in [
         "kube-system   etcd-controlplane ",
         "kube-system   kube-apiserver-controlplane ",
+        "kube-system   kube-controller-manager-controlplane ",
+        "kube-system   kube-scheduler-controlplane ",
         "kube-system   cluster-monitor ",
     ] {
         assert!(pods.contains(want), "{want:?} missing:\n{pods}");
@@ -346,9 +379,6 @@ fn stacked_control_plane_serves_kubectl() {
         .collect();
     assert_eq!(app.len(), 3, "{pods}");
     assert!(app.iter().all(|l| l.contains("Running")), "{pods}");
-    for l in pods.lines().filter(|l| l.starts_with("kube-system")) {
-        assert!(l.contains("1/1") && l.contains("Running"), "{l}");
-    }
 
     let deploy = k.ok(&["get", "deploy", "critical-app"]);
     let line = deploy.lines().nth(1).unwrap_or("");
@@ -366,7 +396,7 @@ fn stacked_control_plane_serves_kubectl() {
     );
     assert_eq!(
         k.ok(&["delete", "cm", "t"]).trim(),
-        "configmap \"t\" deleted"
+        "configmap \"t\" deleted from default namespace"
     );
     let gone = k.run(&["get", "cm", "t"]);
     assert!(
@@ -405,19 +435,50 @@ fn stacked_control_plane_serves_kubectl() {
         "{verbose}"
     );
 
-    // The node looks like a kubeadm control plane: the static pods, the kubelet unit, no etcd
-    // unit.
+    // The node is a kubeadm control plane: the kubelet unit, kubeadm's four static pods run
+    // as containers (crictl), the pinned versions, no etcd unit.
+    let pins = breakfix::sandbox::kubebuild::pins().expect("pins");
     assert_eq!(
         sb.ssh_ok("controlplane", "systemctl is-active kubelet")
             .trim(),
         "active"
     );
-    assert_eq!(
-        text(&sb.ssh("controlplane", "systemctl is-enabled etcd").stdout).trim(),
-        "masked"
+    assert!(
+        !sb.ssh("controlplane", "systemctl is-enabled etcd")
+            .status
+            .success(),
+        "no etcd unit on a stacked control plane"
     );
     let ls = sb.ssh_ok("controlplane", "ls /etc/kubernetes/manifests");
-    assert_eq!(ls, "etcd.yaml\nkube-apiserver.yaml\n");
+    assert_eq!(
+        ls,
+        "etcd.yaml\nkube-apiserver.yaml\nkube-controller-manager.yaml\nkube-scheduler.yaml\n"
+    );
+    let crictl = sb.ssh_ok("controlplane", "crictl ps");
+    for c in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        assert!(
+            crictl
+                .lines()
+                .any(|l| l.contains(&format!(" {c} ")) && l.contains("Running")),
+            "{c} not running:\n{crictl}"
+        );
+    }
+    let versions = sb.ssh_ok(
+        "controlplane",
+        "kubelet --version; crictl exec $(crictl ps -q --name kube-apiserver) kube-apiserver --version; \
+         etcd --version | head -1; crictl logs $(crictl ps -a -q --name kube-apiserver) 2>&1 | head -3 | wc -l",
+    );
+    let want = format!(
+        "Kubernetes {k}\nKubernetes {k}\netcd Version: {e}\n3\n",
+        k = pins.kubernetes,
+        e = pins.etcd.trim_start_matches('v')
+    );
+    assert_eq!(versions, want);
     let ps = sb.ssh_ok("controlplane", "ps -eo comm,args");
     assert!(
         ps.lines()
@@ -453,14 +514,14 @@ fn stacked_control_plane_serves_kubectl() {
 fn moving_the_etcd_manifest_out_stops_the_api_and_back_brings_it_back() {
     let sb = sandbox_stacked();
     let k = Kubectl::new(&sb);
-    assert!(k.wait_healthy(Duration::from_secs(30)), "healthy before");
+    assert!(k.wait_healthy(Duration::from_secs(120)), "healthy before");
     let _restore = RestoreEtcd::new(&sb, &k);
 
     sb.ssh_ok(
         "controlplane",
         &format!("mv {MANIFEST} /root/etcd.yaml.moved"),
     );
-    // The kubelet stand-in stops etcd within a second or two.
+    // The kubelet notices the manifest is gone and stops etcd's pod.
     let (o, failed) = k.until(
         &["get", "nodes", "--request-timeout=5s"],
         Duration::from_secs(30),
@@ -486,18 +547,20 @@ fn moving_the_etcd_manifest_out_stops_the_api_and_back_brings_it_back() {
     let back = Instant::now();
     let (o, ok) = k.until(
         &["get", "nodes", "--request-timeout=5s"],
-        Duration::from_secs(30),
+        Duration::from_secs(300),
         |o| o.status.success(),
     );
-    assert!(ok, "get nodes must work again within 30 s: {}", show(&o));
+    // The real API server may have been restarted by its liveness probe while etcd was gone
+    // (the kubelet's back-off grows to minutes), so this is bounded generously.
+    assert!(ok, "get nodes must work again within 300 s: {}", show(&o));
     let (o, ok) = k.until(
         &["get", "--raw", "/readyz"],
-        Duration::from_secs(30).saturating_sub(back.elapsed()),
+        Duration::from_secs(300).saturating_sub(back.elapsed()),
         |o| o.status.success(),
     );
-    assert!(ok, "/readyz must pass again within 30 s: {}", show(&o));
+    assert!(ok, "/readyz must pass again within 120 s: {}", show(&o));
     eprintln!("API back {:?} after the manifest returned", back.elapsed());
-    assert!(k.wait_healthy(Duration::from_secs(30)));
+    assert!(k.wait_healthy(Duration::from_secs(120)));
     assert_probes_healthy(&sb);
 }
 
@@ -505,7 +568,7 @@ fn moving_the_etcd_manifest_out_stops_the_api_and_back_brings_it_back() {
 fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
     let sb = sandbox_stacked();
     let k = Kubectl::new(&sb);
-    assert!(k.wait_healthy(Duration::from_secs(30)), "healthy before");
+    assert!(k.wait_healthy(Duration::from_secs(120)), "healthy before");
     let _restore = RestoreEtcd::new(&sb, &k);
 
     sb.ssh_ok(
@@ -515,52 +578,81 @@ fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
              && grep -q -- '--data-dir=/var/lib/etcd-breakfix-test$' {MANIFEST}"
         ),
     );
-    let (o, empty) = k.until(
-        &["get", "deploy", "--request-timeout=5s"],
-        Duration::from_secs(30),
-        |o| o.status.success() && !text(&o.stdout).contains("critical-app"),
-    );
-    assert!(empty, "critical-app must be gone: {}", show(&o));
+    // etcd now serves an empty store. (A real API server keeps answering lists from its watch
+    // cache, so kubectl may still show the old objects until it restarts: the store itself is
+    // checked.)
+    let etcdctl =
+        "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+        --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key \
+        --dial-timeout=2s --command-timeout=3s";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let count = loop {
+        let o = sb.ssh(
+            "controlplane",
+            &format!("{etcdctl} get --prefix --keys-only /registry/deployments/default/critical-app | grep -c . ; {etcdctl} endpoint status -w json"),
+        );
+        let out = text(&o.stdout);
+        let fresh = out.lines().next().map(str::trim) == Some("0") && out.contains("\"revision\"");
+        if fresh || Instant::now() >= deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     assert!(
-        text(&o.stderr).contains("No resources found"),
-        "{}",
-        show(&o)
+        count.lines().next().map(str::trim) == Some("0"),
+        "the new data dir holds no critical-app: {count}"
     );
     let ps = sb.ssh_ok("controlplane", "ps -eo args");
     assert!(
         ps.contains("--data-dir=/var/lib/etcd-breakfix-test"),
         "{ps}"
     );
-    // The API itself works (on an empty store); nodes come back from the node list.
-    // /readyz follows the stand-in's 1 s etcd health loop (like the real apiserver's), so it
-    // may still report the restart for a moment after the first successful read: poll it.
-    let (o, ready) = k.until(&["get", "--raw", "/readyz"], Duration::from_secs(15), |o| {
-        o.status.success() && text(&o.stdout).trim() == "ok"
-    });
-    assert!(ready, "/readyz must come back: {}", show(&o));
-    let (o, two) = k.until(
-        &["get", "nodes", "-o", "name"],
-        Duration::from_secs(30),
-        |o| text(&o.stdout).lines().count() == 2,
+    // The API itself works (on an empty store). /readyz follows the API server's etcd
+    // health checks, so it may report the restart for a moment after the first successful
+    // read: poll it. (The Node objects are gone too: the kubelets registered them in the old
+    // store, so the node count is not asserted here.)
+    let (o, ready) = k.until(
+        &["get", "--raw", "/readyz"],
+        Duration::from_secs(120),
+        |o| o.status.success() && text(&o.stdout).trim() == "ok",
     );
-    assert!(two, "{}", show(&o));
-    let r = kube_probes(&sb);
-    assert_eq!(r["app-ready"].status, "fail", "{:?}", r["app-ready"]);
-    assert_eq!(r["app-ready"].found("exists"), "false");
-    assert_eq!(r["app-absent"].status, "pass", "{:?}", r["app-absent"]);
-    assert_eq!(r["monitor-running"].status, "fail");
+    assert!(ready, "/readyz must come back: {}", show(&o));
+    // Writes may still time out for a while (CI saw one 6 s create time out right after
+    // /readyz passed): poll.
+    let r = kube_probes_until(&sb, Duration::from_secs(120), |r| r["api"].status == "pass");
     assert_eq!(r["api"].status, "pass", "{:?}", r["api"]);
-    assert_eq!(r["two-nodes"].status, "pass", "{:?}", r["two-nodes"]);
 
-    // Revert: the old store, with every object, is back.
+    // Revert: the old store, with every object, is back. The API server watched the empty
+    // store meanwhile and keeps stale caches (RBAC among them) until it restarts, as after
+    // any etcd restore: restart it once etcd serves the old data again.
     sb.ssh_ok("controlplane", &format!("cp -p {BACKUP} {MANIFEST}"));
+    let (o, back) = k.until(
+        &["get", "deploy", "critical-app", "--request-timeout=5s"],
+        Duration::from_secs(60),
+        |o| o.status.success(),
+    );
     assert!(
-        k.wait_healthy(Duration::from_secs(30)),
+        back,
+        "critical-app must be back in the old store: {}",
+        show(&o)
+    );
+    sb.ssh_ok(
+        "controlplane",
+        "crictl rm -f $(crictl ps -q --name '^kube-apiserver$') >/dev/null",
+    );
+    assert!(
+        k.wait_healthy(Duration::from_secs(90)),
         "critical-app must be back 3/3 after reverting the data dir"
     );
     let pods = k.ok(&["get", "pods", "-n", "kube-system"]);
     assert!(pods.contains("cluster-monitor"), "{pods}");
     sb.ssh_ok("controlplane", "rm -rf /var/lib/etcd-breakfix-test");
+    // The restarted API server serves reads before its post-start hooks finish
+    // (`[-]poststarthook/rbac/bootstrap-roles` in /readyz for a few seconds): wait for /readyz.
+    let (o, ready) = k.until(&["get", "--raw", "/readyz"], Duration::from_secs(60), |o| {
+        o.status.success() && text(&o.stdout).trim() == "ok"
+    });
+    assert!(ready, "/readyz after the restart: {}", show(&o));
     assert_probes_healthy(&sb);
 }
 
@@ -568,7 +660,7 @@ fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
 fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
     let sb = sandbox_stacked();
     let k = Kubectl::new(&sb);
-    assert!(k.wait_healthy(Duration::from_secs(30)), "healthy before");
+    assert!(k.wait_healthy(Duration::from_secs(120)), "healthy before");
     let _restore = RestoreEtcd::new(&sb, &k);
 
     // An address of the sandbox network that no node has: bind fails locally.
@@ -578,12 +670,13 @@ fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
             "sed -i 's#--listen-client-urls=.*#--listen-client-urls=https://198.18.0.250:2379#' {MANIFEST}"
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (log, journal) = loop {
         let log = text(
             &sb.ssh(
                 "controlplane",
-                "cat /var/log/pods/kube-system_etcd-controlplane_*/etcd/*.log",
+                "cat /var/log/pods/kube-system_etcd-controlplane_*/etcd/*.log 2>/dev/null; \
+                 for c in $(crictl ps -a -q --name '^etcd$'); do crictl logs $c 2>&1; done",
             )
             .stdout,
         );
@@ -593,9 +686,7 @@ fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
         );
         let bind =
             log.contains("listen tcp 198.18.0.250:2379: bind: cannot assign requested address");
-        let backoff = journal.contains("Back-off restarting failed container etcd")
-            && journal.contains("CrashLoopBackOff");
-        if (bind && backoff) || Instant::now() >= deadline {
+        if bind || Instant::now() >= deadline {
             break (log, journal);
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -604,44 +695,41 @@ fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
         log.contains("bind: cannot assign requested address"),
         "the bind error in the pod log:\n{log}"
     );
+    // The kubelet's journal tells the story (etcd's pod, its restarts); its wording changes
+    // between versions, so only that it talks about the etcd pod is checked.
     assert!(
-        journal.contains("Back-off restarting failed container etcd"),
-        "the back-off in `journalctl -u kubelet`:\n{journal}"
+        journal.contains("etcd-controlplane"),
+        "`journalctl -u kubelet` mentions the etcd pod:\n{journal}"
     );
-    // The status file is rewritten on every change: a read can land just while the container
-    // is being created again, so look for the crash loop for a while rather than once.
-    let status_deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        let status = sb.ssh_ok(
-            "controlplane",
-            "jq -r '.pods[] | select(.name == \"etcd-controlplane\") | .containers[0] | \"\\(.reason) \\(.restart_count)\"' /var/lib/kubelet/standin-pods.json",
-        );
-        let mut parts = status.split_whitespace();
-        let (reason, restarts) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
-        if reason == "CrashLoopBackOff"
-            || restarts.parse::<u32>().unwrap_or(0) >= 1
-            || Instant::now() >= status_deadline
-        {
-            break status;
+    // crictl shows the exited attempts of the etcd container, as on any kubeadm node.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let exited = loop {
+        let n: usize = sb
+            .ssh_ok(
+                "controlplane",
+                "crictl ps -a --name '^etcd$' --state exited -q | wc -l",
+            )
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if n >= 1 || Instant::now() >= deadline {
+            break n;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let mut parts = status.split_whitespace();
-    let (reason, restarts) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
-    assert!(
-        reason == "CrashLoopBackOff" || restarts.parse::<u32>().unwrap_or(0) >= 1,
-        "kubelet status: {status}"
-    );
+    assert!(exited >= 1, "crictl must list an exited etcd container");
     let o = k.run(&["get", "nodes", "--request-timeout=5s"]);
     assert!(!o.status.success(), "{}", show(&o));
     assert_probes_etcd_down(&sb);
 
     sb.ssh_ok("controlplane", &format!("cp -p {BACKUP} {MANIFEST}"));
-    let (o, ok) = k.until(&["get", "--raw", "/readyz"], Duration::from_secs(30), |o| {
-        o.status.success()
-    });
-    assert!(ok, "/readyz must pass again within 30 s: {}", show(&o));
-    assert!(k.wait_healthy(Duration::from_secs(30)));
+    let (o, ok) = k.until(
+        &["get", "--raw", "/readyz"],
+        Duration::from_secs(120),
+        |o| o.status.success(),
+    );
+    assert!(ok, "/readyz must pass again within 120 s: {}", show(&o));
+    assert!(k.wait_healthy(Duration::from_secs(120)));
     assert_probes_healthy(&sb);
 }
 
@@ -795,7 +883,8 @@ fn status_reports_the_api_server() {
     assert_eq!(v["state"], "up");
     assert_eq!(v["topology"], "stacked");
     assert_eq!(v["nodes"][0]["apiserver"], true, "{v}");
-    assert_eq!(v["nodes"][0]["etcd"], "3.4.23");
+    let pins = breakfix::sandbox::kubebuild::pins().expect("pins");
+    assert_eq!(v["nodes"][0]["etcd"], pins.etcd.trim_start_matches('v'));
     assert!(v["nodes"][1]["apiserver"].is_null(), "{v}");
     let human = text(&breakfix(&["sandbox", "status"]).stdout);
     assert!(human.contains("kubectl --kubeconfig"), "{human}");

@@ -1,7 +1,6 @@
 //! A test CA made with rcgen that issues leaf certificates (PEM strings, nothing on disk).
 //!
-//! Shared through `#[path]` by `common/etcd.rs` (so also by `benches/quota_fill.rs`) and by
-//! the kube-apiserver stand-in's tests (`standins/kube-apiserver/tests/common/mod.rs`), so it
+//! Shared through `#[path]` by `common/etcd.rs` (so also by `benches/quota_fill.rs`), so it
 //! depends on std and rcgen only.
 #![allow(dead_code)]
 

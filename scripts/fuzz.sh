@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Fuzzing (cargo-fuzz + libFuzzer, nightly toolchain): seeds every target's corpus from the
+# repository's own files, then runs each target for a budget.
+#
+#   scripts/fuzz.sh                 # every target, 60 s each (CI's short budget)
+#   scripts/fuzz.sh load 3600       # one target for an hour
+#   RUNS=10000000 scripts/fuzz.sh   # every target for a fixed number of executions
+#
+# Limits per input: 2 s (-timeout) and no single allocation over 512 MiB (-malloc_limit_mb);
+# the whole process (AddressSanitizer's shadow memory and quarantine included) may use 2 GiB.
+# A crash is saved under fuzz/artifacts/<target>/ and fails the script; turn it into a
+# regression test before fixing it. Needs: rustup's nightly toolchain and `cargo install
+# cargo-fuzz` (both from their registries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+targets=(load inventory journal matcher)
+if [ $# -ge 1 ]; then targets=("$1"); fi
+budget="${2:-60}"
+corpus=fuzz/corpus
+mkdir -p "$corpus"/{load,inventory,journal,matcher}
+# load: one selector byte (0 scenario, 1 grader, 2 lab), then the file.
+for f in tests/fixtures/valid/*.yaml tests/fixtures/invalid/*.yaml scenarios/*.yaml; do
+  { printf '\000'; cat "$f"; } > "$corpus/load/s-$(basename "$f")"
+done
+for f in tests/fixtures/graders/*.yaml graders/*.yaml; do
+  { printf '\001'; cat "$f"; } > "$corpus/load/g-$(basename "$f")"
+done
+for f in labs/*.yaml; do
+  { printf '\002'; cat "$f"; } > "$corpus/load/l-$(basename "$f")"
+done
+# inventory: the shape docs/inventory.md documents.
+cat > "$corpus/inventory/two-nodes.yaml" <<'YAML'
+apiVersion: breakfix/v1
+kind: Inventory
+cluster: { name: sandbox, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }
+nodes:
+  - { name: controlplane, address: 198.18.0.11, identity_file: ssh/id_ed25519, known_hosts: ssh/known_hosts, roles: [control-plane, etcd] }
+  - { name: local, address: 127.0.0.1, transport: local, roles: [etcd] }
+YAML
+# journal: one entry per undo kind, as the unit tests write them, and a lock file.
+cat > "$corpus/journal/entry.json" <<'JSON'
+{"id":"00000001733100000000","node":"controlplane","scenario":"s","fault":"f","recorded_at":1,
+ "identity":{"machine_id":"3d1219c7c4c5404aaa1f6d2a48adfda4","host_key":"SHA256:x"},
+ "undo":{"kind":"systemd","unit":"etcd","was_active":true,"was_enabled":"enabled"}}
+{"id":"00000001733100000001","node":"controlplane","scenario":"s","fault":"g","recorded_at":2,
+ "undo":{"kind":"command","run":"true"}}
+JSON
+printf 'token=abc\ncommand=breakfix drill x\npid=42\npid_start=7\nhost_id=m\nhostname=h\nsince=1\nexpires=2\n' > "$corpus/journal/lock.txt"
+# matcher: YAML, NUL, JSON fact.
+printf '{ contains: healthy }\000"is healthy"' > "$corpus/matcher/contains"
+printf '{ all: [ { gt: 1 }, { lt: 100000 } ] }\000123' > "$corpus/matcher/all"
+printf "{ matches: 'took = [0-9.]+m?s' }\000\"took = 3ms\"" > "$corpus/matcher/regex"
+printf '{ not: { equals: [] } }\000["NOSPACE"]' > "$corpus/matcher/list"
+
+status=0
+for t in "${targets[@]}"; do
+  limit=(-max_total_time="$budget")
+  if [ -n "${RUNS:-}" ]; then limit=(-runs="$RUNS"); fi
+  echo "==> fuzz $t (${RUNS:+$RUNS runs}${RUNS:-$budget s})"
+  cargo +nightly fuzz run "$t" "$corpus/$t" -- "${limit[@]}" -timeout=2 \
+    -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 || status=1
+done
+exit $status

@@ -1,0 +1,242 @@
+//! kubeadm: the cluster is made by kubeadm itself. The configuration file `kubeadm init`
+//! reads (both topologies), the preflight checks a container node cannot pass (each with its
+//! reason), and running `kubeadm init` / `kubeadm join` on the nodes over SSH.
+//!
+//! Source of the shapes: kubeadm's configuration API `kubeadm.k8s.io/v1beta4` (the version
+//! kubeadm 1.37 prefers) and its external-etcd layout ("Set up a High Availability etcd
+//! cluster with kubeadm" / "Options for Highly Available topology" in the Kubernetes docs).
+
+use std::time::Duration;
+
+use super::kubebuild::Pins;
+use super::runtime::{CRI_SOCKET, POD_SUBNET, SERVICE_SUBNET};
+use super::NodeSpec;
+use crate::error::{Error, Result};
+use crate::inventory::Topology;
+use crate::transport::ssh::SshTransport;
+
+/// Where the sandbox puts kubeadm's configuration file on the control plane.
+pub const CONFIG_PATH: &str = "/etc/kubernetes/kubeadm-config.yaml";
+/// Bound on `kubeadm init` (kubeadm waits up to 4 minutes for the control plane itself).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bound on `kubeadm join` on one worker.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Preflight checks a sandbox node fails for reasons of the container, not of the cluster,
+/// with the reason (listed in docs/sandbox.md). Everything else kubeadm checks still runs.
+pub const IGNORED_PREFLIGHT: &[(&str, &str)] = &[
+    (
+        "SystemVerification",
+        "the host kernel mounts cgroup v1 controllers (kubeadm 1.37 wants cgroup v2) and its \
+         config is not readable from the container",
+    ),
+    (
+        "FileContent--proc-sys-net-bridge-bridge-nf-call-iptables",
+        "br_netfilter's sysctl belongs to the host; nothing in the sandbox relies on \
+         iptables seeing bridged traffic (no kube-proxy)",
+    ),
+];
+
+/// The comma list for `--ignore-preflight-errors`.
+pub fn ignored_preflight() -> String {
+    IGNORED_PREFLIGHT
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// kubeadm phases the sandbox skips, with the reason: kube-proxy needs iptables/nftables
+/// programs in its image and CoreDNS reaches the API through the Service IP kube-proxy
+/// programs; neither is built here (docs/sandbox.md).
+pub const SKIPPED_PHASES: &[&str] = &["addon/kube-proxy", "addon/coredns"];
+
+/// The kubeadm configuration for `kubeadm init` on `cp`: InitConfiguration (advertise
+/// address, node name, containerd's socket, `imagePullPolicy: Never` so a missing image fails
+/// instead of pulling), ClusterConfiguration (pinned version, pod and service subnets; the
+/// stacked topology's etcd image tag, or the external topology's etcd endpoint and client
+/// certificate), and a KubeletConfiguration (cgroupfs driver, cgroup v1 accepted).
+/// `schedulable`: the control plane gets no `NoSchedule` taint (kubeadm's documented
+/// `taints: []`), for a one-node cluster whose workloads must run somewhere.
+pub fn init_config(cp: &NodeSpec, topology: Topology, pins: &Pins, schedulable: bool) -> String {
+    let etcd = match topology {
+        Topology::Stacked => format!(
+            "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    imageTag: {}\n",
+            pins.etcd_image_tag
+        ),
+        Topology::External => format!(
+            "etcd:\n  external:\n    endpoints:\n    - https://{}:2379\n    caFile: /etc/kubernetes/pki/etcd/ca.crt\n    certFile: /etc/kubernetes/pki/apiserver-etcd-client.crt\n    keyFile: /etc/kubernetes/pki/apiserver-etcd-client.key\n",
+            cp.ip
+        ),
+    };
+    let ignore: String = IGNORED_PREFLIGHT
+        .iter()
+        .map(|(c, _)| format!("  - {c}\n"))
+        .collect();
+    format!(
+        "# breakfix sandbox: `kubeadm init --config {CONFIG_PATH}` (docs/sandbox.md).\n\
+apiVersion: kubeadm.k8s.io/v1beta4\n\
+kind: InitConfiguration\n\
+localAPIEndpoint:\n\
+\x20 advertiseAddress: {ip}\n\
+\x20 bindPort: 6443\n\
+nodeRegistration:\n\
+\x20 name: {name}\n\
+\x20 criSocket: {CRI_SOCKET}\n\
+\x20 imagePullPolicy: Never\n\
+{taints}\
+\x20 ignorePreflightErrors:\n\
+{ignore}\
+skipPhases:\n\
+{skip}\
+---\n\
+apiVersion: kubeadm.k8s.io/v1beta4\n\
+kind: ClusterConfiguration\n\
+clusterName: kubernetes\n\
+kubernetesVersion: {version}\n\
+networking:\n\
+\x20 dnsDomain: cluster.local\n\
+\x20 podSubnet: {POD_SUBNET}\n\
+\x20 serviceSubnet: {SERVICE_SUBNET}\n\
+{etcd}\
+---\n\
+apiVersion: kubelet.config.k8s.io/v1beta1\n\
+kind: KubeletConfiguration\n\
+cgroupDriver: cgroupfs\n\
+failCgroupV1: false\n\
+failSwapOn: false\n",
+        ip = cp.ip,
+        name = cp.name,
+        version = pins.kubernetes,
+        taints = if schedulable { "  taints: []\n" } else { "" },
+        skip = SKIPPED_PHASES
+            .iter()
+            .map(|p| format!("- {p}\n"))
+            .collect::<String>(),
+    )
+}
+
+/// Runs `command` on a node, requiring exit 0.
+///
+/// Errors: the command fails (the error names the step, the node, the command and quotes
+/// the last lines of its output and of `journalctl -u kubelet`), or times out.
+pub async fn run_step(
+    t: &SshTransport,
+    step: &str,
+    command: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let out = t
+        .exec(command, None, timeout)
+        .await
+        .map_err(|e| Error::other(format!("{step} on {}: {e}", t.host())))?;
+    if out.success() {
+        return Ok(out.stdout);
+    }
+    let both = format!("{}\n{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = both.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n    ");
+    let kubelet = t
+        .exec(
+            "journalctl -u kubelet --no-pager -n 8 -o cat 2>/dev/null",
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let kubelet = kubelet
+        .lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(Error::other(format!(
+        "{step} on {} failed (exit {}): `{command}`\n  last lines of its output:\n    {tail}\n  last lines of `journalctl -u kubelet`:\n{kubelet}",
+        t.host(),
+        out.exit.map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+    )))
+}
+
+/// `kubeadm init` on the control plane with the configuration at [`CONFIG_PATH`].
+///
+/// Errors: as [`run_step`] (step `kubeadm init`).
+pub async fn init(t: &SshTransport) -> Result<String> {
+    run_step(
+        t,
+        "kubeadm init",
+        &format!("kubeadm init --config {CONFIG_PATH} 2>&1"),
+        INIT_TIMEOUT,
+    )
+    .await
+}
+
+/// The join command for workers: `kubeadm token create --print-join-command` on the control
+/// plane (a fresh bootstrap token and the CA's public key hash).
+///
+/// Errors: as [`run_step`].
+pub async fn join_command(cp: &SshTransport) -> Result<String> {
+    let out = run_step(
+        cp,
+        "kubeadm token create",
+        "kubeadm token create --print-join-command",
+        Duration::from_secs(60),
+    )
+    .await?;
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("kubeadm join "))
+        .ok_or_else(|| {
+            Error::other(format!(
+                "kubeadm token create --print-join-command on {} printed no `kubeadm join` line:\n{out}",
+                cp.host()
+            ))
+        })?;
+    Ok(line.trim().to_string())
+}
+
+/// `kubeadm join` on a worker, with its node name, containerd's socket and the same ignored
+/// preflight checks as init.
+///
+/// Errors: as [`run_step`] (step `kubeadm join`).
+pub async fn join(t: &SshTransport, join_line: &str, node: &NodeSpec) -> Result<String> {
+    let cmd = format!(
+        "{join_line} --node-name {} --cri-socket {CRI_SOCKET} --ignore-preflight-errors={} 2>&1",
+        node.name,
+        ignored_preflight()
+    );
+    run_step(t, "kubeadm join", &cmd, JOIN_TIMEOUT).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pins() -> Pins {
+        super::super::kubebuild::pins().expect("pins")
+    }
+
+    #[test]
+    fn stacked_config_pins_the_version_and_etcd_image() {
+        let nodes = super::super::plan_nodes(2).expect("plan");
+        let p = pins();
+        let c = init_config(&nodes[0], Topology::Stacked, &p, false);
+        assert!(c.contains(&format!("kubernetesVersion: {}\n", p.kubernetes)));
+        assert!(c.contains(&format!("imageTag: {}\n", p.etcd_image_tag)));
+        assert!(c.contains("advertiseAddress: 198.18.0.11\n"));
+        assert!(c.contains("  name: controlplane\n"));
+        assert!(c.contains("- addon/kube-proxy\n"));
+        assert!(c.contains("failCgroupV1: false\n"));
+        assert!(!c.contains("external:"));
+        assert!(!c.contains("taints"));
+        assert!(init_config(&nodes[0], Topology::Stacked, &p, true).contains("  taints: []\n"));
+    }
+
+    #[test]
+    fn external_config_points_at_the_etcd_unit() {
+        let nodes = super::super::plan_nodes(1).expect("plan");
+        let c = init_config(&nodes[0], Topology::External, &pins(), true);
+        assert!(c.contains("    - https://198.18.0.11:2379\n"), "{c}");
+        assert!(c.contains("certFile: /etc/kubernetes/pki/apiserver-etcd-client.crt"));
+        assert!(!c.contains("imageTag"));
+    }
+}
