@@ -2,9 +2,13 @@
 # Fuzzing (cargo-fuzz + libFuzzer, nightly toolchain): seeds every target's corpus from the
 # repository's own files, then runs each target for a budget.
 #
-#   scripts/fuzz.sh                 # every target, 60 s each (CI's short budget)
+#   scripts/fuzz.sh                 # every target, 60 s each
+#   scripts/fuzz.sh all 20          # every target, 20 s each (CI's short budget)
 #   scripts/fuzz.sh load 3600       # one target for an hour
 #   RUNS=10000000 scripts/fuzz.sh   # every target for a fixed number of executions
+#
+# Builds go to $FUZZ_TARGET_DIR (default /var/cache/breakfix/fuzz-target: a cache like the
+# other cargo builds, outside the clone; deleting it is safe).
 #
 # Limits per input: 2 s (-timeout) and no single allocation over 512 MiB (-malloc_limit_mb);
 # the whole process (AddressSanitizer's shadow memory and quarantine included) may use 2 GiB.
@@ -14,7 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 targets=(load inventory journal matcher)
-if [ $# -ge 1 ]; then targets=("$1"); fi
+if [ $# -ge 1 ] && [ "$1" != all ]; then targets=("$1"); fi
+target_dir="${FUZZ_TARGET_DIR:-/var/cache/breakfix/fuzz-target}"
 budget="${2:-60}"
 corpus=fuzz/corpus
 mkdir -p "$corpus"/{load,inventory,journal,matcher}
@@ -57,7 +62,7 @@ for t in "${targets[@]}"; do
   limit=(-max_total_time="$budget")
   if [ -n "${RUNS:-}" ]; then limit=(-runs="$RUNS"); fi
   echo "==> fuzz $t (${RUNS:+$RUNS runs}${RUNS:-$budget s})"
-  cargo +nightly fuzz run "$t" "$corpus/$t" -- "${limit[@]}" -timeout=2 \
+  cargo +nightly fuzz run --target-dir "$target_dir" "$t" "$corpus/$t" -- "${limit[@]}" -timeout=2 \
     -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 || status=1
 done
 exit $status

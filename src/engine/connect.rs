@@ -29,6 +29,8 @@ pub struct NodeSession {
     units: UnitStates,
     /// User and group names of file owners (file probes).
     owners: Owners,
+    /// The node's `/etc/machine-id`, read once per session (journal identity).
+    pub machine_id: tokio::sync::OnceCell<Option<String>>,
 }
 
 /// How long one listing of TCP listeners serves the port probes of a round.
@@ -46,6 +48,7 @@ impl NodeSession {
             listeners: tokio::sync::Mutex::new(None),
             units: UnitStates::default(),
             owners: Owners::default(),
+            machine_id: tokio::sync::OnceCell::new(),
         })
     }
 

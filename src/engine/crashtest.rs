@@ -17,9 +17,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::selftest::{back_to_baseline, failing, healthy, row, settle, Row, RowStatus};
-use super::verdict::Status;
-use super::{apply, reset, Sessions};
+use super::selftest::{back_to_baseline, baseline, row, Row, RowStatus};
+use super::{reset, Sessions};
 use crate::inventory::Inventory;
 use crate::journal::Journal;
 use crate::plan::Plan;
@@ -55,34 +54,22 @@ pub async fn run(
     let mut rows = Vec::new();
     progress("baseline");
     let t = Instant::now();
-    if let Err(e) = apply(&plan.setup, sessions, None, &plan.name, "setup", true).await {
-        rows.push(row(
-            "baseline",
-            RowStatus::Error,
-            format!("setup failed: {e}"),
-            t,
-        ));
+    let base = match baseline(plan, sessions, inventory).await {
+        Ok(b) => b,
+        Err(r) => return vec![r],
+    };
+    let ok = base.ok;
+    rows.push(base.row);
+    if !ok {
         return rows;
     }
-    let v = healthy(plan, sessions, inventory).await;
-    let baseline_ok = v.iter().all(|v| v.status == Status::Pass);
-    if !baseline_ok {
-        rows.push(row(
-            "baseline",
-            RowStatus::Fail,
-            format!("verify fails before the break: {}", failing(&v)),
-            t,
-        ));
-        return rows;
-    }
-    let before = match settle(None, plan, sessions, inventory).await {
+    let before = match base.snapshot {
         Ok(s) => s,
         Err(e) => {
-            rows.push(row("baseline", RowStatus::Error, e.to_string(), t));
+            rows.push(row("snapshot", RowStatus::Error, e.to_string(), t));
             return rows;
         }
     };
-    rows.push(row("baseline", RowStatus::Pass, String::new(), t));
 
     let log_dir = match tempfile::tempdir() {
         Ok(d) => d,

@@ -193,6 +193,47 @@ fn reset_row(left: crate::Result<Vec<String>>, after_failed_break: bool, t: Inst
     row("reset", status, message, t)
 }
 
+/// What both matrices (this one and the crash matrix) start from.
+pub(crate) struct Baseline {
+    /// The `baseline` row: PASS when verify passes after the setup steps, FAIL otherwise.
+    pub row: Row,
+    /// Verify passed.
+    pub ok: bool,
+    /// The settled node snapshot that a reset must bring back, or why none was taken.
+    pub snapshot: crate::Result<snapshot::Snapshot>,
+}
+
+/// Runs the plan's setup steps (idempotent by contract), waits for verify to pass (as
+/// patiently as after a reset: the previous scenario's reset may still be settling, e.g. a
+/// restarted API server) and takes the settled snapshot.
+///
+/// Errors: a setup step failed; the row says which.
+pub(crate) async fn baseline(
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+) -> Result<Baseline, Row> {
+    let t = Instant::now();
+    if let Err(e) = apply(&plan.setup, sessions, None, &plan.name, "setup", true).await {
+        return Err(row(
+            "baseline",
+            RowStatus::Error,
+            format!("setup failed: {e}"),
+            t,
+        ));
+    }
+    let v = healthy(plan, sessions, inventory).await;
+    let ok = v.iter().all(|v| v.status == Status::Pass);
+    let row = if ok {
+        row("baseline", RowStatus::Pass, String::new(), t)
+    } else {
+        let why = format!("verify fails before the break: {}", failing(&v));
+        row("baseline", RowStatus::Fail, why, t)
+    };
+    let snapshot = settle(None, plan, sessions, inventory).await;
+    Ok(Baseline { row, ok, snapshot })
+}
+
 /// Runs the matrix for one planned scenario; always tries to leave the cluster reset.
 /// `progress` gets a line per step.
 pub async fn run(
@@ -216,34 +257,16 @@ pub async fn run(
     // 1. baseline (after the setup steps, which are idempotent by contract)
     progress("baseline");
     let t = Instant::now();
-    if let Err(e) = apply(&plan.setup, sessions, None, &plan.name, "setup", true).await {
-        rows.push(row(
-            "baseline",
-            RowStatus::Error,
-            format!("setup failed: {e}"),
-            t,
-        ));
-        return rows;
-    }
-    // The previous scenario's reset may still be settling (a restarted API server): give the
-    // baseline the same time to pass as a reset gets.
-    let v = healthy(plan, sessions, inventory).await;
-    let baseline_ok = v.iter().all(|v| v.status == Status::Pass);
-    rows.push(row(
-        "baseline",
-        if baseline_ok {
-            RowStatus::Pass
-        } else {
-            RowStatus::Fail
-        },
-        if baseline_ok {
-            String::new()
-        } else {
-            format!("verify fails before the break: {}", failing(&v))
-        },
-        t,
-    ));
-    let before = match settle(None, plan, sessions, inventory).await {
+    let base = match baseline(plan, sessions, inventory).await {
+        Ok(b) => b,
+        Err(r) => {
+            rows.push(r);
+            return rows;
+        }
+    };
+    rows.push(base.row);
+    let baseline_ok = base.ok;
+    let before = match base.snapshot {
         Ok(s) => Some(s),
         Err(e) => {
             rows.push(row("snapshot", RowStatus::Error, e.to_string(), t));

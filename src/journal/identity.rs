@@ -41,18 +41,25 @@ pub struct NodeIdentity {
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl NodeIdentity {
-    /// The node's identity now: its machine-id (read through the transport) and the host key
-    /// its connection verified. No etcd cluster ID (see [`etcd_cluster_id`]).
+    /// The node's identity now: its machine-id (read through the transport once per session)
+    /// and the host key its connection verified. No etcd cluster ID (see [`etcd_cluster_id`]).
     ///
     /// Errors: the transport fails or times out. A missing or empty `/etc/machine-id` is not
     /// an error (`machine_id` is `None`).
     pub async fn of(s: &NodeSession) -> Result<NodeIdentity> {
         let machine_id = s
-            .transport
-            .read_file("/etc/machine-id", READ_TIMEOUT)
+            .machine_id
+            .get_or_try_init(|| async {
+                Ok::<_, crate::error::Error>(
+                    s.transport
+                        .read_file("/etc/machine-id", READ_TIMEOUT)
+                        .await?
+                        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                        .filter(|m| !m.is_empty()),
+                )
+            })
             .await?
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-            .filter(|m| !m.is_empty());
+            .clone();
         Ok(NodeIdentity {
             machine_id,
             host_key: s.transport.host_key(),

@@ -93,7 +93,8 @@ crate::expect_block! {
         key_count,
         /// Number of keys under `prefix` per group, a map: a key's group is the key up to its
         /// third `/` (`/registry/pods/default/x` -> `/registry/pods/`), read in one request,
-        /// so at one revision.
+        /// so at one revision. breakfix's own probe objects are left out (see
+        /// [`is_probe_scratch`]): they are not the cluster's.
         key_groups,
         /// A put then get of a scratch key round-trips (bool).
         writable,
@@ -107,6 +108,15 @@ pub fn key_group(key: &str) -> String {
         Some((i, _)) => key[..=i].to_string(),
         None => key.to_string(),
     }
+}
+
+/// Whether `key` is a scratch object of breakfix's own `writable` checks: an etcd key under
+/// [`SCRATCH_PREFIX`] or a ConfigMap of the kube probe's check
+/// ([`crate::probe::kube::WRITABLE_KEY_PREFIX`]). A check cut short (a timed-out create that
+/// still lands, or an etcd replaced between the create and the delete, as when a learner
+/// repoints etcd at a restored data-dir) can leave one behind until the next check deletes it.
+pub fn is_probe_scratch(key: &str) -> bool {
+    key.starts_with(SCRATCH_PREFIX) || key.starts_with(super::kube::WRITABLE_KEY_PREFIX)
 }
 
 /// Default prefix for `key_count`.
@@ -252,7 +262,11 @@ impl EtcdProbe {
                 Ok(r) => {
                     let mut groups = serde_json::Map::new();
                     for kv in r.kvs() {
-                        let g = key_group(&String::from_utf8_lossy(kv.key()));
+                        let key = String::from_utf8_lossy(kv.key());
+                        if is_probe_scratch(&key) {
+                            continue;
+                        }
+                        let g = key_group(&key);
                         let n = groups.get(&g).and_then(|v| v.as_u64()).unwrap_or(0);
                         groups.insert(g, (n + 1).into());
                     }

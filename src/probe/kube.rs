@@ -342,7 +342,7 @@ impl KubeProbe {
             ),
         )
         .await;
-        let name = format!("breakfix-probe-{:08x}", rand::random::<u32>());
+        let name = format!("{WRITABLE_NAME_PREFIX}{:08x}", rand::random::<u32>());
         let cm: k8s_openapi::api::core::v1::ConfigMap =
             match serde_json::from_value(serde_json::json!({
                 "metadata": {"name": name, "labels": {
@@ -416,6 +416,12 @@ fn explain(e: &kube::Error) -> String {
 
 /// Label selector of the ConfigMaps the `writable` check creates (and deletes).
 const WRITABLE_LABEL: &str = "breakfix/probe=writable";
+
+/// Name prefix of the ConfigMaps the `writable` check creates in `default`.
+const WRITABLE_NAME_PREFIX: &str = "breakfix-probe-";
+
+/// Where the API server stores those ConfigMaps in etcd (its default `/registry` prefix).
+pub const WRITABLE_KEY_PREFIX: &str = "/registry/configmaps/default/breakfix-probe-";
 
 #[cfg(test)]
 mod tests {

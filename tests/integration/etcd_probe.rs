@@ -112,6 +112,25 @@ async fn key_count_and_writable() {
         .await
         .expect("count");
     assert_eq!(left.count(), 0, "the scratch key is deleted");
+
+    // key_groups counts the cluster's keys: a leftover of a cut-short `writable` check (etcd's
+    // scratch key, the kube probe's ConfigMap) is not one of them.
+    c.put("/breakfix/probe/leftover", "v", None)
+        .await
+        .expect("put");
+    c.put(
+        "/registry/configmaps/default/breakfix-probe-0badf00d",
+        "v",
+        None,
+    )
+    .await
+    .expect("put");
+    let f = gather(&probe(""), &s, &inv, T, &["key_groups"]).await;
+    assert_eq!(
+        fact(&f, "key_groups"),
+        &json!({"/registry/configmaps/": 7, "/registry/secrets/": 1}),
+        "{f:?}"
+    );
 }
 
 #[tokio::test]
