@@ -22,6 +22,16 @@ use std::sync::{Mutex, MutexGuard};
 
 use breakfix::inventory::Topology;
 
+/// A finished command for an assertion message: its exit code, stdout and stderr.
+pub fn show_output(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// File whose flock serialises the sandbox's users across test processes.
 pub const SANDBOX_TEST_LOCK: &str = "/tmp/breakfix-tests-sandbox.lock";
 

@@ -470,14 +470,7 @@ impl Lab {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::common::show_output as text;
 
 const CRITICAL: &str = "/registry/deployments/default/critical-app";
 

@@ -27,14 +27,7 @@ fn bf(g: &SandboxGuard, state: &Path, inventory: bool, args: &[&str]) -> Output 
         .expect("breakfix runs")
 }
 
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::common::show_output as show;
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()

@@ -25,14 +25,7 @@ const TIMED_PUT: &str = "s=$(date +%s%N); etcdctl --endpoints=https://127.0.0.1:
 const ETCD_LOG: &str = "{ journalctl -u etcd -o cat --no-pager 2>/dev/null; \
     cat /var/log/pods/kube-system_etcd-*/etcd/*.log 2>/dev/null; }";
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::common::show_output as text;
 
 /// A temp state dir for the CLI; on drop, `breakfix reset` on the controlplane.
 struct Lab<'a> {

@@ -17,14 +17,7 @@ fn bf(g: &SandboxGuard, state: &std::path::Path, args: &[&str]) -> Output {
         .expect("breakfix runs")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::common::show_output as text;
 
 fn ssh(g: &SandboxGuard, cmd: &str) -> Output {
     let inv = breakfix::inventory::Inventory::load(&g.inventory).expect("inventory");

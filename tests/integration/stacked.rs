@@ -537,7 +537,8 @@ fn moving_the_etcd_manifest_out_stops_the_api_and_back_brings_it_back() {
     // so it may still say ok for a while) or `etcd-readiness` (seen first on v1.37.2).
     let (r, named) = k.until(&["get", "--raw", "/readyz"], Duration::from_secs(60), |o| {
         let e = text(&o.stderr);
-        !o.status.success() && (e.contains("[-]etcd failed") || e.contains("[-]etcd-readiness failed"))
+        !o.status.success()
+            && (e.contains("[-]etcd failed") || e.contains("[-]etcd-readiness failed"))
     });
     assert!(named, "/readyz must name etcd as failed: {}", show(&r));
     let etcd_gone = sb.ssh("controlplane", "ss -tlnH 'sport = :2379' | grep -q .");
