@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh all 20          # every target, 20 s each (CI's short budget)
 #   scripts/fuzz.sh load 3600       # one target for an hour
 #   RUNS=10000000 scripts/fuzz.sh   # every target for a fixed number of executions
+#   FUZZ_QUIET=1 scripts/fuzz.sh    # without libFuzzer's per-input NEW/REDUCE/pulse lines
 #
 # Builds go to $FUZZ_TARGET_DIR (default /var/cache/breakfix/fuzz-target: a cache like the
 # other cargo builds, outside the clone; deleting it is safe).
@@ -62,7 +63,15 @@ for t in "${targets[@]}"; do
   limit=(-max_total_time="$budget")
   if [ -n "${RUNS:-}" ]; then limit=(-runs="$RUNS"); fi
   echo "==> fuzz $t (${RUNS:+$RUNS runs}${RUNS:-$budget s})"
-  cargo +nightly fuzz run --target-dir "$target_dir" "$t" "$corpus/$t" -- "${limit[@]}" -timeout=2 \
-    -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 || status=1
+  run=(cargo +nightly fuzz run --target-dir "$target_dir" "$t" "$corpus/$t" -- "${limit[@]}"
+    -timeout=2 -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1)
+  if [ -n "${FUZZ_QUIET:-}" ]; then
+    # libFuzzer's per-input progress lines (NEW, REDUCE, pulse: thousands in 20 s) left out;
+    # its start, crash reports and final stats stay. awk exits 0, so pipefail keeps the
+    # fuzzer's own status.
+    "${run[@]}" 2>&1 | awk '!/^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)[[:space:]]/' || status=1
+  else
+    "${run[@]}" || status=1
+  fi
 done
 exit $status
