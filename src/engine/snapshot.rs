@@ -31,8 +31,12 @@ pub struct Snapshot {
     /// Active etcd alarms, sorted (`None` when etcd did not answer).
     pub etcd_alarms: Option<Vec<String>>,
     /// `node:what` -> a count: `node:fault-processes` (processes carrying a fault's
-    /// `BREAKFIX_FAULT_ID` marker: fsync tracers, fio), `node:journal` (undo entries pending
-    /// in the node's journal directory).
+    /// `BREAKFIX_FAULT_ID` marker: fsync tracers, fio), `node:io-throttles` (block-I/O limits
+    /// set anywhere in the node's cgroup tree: v1 `blkio.throttle.*_device` lines, v2 `io.max`
+    /// lines with a number), `node:netem-qdiscs` (netem qdiscs on any interface),
+    /// `node:journal` (undo entries pending in the node's journal directory). The first three
+    /// are taken only on nodes where the plan has a fault that makes them (`slow_disk`,
+    /// `netem`).
     pub node: BTreeMap<String, String>,
 }
 
@@ -147,14 +151,17 @@ pub async fn take(
 ) -> crate::Result<Snapshot> {
     let mut snap = Snapshot::default();
     let t = Duration::from_secs(30);
-    let starts_processes: std::collections::BTreeSet<String> = plan
-        .faults
-        .iter()
-        .chain(&plan.setup)
-        .chain(&plan.solution)
-        .filter(|a| matches!(a.action, Action::SlowDisk(_)))
-        .map(|a| a.node.clone())
-        .collect();
+    let nodes_with = |f: fn(&Action) -> bool| -> std::collections::BTreeSet<String> {
+        plan.faults
+            .iter()
+            .chain(&plan.setup)
+            .chain(&plan.solution)
+            .filter(|a| f(&a.action))
+            .map(|a| a.node.clone())
+            .collect()
+    };
+    let slows_disk = nodes_with(|a| matches!(a, Action::SlowDisk(_)));
+    let shapes_traffic = nodes_with(|a| matches!(a, Action::Netem(_)));
     for (node, (files, units)) in touched(plan) {
         let Some(s) = sessions.get(&node) else {
             continue;
@@ -174,11 +181,15 @@ pub async fn take(
         // Processes a fault started carry its marker in their environment (see
         // `fault::slow_disk::detached`; counted where the plan starts such processes);
         // pending undo entries are the node's journal files.
-        if starts_processes.contains(&node) {
+        if slows_disk.contains(&node) {
             cmd.push_str(&format!(
                 "echo \"P $(grep -l {}= /proc/[0-9]*/environ 2>/dev/null | wc -l)\"; ",
                 crate::fault::slow_disk::MARKER_VAR
             ));
+            cmd.push_str(IO_THROTTLES);
+        }
+        if shapes_traffic.contains(&node) {
+            cmd.push_str("echo \"Q $(tc qdisc show 2>/dev/null | grep -c ' netem ')\"; ");
         }
         cmd.push_str(&format!(
             "echo \"J $(ls {}/*.json 2>/dev/null | wc -l)\"; true",
@@ -200,6 +211,12 @@ pub async fn take(
             } else if let Some(v) = line.strip_prefix("P ") {
                 snap.node
                     .insert(format!("{node}:fault-processes"), v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("T ") {
+                snap.node
+                    .insert(format!("{node}:io-throttles"), v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Q ") {
+                snap.node
+                    .insert(format!("{node}:netem-qdiscs"), v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("J ") {
                 snap.node
                     .insert(format!("{node}:journal"), v.trim().to_string());
@@ -214,6 +231,12 @@ pub async fn take(
     (snap.etcd_keys, snap.etcd_alarms) = etcd_facts(sessions, inventory).await;
     Ok(snap)
 }
+
+/// Prints `T <n>`: the block-I/O limits set in the node's cgroup tree, whichever cgroup holds
+/// them (a restarted etcd has a new one). v1 lines are `MAJ:MIN N`; v2 `io.max` lines are
+/// `MAJ:MIN rbps=max wbps=max riops=max wiops=20` and count only with a number (the kernel
+/// docs, admin-guide/cgroup-v1/blkio-controller and cgroup-v2 "IO Interface Files").
+pub const IO_THROTTLES: &str = "echo \"T $(find /sys/fs/cgroup \\( -name 'blkio.throttle.*_device' -o -name io.max \\) 2>/dev/null | xargs -r cat 2>/dev/null | grep -cE '^[0-9]+:[0-9]+ ([0-9]+$|.*=[0-9])')\"; ";
 
 /// Key groups that churn on their own on a live cluster are left out: only objects a fault or
 /// a fix can add or remove are compared. Events expire; leases are heartbeats; the API
