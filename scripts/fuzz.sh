@@ -66,10 +66,12 @@ for t in "${targets[@]}"; do
   run=(cargo +nightly fuzz run --target-dir "$target_dir" "$t" "$corpus/$t" -- "${limit[@]}"
     -timeout=2 -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1)
   if [ -n "${FUZZ_QUIET:-}" ]; then
-    # libFuzzer's per-input progress lines (NEW, REDUCE, pulse: thousands in 20 s) left out;
-    # its start, crash reports and final stats stay. awk exits 0, so pipefail keeps the
-    # fuzzer's own status.
-    "${run[@]}" 2>&1 | awk '!/^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)[[:space:]]/' || status=1
+    # libFuzzer's per-input progress lines (NEW, REDUCE, pulse: thousands in 20 s) left out,
+    # and the functions newly covered not printed (-print_funcs=0, which also spares the
+    # symbolizer); its start, crash reports and final stats stay. awk exits 0, so pipefail
+    # keeps the fuzzer's own status.
+    "${run[@]}" -print_funcs=0 2>&1 |
+      awk '!/^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)[[:space:]]/' || status=1
   else
     "${run[@]}" || status=1
   fi

@@ -2,6 +2,7 @@
 //! clock, poll verify, unlock hints on time, stop the clock when the fix holds or time is up,
 //! print the result table (task, time used, hints, score).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -122,6 +123,7 @@ async fn drill_one(
     let mut solution_applied = false;
     let mut fixed_at: Option<Duration> = None;
     let mut last: Vec<Verdict>;
+    let mut was_down: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let round_start = Instant::now();
         let elapsed = round_start.duration_since(start);
@@ -147,12 +149,11 @@ async fn drill_one(
             for (k, h) in t.hints.iter().enumerate() {
                 if k as u32 == hints_shown[i] && h.after.is_some_and(|d| elapsed >= d.0) {
                     hints_shown[i] += 1;
-                    pb.println(format!(
-                        "hint for task {} (-{} pt): {}",
-                        i + 1,
-                        h.cost,
-                        h.text
-                    ));
+                    say(
+                        &pb,
+                        quiet,
+                        format!("hint for task {} (-{} pt): {}", i + 1, h.cost, h.text),
+                    );
                 }
             }
         }
@@ -166,15 +167,37 @@ async fn drill_one(
             },
         )
         .await;
+        // A node that answers no probe (rebooting, unreachable) is named once when it goes
+        // and once when it is back; the transport dials it again on every round.
+        let down = unanswered(&last);
+        for (node, why) in &down {
+            if !was_down.contains_key(node) {
+                say(
+                    &pb,
+                    quiet,
+                    format!(
+                    "{node}: no probe could run ({why}); still polling, the clock keeps running"
+                ),
+                );
+            }
+        }
+        for node in was_down.keys().filter(|n| !down.contains_key(*n)) {
+            say(&pb, quiet, format!("{node}: answering again"));
+        }
+        was_down = down;
         for (i, d) in done_after.iter_mut().enumerate() {
             if d.is_none() && task_done(plan, i, &last) {
                 *d = Some(round_start.duration_since(start));
-                pb.println(format!(
-                    "task {} done after {:.0}s: {}",
-                    i + 1,
-                    round_start.duration_since(start).as_secs_f64(),
-                    plan.tasks[i].title
-                ));
+                say(
+                    &pb,
+                    quiet,
+                    format!(
+                        "task {} done after {:.0}s: {}",
+                        i + 1,
+                        round_start.duration_since(start).as_secs_f64(),
+                        plan.tasks[i].title
+                    ),
+                );
             }
         }
         let passing = last.iter().filter(|v| v.status == Status::Pass).count();
@@ -234,6 +257,89 @@ async fn drill_one(
         tasks,
         verify: last,
     })
+}
+
+/// A line for the person at the terminal, above the progress bar; on stderr when the bar
+/// is not drawn (stderr is not a terminal: indicatif's `println` prints nothing then) unless
+/// `quiet`.
+fn say(pb: &ProgressBar, quiet: bool, line: String) {
+    if quiet {
+        return;
+    }
+    if pb.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        pb.println(line);
+    }
+}
+
+/// Nodes on which no probe of the round could be judged (each one that ran errored; those
+/// skipped for a failed dependency do not count), each with the first error: `node -> note`.
+fn unanswered(verdicts: &[Verdict]) -> BTreeMap<String, String> {
+    // node -> (every probe that ran errored, the first error's note); `None` until one ran.
+    let mut by_node: BTreeMap<&str, Option<(bool, Option<&str>)>> = BTreeMap::new();
+    for v in verdicts {
+        let e = by_node.entry(&v.node).or_insert(None);
+        if v.status == Status::Skip {
+            continue;
+        }
+        let (all_errors, note) = e.get_or_insert((true, None));
+        *all_errors &= v.status == Status::Error;
+        if note.is_none() && v.status == Status::Error {
+            *note = v.note.as_deref();
+        }
+    }
+    by_node
+        .into_iter()
+        .filter_map(|(n, e)| match e {
+            Some((true, note)) => Some((n.to_string(), note.unwrap_or("no answer").to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(node: &str, status: Status, note: Option<&str>) -> Verdict {
+        Verdict {
+            probe: "p".into(),
+            node: node.into(),
+            kind: "command".into(),
+            description: None,
+            status,
+            checks: Vec::new(),
+            note: note.map(str::to_string),
+            attempts: 1,
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_node_is_unanswered_when_every_probe_that_ran_errored() {
+        let round = [
+            v(
+                "controlplane",
+                Status::Error,
+                Some("controlplane (198.18.0.11:22): connection refused"),
+            ),
+            v("controlplane", Status::Skip, Some("needs `a`")),
+            v("controlplane", Status::Error, Some("later")),
+            v("node01", Status::Error, Some("timeout")),
+            v("node01", Status::Fail, None),
+            v("node02", Status::Skip, None),
+        ];
+        let down = unanswered(&round);
+        assert_eq!(
+            down.into_iter().collect::<Vec<_>>(),
+            [(
+                "controlplane".to_string(),
+                "controlplane (198.18.0.11:22): connection refused".to_string()
+            )]
+        );
+        assert!(unanswered(&[v("n", Status::Pass, None)]).is_empty());
+    }
 }
 
 /// Runs the drill; exit 0 when every scenario was fixed in time, 1 otherwise.

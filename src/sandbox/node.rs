@@ -319,14 +319,42 @@ pub fn nspawn_args(name: &str, root: &Path, sandbox_id: &str, binds: &[Bind]) ->
     a
 }
 
-/// Boots the node: starts `systemd-nspawn` in a new session with stdin from /dev/null and
-/// output appended to the console log, so it outlives breakfix, and records its PID (and
-/// start time) in the state at once. (Until the record is written the process is still found
-/// by `down` through its command line, which names the node's root.)
+/// The node's supervisor (`sh -c SUPERVISOR breakfix-node systemd-nspawn ARGS...`): runs
+/// nspawn and runs it again when it exits with 133, which is how `systemd-nspawn --boot`
+/// reports that the node rebooted (systemd-nspawn(1); systemd's own `systemd-nspawn@.service`
+/// restarts on it with `RestartForceExitStatus=133`). Any other exit status ends the
+/// supervisor with that status. SIGTERM (what `down` sends) is passed to nspawn, which powers
+/// the node off, and ends the loop.
+pub const SUPERVISOR: &str = r#"stop=0; child=
+trap 'stop=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
+while :; do
+  "$@" & child=$!
+  while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
+  child=
+  if [ "$stop" = 0 ] && [ "$rc" = 133 ]; then
+    echo "breakfix: the node rebooted (systemd-nspawn exited 133); booting it again"
+  else
+    exit "$rc"
+  fi
+done"#;
+
+/// Boots the node: starts its [`SUPERVISOR`] (which runs `systemd-nspawn`, again after each
+/// reboot of the node) in a new session with stdin from /dev/null and output appended to the
+/// console log, so it outlives breakfix, and records the supervisor's PID (and start time) in
+/// the state at once as the node's `Nspawn` process. (Until the record is written, and for
+/// every nspawn after a reboot, the processes are still found by `down`: they run in the
+/// node's cgroup.)
 ///
-/// Errors: nspawn cannot be started, or the state cannot be saved.
+/// Errors: the supervisor cannot be started, or the state cannot be saved.
 pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[Bind]) -> Result<i32> {
-    let args = nspawn_args(&node.name, &paths.root, &st.id, binds);
+    let nspawn = cmd::which("systemd-nspawn").unwrap_or_else(|| "systemd-nspawn".into());
+    let mut args = vec![
+        "-c".to_string(),
+        SUPERVISOR.to_string(),
+        "breakfix-node".to_string(),
+        nspawn.display().to_string(),
+    ];
+    args.extend(nspawn_args(&node.name, &paths.root, &st.id, binds));
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -335,8 +363,7 @@ pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[Bind]) 
     let log2 = log
         .try_clone()
         .map_err(io_err(format!("opening {}", paths.console_log.display())))?;
-    let prog = cmd::which("systemd-nspawn").unwrap_or_else(|| "systemd-nspawn".into());
-    let mut command = std::process::Command::new(prog);
+    let mut command = std::process::Command::new("/bin/sh");
     command
         .args(&args)
         .stdin(Stdio::null())
@@ -383,13 +410,15 @@ pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[Bind]) 
     Ok(pid)
 }
 
-/// Finds the node's PID 1 (the child of its nspawn carrying the sandbox marker) and records
-/// it, so `down` can kill it even if its nspawn dies first. Returns it if found.
+/// Finds the node's PID 1 (the process carrying the sandbox marker, a child of the nspawn
+/// that the supervisor `supervisor_pid` runs) and records it, so `down` can kill it even if
+/// its nspawn dies first. Returns it if found.
 ///
 /// Errors: the state cannot be saved.
-pub fn record_init(st: &mut State, node: &str, nspawn_pid: i32) -> Result<Option<i32>> {
+pub fn record_init(st: &mut State, node: &str, supervisor_pid: i32) -> Result<Option<i32>> {
     let marker = format!("{MARKER_ENV}={}", st.id);
-    for pid in procs::children(nspawn_pid) {
+    let nspawns = procs::children(supervisor_pid);
+    for pid in nspawns.into_iter().flat_map(procs::children) {
         let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         if env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()) {
             if let Some(start_time) = procs::start_time(pid) {
@@ -417,6 +446,67 @@ pub fn console_tail(paths: &NodePaths, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The supervisor with `node` (a shell command) standing in for systemd-nspawn.
+    fn supervise(node: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("/bin/sh");
+        c.args(["-c", SUPERVISOR, "breakfix-node", "/bin/sh", "-c", node]);
+        c
+    }
+
+    #[test]
+    fn the_supervisor_boots_the_node_again_after_a_reboot_and_passes_other_exits_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let count = dir.path().join("boots");
+        let c = count.display();
+        // Exits 133 (a reboot) twice, then 7.
+        let node =
+            format!("echo x >> {c}; n=$(wc -l < {c}); if [ $n -lt 3 ]; then exit 133; fi; exit 7");
+        let out = supervise(&node).output().expect("sh runs");
+        assert_eq!(out.status.code(), Some(7));
+        let boots = std::fs::read_to_string(&count).expect("count");
+        assert_eq!(boots.lines().count(), 3);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(said.matches("the node rebooted").count(), 2, "{said}");
+    }
+
+    #[test]
+    fn sigterm_to_the_supervisor_stops_the_node_and_ends_the_loop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        // A node that records its PID and exits 133 when terminated (as if it rebooted): the
+        // supervisor must still stop.
+        let node = format!(
+            "trap 'exit 133' TERM; echo $$ > {}; while :; do sleep 0.1; done",
+            pidfile.display()
+        );
+        let mut child = supervise(&node).spawn().expect("sh runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let node_pid = loop {
+            if let Some(p) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+            {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the node never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill");
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(133));
+        assert!(
+            procs::start_time(node_pid).is_none(),
+            "the node outlived its supervisor"
+        );
+    }
 
     #[test]
     fn hosts_lists_every_node() {

@@ -141,7 +141,13 @@ impl SandboxGuard {
     /// The API server's /readyz answers 200 (waiting up to 30 s, e.g. while a previous test's
     /// repair settles); a sandbox whose API stays broken is replaced.
     fn api_ok(&self) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        self.api_ready_within(std::time::Duration::from_secs(30))
+    }
+
+    /// Polls `breakfix sandbox status` until the control plane's API server is ready or
+    /// `patience` is over; true when it is ready.
+    pub fn api_ready_within(&self, patience: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + patience;
         loop {
             let out = breakfix(&["sandbox", "status", "--output", "json"]);
             let ready = serde_json::from_slice::<serde_json::Value>(&out.stdout)
@@ -151,7 +157,7 @@ impl SandboxGuard {
                 return true;
             }
             if std::time::Instant::now() >= deadline {
-                eprintln!("the stacked sandbox's API server is not ready: replacing the sandbox");
+                eprintln!("the sandbox's API server is not ready after {patience:?}");
                 return false;
             }
             std::thread::sleep(std::time::Duration::from_secs(1));

@@ -441,3 +441,111 @@ verify:
         "absent\n"
     );
 }
+
+/// The node's boot id: systemd-nspawn gives every boot of a container its own.
+const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
+
+#[test]
+fn a_node_rebooted_mid_drill_comes_back_and_the_drill_grades_and_resets_it() {
+    let g = sandbox();
+    let state = tempfile::tempdir().expect("state dir");
+    let marker = "/root/breakfix-reboot-test";
+    let sc = state.path().join("reboot.yaml");
+    std::fs::write(
+        &sc,
+        format!(
+            r#"apiVersion: breakfix/v1
+kind: Scenario
+metadata:
+  name: reboot-mid-drill
+  title: etcd masked (survives a reboot); the node reboots during the drill
+  time_limit: 5m
+  topologies: [external]
+targets:
+  controlplane:
+    role: control-plane
+faults:
+  - kind: command
+    name: a file that survives the reboot
+    run: "touch {marker}"
+    undo: "rm -f {marker}"
+  - kind: systemd
+    name: mask etcd
+    unit: etcd
+    action: mask
+confirm:
+  - kind: systemd
+    name: etcd-unit-running
+    unit: etcd
+    expect: {{ active: active }}
+tasks:
+  - title: nothing
+    text: the test reboots the node instead
+verify:
+  probes:
+    - kind: systemd
+      name: etcd-unit-running
+      unit: etcd
+      expect: {{ active: active }}
+"#
+        ),
+    )
+    .expect("write scenario");
+    let boot_before = g.ssh_ok("controlplane", BOOT_ID);
+    let limit = 120;
+    let started = std::time::Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .args(["drill", sc.to_str().expect("utf-8")])
+        .args(["--time-limit", &format!("{limit}s"), "--poll", "1s"])
+        .arg("--inventory")
+        .arg(&g.inventory)
+        .env("BREAKFIX_STATE_DIR", state.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("breakfix drill starts");
+    // Once the break holds (etcd masked), the node reboots.
+    while g.ssh_ok("controlplane", "systemctl is-enabled etcd || true") != "masked\n" {
+        assert!(started.elapsed().as_secs() < 120, "the break never held");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let _ = g.ssh("controlplane", "systemctl reboot");
+    let o = child.wait_with_output().expect("drill ends");
+    let took = started.elapsed();
+    eprintln!("the drill ended after {:.0}s", took.as_secs_f64());
+    let boot_after = g.ssh_ok("controlplane", BOOT_ID);
+    assert_ne!(boot_before, boot_after, "the node did not reboot");
+    // Graded (not fixed: etcd stayed masked across the reboot), not an error.
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        took.as_secs() < limit + 120,
+        "the drill ran {took:?} for a {limit} s limit"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("controlplane: no probe could run")
+            && err.contains("controlplane: answering again"),
+        "{}",
+        show(&o)
+    );
+    assert!(out(&o).contains("not fixed"), "{}", show(&o));
+    // The drill's own reset, after the reboot, restored the node.
+    assert_eq!(g.ssh_ok("controlplane", UNIT_STATE), "active\nenabled\n");
+    assert_eq!(
+        g.ssh_ok(
+            "controlplane",
+            &format!("test -e {marker} && echo there || echo absent")
+        ),
+        "absent\n"
+    );
+    let o = bf(&g, state.path(), false, &["status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    assert_eq!(v["entries"].as_array().map(Vec::len), Some(0), "{v}");
+    // The next test needs the control plane back (the kubelet restarts its static pods).
+    assert!(
+        g.api_ready_within(std::time::Duration::from_secs(300)),
+        "the API server did not come back after the reboot"
+    );
+}
