@@ -9,6 +9,7 @@
 //! db_size: { lt: 16777216 }
 //! alarms: { equals: [] }
 //! revision: { all: [ { gt: 1 }, { lt: 100000 } ] }
+//! free_mib: { gt: "{{ params.min_free_mib }}" }   # a template that renders to a number
 //! ```
 
 use std::fmt;
@@ -28,9 +29,9 @@ pub enum Matcher {
     /// Regular expression (Rust `regex` syntax) searched in the string form of the fact.
     Matches(Regex),
     /// Number strictly less than.
-    Lt(f64),
+    Lt(Bound),
     /// Number strictly greater than.
-    Gt(f64),
+    Gt(Bound),
     /// Negation.
     Not(Box<Matcher>),
     /// Every matcher holds.
@@ -63,8 +64,8 @@ impl Matcher {
                 _ => false,
             },
             Matcher::Matches(re) => re.is_match(&to_text(v)),
-            Matcher::Lt(n) => as_number(v).is_some_and(|x| x < *n),
-            Matcher::Gt(n) => as_number(v).is_some_and(|x| x > *n),
+            Matcher::Lt(n) => as_number(v).zip(n.number()).is_some_and(|(x, n)| x < n),
+            Matcher::Gt(n) => as_number(v).zip(n.number()).is_some_and(|(x, n)| x > n),
             Matcher::Not(_) | Matcher::All(_) | Matcher::Any(_) => self.matches(Some(v)),
         }
     }
@@ -98,8 +99,8 @@ impl Matcher {
                     crate::Error::other(format!("regular expression `{src}` after rendering: {e}"))
                 })?)
             }
-            Matcher::Lt(n) => Matcher::Lt(*n),
-            Matcher::Gt(n) => Matcher::Gt(*n),
+            Matcher::Lt(n) => Matcher::Lt(n.render(r, "lt")?),
+            Matcher::Gt(n) => Matcher::Gt(n.render(r, "gt")?),
             Matcher::Not(m) => Matcher::Not(Box::new(m.render(r)?)),
             Matcher::All(ms) => Matcher::All(
                 ms.iter()
@@ -112,6 +113,87 @@ impl Matcher {
                     .collect::<crate::Result<_>>()?,
             ),
         })
+    }
+}
+
+/// The number `lt` and `gt` compare with: written as a number, or as a template string
+/// (`"{{ params.max_ms }}"`) that must render to one (checked when the scenario is rendered
+/// for a node).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    /// A number.
+    Number(f64),
+    /// A template, not rendered yet.
+    Template(String),
+}
+
+impl Bound {
+    /// The number, once rendered (`None` for a template that was not).
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Bound::Number(n) => Some(*n),
+            Bound::Template(_) => None,
+        }
+    }
+
+    /// Renders a template bound. Errors: the rendered text is not a number (the error names
+    /// the operator, the template and what it rendered to).
+    fn render(&self, r: &crate::template::Renderer, op: &str) -> crate::Result<Bound> {
+        match self {
+            Bound::Number(n) => Ok(Bound::Number(*n)),
+            Bound::Template(t) => {
+                let out = r.text(t)?;
+                out.trim().parse::<f64>().map(Bound::Number).map_err(|_| {
+                    crate::Error::other(format!(
+                        "`{op}: \"{t}\"` renders to `{out}`, which is not a number"
+                    ))
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bound::Number(n) => write!(f, "{n}"),
+            Bound::Template(t) => f.write_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bound, D::Error> {
+        d.deserialize_any(BoundVisitor)
+    }
+}
+
+struct BoundVisitor;
+
+impl<'de> Visitor<'de> for BoundVisitor {
+    type Value = Bound;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, or a template that renders to one (\"{{ params.max_ms }}\")")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bound, E> {
+        Ok(Bound::Number(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Bound, E> {
+        Ok(Bound::Number(v as f64))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Bound, E> {
+        Ok(Bound::Number(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Bound, E> {
+        if let Ok(n) = v.trim().parse::<f64>() {
+            return Ok(Bound::Number(n));
+        }
+        if v.contains("{{") {
+            return Ok(Bound::Template(v.to_string()));
+        }
+        Err(E::custom(format!(
+            "`{v}` is not a number; `lt` and `gt` take a number or a template that renders to one (\"{{{{ params.max_ms }}}}\")"
+        )))
     }
 }
 
@@ -293,6 +375,38 @@ mod tests {
         assert!(e.to_string().contains("unknown matcher `like`"), "{e}");
         let e = serde_saphyr::from_str::<Matcher>("{lt: 1, gt: 0}").unwrap_err();
         assert!(e.to_string().contains("exactly one operator"), "{e}");
+    }
+
+    #[test]
+    fn number_matchers_take_a_template_that_renders_to_a_number() {
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("min".to_string(), "100".to_string());
+        p.insert("word".to_string(), "many".to_string());
+        let r = crate::template::Renderer::params_only(&p);
+        let gt = m("{gt: '{{ params.min }}'}");
+        assert_eq!(gt.to_string(), "> {{ params.min }}");
+        // Not rendered yet: holds for nothing.
+        assert!(!gt.matches(Some(&json!(500))));
+        let gt = gt.render(&r).expect("renders");
+        assert_eq!(gt.to_string(), "> 100");
+        assert!(gt.matches(Some(&json!(500))));
+        assert!(!gt.matches(Some(&json!(50))));
+        // A number written as a string is a number.
+        assert!(m("{lt: '2.5'}").matches(Some(&json!(2))));
+        let e = m("{lt: '{{ params.word }}'}")
+            .render(&r)
+            .expect_err("not a number");
+        assert!(
+            e.to_string()
+                .contains("`lt: \"{{ params.word }}\"` renders to `many`, which is not a number"),
+            "{e}"
+        );
+        let e = serde_saphyr::from_str::<Matcher>("{gt: lots}").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`lots` is not a number; `lt` and `gt` take a number or a template"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -848,9 +848,13 @@ impl<'a> Validator<'a> {
         params: &BTreeMap<String, String>,
         declare_where: &str,
     ) {
-        let mut scalars: Vec<(Where, &Node, &str)> = Vec::new();
-        tree.each_scalar(&mut |path, n, s| scalars.push((classify(path), n, s)));
-        for (place, node, value) in scalars {
+        // (where, node, value, is the bound of a number matcher)
+        let mut scalars: Vec<(Where, &Node, &str, bool)> = Vec::new();
+        tree.each_scalar(&mut |path, n, s| {
+            let bound = matches!(path.last(), Some(Step::Key("lt" | "gt")));
+            scalars.push((classify(path), n, s, bound))
+        });
+        for (place, node, value, bound) in scalars {
             let Some(off) = node.pos.byte_offset else {
                 continue;
             };
@@ -894,11 +898,28 @@ impl<'a> Validator<'a> {
                     continue;
                 }
             }
+            let before = self.out.len();
             if raw.contains("{%") || raw.contains("{#") {
                 // Statements (`{% for %}`, `{% set %}`) bind names: check the value as a whole.
                 self.whole_template(&ctx, node, raw, value);
             } else {
                 self.expressions(&ctx, off, raw);
+            }
+            // `lt` / `gt` compare with a number: the template must render to one.
+            if bound && self.out.len() == before {
+                if let Ok(out) = self.render_sample(value, params) {
+                    if out.trim().parse::<f64>().is_err() {
+                        let pos = pos_at(source, off, node.pos.byte_len);
+                        self.push(
+                            Diagnostic::at(
+                                file,
+                                pos,
+                                format!("`{value}` renders to `{out}`, which is not a number"),
+                            )
+                            .with_help("`lt` and `gt` compare with a number: give the param a numeric default (a learner's or instructor's `--param` must be one too)"),
+                        );
+                    }
+                }
             }
         }
     }
@@ -1075,6 +1096,26 @@ impl<'a> Validator<'a> {
 
     /// Renders `template` with sample values to find unknown filters, tests and functions.
     fn dry_render(&self, template: &str, params: &BTreeMap<String, String>) -> Option<String> {
+        match self.render_sample(template, params) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnknownFilter | ErrorKind::UnknownTest | ErrorKind::UnknownFunction
+                ) =>
+            {
+                Some(format!("template error: {}", minijinja_message(&e)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Renders `template` with the params' defaults and a sample node and cluster (the
+    /// sandbox's controlplane, external topology).
+    fn render_sample(
+        &self,
+        template: &str,
+        params: &BTreeMap<String, String>,
+    ) -> std::result::Result<String, minijinja::Error> {
         let node = minijinja::context! { name => "controlplane", address => "198.18.0.11", roles => vec!["control-plane"] };
         let ctx = minijinja::context! {
             params => params.clone(),
@@ -1092,17 +1133,7 @@ impl<'a> Validator<'a> {
                 },
             },
         };
-        match self.env.render_str(template, ctx) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::UnknownFilter | ErrorKind::UnknownTest | ErrorKind::UnknownFunction
-                ) =>
-            {
-                Some(format!("template error: {}", minijinja_message(&e)))
-            }
-            _ => None,
-        }
+        self.env.render_str(template, ctx)
     }
 }
 

@@ -76,6 +76,7 @@ invalid_fixtures! {
     command_fault_without_undo => "command-fault-without-undo",
     empty_verify => "empty-verify",
     semantic_errors => "semantic-errors",
+    number_matcher_template => "number-matcher-template",
 }
 
 #[test]
