@@ -8,8 +8,10 @@
 //!   `cluster.etcd.cert_file`, `cluster.etcd.key_file`, `cluster.kubeconfig`;
 //! - `nodes`: every node (`name`, `address`, `roles`).
 //!
-//! In shell context (`run:`, `undo:`) each `{{ value }}` is inserted shell-quoted, so a param
-//! like `$(touch /tmp/pwned)` stays a literal string. `{{ value | raw }}` inserts it as is,
+//! In shell context (`run:`, `undo:`, `then:`) each `{{ value }}` is inserted as one literal
+//! shell word ([`crate::transport::shell_quote`]: as it is when it holds only characters the
+//! shell reads literally, else single-quoted), so a param like `$(touch /tmp/pwned)` stays a
+//! literal string. `{{ value | raw }}` inserts it as is,
 //! for the rare case where a param holds shell syntax on purpose.
 
 use std::collections::BTreeMap;
@@ -121,6 +123,23 @@ mod tests {
         let mut p = BTreeMap::new();
         p.insert(k.to_string(), v.to_string());
         Renderer::params_only(&p)
+    }
+
+    #[test]
+    fn values_are_quoted_only_when_the_shell_would_read_them_otherwise() {
+        for (value, inserted) in [
+            ("etcd", "etcd"),
+            ("/var/lib/etcd", "/var/lib/etcd"),
+            ("--data-dir=/a,b@c:d%e+f", "--data-dir=/a,b@c:d%e+f"),
+            ("it's", r"'it'\''s'"),
+            ("a b", "'a b'"),
+            ("", "''"),
+            ("~root", "'~root'"),
+            ("*", "'*'"),
+        ] {
+            let out = r("x", value).shell("{{ params.x }}").expect("renders");
+            assert_eq!(out, inserted, "{value:?}");
+        }
     }
 
     #[test]

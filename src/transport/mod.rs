@@ -217,7 +217,9 @@ impl Transport {
     }
 }
 
-/// Quotes `s` for a POSIX shell (single quotes; `'` becomes `'\''`).
+/// `s` as one literal word for a POSIX shell: as it is when non-empty and made only of ASCII
+/// letters, digits and `-_./=:,@%+` (characters the shell reads literally), otherwise in
+/// single quotes with each `'` written as `'\''` (the rule docs/scenario-format.md states).
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
