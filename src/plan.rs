@@ -66,7 +66,7 @@ pub struct Plan {
     pub confirm: Vec<PlannedProbe>,
     /// Verify probes (own + graders).
     pub verify: Vec<PlannedProbe>,
-    /// Tasks (text as written).
+    /// Tasks, their titles, text and hints rendered (see [`build`]).
     pub tasks: Vec<Task>,
     /// Reference fix.
     pub solution: Vec<PlannedAction>,
@@ -203,6 +203,20 @@ impl Binder<'_> {
         Ok(Renderer::new(self.params, self.inventory, n))
     }
 
+    /// The renderer for text people read (title, description, tasks, hints, a wrong fix's
+    /// `why`): `node` there is the first node of the first fault's target (the node the break
+    /// is on), or the inventory's first node.
+    fn prose_renderer(&self) -> Result<Renderer> {
+        let node = match self.scenario.faults.first() {
+            Some(f) => self.nodes(f.target(), "faults[0]")?.into_iter().next(),
+            None => self.inventory.nodes.first().map(|n| n.name.clone()),
+        };
+        match node {
+            Some(n) => self.renderer(&n),
+            None => Ok(Renderer::params_only(self.params)),
+        }
+    }
+
     fn actions(&self, list: &[Action], section: &str) -> Result<Vec<PlannedAction>> {
         let mut out = Vec::new();
         for (i, a) in list.iter().enumerate() {
@@ -277,10 +291,24 @@ pub fn build(
     let mut verify_src: Vec<&Probe> = graders.iter().flat_map(|g| g.probes.iter()).collect();
     verify_src.extend(scenario.verify.probes.iter());
     let confirm_src: Vec<&Probe> = scenario.confirm.iter().collect();
+    let prose = b.prose_renderer()?;
+    let text = |what: &str, t: &str| {
+        prose
+            .text(t)
+            .map_err(|e| Error::other(format!("{what}: {e}")))
+    };
+    let mut tasks = scenario.tasks.clone();
+    for (i, t) in tasks.iter_mut().enumerate() {
+        t.title = text(&format!("tasks[{i}].title"), &t.title)?;
+        t.text = text(&format!("tasks[{i}].text"), &t.text)?;
+        for (j, h) in t.hints.iter_mut().enumerate() {
+            h.text = text(&format!("tasks[{i}].hints[{j}].text"), &h.text)?;
+        }
+    }
     Ok(Plan {
         name: scenario.metadata.name.value.clone(),
-        title: scenario.metadata.title.clone(),
-        description: scenario.metadata.description.clone(),
+        title: text("metadata.title", &scenario.metadata.title)?,
+        description: text("metadata.description", &scenario.metadata.description)?,
         time_limit: scenario
             .metadata
             .time_limit
@@ -290,7 +318,7 @@ pub fn build(
         faults: b.actions(&scenario.faults, "faults")?,
         confirm: b.probes(&confirm_src)?,
         verify: b.probes(&verify_src)?,
-        tasks: scenario.tasks.clone(),
+        tasks,
         solution: b.actions(&scenario.solution, "solution")?,
         wrong_fixes: scenario
             .wrong_fixes
@@ -298,7 +326,11 @@ pub fn build(
             .map(|w| {
                 Ok(PlannedWrongFix {
                     name: w.name.clone(),
-                    why: w.why.clone(),
+                    why: w
+                        .why
+                        .as_deref()
+                        .map(|y| text(&format!("wrong_fixes `{}`.why", w.name), y))
+                        .transpose()?,
                     steps: b.actions(&w.steps, &format!("wrong_fixes `{}`", w.name))?,
                 })
             })
@@ -375,4 +407,37 @@ pub fn describe_probe(p: &PlannedProbe) -> String {
         .map(|(f, m)| format!("{f} {m}"))
         .collect();
     format!("{} [{}] expect {}", p.id, p.probe.kind(), exp.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const INVENTORY: &str = "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }\nnodes:\n  - { name: controlplane, address: 198.18.0.11, roles: [control-plane, etcd], known_hosts: ssh/known_hosts }\n  - { name: node01, address: 198.18.0.12, roles: [worker], known_hosts: ssh/known_hosts }\n";
+
+    #[test]
+    fn task_text_and_hints_are_rendered_for_the_node_of_the_break() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let loaded = crate::scenario::load_valid(
+            &root.join("tests/fixtures/valid/every-field.yaml"),
+            None,
+            false,
+        )
+        .expect("the fixture loads");
+        let inv = Inventory::parse(Path::new("inventory.yaml"), INVENTORY).expect("inventory");
+        let plan = build(
+            &loaded.scenario,
+            &loaded.grader_files(),
+            &inv,
+            &[("unit".to_string(), "etcd-main".to_string())],
+        )
+        .expect("plans");
+        assert_eq!(
+            plan.tasks[0].hints[0].text,
+            "`systemctl cat etcd-main` on controlplane"
+        );
+        // Text without a template is kept as written.
+        assert_eq!(plan.tasks[0].hints[1].text, "`ls -la /var/lib/etcd*`");
+    }
 }

@@ -24,8 +24,22 @@ pub struct HintArgs {
 pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
     let mut session = Session::load()?
         .ok_or_else(|| Error::other("no break in progress: run `breakfix break SCENARIO` first"))?;
-    let loaded = super::load::load_valid(&session.scenario, session.graders.as_deref(), g.color)?;
-    let tasks = &loaded.scenario.tasks;
+    // Hints are rendered like every other text of the plan (`{{ params.x }}`, `{{ node.name }}`),
+    // for the inventory and parameters of the break.
+    let inventory = crate::inventory::Inventory::load(&session.inventory)?;
+    let overrides: Vec<(String, String)> = session
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (loaded, plan) = super::load::plan(
+        &session.scenario,
+        session.graders.as_deref(),
+        &inventory,
+        &overrides,
+        g.color,
+    )?;
+    let tasks = &plan.tasks;
     if tasks.is_empty() {
         return Err(Error::other(format!(
             "scenario `{}` has no tasks, so no hints",

@@ -872,7 +872,6 @@ impl<'a> Validator<'a> {
             };
             match place {
                 Where::Rendered => {}
-                Where::Prose => continue,
                 Where::AsWritten(key) => {
                     let start = ["{{", "{%", "{#"]
                         .iter()
@@ -889,7 +888,7 @@ impl<'a> Validator<'a> {
                     let help = if key == "expect" {
                         "matcher values are compared as written; check the templated value in the probe itself (e.g. in a command's `run:`) instead".to_string()
                     } else {
-                        format!("`{key}` is used as written; templates are rendered in the fields probes and steps act on (commands, units, paths, ...)")
+                        format!("`{key}` is used as written; templates are rendered in the fields probes and steps act on (commands, units, paths, ...) and in the title, description, task text and hints")
                     };
                     self.push(
                         Diagnostic::at(file, pos, format!("template in `{key}` is not rendered"))
@@ -1157,9 +1156,6 @@ fn looks_like_go_template(expr: &str) -> bool {
 enum Where {
     /// A field of a probe or step that is rendered per node (`run:`, `unit:`, `path:`, ...).
     Rendered,
-    /// Text for people (titles, descriptions, task text, hints): shown as written, never
-    /// rendered, so `{{` there is just text.
-    Prose,
     /// A field used as written (the key named): a template there would never be rendered.
     AsWritten(String),
 }
@@ -1179,6 +1175,20 @@ const NOT_RENDERED: &[&str] = &[
 /// Keys whose values are text for people.
 const PROSE: &[&str] = &["title", "description", "text", "why"];
 
+/// Text for people that the plan renders (`plan::build`): the scenario's title and
+/// description, each task's title and text, each hint's text, a wrong fix's `why`.
+fn rendered_prose(path: &[Step<'_>]) -> bool {
+    match path {
+        [Step::Key("metadata"), Step::Key("title" | "description")] => true,
+        [Step::Key("tasks"), Step::Idx(_), Step::Key("title" | "text")] => true,
+        [Step::Key("tasks"), Step::Idx(_), Step::Key("hints"), Step::Idx(_), Step::Key("text")] => {
+            true
+        }
+        [Step::Key("wrong_fixes"), Step::Idx(_), Step::Key("why")] => true,
+        _ => false,
+    }
+}
+
 /// Classifies a scalar by its path in a scenario or grader file.
 fn classify(path: &[Step<'_>]) -> Where {
     let key = |i: usize| match path.get(i) {
@@ -1190,8 +1200,11 @@ fn classify(path: &[Step<'_>]) -> Where {
         Step::Key(k) => Some(*k),
         Step::Idx(_) => None,
     });
+    if rendered_prose(path) {
+        return Where::Rendered;
+    }
     if key(0) == Some("metadata") || last_key.is_some_and(|k| PROSE.contains(&k)) {
-        return Where::Prose;
+        return Where::AsWritten(last_key.unwrap_or("this field").to_string());
     }
     // Where the fields of a probe or step start in `path`.
     let item_start = match key(0) {

@@ -77,6 +77,7 @@ invalid_fixtures! {
     empty_verify => "empty-verify",
     semantic_errors => "semantic-errors",
     number_matcher_template => "number-matcher-template",
+    undefined_param_in_hint => "undefined-param-in-hint",
 }
 
 #[test]
