@@ -686,17 +686,22 @@ impl<'a> Validator<'a> {
             let path = grader_path(&dir, name);
             if !path.is_file() {
                 let available = available_graders(&dir);
+                // The directory searched, absolute: a relative one depends on where breakfix ran.
+                let searched = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
                 let help = if let Some(stem) = name
                     .strip_suffix(".yaml")
                     .filter(|s| available.iter().any(|a| a == s))
                 {
                     format!("write the grader's name without `.yaml`: `{stem}`")
                 } else if let Some(c) = closest(name, &available) {
-                    format!("did you mean `{c}`?")
+                    format!(
+                        "did you mean `{c}`? (graders are read from {})",
+                        searched.display()
+                    )
                 } else {
                     format!(
                         "graders are read from {} (another directory: `--graders DIR`); available: {}",
-                        dir.display(),
+                        searched.display(),
                         names(&available)
                     )
                 };
