@@ -4,7 +4,8 @@
 //! Context available to every template:
 //! - `params.<name>`: the scenario's parameters (defaults overridden by `--param k=v`);
 //! - `node.name`, `node.address`, `node.roles`: the node the string is rendered for;
-//! - `cluster.name`, `cluster.topology`, `cluster.etcd.endpoints`, `cluster.etcd.ca_file`,
+//! - `cluster.name`, `cluster.topology`, `cluster.etcd.endpoints` (and `cluster.etcd.endpoint`,
+//!   the first of them), `cluster.etcd.ca_file`,
 //!   `cluster.etcd.cert_file`, `cluster.etcd.key_file`, `cluster.kubeconfig`;
 //! - `nodes`: every node (`name`, `address`, `roles`).
 //!
@@ -63,7 +64,7 @@ impl Renderer {
             params => Value::from(minijinja::value::Serde(params)),
             node => node_value(node),
             nodes => nodes,
-            cluster => Value::from(minijinja::value::Serde(&inventory.cluster)),
+            cluster => cluster_value(&inventory.cluster),
         };
         Renderer {
             env: environment(),
@@ -98,6 +99,18 @@ impl Renderer {
             .render_named_str(name, template, &self.ctx)
             .map_err(|e| Error::other(format!("template `{template}`: {e:#}")))
     }
+}
+
+/// `cluster` as templates see it: the inventory's cluster facts plus `etcd.endpoint`, the
+/// first of `etcd.endpoints` (for the common single-endpoint command line).
+fn cluster_value(c: &crate::inventory::Cluster) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    if let Some(first) = c.etcd.endpoints.first() {
+        if let Some(etcd) = v.get_mut("etcd").and_then(|e| e.as_object_mut()) {
+            etcd.insert("endpoint".into(), serde_json::Value::from(first.clone()));
+        }
+    }
+    Value::from(minijinja::value::Serde(v))
 }
 
 fn node_value(n: &Node) -> Value {
@@ -140,6 +153,27 @@ mod tests {
             let out = r("x", value).shell("{{ params.x }}").expect("renders");
             assert_eq!(out, inserted, "{value:?}");
         }
+    }
+
+    #[test]
+    fn cluster_etcd_endpoint_is_the_first_endpoint() {
+        let inv = crate::inventory::Inventory::parse(
+            std::path::Path::new("inventory.yaml"),
+            "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: stacked, etcd: { endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379], ca_file: ca.crt, cert_file: c.crt, key_file: c.key } }\nnodes:\n  - { name: cp1, address: 10.0.0.1, roles: [control-plane, etcd], known_hosts: kh }\n",
+        )
+        .expect("inventory");
+        let node = inv.node("cp1").expect("cp1").clone();
+        let r = Renderer::new(&BTreeMap::new(), &inv, &node);
+        assert_eq!(
+            r.shell("etcdctl --endpoints={{ cluster.etcd.endpoint }} --cacert={{ cluster.etcd.ca_file }}")
+                .expect("renders"),
+            "etcdctl --endpoints=https://10.0.0.1:2379 --cacert=ca.crt"
+        );
+        assert_eq!(
+            r.text("{{ cluster.etcd.endpoints | join(',') }}")
+                .expect("renders"),
+            "https://10.0.0.1:2379,https://10.0.0.2:2379"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ const NODE_ATTRS: &[&str] = &["name", "address", "roles"];
 /// Attributes of `cluster`.
 const CLUSTER_ATTRS: &[&str] = &["name", "topology", "etcd", "kubeconfig"];
 /// Attributes of `cluster.etcd`.
-const ETCD_ATTRS: &[&str] = &["endpoints", "ca_file", "cert_file", "key_file"];
+const ETCD_ATTRS: &[&str] = &["endpoints", "endpoint", "ca_file", "cert_file", "key_file"];
 
 /// Validates a loaded scenario and its graders. Empty means valid.
 pub fn validate(l: &Loaded) -> Vec<Diagnostic> {
@@ -1131,6 +1131,7 @@ impl<'a> Validator<'a> {
                 kubeconfig => "/etc/kubernetes/admin.conf",
                 etcd => minijinja::context! {
                     endpoints => vec!["https://127.0.0.1:2379"],
+                    endpoint => "https://127.0.0.1:2379",
                     ca_file => "/etc/kubernetes/pki/etcd/ca.crt",
                     cert_file => "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
                     key_file => "/etc/kubernetes/pki/etcd/healthcheck-client.key",
