@@ -110,12 +110,19 @@ pub async fn apply(
         let r = a.action.apply(&ctx).await;
         pb.finish_and_clear();
         if let Err(e) = r {
+            let i = actions.iter().position(|x| std::ptr::eq(x, a)).unwrap_or(0);
             if journal.is_none() {
-                return Err(e);
+                // Setup and solution steps are not journaled: say which one failed.
+                return Err(Error::other(format!(
+                    "{phase} step {} of {} (`{}` on {}) failed: {e}",
+                    i + 1,
+                    actions.len(),
+                    a.action.label(),
+                    a.node
+                )));
             }
             // Say exactly where the break stopped: what is applied (and journaled), what is
             // not. The fault that failed may have journaled its undo before failing.
-            let i = actions.iter().position(|x| std::ptr::eq(x, a)).unwrap_or(0);
             let list = |xs: &[PlannedAction]| {
                 if xs.is_empty() {
                     "none".to_string()

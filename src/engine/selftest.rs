@@ -215,12 +215,7 @@ pub(crate) async fn baseline(
 ) -> Result<Baseline, Row> {
     let t = Instant::now();
     if let Err(e) = apply(&plan.setup, sessions, None, &plan.name, "setup", true).await {
-        return Err(row(
-            "baseline",
-            RowStatus::Error,
-            format!("setup failed: {e}"),
-            t,
-        ));
+        return Err(row("baseline", RowStatus::Error, e.to_string(), t));
     }
     let v = healthy(plan, sessions, inventory).await;
     let ok = v.iter().all(|v| v.status == Status::Pass);
@@ -322,12 +317,7 @@ pub async fn run(
     progress("solution");
     let t = Instant::now();
     match apply(&plan.solution, sessions, None, &plan.name, "solution", true).await {
-        Err(e) => rows.push(row(
-            "solution",
-            RowStatus::Fail,
-            format!("the solution failed to apply: {e}"),
-            t,
-        )),
+        Err(e) => rows.push(row("solution", RowStatus::Fail, e.to_string(), t)),
         Ok(()) => {
             let (v, fixed) = wait_for_fix(
                 plan,

@@ -745,3 +745,123 @@ fn hostile_node_output_is_escaped_cut_and_kept_in_bounded_memory() {
     eprintln!("largest child max RSS: {} MiB", max_kib / 1024);
     assert!(max_kib < 512 * 1024, "max RSS {max_kib} KiB");
 }
+
+/// A scenario of three `command` faults on the loopback node; `{gate}` must exist for the
+/// last fault's undo to succeed, and `fail_at` (1-3, 0 for none) makes that fault's `run`
+/// fail after its undo was recorded. A setup step fails when `setup_fails`.
+fn failing_scenario(lab: &Lab, name: &str, setup_fails: bool, fail_at: usize) -> PathBuf {
+    let d = lab.dir.path().display().to_string();
+    let run = |i: usize| {
+        if i == fail_at {
+            format!("touch {d}/f{i} && false")
+        } else {
+            format!("touch {d}/f{i}")
+        }
+    };
+    let p = lab.path(&format!("{name}.yaml"));
+    std::fs::write(
+        &p,
+        format!(
+            r#"apiVersion: breakfix/v1
+kind: Scenario
+metadata:
+  name: {name}
+  title: three marker files
+  time_limit: 20s
+targets:
+  node:
+    role: control-plane
+setup:
+  - kind: command
+    name: prepare
+    run: "{setup}"
+faults:
+  - kind: command
+    name: first
+    run: "{r1}"
+    undo: "rm -f {d}/f1"
+  - kind: command
+    name: second
+    run: "{r2}"
+    undo: "rm -f {d}/f2"
+  - kind: command
+    name: third
+    run: "{r3}"
+    undo: "test -e {d}/gate && rm -f {d}/f3"
+confirm:
+  - kind: command
+    name: no-markers
+    run: "test ! -e {d}/f1"
+    expect: {{ exit: 0 }}
+verify:
+  probes:
+    - kind: command
+      name: no-markers
+      run: "test ! -e {d}/f1"
+      expect: {{ exit: 0 }}
+"#,
+            setup = if setup_fails { "false" } else { "true" },
+            r1 = run(1),
+            r2 = run(2),
+            r3 = run(3),
+        ),
+    )
+    .expect("write scenario");
+    p
+}
+
+#[test]
+fn failures_in_setup_in_a_fault_and_in_an_undo_are_reported_and_handled_as_documented() {
+    let lab = Lab::new();
+    let exists = |i: usize| lab.path(&format!("f{i}")).exists();
+
+    // A setup step that fails: the break stops before any fault; nothing is journaled.
+    let sc = failing_scenario(&lab, "setup-fails", true, 0);
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("setup step 1 of 1 (`prepare` on fixture) failed"),
+        "names the step: {}",
+        text(&o)
+    );
+    assert!(!exists(1), "a fault ran after a failed setup");
+    assert_eq!(lab.journal_files(), 0);
+
+    // A fault whose command fails after its undo was recorded: the engine resets at once,
+    // running that fault's undo too (undos are safe after a partial fault).
+    let sc = failing_scenario(&lab, "fault-fails", false, 2);
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let all = text(&o);
+    assert!(
+        all.contains("the break stopped at fault 2 of 3") && all.contains("Not applied: `third`"),
+        "{all}"
+    );
+    assert!(!exists(1) && !exists(2) && !exists(3), "{all}");
+    assert_eq!(lab.journal_files(), 0, "{all}");
+
+    // An undo that fails stops the reset on that node: newer undos already ran, the failing
+    // one and the older ones stay journaled, and the next reset picks them up.
+    let sc = failing_scenario(&lab, "undo-fails", false, 0);
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(exists(1) && exists(2) && exists(3));
+    let journaled = lab.journal_files();
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let all = text(&o);
+    assert!(
+        all.contains("third"),
+        "names the fault whose undo failed: {all}"
+    );
+    assert!(
+        exists(1) && exists(2) && exists(3),
+        "older undos ran past a failed one: {all}"
+    );
+    assert_eq!(lab.journal_files(), journaled, "{all}");
+    std::fs::write(lab.path("gate"), "").expect("open the gate");
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!exists(1) && !exists(2) && !exists(3), "{}", text(&o));
+    assert_eq!(lab.journal_files(), 0);
+}
