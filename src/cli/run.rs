@@ -64,6 +64,10 @@ pub struct BreakArgs {
     /// 1-based lab step.
     #[arg(long, value_name = "N")]
     pub step: Option<usize>,
+    /// When a fault fails or the break does not show, keep what was applied (journaled)
+    /// instead of undoing it at once, so you can look at the node; `breakfix reset` undoes it.
+    #[arg(long)]
+    pub keep_on_failure: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -117,9 +121,17 @@ async fn break_and_confirm(
     inv: &crate::inventory::Inventory,
     journal: &Journal,
     g: Globals,
+    keep_on_failure: bool,
 ) -> Result<engine::BreakOutcome> {
     match engine::break_(plan, sessions, inv, journal, g.quiet).await {
         Ok(o) => Ok(o),
+        Err(e) if keep_on_failure => {
+            let nodes: Vec<&str> = sessions.keys().map(String::as_str).collect();
+            Err(Error::other(format!(
+                "{e}\n(kept as it is (--keep-on-failure): what was applied stays, journaled; look at {}, then run `breakfix reset` to undo it)",
+                nodes.join(", ")
+            )))
+        }
         Err(e) => {
             // Never leave a half-applied or unconfirmed break behind.
             let undone = engine::reset(sessions, journal, g.quiet).await;
@@ -141,7 +153,7 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
     let sessions = engine::connect(&plan, &inv, quiet).await?;
     let locks = engine::lock(&sessions, quiet).await?;
     let journal = Journal::open();
-    let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
+    let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g, false).await?;
     if a.output == Output::Human {
         print_tasks(&plan);
     }
@@ -211,10 +223,8 @@ pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
     let sessions = engine::connect(&plan, &inv, g.quiet).await?;
     let locks = engine::lock(&sessions, g.quiet).await?;
     let journal = Journal::open();
-    let broken = break_and_confirm(&plan, &sessions, &inv, &journal, g).await?;
-    locks.release().await;
     let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    Session {
+    let session = Session {
         scenario: abs(&scenario),
         inventory: abs(&inv_path),
         graders: a.target.graders.as_deref().map(abs),
@@ -226,6 +236,26 @@ pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
         lab: a.lab.as_deref().map(abs),
         step: a.step,
         hints: Default::default(),
+    };
+    let broken =
+        match break_and_confirm(&plan, &sessions, &inv, &journal, g, a.keep_on_failure).await {
+            Ok(b) => b,
+            Err(e) => {
+                locks.release().await;
+                if a.keep_on_failure {
+                    // `reset` and `status` then know the kept break's scenario and inventory.
+                    session.save()?;
+                }
+                return Err(e);
+            }
+        };
+    locks.release().await;
+    Session {
+        confirmed_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        ..session
     }
     .save()?;
     for v in &broken.confirm {

@@ -215,7 +215,7 @@ pub async fn break_(
         .collect();
     if !not_shown.is_empty() {
         return Err(Error::other(format!(
-            "the break did not show: confirm probe(s) {} did not fail as intended; run `breakfix reset` to undo the faults",
+            "the break did not show: confirm probe(s) {} did not fail as intended (the faults applied are journaled)",
             not_shown.join(", ")
         )));
     }

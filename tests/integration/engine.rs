@@ -865,3 +865,26 @@ fn failures_in_setup_in_a_fault_and_in_an_undo_are_reported_and_handled_as_docum
     assert!(!exists(1) && !exists(2) && !exists(3), "{}", text(&o));
     assert_eq!(lab.journal_files(), 0);
 }
+
+#[test]
+fn keep_on_failure_leaves_a_failed_break_for_the_author_to_look_at_and_reset_undoes_it() {
+    let lab = Lab::new();
+    let exists = |i: usize| lab.path(&format!("f{i}")).exists();
+    let sc = failing_scenario(&lab, "kept", false, 2);
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8"), "--keep-on-failure"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let all = text(&o);
+    assert!(
+        all.contains("the break stopped at fault 2 of 3")
+            && all.contains("kept as it is (--keep-on-failure)")
+            && all.contains("then run `breakfix reset`"),
+        "{all}"
+    );
+    // Faults 1 and 2 (whose command failed after its change) stay; 3 never ran.
+    assert!(exists(1) && exists(2) && !exists(3), "{all}");
+    assert!(lab.journal_files() > 0);
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!exists(1) && !exists(2), "{}", text(&o));
+    assert_eq!(lab.journal_files(), 0);
+}
