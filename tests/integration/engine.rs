@@ -888,3 +888,67 @@ fn keep_on_failure_leaves_a_failed_break_for_the_author_to_look_at_and_reset_und
     assert!(!exists(1) && !exists(2), "{}", text(&o));
     assert_eq!(lab.journal_files(), 0);
 }
+
+/// A kubeconfig whose API server does not answer (nothing listens on its port).
+fn dead_api_kubeconfig(lab: &Lab) -> PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let p = lab.path("admin.conf");
+    std::fs::write(
+        &p,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {{ cluster: c, user: u }}\ncurrent-context: c\nusers:\n- name: u\n  user: {{ token: t }}\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    p
+}
+
+#[test]
+fn third_party_crates_log_nothing_while_an_api_server_is_down_unless_asked() {
+    let lab = Lab::new();
+    let kubeconfig = dead_api_kubeconfig(&lab);
+    let inv = std::fs::read_to_string(&lab.inventory).expect("inventory");
+    std::fs::write(
+        &lab.inventory,
+        inv.replace(
+            "cluster:\n  name: loopback\n",
+            &format!(
+                "cluster:\n  name: loopback\n  kubeconfig: {}\n",
+                kubeconfig.display()
+            ),
+        ),
+    )
+    .expect("rewrite inventory");
+    let sc = lab.scenario(
+        "quiet",
+        "    - kind: kube\n      name: api-ready\n      timeout: 3s\n      expect: { readyz: true }\n",
+    );
+    let o = lab.breakfix(&["check", sc.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.code() == Some(1), "{}", text(&o));
+    assert!(text(&o).contains("api-ready"), "{}", text(&o));
+    assert!(
+        !err.contains("kube_client") && !err.contains("hyper") && !err.contains(" ERROR "),
+        "library log lines on stderr:\n{err}"
+    );
+    // Asked for, they are there: BREAKFIX_LOG is a tracing filter.
+    let o = Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .args(["check", sc.to_str().expect("utf-8"), "--inventory"])
+        .arg(&lab.inventory)
+        .env("BREAKFIX_STATE_DIR", lab.path("state"))
+        .env("BREAKFIX_NODE_JOURNAL_DIR", lab.path("node-journal"))
+        .env("NO_COLOR", "1")
+        .env("BREAKFIX_LOG", "debug")
+        .output()
+        .expect("breakfix runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    // The kube client's own error about the dead server: what the default filter hides.
+    assert!(
+        err.contains("kube_client") && err.contains("ERROR"),
+        "BREAKFIX_LOG=debug shows the libraries' lines:\n{err}"
+    );
+}
