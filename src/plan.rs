@@ -62,6 +62,8 @@ pub struct Plan {
     pub setup: Vec<PlannedAction>,
     /// Faults.
     pub faults: Vec<PlannedAction>,
+    /// Preconditions: probes that must pass before `setup`.
+    pub preconditions: Vec<PlannedProbe>,
     /// Confirm probes.
     pub confirm: Vec<PlannedProbe>,
     /// Verify probes (own + graders).
@@ -85,7 +87,12 @@ impl Plan {
         for a in actions.chain(self.wrong_fixes.iter().flat_map(|w| &w.steps)) {
             used.insert(a.node.clone());
         }
-        for p in self.confirm.iter().chain(&self.verify) {
+        for p in self
+            .preconditions
+            .iter()
+            .chain(&self.confirm)
+            .chain(&self.verify)
+        {
             used.insert(p.node.clone());
         }
         inventory
@@ -291,6 +298,7 @@ pub fn build(
     let mut verify_src: Vec<&Probe> = graders.iter().flat_map(|g| g.probes.iter()).collect();
     verify_src.extend(scenario.verify.probes.iter());
     let confirm_src: Vec<&Probe> = scenario.confirm.iter().collect();
+    let pre_src: Vec<&Probe> = scenario.preconditions.iter().collect();
     let prose = b.prose_renderer()?;
     let text = |what: &str, t: &str| {
         prose
@@ -316,6 +324,7 @@ pub fn build(
             .unwrap_or(DEFAULT_TIME_LIMIT),
         setup: b.actions(&scenario.setup, "setup")?,
         faults: b.actions(&scenario.faults, "faults")?,
+        preconditions: b.probes(&pre_src)?,
         confirm: b.probes(&confirm_src)?,
         verify: b.probes(&verify_src)?,
         tasks,
@@ -364,6 +373,7 @@ impl Plan {
                 .collect::<Vec<_>>()
         };
         let mut phases = BTreeMap::new();
+        phases.insert("0-preconditions".into(), probes(&self.preconditions));
         phases.insert("1-setup".into(), acts(&self.setup));
         phases.insert("2-break".into(), acts(&self.faults));
         phases.insert("3-confirm".into(), probes(&self.confirm));

@@ -165,9 +165,10 @@ pub struct BreakOutcome {
     pub confirmed_at: Instant,
 }
 
-/// Setup, faults (journaled), then confirm: every non-skipped confirm probe must FAIL.
+/// Preconditions (every one must PASS, or nothing runs), setup, faults (journaled), then
+/// confirm: every non-skipped confirm probe must FAIL.
 ///
-/// Errors: a fault that cannot be applied (already-applied faults stay journaled for
+/// Errors: a precondition that does not pass (nothing changed), a fault that cannot be applied (already-applied faults stay journaled for
 /// `reset`), or a break that does not show (some confirm probe still passes or errors).
 pub async fn break_(
     plan: &Plan,
@@ -176,6 +177,39 @@ pub async fn break_(
     journal: &Journal,
     quiet: bool,
 ) -> Result<BreakOutcome> {
+    if !plan.preconditions.is_empty() {
+        let pb = spinner("checking the preconditions", quiet);
+        let pre = runner::evaluate(
+            &plan.preconditions,
+            sessions,
+            inventory,
+            EvalOptions {
+                want: Want::Pass,
+                patient: true,
+            },
+        )
+        .await;
+        pb.finish_and_clear();
+        let unmet: Vec<String> = pre
+            .iter()
+            .filter(|v| v.status != Status::Pass)
+            .map(|v| {
+                let why = v.failures().join("; ");
+                let why = match (why.is_empty(), v.note.as_deref()) {
+                    (false, _) => why,
+                    (true, Some(n)) => n.to_string(),
+                    (true, None) => String::new(),
+                };
+                format!("{} on {}: {} {why}", v.probe, v.node, v.status.label())
+            })
+            .collect();
+        if !unmet.is_empty() {
+            return Err(Error::other(format!(
+                "the break refuses: precondition(s) not met, nothing was changed:\n  {}",
+                unmet.join("\n  ")
+            )));
+        }
+    }
     apply(&plan.setup, sessions, None, &plan.name, "setup", quiet).await?;
     apply(
         &plan.faults,

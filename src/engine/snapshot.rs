@@ -126,7 +126,12 @@ fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
             Action::EtcdKeys(k) => e.0.extend(k.snapshot.clone()),
         }
     }
-    for p in plan.confirm.iter().chain(&plan.verify) {
+    for p in plan
+        .preconditions
+        .iter()
+        .chain(&plan.confirm)
+        .chain(&plan.verify)
+    {
         let e = m.entry(p.node.clone()).or_default();
         match &p.probe {
             Probe::File(f) => e.0.push(f.path.clone()),

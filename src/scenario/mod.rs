@@ -42,6 +42,10 @@ pub struct Scenario {
     /// Named node selections (`cp: { role: control-plane }`).
     #[serde(default)]
     pub targets: BTreeMap<String, TargetSpec>,
+    /// Probes that must all PASS before anything runs (before `setup`); otherwise the break
+    /// refuses with their report and changes nothing.
+    #[serde(default)]
+    pub preconditions: Vec<Probe>,
     /// Steps run before the break (not journaled, not undone).
     #[serde(default)]
     pub setup: Vec<Action>,

@@ -73,6 +73,7 @@ pub fn validate(l: &Loaded) -> Vec<Diagnostic> {
 /// Which run a probe belongs to (`needs` stay within one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
+    Preconditions,
     Confirm,
     Verify,
 }
@@ -80,6 +81,7 @@ enum Phase {
 impl Phase {
     fn word(self) -> &'static str {
         match self {
+            Phase::Preconditions => "preconditions",
             Phase::Confirm => "confirm",
             Phase::Verify => "verify",
         }
@@ -438,6 +440,15 @@ impl<'a> Validator<'a> {
         let s = &self.l.scenario;
         let tree = self.tree();
         let mut out = Vec::new();
+        let pre = tree.and_then(|t| t.get("preconditions"));
+        for (i, p) in s.preconditions.iter().enumerate() {
+            out.push(ProbeAt {
+                probe: p,
+                file: self.sf.clone(),
+                item: pre.and_then(|n| n.idx(i)),
+                phase: Phase::Preconditions,
+            });
+        }
         let confirm = tree.and_then(|t| t.get("confirm"));
         for (i, p) in s.confirm.iter().enumerate() {
             out.push(ProbeAt {
@@ -503,7 +514,7 @@ impl<'a> Validator<'a> {
                     let at = f.name_pos();
                     self.push(
                         Diagnostic::at(&p.file, p.name_pos(), format!("probe name `{}` is used twice", p.name()))
-                            .with_help(format!("first defined at {}:{}:{}; probe names are unique within confirm, and within verify and its included graders", f.file, at.line, at.column)),
+                            .with_help(format!("first defined at {}:{}:{}; probe names are unique within preconditions, within confirm, and within verify and its included graders", f.file, at.line, at.column)),
                     );
                 }
                 None => {
@@ -1214,7 +1225,11 @@ fn classify(path: &[Step<'_>]) -> Where {
     }
     // Where the fields of a probe or step start in `path`.
     let item_start = match key(0) {
-        Some("confirm" | "setup" | "faults" | "solution" | "probes") if is_idx(1) => Some(2),
+        Some("preconditions" | "confirm" | "setup" | "faults" | "solution" | "probes")
+            if is_idx(1) =>
+        {
+            Some(2)
+        }
         Some("verify") if key(1) == Some("probes") && is_idx(2) => Some(3),
         Some("wrong_fixes") if is_idx(1) && key(2) == Some("steps") && is_idx(3) => Some(4),
         _ => None,

@@ -952,3 +952,39 @@ fn third_party_crates_log_nothing_while_an_api_server_is_down_unless_asked() {
         "BREAKFIX_LOG=debug shows the libraries' lines:\n{err}"
     );
 }
+
+#[test]
+fn an_unmet_precondition_refuses_the_break_and_changes_nothing() {
+    let lab = Lab::new();
+    let sc = lab.scenario("preconditions", "");
+    // The same scenario with a precondition that cannot hold, then with one that holds.
+    let text_of = std::fs::read_to_string(&sc).expect("read scenario");
+    let with = |run: &str| {
+        text_of.replace(
+            "setup:\n",
+            &format!(
+                "preconditions:\n  - kind: command\n    name: spare-disk\n    run: \"{run}\"\n    expect: {{ exit: 0 }}\nsetup:\n"
+            ),
+        )
+    };
+    std::fs::write(&sc, with("test -e /nonexistent/spare-disk")).expect("write");
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let all = text(&o);
+    assert!(
+        all.contains("the break refuses: precondition(s) not met, nothing was changed")
+            && all.contains("spare-disk on fixture: FAIL exit: expected 0, found 1"),
+        "{all}"
+    );
+    assert_eq!(lab.conf_text(), ORIGINAL);
+    assert!(!lab.path("echoed").exists(), "setup ran");
+    assert_eq!(lab.journal_files(), 0);
+
+    std::fs::write(&sc, with("true")).expect("write");
+    let o = lab.breakfix(&["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ne!(lab.conf_text(), ORIGINAL);
+    let o = lab.breakfix(&["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(lab.conf_text(), ORIGINAL);
+}
