@@ -379,6 +379,9 @@ impl Plan {
         phases.insert("3-confirm".into(), probes(&self.confirm));
         phases.insert("4-verify".into(), probes(&self.verify));
         phases.insert("5-solution".into(), acts(&self.solution));
+        for w in &self.wrong_fixes {
+            phases.insert(format!("6-wrong fix: {}", w.name), acts(&w.steps));
+        }
         PlanView {
             name: self.name.clone(),
             params: self.params.clone(),
@@ -387,28 +390,123 @@ impl Plan {
     }
 }
 
-/// One line describing an action (commands shown as rendered).
+/// An action for plans: its label, then what it does as rendered (commands in full,
+/// multi-line scripts indented under their first line).
 pub fn describe_action(a: &Action) -> String {
+    let mut out = a.label();
+    let mut detail = |k: &str, v: &str| out.push_str(&field(k, v));
     match a {
-        Action::Systemd(s) => format!("systemctl {} {}", s.action.verb(), s.unit),
-        Action::File(f) => format!("edit {} ({:?})", f.path, f.edit)
-            .chars()
-            .take(200)
-            .collect(),
-        Action::Manifest(m) => format!("edit static pod {} ({:?})", m.pod, m.edit),
-        Action::SlowDisk(x) => x.summary(),
-        Action::Netem(x) => x.summary(),
-        Action::Tls(x) => x.summary(),
-        Action::EtcdQuota(q) => q.default_label(),
-        Action::EtcdKeys(k) => k.default_label(),
-        Action::Command(c) => match &c.undo {
-            Some(u) => format!("run `{}` (undo: `{u}`)", c.run),
-            None => format!("run `{}`", c.run),
-        },
+        Action::Systemd(s) => detail("does", &format!("systemctl {} {}", s.action.verb(), s.unit)),
+        Action::File(f) => {
+            detail("path", &f.path);
+            detail("edit", &f.edit.describe());
+            if let Some(t) = &f.then {
+                detail("then", t);
+            }
+        }
+        Action::Manifest(m) => {
+            detail("static pod", &m.pod);
+            if let Some(c) = &m.container {
+                detail("container", c);
+            }
+            detail("edit", &m.edit.describe());
+        }
+        Action::SlowDisk(x) => detail("does", &x.summary()),
+        Action::Netem(x) => detail("does", &x.summary()),
+        Action::Tls(x) => detail("does", &x.summary()),
+        Action::EtcdQuota(q) => detail("does", &q.default_label()),
+        Action::EtcdKeys(k) => detail("does", &k.default_label()),
+        Action::Command(c) => {
+            detail("run", &c.run);
+            if let Some(u) = &c.undo {
+                detail("undo", u);
+            }
+            if let Some(t) = c.timeout {
+                detail("timeout", &t.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `\n  key: value`, a multi-line value's further lines indented under its first.
+fn field(key: &str, value: &str) -> String {
+    let pad = " ".repeat(key.len() + 4);
+    let mut lines = value.trim_end().lines();
+    let mut s = format!("\n  {key}: {}", lines.next().unwrap_or(""));
+    for l in lines {
+        s.push_str(&format!("\n{pad}{l}"));
+    }
+    s
+}
+
+/// What a probe looks at, rendered: the command it runs, the unit, port, path, object.
+fn probe_target(p: &Probe) -> (&'static str, String) {
+    match p {
+        Probe::Command(c) => ("run", c.run.clone()),
+        Probe::Systemd(s) => ("unit", s.unit.clone()),
+        Probe::Port(x) => (
+            "port",
+            match &x.address {
+                Some(a) => format!("{a}:{}", x.port),
+                None => x.port.to_string(),
+            },
+        ),
+        Probe::File(f) => ("path", f.path.clone()),
+        Probe::Etcd(e) => (
+            "etcd",
+            format!(
+                "{}{}",
+                e.endpoint.as_deref().unwrap_or("the inventory's endpoints"),
+                e.prefix
+                    .as_deref()
+                    .map(|x| format!(", keys under {x}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Probe::Kube(k) => (
+            "api",
+            match (&k.resource, &k.object, &k.selector) {
+                (None, _, _) => "the API server".to_string(),
+                (Some(r), o, sel) => format!(
+                    "{r}{}{}{}{}",
+                    k.namespace
+                        .as_deref()
+                        .map(|n| format!(" in {n}"))
+                        .unwrap_or_default(),
+                    o.as_deref()
+                        .map(|o| format!(" named {o}"))
+                        .unwrap_or_default(),
+                    sel.as_deref()
+                        .map(|s| format!(" with labels {s}"))
+                        .unwrap_or_default(),
+                    k.field
+                        .as_deref()
+                        .map(|f| format!(", field {f}"))
+                        .unwrap_or_default()
+                ),
+            },
+        ),
+        Probe::StaticPod(x) => (
+            "static pod",
+            format!(
+                "{}{}{}",
+                x.pod,
+                x.container
+                    .as_deref()
+                    .map(|c| format!(", container {c}"))
+                    .unwrap_or_default(),
+                x.flag
+                    .as_deref()
+                    .map(|f| format!(", flag {f}"))
+                    .unwrap_or_default()
+            ),
+        ),
     }
 }
 
-/// One line describing a probe and its expectations.
+/// A probe for plans: its id and kind, what it looks at, its timing (`timeout`, `within`,
+/// `interval`, `stable_for`) and `needs`, and its expectations.
 pub fn describe_probe(p: &PlannedProbe) -> String {
     let exp: Vec<String> = p
         .probe
@@ -416,7 +514,29 @@ pub fn describe_probe(p: &PlannedProbe) -> String {
         .iter()
         .map(|(f, m)| format!("{f} {m}"))
         .collect();
-    format!("{} [{}] expect {}", p.id, p.probe.kind(), exp.join(", "))
+    let c = p.probe.common();
+    let mut out = format!("{} [{}]", p.id, p.probe.kind());
+    let (what, target) = probe_target(&p.probe);
+    out.push_str(&field(what, &target));
+    let mut timing = Vec::new();
+    for (k, v) in [
+        ("timeout", c.timeout),
+        ("within", c.within),
+        ("interval", c.interval),
+        ("stable_for", c.stable_for),
+    ] {
+        if let Some(v) = v {
+            timing.push(format!("{k} {v}"));
+        }
+    }
+    if !p.needs.is_empty() {
+        timing.push(format!("needs {}", p.needs.join(", ")));
+    }
+    if !timing.is_empty() {
+        out.push_str(&field("when", &timing.join(", ")));
+    }
+    out.push_str(&field("expect", &exp.join(", ")));
+    out
 }
 
 #[cfg(test)]

@@ -155,7 +155,12 @@ pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
                     console::style("spoiler").yellow().bold()
                 );
                 for s in &plan.solution {
-                    println!("    {:<14} {}", s.node, describe_action(&s.action));
+                    let text = describe_action(&s.action);
+                    let mut lines = text.lines();
+                    println!("    {:<14} {}", s.node, lines.next().unwrap_or(""));
+                    for l in lines {
+                        println!("    {:<14} {l}", "");
+                    }
                 }
             }
         }

@@ -53,7 +53,11 @@ pub async fn run(a: PlanArgs, g: Globals) -> Result<u8> {
             println!("  (none)");
         }
         for (node, what) in items {
-            println!("  {node:<14} {what}");
+            let mut lines = what.lines();
+            println!("  {node:<14} {}", lines.next().unwrap_or(""));
+            for l in lines {
+                println!("  {:<14} {l}", "");
+            }
         }
     }
     Ok(EXIT_PASS)

@@ -481,3 +481,18 @@ spec:
             .contains("no container named"));
     }
 }
+
+impl ManifestEdit {
+    /// What the edit does, for plans: `set --data-dir=/var/lib/etcd-restore`.
+    pub fn describe(&self) -> String {
+        match self {
+            ManifestEdit::SetFlag { flag, value } => format!("set {flag}={value}"),
+            ManifestEdit::RemoveFlag { flag } => format!("remove {flag}"),
+            ManifestEdit::HostPath { volume, path } => {
+                format!("point volume {volume}'s hostPath at {path}")
+            }
+            ManifestEdit::MoveOut { to: Some(t) } => format!("move the manifest out to {t}"),
+            ManifestEdit::MoveOut { to: None } => "move the manifest out".into(),
+        }
+    }
+}

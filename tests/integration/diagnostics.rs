@@ -386,3 +386,32 @@ fn labs_are_validated_with_the_scenarios_of_their_steps() {
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(out.contains("nowhere.yaml does not exist"), "{out}");
 }
+
+/// `breakfix plan` of the every-field fixture (human): each step's rendered command, each
+/// probe's target, timing and `needs`, the wrong fixes' steps, multi-line values indented.
+#[test]
+fn plan_shows_every_step_and_probe_as_rendered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inv,
+        "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }\nnodes:\n  - { name: controlplane, address: 198.18.0.11, roles: [control-plane, etcd], known_hosts: kh }\n  - { name: node01, address: 198.18.0.12, roles: [worker], known_hosts: kh }\n",
+    )
+    .expect("write inventory");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .args([
+            "plan",
+            "tests/fixtures/valid/every-field.yaml",
+            "--inventory",
+        ])
+        .arg(&inv)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("breakfix runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    insta::assert_snapshot!("plan-every-field", String::from_utf8_lossy(&out.stdout));
+}
