@@ -458,7 +458,7 @@ fn a_node_rebooted_mid_drill_comes_back_and_the_drill_grades_and_resets_it() {
 kind: Scenario
 metadata:
   name: reboot-mid-drill
-  title: etcd masked (survives a reboot); the node reboots during the drill
+  title: etcd stopped and disabled (survives a reboot); the node reboots during the drill
   time_limit: 5m
   topologies: [external]
 targets:
@@ -470,9 +470,13 @@ faults:
     run: "touch {marker}"
     undo: "rm -f {marker}"
   - kind: systemd
-    name: mask etcd
+    name: disable etcd
     unit: etcd
-    action: mask
+    action: disable
+  - kind: systemd
+    name: stop etcd
+    unit: etcd
+    action: stop
 confirm:
   - kind: systemd
     name: etcd-unit-running
@@ -494,7 +498,7 @@ verify:
     let boot_before = g.ssh_ok("controlplane", BOOT_ID);
     let limit = 120;
     let started = std::time::Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
         .args(["drill", sc.to_str().expect("utf-8")])
         .args(["--time-limit", &format!("{limit}s"), "--poll", "1s"])
         .arg("--inventory")
@@ -506,8 +510,12 @@ verify:
         .stderr(Stdio::piped())
         .spawn()
         .expect("breakfix drill starts");
-    // Once the break holds (etcd masked), the node reboots.
-    while g.ssh_ok("controlplane", "systemctl is-enabled etcd || true") != "masked\n" {
+    // Once the break holds (etcd stopped and disabled), the node reboots.
+    while g.ssh_ok("controlplane", UNIT_STATE) != "inactive\ndisabled\n" {
+        if let Ok(Some(_)) = child.try_wait() {
+            let o = child.wait_with_output().expect("drill output");
+            panic!("the drill ended before the break held:\n{}", show(&o));
+        }
         assert!(started.elapsed().as_secs() < 120, "the break never held");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
@@ -517,7 +525,7 @@ verify:
     eprintln!("the drill ended after {:.0}s", took.as_secs_f64());
     let boot_after = g.ssh_ok("controlplane", BOOT_ID);
     assert_ne!(boot_before, boot_after, "the node did not reboot");
-    // Graded (not fixed: etcd stayed masked across the reboot), not an error.
+    // Graded (not fixed: etcd stayed disabled across the reboot), not an error.
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
         took.as_secs() < limit + 120,
