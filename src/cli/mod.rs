@@ -158,7 +158,9 @@ async fn dispatch(command: Command, g: Globals) -> crate::error::Result<u8> {
         Command::Status(a) => status::run(a, g).await,
         Command::List(a) => list::run(a, g).await,
         Command::Test(a) => test::run(a, g).await,
-        Command::Sandbox(a) => crate::sandbox::cli::run(a).await.map(|_| EXIT_PASS),
+        Command::Sandbox(a) => crate::sandbox::cli::run_with(a, g.quiet)
+            .await
+            .map(|_| EXIT_PASS),
         Command::Export(a) => export::run(a, g).await,
         Command::Completions(a) => completions::run(a, g).await,
         Command::Man(a) => man::run(a, g).await,
