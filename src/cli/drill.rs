@@ -298,50 +298,6 @@ fn unanswered(verdicts: &[Verdict]) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(node: &str, status: Status, note: Option<&str>) -> Verdict {
-        Verdict {
-            probe: "p".into(),
-            node: node.into(),
-            kind: "command".into(),
-            description: None,
-            status,
-            checks: Vec::new(),
-            note: note.map(str::to_string),
-            attempts: 1,
-            duration: Duration::ZERO,
-        }
-    }
-
-    #[test]
-    fn a_node_is_unanswered_when_every_probe_that_ran_errored() {
-        let round = [
-            v(
-                "controlplane",
-                Status::Error,
-                Some("controlplane (198.18.0.11:22): connection refused"),
-            ),
-            v("controlplane", Status::Skip, Some("needs `a`")),
-            v("controlplane", Status::Error, Some("later")),
-            v("node01", Status::Error, Some("timeout")),
-            v("node01", Status::Fail, None),
-            v("node02", Status::Skip, None),
-        ];
-        let down = unanswered(&round);
-        assert_eq!(
-            down.into_iter().collect::<Vec<_>>(),
-            [(
-                "controlplane".to_string(),
-                "controlplane (198.18.0.11:22): connection refused".to_string()
-            )]
-        );
-        assert!(unanswered(&[v("n", Status::Pass, None)]).is_empty());
-    }
-}
-
 /// Runs the drill; exit 0 when every scenario was fixed in time, 1 otherwise.
 pub async fn run(a: DrillArgs, g: Globals) -> Result<u8> {
     let (_, inv) = a.target.load_inventory()?;
@@ -510,4 +466,48 @@ fn print(results: &[DrillResult], output: DrillOutput) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(node: &str, status: Status, note: Option<&str>) -> Verdict {
+        Verdict {
+            probe: "p".into(),
+            node: node.into(),
+            kind: "command".into(),
+            description: None,
+            status,
+            checks: Vec::new(),
+            note: note.map(str::to_string),
+            attempts: 1,
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_node_is_unanswered_when_every_probe_that_ran_errored() {
+        let round = [
+            v(
+                "controlplane",
+                Status::Error,
+                Some("controlplane (198.18.0.11:22): connection refused"),
+            ),
+            v("controlplane", Status::Skip, Some("needs `a`")),
+            v("controlplane", Status::Error, Some("later")),
+            v("node01", Status::Error, Some("timeout")),
+            v("node01", Status::Fail, None),
+            v("node02", Status::Skip, None),
+        ];
+        let down = unanswered(&round);
+        assert_eq!(
+            down.into_iter().collect::<Vec<_>>(),
+            [(
+                "controlplane".to_string(),
+                "controlplane (198.18.0.11:22): connection refused".to_string()
+            )]
+        );
+        assert!(unanswered(&[v("n", Status::Pass, None)]).is_empty());
+    }
 }

@@ -289,6 +289,21 @@ impl FileAction {
     }
 }
 
+impl FileEdit {
+    /// What the edit does, for plans: `set the line matching /^listen=/ to "listen=..."`.
+    pub fn describe(&self) -> String {
+        match self {
+            FileEdit::SetLine { pattern, line } => {
+                format!("set the line matching /{pattern}/ to {line:?}")
+            }
+            FileEdit::Replace { find, with } => format!("replace {find:?} with {with:?}"),
+            FileEdit::YamlSet { path, value } => format!("set YAML {path} to {value}"),
+            FileEdit::Content(c) => format!("write {} byte(s)", c.len()),
+            FileEdit::Keep => "keep its pre-image for reset (no change)".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::FileEdit;
@@ -327,20 +342,5 @@ mod tests {
             .unwrap();
         assert!(out.contains("etcd:bad"), "{out}");
         assert!(out.contains("name: etcd"), "{out}");
-    }
-}
-
-impl FileEdit {
-    /// What the edit does, for plans: `set the line matching /^listen=/ to "listen=..."`.
-    pub fn describe(&self) -> String {
-        match self {
-            FileEdit::SetLine { pattern, line } => {
-                format!("set the line matching /{pattern}/ to {line:?}")
-            }
-            FileEdit::Replace { find, with } => format!("replace {find:?} with {with:?}"),
-            FileEdit::YamlSet { path, value } => format!("set YAML {path} to {value}"),
-            FileEdit::Content(c) => format!("write {} byte(s)", c.len()),
-            FileEdit::Keep => "keep its pre-image for reset (no change)".into(),
-        }
     }
 }

@@ -382,6 +382,21 @@ impl ManifestAction {
     }
 }
 
+impl ManifestEdit {
+    /// What the edit does, for plans: `set --data-dir=/var/lib/etcd-restore`.
+    pub fn describe(&self) -> String {
+        match self {
+            ManifestEdit::SetFlag { flag, value } => format!("set {flag}={value}"),
+            ManifestEdit::RemoveFlag { flag } => format!("remove {flag}"),
+            ManifestEdit::HostPath { volume, path } => {
+                format!("point volume {volume}'s hostPath at {path}")
+            }
+            ManifestEdit::MoveOut { to: Some(t) } => format!("move the manifest out to {t}"),
+            ManifestEdit::MoveOut { to: None } => "move the manifest out".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ManifestEdit;
@@ -479,20 +494,5 @@ spec:
             .apply(ETCD, Some("nope"))
             .unwrap_err()
             .contains("no container named"));
-    }
-}
-
-impl ManifestEdit {
-    /// What the edit does, for plans: `set --data-dir=/var/lib/etcd-restore`.
-    pub fn describe(&self) -> String {
-        match self {
-            ManifestEdit::SetFlag { flag, value } => format!("set {flag}={value}"),
-            ManifestEdit::RemoveFlag { flag } => format!("remove {flag}"),
-            ManifestEdit::HostPath { volume, path } => {
-                format!("point volume {volume}'s hostPath at {path}")
-            }
-            ManifestEdit::MoveOut { to: Some(t) } => format!("move the manifest out to {t}"),
-            ManifestEdit::MoveOut { to: None } => "move the manifest out".into(),
-        }
     }
 }

@@ -1195,15 +1195,23 @@ const PROSE: &[&str] = &["title", "description", "text", "why"];
 /// Text for people that the plan renders (`plan::build`): the scenario's title and
 /// description, each task's title and text, each hint's text, a wrong fix's `why`.
 fn rendered_prose(path: &[Step<'_>]) -> bool {
-    match path {
-        [Step::Key("metadata"), Step::Key("title" | "description")] => true,
-        [Step::Key("tasks"), Step::Idx(_), Step::Key("title" | "text")] => true,
-        [Step::Key("tasks"), Step::Idx(_), Step::Key("hints"), Step::Idx(_), Step::Key("text")] => {
-            true
-        }
-        [Step::Key("wrong_fixes"), Step::Idx(_), Step::Key("why")] => true,
-        _ => false,
-    }
+    matches!(
+        path,
+        [Step::Key("metadata"), Step::Key("title" | "description")]
+            | [
+                Step::Key("tasks"),
+                Step::Idx(_),
+                Step::Key("title" | "text")
+            ]
+            | [
+                Step::Key("tasks"),
+                Step::Idx(_),
+                Step::Key("hints"),
+                Step::Idx(_),
+                Step::Key("text")
+            ]
+            | [Step::Key("wrong_fixes"), Step::Idx(_), Step::Key("why")]
+    )
 }
 
 /// Classifies a scalar by its path in a scenario or grader file.
