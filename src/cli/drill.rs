@@ -118,6 +118,14 @@ async fn drill_one(
         ProgressStyle::with_template("{bar:30.cyan/blue} {elapsed_precise} of {len}s  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    say(
+        &pb,
+        quiet,
+        format!(
+            "the break is confirmed: the clock runs ({} limit)",
+            humantime::format_duration(limit)
+        ),
+    );
     let mut done_after: Vec<Option<Duration>> = vec![None; plan.tasks.len()];
     let mut hints_shown: Vec<u32> = vec![0; plan.tasks.len()];
     let mut solution_applied = false;

@@ -510,32 +510,59 @@ verify:
         .stderr(Stdio::piped())
         .spawn()
         .expect("breakfix drill starts");
-    // Once the break holds (etcd stopped and disabled), the node reboots.
-    while g.ssh_ok("controlplane", UNIT_STATE) != "inactive\ndisabled\n" {
-        if let Ok(Some(_)) = child.try_wait() {
-            let o = child.wait_with_output().expect("drill output");
-            panic!("the drill ended before the break held:\n{}", show(&o));
+    // The drill's stderr, line by line: the node reboots once the clock runs (a reboot
+    // during the break itself would make it a failed break, not a drill interrupted).
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
         }
-        assert!(started.elapsed().as_secs() < 120, "the break never held");
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        all
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(180)) {
+            Ok(line) if line.contains("the break is confirmed: the clock runs") => break,
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the drill never started its clock:\n{}",
+                    reader.join().unwrap_or_default()
+                );
+            }
+        }
     }
+    assert_eq!(
+        g.ssh_ok("controlplane", UNIT_STATE),
+        "inactive\ndisabled\n",
+        "the break holds"
+    );
     let _ = g.ssh("controlplane", "systemctl reboot");
     let o = child.wait_with_output().expect("drill ends");
+    let err = reader.join().expect("stderr reader");
     let took = started.elapsed();
     eprintln!("the drill ended after {:.0}s", took.as_secs_f64());
     let boot_after = g.ssh_ok("controlplane", BOOT_ID);
     assert_ne!(boot_before, boot_after, "the node did not reboot");
     // Graded (not fixed: etcd stayed disabled across the reboot), not an error.
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(1), "{}\nstderr:\n{err}", show(&o));
     assert!(
         took.as_secs() < limit + 120,
         "the drill ran {took:?} for a {limit} s limit"
     );
-    let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("controlplane: no probe could run")
             && err.contains("controlplane: answering again"),
-        "{}",
+        "{}\nstderr:\n{err}",
         show(&o)
     );
     assert!(out(&o).contains("not fixed"), "{}", show(&o));
