@@ -547,6 +547,18 @@ verify:
         "the break holds"
     );
     let _ = g.ssh("controlplane", "systemctl reboot");
+    // A sandbox node reboots in ~10 s, within one probe's own timeout, so the drill might only
+    // see slow rounds; a real machine is gone for longer. Its traffic is dropped for 25 s
+    // while it reboots, so that at least one round finds it unreachable.
+    let address = g
+        .load()
+        .node("controlplane")
+        .expect("controlplane")
+        .address
+        .clone();
+    let hole = BlackHole::new(&address);
+    std::thread::sleep(std::time::Duration::from_secs(25));
+    drop(hole);
     let o = child.wait_with_output().expect("drill ends");
     let err = reader.join().expect("stderr reader");
     let took = started.elapsed();
