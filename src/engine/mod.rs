@@ -165,6 +165,31 @@ pub struct BreakOutcome {
     pub confirmed_at: Instant,
 }
 
+/// Evaluates `probes` patiently (their `within` and `stable_for`) wanting `want`, behind a
+/// spinner saying `what`.
+async fn graded(
+    probes: &[crate::plan::PlannedProbe],
+    want: Want,
+    what: &str,
+    sessions: &Sessions,
+    inventory: &Inventory,
+    quiet: bool,
+) -> Vec<Verdict> {
+    let pb = spinner(what, quiet);
+    let v = runner::evaluate(
+        probes,
+        sessions,
+        inventory,
+        EvalOptions {
+            want,
+            patient: true,
+        },
+    )
+    .await;
+    pb.finish_and_clear();
+    v
+}
+
 /// Preconditions (every one must PASS, or nothing runs), setup, faults (journaled), then
 /// confirm: every non-skipped confirm probe must FAIL.
 ///
@@ -178,18 +203,15 @@ pub async fn break_(
     quiet: bool,
 ) -> Result<BreakOutcome> {
     if !plan.preconditions.is_empty() {
-        let pb = spinner("checking the preconditions", quiet);
-        let pre = runner::evaluate(
+        let pre = graded(
             &plan.preconditions,
+            Want::Pass,
+            "checking the preconditions",
             sessions,
             inventory,
-            EvalOptions {
-                want: Want::Pass,
-                patient: true,
-            },
+            quiet,
         )
         .await;
-        pb.finish_and_clear();
         let unmet: Vec<String> = pre
             .iter()
             .filter(|v| v.status != Status::Pass)
@@ -220,18 +242,15 @@ pub async fn break_(
         quiet,
     )
     .await?;
-    let pb = spinner("confirming the break", quiet);
-    let confirm = runner::evaluate(
+    let confirm = graded(
         &plan.confirm,
+        Want::Fail,
+        "confirming the break",
         sessions,
         inventory,
-        EvalOptions {
-            want: Want::Fail,
-            patient: true,
-        },
+        quiet,
     )
     .await;
-    pb.finish_and_clear();
     let not_shown: Vec<String> = confirm
         .iter()
         .filter(|v| matches!(v.status, Status::Pass | Status::Error))

@@ -27,6 +27,21 @@ fn bf(g: &SandboxGuard, state: &Path, inventory: bool, args: &[&str]) -> Output 
         .expect("breakfix runs")
 }
 
+/// [`bf`] with the sandbox's inventory, started in the background with stdout and stderr piped.
+fn spawn_bf(g: &SandboxGuard, state: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_breakfix"))
+        .args(args)
+        .arg("--inventory")
+        .arg(&g.inventory)
+        .env("BREAKFIX_STATE_DIR", state)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("breakfix starts")
+}
+
 use crate::common::show_output as show;
 
 fn out(o: &Output) -> String {
@@ -374,17 +389,7 @@ verify:
         ),
     )
     .expect("write scenario");
-    let child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(["break", sc.to_str().expect("utf-8")])
-        .arg("--inventory")
-        .arg(&g.inventory)
-        .env("BREAKFIX_STATE_DIR", state.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("breakfix break starts");
+    let child = spawn_bf(&g, state.path(), &["break", sc.to_str().expect("utf-8")]);
     // The node vanishes while the second fault runs (its `sleep` is on the node).
     let seen = std::time::Instant::now();
     while g
@@ -498,18 +503,16 @@ verify:
     let boot_before = g.ssh_ok("controlplane", BOOT_ID);
     let limit = 120;
     let started = std::time::Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(["drill", sc.to_str().expect("utf-8")])
-        .args(["--time-limit", &format!("{limit}s"), "--poll", "1s"])
-        .arg("--inventory")
-        .arg(&g.inventory)
-        .env("BREAKFIX_STATE_DIR", state.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("breakfix drill starts");
+    let time_limit = format!("{limit}s");
+    let drill = [
+        "drill",
+        sc.to_str().expect("utf-8"),
+        "--time-limit",
+        &time_limit,
+        "--poll",
+        "1s",
+    ];
+    let mut child = spawn_bf(&g, state.path(), &drill);
     // The drill's stderr, line by line: the node reboots once the clock runs (a reboot
     // during the break itself would make it a failed break, not a drill interrupted).
     let stderr = child.stderr.take().expect("stderr");
