@@ -394,37 +394,8 @@ impl Plan {
 /// multi-line scripts indented under their first line).
 pub fn describe_action(a: &Action) -> String {
     let mut out = a.label();
-    let mut detail = |k: &str, v: &str| out.push_str(&field(k, v));
-    match a {
-        Action::Systemd(s) => detail("does", &format!("systemctl {} {}", s.action.verb(), s.unit)),
-        Action::File(f) => {
-            detail("path", &f.path);
-            detail("edit", &f.edit.describe());
-            if let Some(t) = &f.then {
-                detail("then", t);
-            }
-        }
-        Action::Manifest(m) => {
-            detail("static pod", &m.pod);
-            if let Some(c) = &m.container {
-                detail("container", c);
-            }
-            detail("edit", &m.edit.describe());
-        }
-        Action::SlowDisk(x) => detail("does", &x.summary()),
-        Action::Netem(x) => detail("does", &x.summary()),
-        Action::Tls(x) => detail("does", &x.summary()),
-        Action::EtcdQuota(q) => detail("does", &q.default_label()),
-        Action::EtcdKeys(k) => detail("does", &k.default_label()),
-        Action::Command(c) => {
-            detail("run", &c.run);
-            if let Some(u) = &c.undo {
-                detail("undo", u);
-            }
-            if let Some(t) = c.timeout {
-                detail("timeout", &t.to_string());
-            }
-        }
+    for (k, v) in a.details() {
+        out.push_str(&field(k, &v));
     }
     out
 }

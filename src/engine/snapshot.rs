@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::runner::Sessions;
-use crate::fault::manifest::{manifest_path, ManifestEdit, MANIFESTS_DIR};
+use crate::fault::manifest::MANIFESTS_DIR;
 use crate::fault::Action;
 use crate::inventory::Inventory;
 use crate::plan::Plan;
@@ -111,20 +111,9 @@ fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
         .chain(plan.wrong_fixes.iter().flat_map(|w| &w.steps));
     for a in actions {
         let e = m.entry(a.node.clone()).or_default();
-        match &a.action {
-            Action::File(f) => e.0.push(f.path.clone()),
-            Action::Manifest(x) => {
-                e.0.push(manifest_path(&x.pod));
-                if let ManifestEdit::MoveOut { to: Some(t) } = &x.edit {
-                    e.0.push(t.clone());
-                }
-            }
-            Action::Systemd(s) => e.1.push(s.unit.clone()),
-            Action::Tls(t) => e.0.push(t.path.clone()),
-            Action::Command(_) | Action::SlowDisk(_) | Action::Netem(_) => {}
-            Action::EtcdQuota(_) => {}
-            Action::EtcdKeys(k) => e.0.extend(k.snapshot.clone()),
-        }
+        let t = a.action.touches();
+        e.0.extend(t.files);
+        e.1.extend(t.units);
     }
     for p in plan
         .preconditions
@@ -165,8 +154,8 @@ pub async fn take(
             .map(|a| a.node.clone())
             .collect()
     };
-    let slows_disk = nodes_with(|a| matches!(a, Action::SlowDisk(_)));
-    let shapes_traffic = nodes_with(|a| matches!(a, Action::Netem(_)));
+    let slows_disk = nodes_with(|a| a.touches().io_throttle);
+    let shapes_traffic = nodes_with(|a| a.touches().qdisc);
     for (node, (files, units)) in touched(plan) {
         let Some(s) = sessions.get(&node) else {
             continue;

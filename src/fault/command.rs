@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Problem, Role, Undo, UndoKind};
 use crate::duration::Dur;
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
@@ -33,18 +33,54 @@ pub struct CommandUndo {
     pub run: String,
 }
 
-impl CommandUndo {
+impl UndoKind for CommandUndo {
     /// Runs the undo command; a non-zero exit is an error.
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
         s.run_ok(&self.run, std::time::Duration::from_secs(120))
             .await
             .map(|_| ())
     }
+
+    fn describe(&self) -> String {
+        format!("run `{}`", self.run)
+    }
 }
 
-impl CommandAction {
+impl FaultKind for CommandAction {
+    /// The command's first line.
+    fn default_label(&self) -> String {
+        self.run.lines().next().unwrap_or("").to_string()
+    }
+
+    /// Faults and wrong fixes are journaled, so they need `undo:`.
+    fn problems(&self, role: Role) -> Vec<Problem> {
+        if self.undo.is_some() {
+            return Vec::new();
+        }
+        match role {
+            Role::Step => Vec::new(),
+            Role::Fault => vec![Problem::new("a `command` fault has no `undo:`").with_help(
+                "a `command` fault needs `undo:`, a command that reverts `run:`; it is journaled before `run:` and replayed by `breakfix reset`",
+            )],
+            Role::WrongFix => vec![Problem::new("a `command` step of a wrong fix has no `undo:`").with_help(
+                "wrong fixes are journaled like faults so `breakfix test` can undo them: add `undo:`, a command that reverts `run:`",
+            )],
+        }
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("run", self.run.clone())];
+        if let Some(u) = &self.undo {
+            d.push(("undo", u.clone()));
+        }
+        if let Some(t) = self.timeout {
+            d.push(("timeout", t.to_string()));
+        }
+        d
+    }
+
     /// Records the undo (faults), then runs the command; non-zero exit is an error.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         if let Some(journal) = ctx.journal {
             let Some(undo) = &self.undo else {
                 return Err(Error::Fault {
@@ -70,7 +106,7 @@ impl CommandAction {
     }
 
     /// Renders `run` and `undo` in shell context.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.run = r.shell(&self.run)?;
         a.undo = self.undo.as_deref().map(|u| r.shell(u)).transpose()?;

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::etcd::{render_target, target_of, Etcd, CALL_TIMEOUT, READY_WAIT};
 use super::file::FileUndo;
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Problem, Role, Touches, Undo, UndoKind};
 use crate::duration::Dur;
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
@@ -116,42 +116,13 @@ impl EtcdKeysAction {
         }
     }
 
-    /// Display name.
-    pub fn default_label(&self) -> String {
-        match (&self.delete, &self.snapshot) {
-            (Some(d), _) if self.exact == Some(true) => format!("delete etcd key {d}"),
-            (Some(d), _) => format!("delete etcd keys under {d}"),
-            (None, Some(p)) => format!("save an etcd snapshot to {p}"),
-            (None, None) => "etcd keys".into(),
-        }
-    }
-
-    /// Applies the mode; with a journal, records the undo first. See the module docs.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
-        let node = ctx.session.node.name.clone();
-        let fe = |message: String| Error::Fault {
-            fault: label.to_string(),
-            host: node.clone(),
-            message,
-        };
-        if let Some(p) = self.mode_problem() {
-            return Err(fe(p));
-        }
-        let target = target_of(self)?;
-        match (&self.delete, &self.snapshot) {
-            (Some(prefix), _) => self.delete(ctx, label, &target, prefix, &fe).await,
-            (None, Some(path)) => self.snapshot(ctx, label, &target, path, &fe).await,
-            (None, None) => Ok(()),
-        }
-    }
-
     async fn delete(
         &self,
         ctx: &ActionCtx<'_>,
         label: &str,
         target: &EtcdTarget,
         prefix: &str,
-        fe: &dyn Fn(String) -> Error,
+        fe: &(dyn Fn(String) -> Error + Sync),
     ) -> Result<()> {
         let exact = self.exact == Some(true);
         let etcd = Etcd::open(ctx.session, target, READY_WAIT).await?;
@@ -230,7 +201,7 @@ impl EtcdKeysAction {
         label: &str,
         target: &EtcdTarget,
         path: &str,
-        fe: &dyn Fn(String) -> Error,
+        fe: &(dyn Fn(String) -> Error + Sync),
     ) -> Result<()> {
         let s = ctx.session;
         let q = shell_quote(path);
@@ -291,18 +262,6 @@ impl EtcdKeysAction {
         );
         Ok(())
     }
-
-    /// Renders the key/path and the connection fields (missing ones from the inventory).
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
-        let mut a = self.clone();
-        a.delete = self.delete.as_deref().map(|d| r.text(d)).transpose()?;
-        a.snapshot = self.snapshot.as_deref().map(|p| r.text(p)).transpose()?;
-        render_target(r, &mut a)?;
-        if let Some(p) = a.mode_problem() {
-            return Err(Error::other(p));
-        }
-        Ok(a)
-    }
 }
 
 /// [`stream_snapshot`], up to [`SNAPSHOT_ATTEMPTS`] times: the stream is read whole before
@@ -357,9 +316,13 @@ async fn stream_snapshot(etcd: &Etcd) -> std::result::Result<Vec<u8>, String> {
     Ok(out)
 }
 
-impl EtcdKeysUndo {
+impl UndoKind for EtcdKeysUndo {
+    fn etcd_target(&self) -> Option<&EtcdTarget> {
+        Some(&self.etcd)
+    }
+
     /// Puts back every journaled key that is missing or holds another value. Idempotent.
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
         let etcd = Etcd::open(s, &self.etcd, READY_WAIT).await?;
         let err = |m: String| Error::Transport {
             host: s.transport.host().to_string(),
@@ -405,7 +368,7 @@ impl EtcdKeysUndo {
     }
 
     /// One line for `breakfix reset`.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let first = self
             .keys
             .first()
@@ -423,5 +386,63 @@ impl EtcdKeysUndo {
                 self.deleted, self.etcd.endpoint
             ),
         }
+    }
+}
+
+impl FaultKind for EtcdKeysAction {
+    fn problems(&self, _role: Role) -> Vec<Problem> {
+        self.mode_problem().map(Problem::new).into_iter().collect()
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![("does", self.default_label())]
+    }
+
+    fn touches(&self) -> Touches {
+        Touches {
+            files: self.snapshot.clone().into_iter().collect(),
+            ..Touches::default()
+        }
+    }
+
+    /// Applies the mode; with a journal, records the undo first. See the module docs.
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+        let node = ctx.session.node.name.clone();
+        let fe = |message: String| Error::Fault {
+            fault: label.to_string(),
+            host: node.clone(),
+            message,
+        };
+        if let Some(p) = self.mode_problem() {
+            return Err(fe(p));
+        }
+        let target = target_of(self)?;
+        match (&self.delete, &self.snapshot) {
+            (Some(prefix), _) => self.delete(ctx, label, &target, prefix, &fe).await,
+            (None, Some(path)) => self.snapshot(ctx, label, &target, path, &fe).await,
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Display name.
+    fn default_label(&self) -> String {
+        match (&self.delete, &self.snapshot) {
+            (Some(d), _) if self.exact == Some(true) => format!("delete etcd key {d}"),
+            (Some(d), _) => format!("delete etcd keys under {d}"),
+            (None, Some(p)) => format!("save an etcd snapshot to {p}"),
+            (None, None) => "etcd keys".into(),
+        }
+    }
+
+    /// Renders the key/path and the connection fields (missing ones from the inventory).
+    fn render(&self, r: &Renderer) -> Result<Self> {
+        let mut a = self.clone();
+        a.delete = self.delete.as_deref().map(|d| r.text(d)).transpose()?;
+        a.snapshot = self.snapshot.as_deref().map(|p| r.text(p)).transpose()?;
+        render_target(r, &mut a)?;
+        if let Some(p) = a.mode_problem() {
+            return Err(Error::other(p));
+        }
+        Ok(a)
     }
 }

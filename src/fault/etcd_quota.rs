@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::etcd::{render_target, target_of, Etcd, CALL_TIMEOUT, READY_WAIT};
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Problem, Role, Undo, UndoKind};
 use crate::duration::Dur;
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
@@ -145,11 +145,6 @@ impl EtcdQuotaAction {
             return Err(format!("concurrency {c} must be from 1 to 64"));
         }
         Ok(())
-    }
-
-    /// Journals the recovery (faults), then fills etcd until NOSPACE; see the module docs.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
-        self.inject(ctx, label).await.map(|_| ())
     }
 
     /// [`Self::apply`], returning what the fill did.
@@ -330,26 +325,17 @@ impl EtcdQuotaAction {
             "wrote {bytes} bytes under `{prefix}` (max_bytes) and etcd still accepts puts; expected NOSPACE: set a small --quota-backend-bytes first (a `manifest` or `file` fault before this one), or raise max_bytes"
         ))
     }
-
-    /// Display name.
-    pub fn default_label(&self) -> String {
-        format!("fill etcd until NOSPACE (under {})", self.prefix())
-    }
-
-    /// Renders the prefix and the connection fields (missing ones from the inventory).
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
-        let mut a = self.clone();
-        a.prefix = self.prefix.as_deref().map(|p| r.text(p)).transpose()?;
-        render_target(r, &mut a)?;
-        Ok(a)
-    }
 }
 
-impl EtcdQuotaUndo {
+impl UndoKind for EtcdQuotaUndo {
+    fn etcd_target(&self) -> Option<&EtcdTarget> {
+        Some(&self.etcd)
+    }
+
     /// Deletes the filler, compacts, defragments and disarms NOSPACE, in that order (see the
     /// module docs); nothing when there is nothing to recover. Errors name the node and the
     /// step that failed.
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
         let etcd = Etcd::open(s, &self.etcd, READY_WAIT).await?;
         let err = |step: &str, m: String| Error::Transport {
             host: s.transport.host().to_string(),
@@ -453,10 +439,38 @@ impl EtcdQuotaUndo {
     }
 
     /// One line for `breakfix reset`.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!(
             "delete etcd keys under {}, compact, defragment, disarm NOSPACE ({})",
             self.prefix, self.etcd.endpoint
         )
+    }
+}
+
+impl FaultKind for EtcdQuotaAction {
+    fn problems(&self, _role: Role) -> Vec<Problem> {
+        self.check().err().map(Problem::new).into_iter().collect()
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![("does", self.default_label())]
+    }
+
+    /// Journals the recovery (faults), then fills etcd until NOSPACE; see the module docs.
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+        self.inject(ctx, label).await.map(|_| ())
+    }
+
+    /// Display name.
+    fn default_label(&self) -> String {
+        format!("fill etcd until NOSPACE (under {})", self.prefix())
+    }
+
+    /// Renders the prefix and the connection fields (missing ones from the inventory).
+    fn render(&self, r: &Renderer) -> Result<Self> {
+        let mut a = self.clone();
+        a.prefix = self.prefix.as_deref().map(|p| r.text(p)).transpose()?;
+        render_target(r, &mut a)?;
+        Ok(a)
     }
 }

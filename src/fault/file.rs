@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ActionCtx, Undo};
+use super::{short, ActionCtx, FaultKind, Touches, Undo, UndoKind};
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
@@ -84,11 +84,11 @@ pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-impl FileUndo {
+impl UndoKind for FileUndo {
     /// Writes the pre-image back (atomically), or removes a file that did not exist; then
     /// runs `then` (its exit status ignored). A file already equal to its pre-image is not
     /// rewritten (a kubelet would not see a change either).
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
         self.restore(s).await?;
         if let Some(then) = &self.then {
             s.exec(then, std::time::Duration::from_secs(120)).await?;
@@ -96,6 +96,15 @@ impl FileUndo {
         Ok(())
     }
 
+    fn describe(&self) -> String {
+        match &self.pre_image {
+            Some(_) => format!("restore {} (sha256 {})", self.path, short(&self.sha256)),
+            None => format!("remove {} (it did not exist)", self.path),
+        }
+    }
+}
+
+impl FileUndo {
     /// Restores the pre-image; returns whether the file changed.
     async fn restore(&self, s: &NodeSession) -> Result<bool> {
         use base64::Engine as _;
@@ -211,9 +220,28 @@ impl FileEdit {
     }
 }
 
-impl FileAction {
+impl FaultKind for FileAction {
+    fn default_label(&self) -> String {
+        format!("edit {}", self.path)
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("path", self.path.clone()), ("edit", self.edit.describe())];
+        if let Some(t) = &self.then {
+            d.push(("then", t.clone()));
+        }
+        d
+    }
+
+    fn touches(&self) -> Touches {
+        Touches {
+            files: vec![self.path.clone()],
+            ..Touches::default()
+        }
+    }
+
     /// Reads the file, computes the edit, journals the pre-image (faults), writes atomically.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         use base64::Engine as _;
         let fault_err = |message: String| Error::Fault {
             fault: label.to_string(),
@@ -265,7 +293,7 @@ impl FileAction {
     }
 
     /// Renders `path` and the edit's strings.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.path = r.text(&self.path)?;
         a.then = self.then.as_deref().map(|t| r.shell(t)).transpose()?;

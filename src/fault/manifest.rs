@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::file::{sha256_hex, FileUndo};
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Touches, Undo, UndoKind};
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
@@ -79,9 +79,13 @@ pub struct MoveUndo {
     pub to: String,
 }
 
-impl MoveUndo {
+impl UndoKind for MoveUndo {
+    fn describe(&self) -> String {
+        format!("move {} back to {}", self.to, self.from)
+    }
+
     /// `mv to from` when `to` exists and `from` does not; otherwise nothing (idempotent).
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
         let (f, t) = (shell_quote(&self.from), shell_quote(&self.to));
         s.run_ok(
             &format!("if [ -e {t} ] && [ ! -e {f} ]; then mv {t} {f}; fi"),
@@ -285,10 +289,34 @@ impl ManifestEdit {
     }
 }
 
-impl ManifestAction {
+impl FaultKind for ManifestAction {
+    fn default_label(&self) -> String {
+        format!("edit the {} static pod", self.pod)
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let mut d = vec![("static pod", self.pod.clone())];
+        if let Some(c) = &self.container {
+            d.push(("container", c.clone()));
+        }
+        d.push(("edit", self.edit.describe()));
+        d
+    }
+
+    fn touches(&self) -> Touches {
+        let mut files = vec![manifest_path(&self.pod)];
+        if let ManifestEdit::MoveOut { to: Some(t) } = &self.edit {
+            files.push(t.clone());
+        }
+        Touches {
+            files,
+            ..Touches::default()
+        }
+    }
+
     /// Journals the pre-image (or the move), then writes the edited manifest atomically (or
     /// moves it out).
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         use base64::Engine as _;
         let path = manifest_path(&self.pod);
         let fault_err = |message: String| Error::Fault {
@@ -358,7 +386,7 @@ impl ManifestAction {
     }
 
     /// Renders `pod`, `container` and the edit's strings.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.pod = r.text(&self.pod)?;
         a.container = self.container.as_deref().map(|c| r.text(c)).transpose()?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Problem, Role, Touches, Undo, UndoKind};
 use crate::duration::Dur;
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
@@ -253,10 +253,14 @@ pub fn interface_of(ip_o_addr: &str, address: &str) -> Option<String> {
     })
 }
 
-impl NetemUndo {
+impl UndoKind for NetemUndo {
+    fn describe(&self) -> String {
+        format!("restore the root qdisc of {}", self.interface)
+    }
+
     /// Deletes a non-default root qdisc (the kernel's default comes back). Idempotent; a
     /// vanished interface needs nothing.
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
         let t = Duration::from_secs(30);
         let i = shell_quote(&self.interface);
         let out = s.exec(&format!("ip link show dev {i} >/dev/null 2>&1 || {{ echo GONE; exit 0; }}; tc qdisc show dev {i}"), t).await?;
@@ -295,8 +299,39 @@ impl NetemAction {
         ))
     }
 
+    /// Summary for plans and reports.
+    pub fn summary(&self) -> String {
+        let what = self.params().unwrap_or_else(|e| e);
+        let on = self.interface.as_deref().unwrap_or("the node's interface");
+        match self.port {
+            Some(p) => format!("netem {what} on {on}, port {p}"),
+            None => format!("netem {what} on {on}"),
+        }
+    }
+}
+
+impl FaultKind for NetemAction {
+    fn default_label(&self) -> String {
+        self.summary()
+    }
+
+    fn problems(&self, _role: Role) -> Vec<Problem> {
+        self.params().err().map(Problem::new).into_iter().collect()
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![("does", self.summary())]
+    }
+
+    fn touches(&self) -> Touches {
+        Touches {
+            qdisc: true,
+            ..Touches::default()
+        }
+    }
+
     /// Checks netem and the interface, journals the previous root qdisc, then installs netem.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         let s = ctx.session;
         let params = self.params().map_err(|m| self.err(ctx, label, m))?;
         let probe = s
@@ -377,20 +412,10 @@ impl NetemAction {
     }
 
     /// Renders `interface`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.interface = self.interface.as_deref().map(|x| r.text(x)).transpose()?;
         Ok(a)
-    }
-
-    /// Summary for plans and reports.
-    pub fn summary(&self) -> String {
-        let what = self.params().unwrap_or_else(|e| e);
-        let on = self.interface.as_deref().unwrap_or("the node's interface");
-        match self.port {
-            Some(p) => format!("netem {what} on {on}, port {p}"),
-            None => format!("netem {what} on {on}"),
-        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Problem, Role, Touches, Undo, UndoKind};
 use crate::duration::Dur;
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
@@ -160,78 +160,6 @@ pub enum SlowDiskUndo {
         /// Directory of fio's data files (removed).
         dir: String,
     },
-}
-
-impl SlowDiskUndo {
-    /// One line for `breakfix reset`.
-    pub fn describe(&self) -> String {
-        match self {
-            SlowDiskUndo::FsyncDelay {
-                pid_file,
-                target_pid,
-                ..
-            } => {
-                format!("stop the fsync delay on PID {target_pid} (strace in {pid_file})")
-            }
-            SlowDiskUndo::Throttle { device, writes } => {
-                let files: Vec<&str> = writes.iter().map(|w| w.file.as_str()).collect();
-                format!(
-                    "lift the block-I/O limit on {device} ({})",
-                    files.join(", ")
-                )
-            }
-            SlowDiskUndo::Fio { pid_file, dir, .. } => {
-                format!("stop fio ({pid_file}) and remove {dir}")
-            }
-        }
-    }
-
-    /// Reverts on the node. Idempotent.
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
-        let t = Duration::from_secs(60);
-        match self {
-            SlowDiskUndo::FsyncDelay {
-                pid_file, marker, ..
-            } => {
-                let cmd = format!(
-                    "{}; rm -f {} {}",
-                    kill_marked_script(pid_file, marker),
-                    shell_quote(pid_file),
-                    shell_quote(&err_log(pid_file))
-                );
-                s.run_ok(&cmd, t).await.map(|_| ())
-            }
-            SlowDiskUndo::Throttle { writes, .. } => {
-                for w in writes {
-                    // A cgroup that is gone took its limit with it.
-                    let f = shell_quote(&w.file);
-                    let cmd = format!(
-                        "if [ -e {f} ]; then echo {} > {f}; fi",
-                        shell_quote(&w.restore)
-                    );
-                    s.run_ok(&cmd, t).await?;
-                }
-                Ok(())
-            }
-            SlowDiskUndo::Fio {
-                pid_file,
-                marker,
-                job_file,
-                dir,
-            } => {
-                let cmd = format!(
-                    "{}; rm -rf -- {}; rm -f {} {} {} {}",
-                    kill_marked_script(pid_file, marker),
-                    shell_quote(dir),
-                    shell_quote(pid_file),
-                    shell_quote(job_file),
-                    shell_quote(&err_log(pid_file)),
-                    shell_quote(&fio_output(pid_file)),
-                );
-                s.run_ok(&cmd, t).await.map(|_| ())
-            }
-        }
-    }
 }
 
 /// fio's report file: `<pid file without .pid>.out`.
@@ -434,6 +362,26 @@ impl SlowDiskAction {
         bad
     }
 
+    /// Every problem `validate` can see without the node: fields set for another mode, a zero
+    /// `delay` or `jobs`, a `block_size`/`size` that is not a fio size (unless templated).
+    pub fn static_problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.mode_problem().into_iter().collect();
+        if self.delay.is_some_and(|d| Duration::from(d).is_zero()) {
+            out.push("`delay` must be more than 0".into());
+        }
+        if self.jobs == Some(0) {
+            out.push("`jobs` must be at least 1".into());
+        }
+        for (field, v) in [("block_size", &self.block_size), ("size", &self.size)] {
+            if let Some(v) = v.as_deref().filter(|v| !v.contains("{{")) {
+                if fio_bytes(v).is_none() {
+                    out.push(format!("`{field}: {v}` is not a size such as `4k` or `1M`"));
+                }
+            }
+        }
+        out
+    }
+
     /// Fields set for another mode, as a message (`None`: all fine). Used by validation.
     pub fn mode_problem(&self) -> Option<String> {
         let bad = self.misplaced_fields();
@@ -444,40 +392,6 @@ impl SlowDiskAction {
                 self.mode.word()
             )
         })
-    }
-
-    /// Checks, journals the undo (faults), then slows the disk.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
-        if let Some(problem) = self.mode_problem() {
-            return Err(self.err(ctx, label, problem));
-        }
-        match self.mode {
-            SlowDiskMode::Fio => self.apply_fio(ctx, label).await,
-            SlowDiskMode::FsyncDelay => {
-                let pid = self.find_pid(ctx, label).await?;
-                self.apply_fsync_delay(ctx, label, pid).await
-            }
-            SlowDiskMode::Throttle => {
-                let pid = self.find_pid(ctx, label).await?;
-                match self.throttle_plan(ctx, label, pid).await? {
-                    Ok(plan) => self.apply_throttle(ctx, label, plan).await,
-                    Err(why) => Err(self.err(ctx, label, why)),
-                }
-            }
-            SlowDiskMode::Auto => {
-                let pid = self.find_pid(ctx, label).await?;
-                match self.throttle_plan(ctx, label, pid).await? {
-                    Ok(plan) => self.apply_throttle(ctx, label, plan).await,
-                    Err(why) => {
-                        tracing::info!(
-                            "slow_disk auto on {}: no throttle ({why}); using fsync_delay",
-                            ctx.session.node.name
-                        );
-                        self.apply_fsync_delay(ctx, label, pid).await
-                    }
-                }
-            }
-        }
     }
 
     fn process(&self) -> &str {
@@ -940,17 +854,6 @@ impl SlowDiskAction {
         Ok(())
     }
 
-    /// Renders the string fields.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
-        let mut a = self.clone();
-        a.process = self.process.as_deref().map(|x| r.text(x)).transpose()?;
-        a.path = self.path.as_deref().map(|x| r.text(x)).transpose()?;
-        a.block_size = self.block_size.as_deref().map(|x| r.text(x)).transpose()?;
-        a.size = self.size.as_deref().map(|x| r.text(x)).transpose()?;
-        a.dir = self.dir.as_deref().map(|x| r.text(x)).transpose()?;
-        Ok(a)
-    }
-
     /// Summary for plans and reports.
     pub fn summary(&self) -> String {
         match self.mode {
@@ -978,6 +881,147 @@ struct ThrottlePlan {
     source: String,
     /// The writable limit file.
     pick: CgroupCandidate,
+}
+
+impl UndoKind for SlowDiskUndo {
+    /// Reverts on the node. Idempotent.
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
+        let t = Duration::from_secs(60);
+        match self {
+            SlowDiskUndo::FsyncDelay {
+                pid_file, marker, ..
+            } => {
+                let cmd = format!(
+                    "{}; rm -f {} {}",
+                    kill_marked_script(pid_file, marker),
+                    shell_quote(pid_file),
+                    shell_quote(&err_log(pid_file))
+                );
+                s.run_ok(&cmd, t).await.map(|_| ())
+            }
+            SlowDiskUndo::Throttle { writes, .. } => {
+                for w in writes {
+                    // A cgroup that is gone took its limit with it.
+                    let f = shell_quote(&w.file);
+                    let cmd = format!(
+                        "if [ -e {f} ]; then echo {} > {f}; fi",
+                        shell_quote(&w.restore)
+                    );
+                    s.run_ok(&cmd, t).await?;
+                }
+                Ok(())
+            }
+            SlowDiskUndo::Fio {
+                pid_file,
+                marker,
+                job_file,
+                dir,
+            } => {
+                let cmd = format!(
+                    "{}; rm -rf -- {}; rm -f {} {} {} {}",
+                    kill_marked_script(pid_file, marker),
+                    shell_quote(dir),
+                    shell_quote(pid_file),
+                    shell_quote(job_file),
+                    shell_quote(&err_log(pid_file)),
+                    shell_quote(&fio_output(pid_file)),
+                );
+                s.run_ok(&cmd, t).await.map(|_| ())
+            }
+        }
+    }
+
+    /// One line for `breakfix reset`.
+    fn describe(&self) -> String {
+        match self {
+            SlowDiskUndo::FsyncDelay {
+                pid_file,
+                target_pid,
+                ..
+            } => {
+                format!("stop the fsync delay on PID {target_pid} (strace in {pid_file})")
+            }
+            SlowDiskUndo::Throttle { device, writes } => {
+                let files: Vec<&str> = writes.iter().map(|w| w.file.as_str()).collect();
+                format!(
+                    "lift the block-I/O limit on {device} ({})",
+                    files.join(", ")
+                )
+            }
+            SlowDiskUndo::Fio { pid_file, dir, .. } => {
+                format!("stop fio ({pid_file}) and remove {dir}")
+            }
+        }
+    }
+}
+
+impl FaultKind for SlowDiskAction {
+    fn default_label(&self) -> String {
+        self.summary()
+    }
+
+    fn problems(&self, _role: Role) -> Vec<Problem> {
+        self.static_problems()
+            .into_iter()
+            .map(Problem::new)
+            .collect()
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![("does", self.summary())]
+    }
+
+    fn touches(&self) -> Touches {
+        Touches {
+            io_throttle: true,
+            ..Touches::default()
+        }
+    }
+
+    /// Checks, journals the undo (faults), then slows the disk.
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+        if let Some(problem) = self.mode_problem() {
+            return Err(self.err(ctx, label, problem));
+        }
+        match self.mode {
+            SlowDiskMode::Fio => self.apply_fio(ctx, label).await,
+            SlowDiskMode::FsyncDelay => {
+                let pid = self.find_pid(ctx, label).await?;
+                self.apply_fsync_delay(ctx, label, pid).await
+            }
+            SlowDiskMode::Throttle => {
+                let pid = self.find_pid(ctx, label).await?;
+                match self.throttle_plan(ctx, label, pid).await? {
+                    Ok(plan) => self.apply_throttle(ctx, label, plan).await,
+                    Err(why) => Err(self.err(ctx, label, why)),
+                }
+            }
+            SlowDiskMode::Auto => {
+                let pid = self.find_pid(ctx, label).await?;
+                match self.throttle_plan(ctx, label, pid).await? {
+                    Ok(plan) => self.apply_throttle(ctx, label, plan).await,
+                    Err(why) => {
+                        tracing::info!(
+                            "slow_disk auto on {}: no throttle ({why}); using fsync_delay",
+                            ctx.session.node.name
+                        );
+                        self.apply_fsync_delay(ctx, label, pid).await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renders the string fields.
+    fn render(&self, r: &Renderer) -> Result<Self> {
+        let mut a = self.clone();
+        a.process = self.process.as_deref().map(|x| r.text(x)).transpose()?;
+        a.path = self.path.as_deref().map(|x| r.text(x)).transpose()?;
+        a.block_size = self.block_size.as_deref().map(|x| r.text(x)).transpose()?;
+        a.size = self.size.as_deref().map(|x| r.text(x)).transpose()?;
+        a.dir = self.dir.as_deref().map(|x| r.text(x)).transpose()?;
+        Ok(a)
+    }
 }
 
 #[cfg(test)]

@@ -70,5 +70,15 @@ macro_rules! action_spec {
             pub target: Option<serde_saphyr::Spanned<String>>,
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
+
+        impl $crate::fault::ActionCommon for $name {
+            fn name(&self) -> Option<&str> {
+                self.name.as_deref()
+            }
+
+            fn target(&self) -> Option<&serde_saphyr::Spanned<String>> {
+                self.target.as_ref()
+            }
+        }
     };
 }

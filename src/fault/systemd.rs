@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Touches, Undo, UndoKind};
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
@@ -84,9 +84,11 @@ impl SystemdUndo {
             self.was_enabled
         )
     }
+}
 
+impl UndoKind for SystemdUndo {
     /// Unmask/enable/disable as before, then start or stop as before.
-    pub async fn revert(&self, s: &NodeSession) -> Result<()> {
+    async fn revert(&self, s: &NodeSession) -> Result<()> {
         let u = shell_quote(&self.unit);
         let mut cmd = String::new();
         match self.was_enabled.as_str() {
@@ -104,11 +106,30 @@ impl SystemdUndo {
             .await
             .map(|_| ())
     }
+
+    fn describe(&self) -> String {
+        format!("restore unit {} ({})", self.unit, self.describe_state())
+    }
 }
 
-impl SystemdAction {
+impl FaultKind for SystemdAction {
+    fn default_label(&self) -> String {
+        format!("systemctl {} {}", self.action.verb(), self.unit)
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![("does", self.default_label())]
+    }
+
+    fn touches(&self) -> Touches {
+        Touches {
+            units: vec![self.unit.clone()],
+            ..Touches::default()
+        }
+    }
+
     /// Records the unit's state (faults), then runs the systemctl verb.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         let u = shell_quote(&self.unit);
         if let Some(journal) = ctx.journal {
             let out = ctx
@@ -153,7 +174,7 @@ impl SystemdAction {
     }
 
     /// Renders `unit`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.unit = r.text(&self.unit)?;
         Ok(a)

@@ -25,7 +25,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
 use super::file::{sha256_hex, FileUndo};
-use super::{ActionCtx, Undo};
+use super::{ActionCtx, FaultKind, Touches, Undo};
 use crate::error::{Error, Result};
 use crate::template::Renderer;
 
@@ -384,9 +384,36 @@ pub fn key_path(ca_cert: &str) -> String {
 }
 
 impl TlsAction {
+    /// Summary for plans and reports.
+    pub fn summary(&self) -> String {
+        match self.cert {
+            CertFault::Expired => format!("replace {} with an expired certificate", self.path),
+            CertFault::WrongCa => {
+                format!("replace {} with a certificate from the wrong CA", self.path)
+            }
+        }
+    }
+}
+
+impl FaultKind for TlsAction {
+    fn default_label(&self) -> String {
+        self.summary()
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![("does", self.summary())]
+    }
+
+    fn touches(&self) -> Touches {
+        Touches {
+            files: vec![self.path.clone()],
+            ..Touches::default()
+        }
+    }
+
     /// Builds the broken certificate, journals the pre-image (faults), replaces the file,
     /// runs `then`.
-    pub async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
+    async fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> Result<()> {
         use base64::Engine as _;
         let s = ctx.session;
         let err = |message: String| Error::Fault {
@@ -459,22 +486,12 @@ impl TlsAction {
     }
 
     /// Renders `path`, `ca` and `then`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut a = self.clone();
         a.path = r.text(&self.path)?;
         a.ca = self.ca.as_deref().map(|c| r.text(c)).transpose()?;
         a.then = self.then.as_deref().map(|t| r.shell(t)).transpose()?;
         Ok(a)
-    }
-
-    /// Summary for plans and reports.
-    pub fn summary(&self) -> String {
-        match self.cert {
-            CertFault::Expired => format!("replace {} with an expired certificate", self.path),
-            CertFault::WrongCa => {
-                format!("replace {} with a certificate from the wrong CA", self.path)
-            }
-        }
     }
 }
 

@@ -25,7 +25,7 @@ use super::diagnostic::{closest, names, suggest, Diagnostic};
 use super::load::{grader_path, is_plain_name, Loaded};
 use super::tree::{Node, Pos, Step};
 use super::{Param, TargetSpec};
-use crate::fault::Action;
+use crate::fault::{Action, Role};
 use crate::probe::Probe;
 
 /// The format version this build reads.
@@ -86,17 +86,6 @@ impl Phase {
             Phase::Verify => "verify",
         }
     }
-}
-
-/// Which list a step is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
-    /// `setup:` or `solution:`: run as is, not journaled.
-    Plain,
-    /// `faults:`: journaled before it runs.
-    Fault,
-    /// `wrong_fixes[].steps`: journaled too (the self-test undoes them).
-    WrongFix,
 }
 
 /// A probe with where it was written.
@@ -381,53 +370,34 @@ impl<'a> Validator<'a> {
         }
         // (path, steps, section kind): faults and wrong-fix steps are journaled, so a
         // `command` there needs `undo:`.
-        let mut lists: Vec<(Vec<Step<'_>>, &[Action], Section)> = vec![
-            (vec![Step::Key("setup")], &s.setup, Section::Plain),
-            (vec![Step::Key("faults")], &s.faults, Section::Fault),
-            (vec![Step::Key("solution")], &s.solution, Section::Plain),
+        let mut lists: Vec<(Vec<Step<'_>>, &[Action], Role)> = vec![
+            (vec![Step::Key("setup")], &s.setup, Role::Step),
+            (vec![Step::Key("faults")], &s.faults, Role::Fault),
+            (vec![Step::Key("solution")], &s.solution, Role::Step),
         ];
         for (j, w) in s.wrong_fixes.iter().enumerate() {
             lists.push((
                 vec![Step::Key("wrong_fixes"), Step::Idx(j), Step::Key("steps")],
                 &w.steps,
-                Section::WrongFix,
+                Role::WrongFix,
             ));
         }
-        for (path, list, section_kind) in lists {
+        for (path, list, role) in lists {
             let section = tree.and_then(|t| t.at(&path));
             for (i, a) in list.iter().enumerate() {
                 let item = section.and_then(|n| n.idx(i));
-                let what = match section_kind {
-                    Section::Fault => format!("fault `{}`", a.label()),
+                let what = match role {
+                    Role::Fault => format!("fault `{}`", a.label()),
                     _ => format!("step `{}`", a.label()),
                 };
                 self.target_ref(&sf, a.target(), item, &what, &mut missing_reported);
-                if let Some(problem) = match a {
-                    Action::EtcdKeys(k) => k.mode_problem(),
-                    Action::SlowDisk(x) => x.mode_problem(),
-                    Action::Netem(x) => x.params().err(),
-                    _ => None,
-                } {
-                    self.push(Diagnostic::at(
-                        &sf,
-                        item_pos(item),
-                        format!("{what}: {problem}"),
-                    ));
-                }
-                let Action::Command(c) = a else { continue };
-                if c.undo.is_some() {
-                    continue;
-                }
-                match section_kind {
-                    Section::Fault => self.push(
-                        Diagnostic::at(&sf, item_pos(item), format!("command {what} has no `undo:`"))
-                            .with_help("a `command` fault needs `undo:`, a command that reverts `run:`; it is journaled before `run:` and replayed by `breakfix reset`"),
-                    ),
-                    Section::WrongFix => self.push(
-                        Diagnostic::at(&sf, item_pos(item), format!("command {what} of a wrong fix has no `undo:`"))
-                            .with_help("wrong fixes are journaled like faults so `breakfix test` can undo them: add `undo:`, a command that reverts `run:`"),
-                    ),
-                    Section::Plain => {}
+                for problem in a.problems(role) {
+                    let mut d =
+                        Diagnostic::at(&sf, item_pos(item), format!("{what}: {}", problem.message));
+                    if let Some(h) = problem.help {
+                        d = d.with_help(h);
+                    }
+                    self.push(d);
                 }
             }
         }

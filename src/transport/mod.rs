@@ -217,6 +217,19 @@ impl Transport {
     }
 }
 
+/// The command line that runs a shell program (a `.sh` file's text, usually `include_str!`ed)
+/// with `args` as its positional parameters: `sh -c '<program>' <name> <args...>`, each
+/// quoted with [`shell_quote`]. `name` becomes `$0` (shown in the program's error messages).
+/// Values never become shell code: they reach the program as `$1`, `$2`, ...
+pub fn sh_program(program: &str, name: &str, args: &[&str]) -> String {
+    let mut cmd = format!("sh -c {} {}", shell_quote(program), shell_quote(name));
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&shell_quote(a));
+    }
+    cmd
+}
+
 /// `s` as one literal word for a POSIX shell: as it is when non-empty and made only of ASCII
 /// letters, digits and `-_./=:,@%+` (characters the shell reads literally), otherwise in
 /// single quotes with each `'` written as `'\''` (the rule docs/scenario-format.md states).

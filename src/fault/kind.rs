@@ -1,0 +1,126 @@
+//! The contract of a fault/step kind: everything one kind's file provides.
+//!
+//! A kind is a spec struct (declared with [`crate::action_spec!`], which adds `name`,
+//! `description` and `target` and implements [`ActionCommon`]) that implements [`FaultKind`],
+//! and usually an undo struct that implements [`UndoKind`]. Registering it is one line in
+//! `fault_kinds!` (src/fault/mod.rs); [`super::Action`] and [`super::Undo`] dispatch to these
+//! traits, and validation, rendering, `breakfix plan`, the crash/self-test snapshots and the
+//! engine call nothing kind-specific.
+//!
+//! # Guarantees
+//! - [`FaultKind::problems`] runs in `breakfix validate` (and every command that loads a
+//!   scenario) on the unrendered spec: what it reports never reaches a node.
+//! - [`FaultKind::apply`] with a journal records its undo before its first change.
+
+use std::future::Future;
+
+use crate::engine::connect::NodeSession;
+use crate::error::Result;
+use crate::template::Renderer;
+
+use super::ActionCtx;
+
+/// Where an action is written, which decides whether it is journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `setup:` or `solution:`: a plain step, not journaled.
+    Step,
+    /// `faults:`: journaled with its undo before it mutates.
+    Fault,
+    /// A wrong fix's `steps:`: journaled like a fault so the self-test can undo it.
+    WrongFix,
+}
+
+/// A kind's own complaint about its settings, shown by `validate` at the item's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong and what is expected, e.g. "`jobs` must be at least 1".
+    pub message: String,
+    /// How to fix it, when the message alone does not say.
+    pub help: Option<String>,
+}
+
+impl Problem {
+    /// A problem without help.
+    pub fn new(message: impl Into<String>) -> Problem {
+        Problem {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// Adds help.
+    pub fn with_help(mut self, help: impl Into<String>) -> Problem {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// What an action may change on its node, for the before/after snapshots of `breakfix test`
+/// (see `engine::snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touches {
+    /// Absolute paths whose sha256 is compared.
+    pub files: Vec<String>,
+    /// systemd units whose active/enabled state is compared.
+    pub units: Vec<String>,
+    /// Whether block-I/O limits in the node's cgroup tree are counted.
+    pub io_throttle: bool,
+    /// Whether the node's qdiscs are compared.
+    pub qdisc: bool,
+}
+
+/// The fields every kind shares; implemented by [`crate::action_spec!`].
+pub trait ActionCommon {
+    /// The `name:` field.
+    fn name(&self) -> Option<&str>;
+    /// The `target:` reference, with its position in the file.
+    fn target(&self) -> Option<&serde_saphyr::Spanned<String>>;
+}
+
+/// One fault/step kind. See the module docs.
+pub trait FaultKind: ActionCommon + Clone + std::fmt::Debug + Send + Sync + Sized {
+    /// The label used when `name:` is not set, e.g. `systemctl stop etcd`.
+    fn default_label(&self) -> String;
+
+    /// The kind's own rules, checked by `validate` (default: none). `role` says where the
+    /// action is written.
+    fn problems(&self, role: Role) -> Vec<Problem> {
+        let _ = role;
+        Vec::new()
+    }
+
+    /// A copy with its templated strings rendered for one node.
+    ///
+    /// Errors: a template error (undefined param, bad syntax).
+    fn render(&self, r: &Renderer) -> Result<Self>;
+
+    /// What `breakfix plan` shows under the label: `(field, rendered value)` pairs.
+    fn details(&self) -> Vec<(&'static str, String)>;
+
+    /// What the action may change (default: nothing the snapshot compares).
+    fn touches(&self) -> Touches {
+        Touches::default()
+    }
+
+    /// Applies the action on `ctx.session`'s node; with `ctx.journal` (faults, wrong fixes),
+    /// records the undo first. `label` names it in errors and the journal.
+    ///
+    /// Errors: [`crate::Error::Fault`] naming the node, or a transport error.
+    fn apply(&self, ctx: &ActionCtx<'_>, label: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// One journaled undo kind (stored in the journal as `{"kind": <tag>, ...}`).
+pub trait UndoKind {
+    /// Puts the node back. Idempotent: safe after a partial apply, twice, or after the
+    /// learner's own fix.
+    fn revert(&self, s: &NodeSession) -> impl Future<Output = Result<()>> + Send;
+
+    /// One line for `breakfix reset` and `breakfix status`.
+    fn describe(&self) -> String;
+
+    /// The etcd it talks to, if any (the journal then records etcd's cluster ID).
+    fn etcd_target(&self) -> Option<&crate::probe::etcd::EtcdTarget> {
+        None
+    }
+}
