@@ -25,6 +25,7 @@ pub mod report;
 pub mod sandbox;
 pub mod state;
 pub mod template;
+pub mod touches;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -411,71 +411,6 @@ fn field(key: &str, value: &str) -> String {
     s
 }
 
-/// What a probe looks at, rendered: the command it runs, the unit, port, path, object.
-fn probe_target(p: &Probe) -> (&'static str, String) {
-    match p {
-        Probe::Command(c) => ("run", c.run.clone()),
-        Probe::Systemd(s) => ("unit", s.unit.clone()),
-        Probe::Port(x) => (
-            "port",
-            match &x.address {
-                Some(a) => format!("{a}:{}", x.port),
-                None => x.port.to_string(),
-            },
-        ),
-        Probe::File(f) => ("path", f.path.clone()),
-        Probe::Etcd(e) => (
-            "etcd",
-            format!(
-                "{}{}",
-                e.endpoint.as_deref().unwrap_or("the inventory's endpoints"),
-                e.prefix
-                    .as_deref()
-                    .map(|x| format!(", keys under {x}"))
-                    .unwrap_or_default()
-            ),
-        ),
-        Probe::Kube(k) => (
-            "api",
-            match (&k.resource, &k.object, &k.selector) {
-                (None, _, _) => "the API server".to_string(),
-                (Some(r), o, sel) => format!(
-                    "{r}{}{}{}{}",
-                    k.namespace
-                        .as_deref()
-                        .map(|n| format!(" in {n}"))
-                        .unwrap_or_default(),
-                    o.as_deref()
-                        .map(|o| format!(" named {o}"))
-                        .unwrap_or_default(),
-                    sel.as_deref()
-                        .map(|s| format!(" with labels {s}"))
-                        .unwrap_or_default(),
-                    k.field
-                        .as_deref()
-                        .map(|f| format!(", field {f}"))
-                        .unwrap_or_default()
-                ),
-            },
-        ),
-        Probe::StaticPod(x) => (
-            "static pod",
-            format!(
-                "{}{}{}",
-                x.pod,
-                x.container
-                    .as_deref()
-                    .map(|c| format!(", container {c}"))
-                    .unwrap_or_default(),
-                x.flag
-                    .as_deref()
-                    .map(|f| format!(", flag {f}"))
-                    .unwrap_or_default()
-            ),
-        ),
-    }
-}
-
 /// A probe for plans: its id and kind, what it looks at, its timing (`timeout`, `within`,
 /// `interval`, `stable_for`) and `needs`, and its expectations.
 pub fn describe_probe(p: &PlannedProbe) -> String {
@@ -487,7 +422,7 @@ pub fn describe_probe(p: &PlannedProbe) -> String {
         .collect();
     let c = p.probe.common();
     let mut out = format!("{} [{}]", p.id, p.probe.kind());
-    let (what, target) = probe_target(&p.probe);
+    let (what, target) = p.probe.plan_target();
     out.push_str(&field(what, &target));
     let mut timing = Vec::new();
     for (k, v) in [

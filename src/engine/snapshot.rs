@@ -34,9 +34,10 @@ pub struct Snapshot {
     /// `BREAKFIX_FAULT_ID` marker: fsync tracers, fio), `node:io-throttles` (block-I/O limits
     /// set anywhere in the node's cgroup tree: v1 `blkio.throttle.*_device` lines, v2 `io.max`
     /// lines with a number), `node:netem-qdiscs` (netem qdiscs on any interface),
-    /// `node:journal` (undo entries pending in the node's journal directory). The first three
-    /// are taken only on nodes where the plan has a fault that makes them (`slow_disk`,
-    /// `netem`).
+    /// `node:fillers-of:<path>` (`disk_fill` filler files at the top of the filesystem holding
+    /// path), `node:journal` (undo entries pending in the node's journal directory). All but
+    /// the journal are taken only on nodes where the plan has an action that makes them
+    /// (`slow_disk`, `netem`, `disk_fill`: see [`crate::touches::Touches`]).
     pub node: BTreeMap<String, String>,
 }
 
@@ -122,11 +123,9 @@ fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
         .chain(&plan.verify)
     {
         let e = m.entry(p.node.clone()).or_default();
-        match &p.probe {
-            Probe::File(f) => e.0.push(f.path.clone()),
-            Probe::Systemd(s) => e.1.push(s.unit.clone()),
-            _ => {}
-        }
+        let t = p.probe.touches();
+        e.0.extend(t.files);
+        e.1.extend(t.units);
     }
     for (files, units) in m.values_mut() {
         files.sort();
@@ -156,6 +155,19 @@ pub async fn take(
     };
     let slows_disk = nodes_with(|a| a.touches().io_throttle);
     let shapes_traffic = nodes_with(|a| a.touches().qdisc);
+    let mut fillers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in plan
+        .faults
+        .iter()
+        .chain(&plan.setup)
+        .chain(&plan.solution)
+        .chain(plan.wrong_fixes.iter().flat_map(|w| &w.steps))
+    {
+        let paths = fillers.entry(a.node.clone()).or_default();
+        paths.extend(a.action.touches().fillers);
+        paths.sort();
+        paths.dedup();
+    }
     for (node, (files, units)) in touched(plan) {
         let Some(s) = sessions.get(&node) else {
             continue;
@@ -182,6 +194,14 @@ pub async fn take(
             ));
             cmd.push_str(IO_THROTTLES);
         }
+        // disk_fill's filler files at the top of each filesystem it may fill.
+        let node_fillers = fillers.get(&node).cloned().unwrap_or_default();
+        for p in &node_fillers {
+            cmd.push_str(&format!(
+                "echo \"B $(ls -A \"$(df --output=target -- {} 2>/dev/null | tail -n 1)\" 2>/dev/null | grep -c '^\\.breakfix-fill-')\"; ",
+                shell_quote(p)
+            ));
+        }
         if shapes_traffic.contains(&node) {
             cmd.push_str("echo \"Q $(tc qdisc show 2>/dev/null | grep -c ' netem ')\"; ");
         }
@@ -190,7 +210,7 @@ pub async fn take(
             shell_quote(&crate::journal::remote_dir()),
         ));
         let out = s.run_ok(&cmd, t).await?;
-        let (mut fi, mut ui) = (files.iter(), units.iter());
+        let (mut fi, mut ui, mut bi) = (files.iter(), units.iter(), node_fillers.iter());
         for line in out.stdout.lines() {
             if let Some(v) = line.strip_prefix("F ") {
                 if let Some(f) = fi.next() {
@@ -208,6 +228,11 @@ pub async fn take(
             } else if let Some(v) = line.strip_prefix("T ") {
                 snap.node
                     .insert(format!("{node}:io-throttles"), v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("B ") {
+                if let Some(p) = bi.next() {
+                    snap.node
+                        .insert(format!("{node}:fillers-of:{p}"), v.trim().to_string());
+                }
             } else if let Some(v) = line.strip_prefix("Q ") {
                 snap.node
                     .insert(format!("{node}:netem-qdiscs"), v.trim().to_string());

@@ -204,7 +204,10 @@ impl FaultKind for DiskFillAction {
     }
 
     fn touches(&self) -> Touches {
-        Touches::default()
+        Touches {
+            fillers: vec![self.path().to_string()],
+            ..Touches::default()
+        }
     }
 
     /// Measures, checks, journals the filler's removal (faults), then allocates it.

@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::template::Renderer;
 
 use super::ActionCtx;
+pub use crate::touches::Touches;
 
 /// Where an action is written, which decides whether it is journaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,20 +55,6 @@ impl Problem {
         self.help = Some(help.into());
         self
     }
-}
-
-/// What an action may change on its node, for the before/after snapshots of `breakfix test`
-/// (see `engine::snapshot`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Touches {
-    /// Absolute paths whose sha256 is compared.
-    pub files: Vec<String>,
-    /// systemd units whose active/enabled state is compared.
-    pub units: Vec<String>,
-    /// Whether block-I/O limits in the node's cgroup tree are counted.
-    pub io_throttle: bool,
-    /// Whether the node's qdiscs are compared.
-    pub qdisc: bool,
 }
 
 /// The fields every kind shares; implemented by [`crate::action_spec!`].

@@ -1,6 +1,6 @@
 //! `command` probe: run a shell command on the target; facts `exit`, `stdout`, `stderr`.
 
-use super::{Facts, ProbeCtx};
+use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;
 use crate::template::Renderer;
 
@@ -41,9 +41,19 @@ crate::expect_block! {
     pub struct CommandExpect { exit, stdout, stderr, }
 }
 
-impl CommandProbe {
+impl ProbeKind for CommandProbe {
+    type Expect = CommandExpect;
+
+    fn expect(&self) -> &CommandExpect {
+        &self.expect
+    }
+
+    fn plan_target(&self) -> (&'static str, String) {
+        ("run", self.run.clone())
+    }
+
     /// Runs the command once within the attempt's timeout.
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
+    async fn gather(&self, ctx: &ProbeCtx<'_>, _wanted: &[&str]) -> Result<Facts> {
         let out = ctx.session.transport.exec(&self.run, ctx.timeout).await?;
         let mut f = Facts::default();
         f.set("exit", out.exit.unwrap_or(-1));
@@ -71,7 +81,7 @@ impl CommandProbe {
     }
 
     /// Renders `run` in shell context.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
         p.expect = self.expect.render(r)?;
         p.run = r.shell(&self.run)?;

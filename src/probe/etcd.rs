@@ -42,7 +42,7 @@ use etcd_client::{
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::{Facts, ProbeCtx};
+use super::{Facts, ProbeCtx, ProbeKind};
 use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
@@ -132,47 +132,13 @@ const DEFAULT_PORT: u16 = 2379;
 const GRPC_PERMISSION_DENIED: i32 = 7;
 
 impl EtcdProbe {
-    /// Gathers only the facts in `wanted` (`healthy` alone is one linearizable read). The
-    /// whole attempt, including opening the access on first use, is bounded by `ctx.timeout`.
-    ///
-    /// Errors: the inventory has no etcd endpoint or the endpoint is malformed; a TLS file
-    /// cannot be read on the node (names the path); the transport fails. etcd being down is
-    /// NOT an error (see the module docs).
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
-        let mut facts = Facts::default();
-        let want = |f: &str| wanted.contains(&f);
-        if !EtcdExpect::FACTS.iter().any(|f| want(f)) {
-            return Ok(facts);
-        }
-        let deadline = Instant::now() + ctx.timeout;
-        let endpoint = self.endpoint(ctx)?;
-        let (client, id) = access(ctx, &endpoint, deadline).await?;
-        let mut q = Query {
-            client,
-            deadline,
-            timeout: ctx.timeout,
-            endpoint: &endpoint,
-            notes: Vec::new(),
-        };
-        if let Err(cause) = self.collect(&mut q, &mut facts, &want).await {
-            forget(ctx, id).await;
-            facts.values.clear();
-            facts.set("healthy", false);
-            q.notes.insert(0, cause);
-        }
-        if !q.notes.is_empty() {
-            facts.note = Some(q.notes.join("; "));
-        }
-        Ok(facts)
-    }
-
     /// Asks etcd for each wanted fact in turn. `Err` (with the cause) as soon as etcd cannot
     /// be reached; errors etcd itself answers with become notes.
     async fn collect(
         &self,
         q: &mut Query<'_>,
         facts: &mut Facts,
-        want: &dyn Fn(&str) -> bool,
+        want: &(dyn Fn(&str) -> bool + Sync),
     ) -> std::result::Result<(), String> {
         if want("healthy") {
             let mut c = q.client.clone();
@@ -296,18 +262,6 @@ impl EtcdProbe {
         Endpoint::parse(url)
     }
 
-    /// Renders `endpoint` and `prefix`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
-        let mut p = self.clone();
-        p.expect = self.expect.render(r)?;
-        if let Some(e) = &self.endpoint {
-            p.endpoint = Some(r.text(e)?);
-        }
-        if let Some(x) = &self.prefix {
-            p.prefix = Some(r.text(x)?);
-        }
-        Ok(p)
-    }
 }
 
 /// Puts a scratch key under [`SCRATCH_PREFIX`], reads it back (linearizable) and deletes it.
@@ -812,6 +766,75 @@ impl EtcdAccess {
             },
             Err(_) => describe(&e),
         }
+    }
+}
+
+impl ProbeKind for EtcdProbe {
+    type Expect = EtcdExpect;
+
+    fn expect(&self) -> &EtcdExpect {
+        &self.expect
+    }
+
+    fn plan_target(&self) -> (&'static str, String) {
+        (
+            "etcd",
+            format!(
+                "{}{}",
+                self.endpoint.as_deref().unwrap_or("the inventory's endpoints"),
+                self.prefix
+                    .as_deref()
+                    .map(|x| format!(", keys under {x}"))
+                    .unwrap_or_default()
+            ),
+        )
+    }
+
+    /// Gathers only the facts in `wanted` (`healthy` alone is one linearizable read). The
+    /// whole attempt, including opening the access on first use, is bounded by `ctx.timeout`.
+    ///
+    /// Errors: the inventory has no etcd endpoint or the endpoint is malformed; a TLS file
+    /// cannot be read on the node (names the path); the transport fails. etcd being down is
+    /// NOT an error (see the module docs).
+    async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
+        let mut facts = Facts::default();
+        let want = |f: &str| wanted.contains(&f);
+        if !EtcdExpect::FACTS.iter().any(|f| want(f)) {
+            return Ok(facts);
+        }
+        let deadline = Instant::now() + ctx.timeout;
+        let endpoint = self.endpoint(ctx)?;
+        let (client, id) = access(ctx, &endpoint, deadline).await?;
+        let mut q = Query {
+            client,
+            deadline,
+            timeout: ctx.timeout,
+            endpoint: &endpoint,
+            notes: Vec::new(),
+        };
+        if let Err(cause) = self.collect(&mut q, &mut facts, &want).await {
+            forget(ctx, id).await;
+            facts.values.clear();
+            facts.set("healthy", false);
+            q.notes.insert(0, cause);
+        }
+        if !q.notes.is_empty() {
+            facts.note = Some(q.notes.join("; "));
+        }
+        Ok(facts)
+    }
+
+    /// Renders `endpoint` and `prefix`.
+    fn render(&self, r: &Renderer) -> Result<Self> {
+        let mut p = self.clone();
+        p.expect = self.expect.render(r)?;
+        if let Some(e) = &self.endpoint {
+            p.endpoint = Some(r.text(e)?);
+        }
+        if let Some(x) = &self.prefix {
+            p.prefix = Some(r.text(x)?);
+        }
+        Ok(p)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::{Facts, ProbeCtx};
+use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;
 use crate::template::Renderer;
 
@@ -30,11 +30,28 @@ crate::expect_block! {
     pub struct FileExpect { exists, contents, mode, owner, size, sha256, }
 }
 
-impl FileProbe {
+impl ProbeKind for FileProbe {
+    type Expect = FileExpect;
+
+    fn expect(&self) -> &FileExpect {
+        &self.expect
+    }
+
+    fn plan_target(&self) -> (&'static str, String) {
+        ("path", self.path.clone())
+    }
+
+    fn touches(&self) -> crate::touches::Touches {
+        crate::touches::Touches {
+            files: vec![self.path.clone()],
+            ..Default::default()
+        }
+    }
+
     /// One `stat` (`exists`, `mode`, `size`); the owner's names when `owner` is checked
     /// (cached per node session); one read, hashed here, when `contents` or `sha256` is
     /// checked (regular files only: a directory or a FIFO has neither).
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
+    async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
         let deadline = Instant::now() + ctx.timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
         let t = &ctx.session.transport;
@@ -73,7 +90,7 @@ impl FileProbe {
     }
 
     /// Renders `path`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
         p.expect = self.expect.render(r)?;
         p.path = r.text(&self.path)?;

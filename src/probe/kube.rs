@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 
-use super::{Facts, ProbeCtx};
+use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::{Error, Result};
 use crate::template::Renderer;
 
@@ -176,6 +176,132 @@ impl KubeProbe {
         })
     }
 
+    async fn write_check(
+        &self,
+        client: &Client,
+        end: Instant,
+        notes: &mut Vec<String>,
+        failed: &mut bool,
+    ) -> bool {
+        let left = || {
+            end.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(200))
+        };
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), "default");
+        // A create that timed out on this side may still land on a slow API server: remove
+        // such leftovers of earlier checks first (best effort), so probes leave no objects.
+        let _ = tokio::time::timeout(
+            left().min(Duration::from_secs(2)),
+            api.delete_collection(
+                &DeleteParams::default(),
+                &kube::api::ListParams::default().labels(WRITABLE_LABEL),
+            ),
+        )
+        .await;
+        let name = format!("{WRITABLE_NAME_PREFIX}{:08x}", rand::random::<u32>());
+        let cm: k8s_openapi::api::core::v1::ConfigMap =
+            match serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {
+                    "app.kubernetes.io/managed-by": "breakfix",
+                    "breakfix/probe": "writable"
+                }},
+                "data": {"probe": "breakfix"}
+            })) {
+                Ok(c) => c,
+                Err(e) => {
+                    notes.push(format!("writable: {e}"));
+                    return false;
+                }
+            };
+        match tokio::time::timeout(left(), api.create(&PostParams::default(), &cm)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                *failed |= !matches!(e, kube::Error::Api(_));
+                notes.push(format!("create configmap: {}", explain(&e)));
+                return false;
+            }
+            Err(_) => {
+                notes.push("create configmap: no answer".into());
+                return false;
+            }
+        }
+        match tokio::time::timeout(left(), api.delete(&name, &DeleteParams::default())).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                *failed |= !matches!(e, kube::Error::Api(_));
+                notes.push(format!("delete configmap {name}: {}", explain(&e)));
+                false
+            }
+            Err(_) => {
+                notes.push(format!("delete configmap {name}: no answer"));
+                false
+            }
+        }
+    }
+
+}
+
+/// A kube error in one line, the way kubectl prints an API refusal
+/// (`Error from server (NotFound): deployments.apps "x" not found`); other errors as they are.
+fn explain(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!(
+            "Error from server ({}): {}",
+            if s.reason.is_empty() {
+                "Unknown"
+            } else {
+                s.reason.as_str()
+            },
+            s.message
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Label selector of the ConfigMaps the `writable` check creates (and deletes).
+const WRITABLE_LABEL: &str = "breakfix/probe=writable";
+
+/// Name prefix of the ConfigMaps the `writable` check creates in `default`.
+const WRITABLE_NAME_PREFIX: &str = "breakfix-probe-";
+
+/// Where the API server stores those ConfigMaps in etcd (its default `/registry` prefix).
+pub const WRITABLE_KEY_PREFIX: &str = "/registry/configmaps/default/breakfix-probe-";
+
+impl ProbeKind for KubeProbe {
+    type Expect = KubeExpect;
+
+    fn expect(&self) -> &KubeExpect {
+        &self.expect
+    }
+
+    fn plan_target(&self) -> (&'static str, String) {
+        let k = self;
+        (
+            "api",
+            match (&k.resource, &k.object, &k.selector) {
+                (None, _, _) => "the API server".to_string(),
+                (Some(r), o, sel) => format!(
+                    "{r}{}{}{}{}",
+                    k.namespace
+                        .as_deref()
+                        .map(|n| format!(" in {n}"))
+                        .unwrap_or_default(),
+                    o.as_deref()
+                        .map(|o| format!(" named {o}"))
+                        .unwrap_or_default(),
+                    sel.as_deref()
+                        .map(|s| format!(" with labels {s}"))
+                        .unwrap_or_default(),
+                    k.field
+                        .as_deref()
+                        .map(|f| format!(", field {f}"))
+                        .unwrap_or_default()
+                ),
+            },
+        )
+    }
+
     /// Gathers the wanted facts. API errors (server down, etcd failing behind it) become
     /// facts with the error as the note; only breakfix's own access problems are errors.
     ///
@@ -184,7 +310,7 @@ impl KubeProbe {
     /// probe wait behind one that hangs on a stalled API server, and time out as errors).
     /// All requests of one gather share one deadline, `ctx.timeout`, so a slow API server
     /// shows as failed facts before the runner gives up on the probe.
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
+    async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
         let end = Instant::now() + ctx.timeout;
         let (client, local) = {
             let mut guard = ctx.session.kube.lock().await;
@@ -319,72 +445,8 @@ impl KubeProbe {
         Ok(f)
     }
 
-    async fn write_check(
-        &self,
-        client: &Client,
-        end: Instant,
-        notes: &mut Vec<String>,
-        failed: &mut bool,
-    ) -> bool {
-        let left = || {
-            end.saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(200))
-        };
-        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
-            Api::namespaced(client.clone(), "default");
-        // A create that timed out on this side may still land on a slow API server: remove
-        // such leftovers of earlier checks first (best effort), so probes leave no objects.
-        let _ = tokio::time::timeout(
-            left().min(Duration::from_secs(2)),
-            api.delete_collection(
-                &DeleteParams::default(),
-                &kube::api::ListParams::default().labels(WRITABLE_LABEL),
-            ),
-        )
-        .await;
-        let name = format!("{WRITABLE_NAME_PREFIX}{:08x}", rand::random::<u32>());
-        let cm: k8s_openapi::api::core::v1::ConfigMap =
-            match serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "labels": {
-                    "app.kubernetes.io/managed-by": "breakfix",
-                    "breakfix/probe": "writable"
-                }},
-                "data": {"probe": "breakfix"}
-            })) {
-                Ok(c) => c,
-                Err(e) => {
-                    notes.push(format!("writable: {e}"));
-                    return false;
-                }
-            };
-        match tokio::time::timeout(left(), api.create(&PostParams::default(), &cm)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                *failed |= !matches!(e, kube::Error::Api(_));
-                notes.push(format!("create configmap: {}", explain(&e)));
-                return false;
-            }
-            Err(_) => {
-                notes.push("create configmap: no answer".into());
-                return false;
-            }
-        }
-        match tokio::time::timeout(left(), api.delete(&name, &DeleteParams::default())).await {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
-                *failed |= !matches!(e, kube::Error::Api(_));
-                notes.push(format!("delete configmap {name}: {}", explain(&e)));
-                false
-            }
-            Err(_) => {
-                notes.push(format!("delete configmap {name}: no answer"));
-                false
-            }
-        }
-    }
-
     /// Renders the strings.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
         p.expect = self.expect.render(r)?;
         let opt = |v: &Option<String>| v.as_deref().map(|s| r.text(s)).transpose();
@@ -396,32 +458,6 @@ impl KubeProbe {
         Ok(p)
     }
 }
-
-/// A kube error in one line, the way kubectl prints an API refusal
-/// (`Error from server (NotFound): deployments.apps "x" not found`); other errors as they are.
-fn explain(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!(
-            "Error from server ({}): {}",
-            if s.reason.is_empty() {
-                "Unknown"
-            } else {
-                s.reason.as_str()
-            },
-            s.message
-        ),
-        other => other.to_string(),
-    }
-}
-
-/// Label selector of the ConfigMaps the `writable` check creates (and deletes).
-const WRITABLE_LABEL: &str = "breakfix/probe=writable";
-
-/// Name prefix of the ConfigMaps the `writable` check creates in `default`.
-const WRITABLE_NAME_PREFIX: &str = "breakfix-probe-";
-
-/// Where the API server stores those ConfigMaps in etcd (its default `/registry` prefix).
-pub const WRITABLE_KEY_PREFIX: &str = "/registry/configmaps/default/breakfix-probe-";
 
 #[cfg(test)]
 mod tests {

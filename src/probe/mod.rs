@@ -7,6 +7,8 @@
 pub mod command;
 pub mod etcd;
 pub mod file;
+pub mod filesystem;
+pub mod kind;
 pub mod kube;
 pub mod owners;
 pub mod port;
@@ -29,28 +31,80 @@ use crate::error::Result;
 use crate::inventory::Inventory;
 use crate::matcher::Matcher;
 use crate::template::Renderer;
+use crate::touches::Touches;
+pub use kind::{ExpectBlock, ProbeKind};
 
-crate::kind_first_enum! {
-    /// A probe as written in a scenario (`confirm:`, `verify:`, a task's `probes:`, a grader).
-    pub enum Probe ("a probe") {
-        /// Run a shell command; facts `exit`, `stdout`, `stderr`.
-        Command(command::CommandProbe) = "command",
-        /// A systemd unit's state; facts `active`, `enabled`.
-        Systemd(systemd::SystemdProbe) = "systemd",
-        /// A TCP port in LISTEN state on the node; fact `listening`.
-        Port(port::PortProbe) = "port",
-        /// A file on the node; facts `exists`, `contents`, `mode`, `owner`, `size`, `sha256`.
-        File(file::FileProbe) = "file",
-        /// etcd through etcd-client with the node's TLS files; facts `healthy`, `leader`,
-        /// `db_size`, `revision`, `alarms`, `members`, `member_names`, `member_peer_urls`,
-        /// `key_count`, `writable`.
-        Etcd(etcd::EtcdProbe) = "etcd",
-        /// The Kubernetes API through the node's kubeconfig; facts `exists`, `count`, `field`,
-        /// `ready_replicas`, `available_replicas`, `replicas`, `readyz`, `writable`.
-        Kube(kube::KubeProbe) = "kube",
-        /// A static pod manifest as the kubelet reads it; facts `exists`, `flag`, `host_path`.
-        StaticPod(static_pod::StaticPodProbe) = "static_pod",
-    }
+/// Declares [`Probe`] (the probe kinds a scenario may write, by their `kind:` tag) and
+/// dispatches it to the [`ProbeKind`] trait. One line per kind: `Variant(Spec) = "tag";`.
+macro_rules! probe_kinds {
+    ( $( $variant:ident($ty:ty) = $tag:literal; )+ ) => {
+        crate::kind_first_enum! {
+            /// A probe as written in a scenario (`preconditions:`, `confirm:`, `verify:`, a
+            /// task's `probes:`, a grader); one variant per kind (each kind's file documents
+            /// its fields and facts).
+            pub enum Probe ("a probe") {
+                $( $variant($ty) = $tag, )+
+            }
+        }
+
+        impl Probe {
+            /// The shared fields.
+            pub fn common(&self) -> Common<'_> {
+                match self { $( Probe::$variant(p) => p.common(), )+ }
+            }
+
+            /// `(fact, matcher)` pairs of the `expect:` block.
+            pub fn expectations(&self) -> Vec<(&'static str, &Matcher)> {
+                match self { $( Probe::$variant(p) => p.expect().items(), )+ }
+            }
+
+            /// Fact names this probe kind can check.
+            pub fn facts(&self) -> &'static [&'static str] {
+                match self { $( Probe::$variant(_) => <<$ty as ProbeKind>::Expect as ExpectBlock>::FACTS, )+ }
+            }
+
+            /// What it looks at, for `breakfix plan` (see [`ProbeKind::plan_target`]).
+            pub fn plan_target(&self) -> (&'static str, String) {
+                match self { $( Probe::$variant(p) => p.plan_target(), )+ }
+            }
+
+            /// What the snapshots compare because this probe looks at it.
+            pub fn touches(&self) -> Touches {
+                match self { $( Probe::$variant(p) => p.touches(), )+ }
+            }
+
+            /// Gathers the facts the `expect:` block needs. Transport failures and timeouts
+            /// are errors (the probe's verdict becomes ERROR); a service that is down is a fact.
+            pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
+                let wanted: Vec<&str> = self.expectations().iter().map(|(f, _)| *f).collect();
+                match self { $( Probe::$variant(p) => p.gather(ctx, &wanted).await, )+ }
+            }
+
+            /// Tells `session` what this probe is about to ask, before a round starts, so
+            /// that one query can serve the whole round (see [`ProbeKind::announce`]).
+            pub fn announce(&self, session: &NodeSession) {
+                let wanted: Vec<&str> = self.expectations().iter().map(|(f, _)| *f).collect();
+                match self { $( Probe::$variant(p) => p.announce(session, &wanted), )+ }
+            }
+
+            /// Renders the probe's templated strings for one node (see [`Renderer`]).
+            pub fn render(&self, r: &Renderer) -> Result<Probe> {
+                Ok(match self { $( Probe::$variant(p) => Probe::$variant(p.render(r)?), )+ })
+            }
+        }
+    };
+}
+
+// The registry: one line per kind.
+probe_kinds! {
+    Command(command::CommandProbe) = "command";
+    Systemd(systemd::SystemdProbe) = "systemd";
+    Port(port::PortProbe) = "port";
+    File(file::FileProbe) = "file";
+    Etcd(etcd::EtcdProbe) = "etcd";
+    Kube(kube::KubeProbe) = "kube";
+    StaticPod(static_pod::StaticPodProbe) = "static_pod";
+    Filesystem(filesystem::FilesystemProbe) = "filesystem";
 }
 
 /// The fields every probe kind has, borrowed.
@@ -113,84 +167,8 @@ pub struct ProbeCtx<'a> {
 }
 
 impl Probe {
-    /// The shared fields.
-    pub fn common(&self) -> Common<'_> {
-        match self {
-            Probe::Command(p) => p.common(),
-            Probe::Systemd(p) => p.common(),
-            Probe::Port(p) => p.common(),
-            Probe::File(p) => p.common(),
-            Probe::Etcd(p) => p.common(),
-            Probe::Kube(p) => p.common(),
-            Probe::StaticPod(p) => p.common(),
-        }
-    }
-
     /// The probe's name.
     pub fn name(&self) -> &str {
         self.common().name
-    }
-
-    /// `(fact, matcher)` pairs of the `expect:` block.
-    pub fn expectations(&self) -> Vec<(&'static str, &Matcher)> {
-        match self {
-            Probe::Command(p) => p.expect.items(),
-            Probe::Systemd(p) => p.expect.items(),
-            Probe::Port(p) => p.expect.items(),
-            Probe::File(p) => p.expect.items(),
-            Probe::Etcd(p) => p.expect.items(),
-            Probe::Kube(p) => p.expect.items(),
-            Probe::StaticPod(p) => p.expect.items(),
-        }
-    }
-
-    /// Fact names this probe kind can check.
-    pub fn facts(&self) -> &'static [&'static str] {
-        match self {
-            Probe::Command(_) => command::CommandExpect::FACTS,
-            Probe::Systemd(_) => systemd::SystemdExpect::FACTS,
-            Probe::Port(_) => port::PortExpect::FACTS,
-            Probe::File(_) => file::FileExpect::FACTS,
-            Probe::Etcd(_) => etcd::EtcdExpect::FACTS,
-            Probe::Kube(_) => kube::KubeExpect::FACTS,
-            Probe::StaticPod(_) => static_pod::StaticPodExpect::FACTS,
-        }
-    }
-
-    /// Gathers the facts the `expect:` block needs. Transport failures and timeouts are
-    /// errors (the probe's verdict becomes ERROR); a service that is down is a fact.
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
-        let wanted: Vec<&str> = self.expectations().iter().map(|(f, _)| *f).collect();
-        match self {
-            Probe::Command(p) => p.gather(ctx).await,
-            Probe::Systemd(p) => p.gather(ctx, &wanted).await,
-            Probe::Port(p) => p.gather(ctx).await,
-            Probe::File(p) => p.gather(ctx, &wanted).await,
-            Probe::Etcd(p) => p.gather(ctx, &wanted).await,
-            Probe::Kube(p) => p.gather(ctx, &wanted).await,
-            Probe::StaticPod(p) => p.gather(ctx).await,
-        }
-    }
-
-    /// Tells `session` what this probe is about to ask, before a round starts, so that one
-    /// query can serve the whole round (systemd units; the other kinds need nothing).
-    pub fn announce(&self, session: &NodeSession) {
-        if let Probe::Systemd(p) = self {
-            let enabled = self.expectations().iter().any(|(f, _)| *f == "enabled");
-            session.announce_unit(&p.unit, enabled);
-        }
-    }
-
-    /// Renders the probe's templated strings for one node (see [`Renderer`]).
-    pub fn render(&self, r: &Renderer) -> Result<Probe> {
-        Ok(match self {
-            Probe::Command(p) => Probe::Command(p.render(r)?),
-            Probe::Systemd(p) => Probe::Systemd(p.render(r)?),
-            Probe::Port(p) => Probe::Port(p.render(r)?),
-            Probe::File(p) => Probe::File(p.render(r)?),
-            Probe::Etcd(p) => Probe::Etcd(p.render(r)?),
-            Probe::Kube(p) => Probe::Kube(p.render(r)?),
-            Probe::StaticPod(p) => Probe::StaticPod(p.render(r)?),
-        })
     }
 }

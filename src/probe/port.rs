@@ -1,7 +1,7 @@
 //! `port` probe: is a TCP port in LISTEN state on the node (/proc/net/tcp and tcp6, see
 //! [`super::proc_net`]); fact `listening`.
 
-use super::{Facts, ProbeCtx};
+use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;
 use crate::template::Renderer;
 
@@ -41,9 +41,25 @@ pub fn matching(listeners: &[String], port: u16, address: Option<&str>) -> Vec<S
         .collect()
 }
 
-impl PortProbe {
+impl ProbeKind for PortProbe {
+    type Expect = PortExpect;
+
+    fn expect(&self) -> &PortExpect {
+        &self.expect
+    }
+
+    fn plan_target(&self) -> (&'static str, String) {
+        (
+            "port",
+            match &self.address {
+                Some(a) => format!("{a}:{}", self.port),
+                None => self.port.to_string(),
+            },
+        )
+    }
+
     /// Looks the port up in the node's listener listing (shared by a round's port probes).
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
+    async fn gather(&self, ctx: &ProbeCtx<'_>, _wanted: &[&str]) -> Result<Facts> {
         let all = ctx.session.listeners(ctx.timeout).await?;
         let found = matching(&all, self.port, self.address.as_deref());
         let mut f = Facts::default();
@@ -55,7 +71,7 @@ impl PortProbe {
     }
 
     /// Renders `address`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
         p.expect = self.expect.render(r)?;
         if let Some(a) = &self.address {

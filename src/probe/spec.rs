@@ -89,5 +89,17 @@ macro_rules! expect_block {
                 v
             }
         }
+
+        impl $crate::probe::ExpectBlock for $name {
+            const FACTS: &'static [&'static str] = $name::FACTS;
+
+            fn items(&self) -> Vec<(&'static str, &$crate::matcher::Matcher)> {
+                $name::items(self)
+            }
+
+            fn render(&self, r: &$crate::template::Renderer) -> $crate::Result<Self> {
+                $name::render(self, r)
+            }
+        }
     };
 }

@@ -18,7 +18,7 @@
 
 use serde_json::Value;
 
-use super::{Facts, ProbeCtx};
+use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;
 use crate::fault::manifest::manifest_path;
 use crate::template::Renderer;
@@ -123,9 +123,34 @@ pub fn host_path(pod: &Value, container: &Value, path: &str) -> String {
     best.map(|(_, h)| h).unwrap_or_default()
 }
 
-impl StaticPodProbe {
+impl ProbeKind for StaticPodProbe {
+    type Expect = StaticPodExpect;
+
+    fn expect(&self) -> &StaticPodExpect {
+        &self.expect
+    }
+
+    fn plan_target(&self) -> (&'static str, String) {
+        let x = self;
+        (
+            "static pod",
+            format!(
+                "{}{}{}",
+                x.pod,
+                x.container
+                    .as_deref()
+                    .map(|c| format!(", container {c}"))
+                    .unwrap_or_default(),
+                x.flag
+                    .as_deref()
+                    .map(|f| format!(", flag {f}"))
+                    .unwrap_or_default()
+            ),
+        )
+    }
+
     /// Reads and parses the manifest once.
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>) -> Result<Facts> {
+    async fn gather(&self, ctx: &ProbeCtx<'_>, _wanted: &[&str]) -> Result<Facts> {
         let path = manifest_path(&self.pod);
         let mut f = Facts::default();
         let Some(bytes) = ctx.session.transport.read_file(&path, ctx.timeout).await? else {
@@ -169,7 +194,7 @@ impl StaticPodProbe {
     }
 
     /// Renders `pod`, `container` and `flag`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
         p.expect = self.expect.render(r)?;
         p.pod = r.text(&self.pod)?;

@@ -2,7 +2,7 @@
 //! (`systemctl is-enabled`), read in one `systemctl` command per node and round (see
 //! [`super::units`]).
 
-use super::{Facts, ProbeCtx};
+use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;
 use crate::template::Renderer;
 
@@ -27,10 +27,32 @@ crate::expect_block! {
     pub struct SystemdExpect { active, enabled, }
 }
 
-impl SystemdProbe {
+impl ProbeKind for SystemdProbe {
+    type Expect = SystemdExpect;
+
+    fn expect(&self) -> &SystemdExpect {
+        &self.expect
+    }
+
+    fn plan_target(&self) -> (&'static str, String) {
+        ("unit", self.unit.clone())
+    }
+
+    fn touches(&self) -> crate::touches::Touches {
+        crate::touches::Touches {
+            units: vec![self.unit.clone()],
+            ..Default::default()
+        }
+    }
+
+    /// Announces the unit, so one `systemctl` per node serves the round.
+    fn announce(&self, session: &crate::engine::connect::NodeSession, wanted: &[&str]) {
+        session.announce_unit(&self.unit, wanted.contains(&"enabled"));
+    }
+
     /// The unit's state from the node session's batched query; `enabled` (one more
     /// `systemctl` in that command) only when the expectations check it.
-    pub async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
+    async fn gather(&self, ctx: &ProbeCtx<'_>, wanted: &[&str]) -> Result<Facts> {
         let enabled = wanted.contains(&"enabled");
         let st = ctx
             .session
@@ -45,7 +67,7 @@ impl SystemdProbe {
     }
 
     /// Renders `unit`.
-    pub fn render(&self, r: &Renderer) -> Result<Self> {
+    fn render(&self, r: &Renderer) -> Result<Self> {
         let mut p = self.clone();
         p.expect = self.expect.render(r)?;
         p.unit = r.text(&self.unit)?;

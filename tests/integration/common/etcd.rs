@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use breakfix::engine::connect::NodeSession;
 use breakfix::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
 use breakfix::probe::etcd::{EtcdProbe, EtcdTarget};
-use breakfix::probe::{Facts, ProbeCtx};
+use breakfix::probe::{Facts, ProbeCtx, ProbeKind as _};
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
