@@ -25,7 +25,7 @@ budget="${2:-60}"
 corpus=fuzz/corpus
 mkdir -p "$corpus"/{load,inventory,journal,matcher}
 # load: one selector byte (0 scenario, 1 grader, 2 lab), then the file.
-for f in tests/fixtures/valid/*.yaml tests/fixtures/invalid/*.yaml scenarios/*.yaml; do
+for f in tests/fixtures/valid/*.yaml tests/fixtures/invalid/*.yaml tests/fixtures/kinds/*.yaml scenarios/*.yaml; do
   { printf '\000'; cat "$f"; } > "$corpus/load/s-$(basename "$f")"
 done
 for f in tests/fixtures/graders/*.yaml graders/*.yaml; do

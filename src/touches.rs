@@ -17,4 +17,3 @@ pub struct Touches {
     /// (`.breakfix-fill-*`); their count is compared.
     pub fillers: Vec<String>,
 }
-

@@ -261,7 +261,6 @@ impl EtcdProbe {
         };
         Endpoint::parse(url)
     }
-
 }
 
 /// Puts a scratch key under [`SCRATCH_PREFIX`], reads it back (linearizable) and deletes it.
@@ -781,7 +780,9 @@ impl ProbeKind for EtcdProbe {
             "etcd",
             format!(
                 "{}{}",
-                self.endpoint.as_deref().unwrap_or("the inventory's endpoints"),
+                self.endpoint
+                    .as_deref()
+                    .unwrap_or("the inventory's endpoints"),
                 self.prefix
                     .as_deref()
                     .map(|x| format!(", keys under {x}"))

@@ -239,7 +239,6 @@ impl KubeProbe {
             }
         }
     }
-
 }
 
 /// A kube error in one line, the way kubectl prints an API refusal

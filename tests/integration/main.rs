@@ -8,6 +8,7 @@ mod etcd_faults;
 mod etcd_probe;
 mod export;
 mod journal;
+mod kinds;
 mod node_faults;
 mod sandbox;
 mod scenarios;
