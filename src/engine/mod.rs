@@ -133,11 +133,20 @@ pub async fn apply(
                         .join(", ")
                 }
             };
+            // A kind's own error already names this fault and node: say them once.
+            let cause = match &e {
+                Error::Fault {
+                    fault,
+                    host,
+                    message,
+                } if *fault == a.action.label() && *host == a.node => message.clone(),
+                _ => e.to_string(),
+            };
             return Err(Error::Fault {
                 fault: a.action.label(),
                 host: a.node.clone(),
                 message: format!(
-                    "{e}\n  the break stopped at fault {} of {}. Applied before it: {}. Not applied: {}. \
+                    "{cause}\n  the break stopped at fault {} of {}. Applied before it: {}. Not applied: {}. \
                      Every fault begun is journaled: `breakfix reset` undoes them (once {} answers again, if it is unreachable).",
                     i + 1,
                     actions.len(),

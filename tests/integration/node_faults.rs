@@ -709,3 +709,73 @@ async fn netem_undo_restores_the_default_root_qdisc_with_real_tc() {
     assert_eq!(show(), default);
     eprintln!("restored: {}", default.trim());
 }
+
+#[test]
+fn disk_fill_fills_the_etcd_disk_and_reset_removes_exactly_its_filler() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    // The root filesystem is refused before anything is journaled.
+    let all = lab.break_refused(
+        "node-faults-fill-root",
+        "  - kind: disk_fill\n    path: /etc\n    use_percent: 99\n",
+        "filling the root filesystem must be refused",
+    );
+    assert!(all.contains("refusing to fill"), "{all}");
+    assert_eq!(
+        all.matches("fault `fill the filesystem of /etc").count(),
+        1,
+        "the fault is named once: {all}"
+    );
+    assert_eq!(lab.journal_count(), 0, "a refused fill journals nothing");
+    // etcd's data-dir is a filesystem of its own on the sandbox; a file of someone else's
+    // at its top must outlive the undo.
+    lab.ssh("echo mine > /var/lib/etcd/keep-me");
+    let free_before: u64 = lab
+        .ssh_line("df -B1 --output=size,used /var/lib/etcd | tail -n 1 | awk '{print $1 - $2}'")
+        .parse()
+        .expect("free bytes");
+    // Confirm probes describe the healthy state: they must fail once the disk is full.
+    let confirm = "  - kind: filesystem\n    name: etcd-disk-has-room\n    path: /var/lib/etcd\n    expect: { use_percent: { lt: 85 }, fs_type: ext4, exists: true }\n";
+    lab.break_ok(
+        "node-faults-fill",
+        "  - kind: disk_fill\n    path: /var/lib/etcd\n    use_percent: 90\n",
+        confirm,
+    );
+    let filler = lab.ssh_line("ls -d /var/lib/etcd/.breakfix-fill-*");
+    let size: u64 = lab
+        .ssh_line(&format!("stat -c %s {filler}"))
+        .parse()
+        .expect("size");
+    eprintln!("filler {filler}: {size} bytes; free before: {free_before}");
+    assert!(
+        size > free_before / 2,
+        "the filler holds most of the free space"
+    );
+    let out = lab.reset();
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert_eq!(
+        lab.ssh_line("ls -A /var/lib/etcd | grep -c '^.breakfix-fill-' || true"),
+        "0"
+    );
+    assert_eq!(lab.ssh_line("cat /var/lib/etcd/keep-me"), "mine");
+    lab.ssh("rm -f /var/lib/etcd/keep-me");
+    // A crash at every step of the same break, then reset: the node's snapshot (filler files
+    // counted) is the same as before.
+    let scenario = lab.scenario(
+        "node-faults-fill-crash",
+        "  - kind: disk_fill\n    path: /var/lib/etcd\n    free: 64M\n",
+        "",
+    );
+    let started = std::time::Instant::now();
+    let out = lab.breakfix(&["test", "--crash-matrix", scenario.to_str().unwrap()]);
+    eprintln!(
+        "disk_fill crash matrix: {:.0}s\n{}",
+        started.elapsed().as_secs_f64(),
+        text(&out)
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lab.ssh_line("ls -A /var/lib/etcd | grep -c '^.breakfix-fill-' || true"),
+        "0"
+    );
+}
