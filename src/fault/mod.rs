@@ -9,20 +9,10 @@
 //! - Every undo is idempotent: replaying it after a partial inject, twice, or after the
 //!   learner's own fix is safe.
 
-pub mod command;
-pub mod disk_fill;
 pub mod etcd;
-pub mod etcd_keys;
-pub mod etcd_quota;
-pub mod file;
 pub mod kind;
-pub mod manifest;
-pub mod netem;
-pub mod slow_disk;
 #[macro_use]
 pub mod spec;
-pub mod systemd;
-pub mod tls;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,16 +24,19 @@ pub use kind::{ActionCommon, FaultKind, Problem, Role, Touches, UndoKind};
 
 /// Declares [`Action`] (the kinds a scenario may write, by their `kind:` tag) and [`Undo`]
 /// (the undo kinds the journal stores, by their `kind:` tag), and dispatches both to the
-/// [`FaultKind`]/[`UndoKind`] traits. One line per kind: `Variant(Spec) = "tag"`, then
-/// `, undo UndoVariant(UndoType) = "undo_tag"` when the kind has an undo of its own (kinds
-/// may reuse another kind's undo: `tls` journals a [`file::FileUndo`]).
+/// [`FaultKind`]/[`UndoKind`] traits, and declares each kind's module. One line per kind:
+/// `Variant(module::Spec) = "tag"`, then `, undo UndoVariant(UndoType) = "undo_tag"` when the
+/// kind has an undo of its own, declared in the same module (kinds may reuse another kind's
+/// undo: `tls` journals a [`file::FileUndo`]).
 macro_rules! fault_kinds {
-    ( $( $variant:ident($ty:ty) = $tag:literal $(, undo $uv:ident($uty:ty) = $utag:literal)? ; )+ ) => {
+    ( $( $variant:ident($module:ident :: $ty:ident) = $tag:literal $(, undo $uv:ident($uty:ident) = $utag:literal)? ; )+ ) => {
+        $( pub mod $module; )+
+
         crate::kind_first_enum! {
             /// A change to a node, as written in `faults:`, `setup:`, `solution:` or
             /// `wrong_fixes:`; one variant per kind (each kind's file documents its fields).
             pub enum Action ("a fault or step") {
-                $( $variant($ty) = $tag, )+
+                $( $variant($module::$ty) = $tag, )+
             }
         }
 
@@ -52,7 +45,7 @@ macro_rules! fault_kinds {
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "kind")]
         pub enum Undo {
-            $( $( #[serde(rename = $utag)] $uv($uty), )? )+
+            $( $( #[serde(rename = $utag)] $uv($module::$uty), )? )+
         }
 
         impl Undo {
@@ -117,16 +110,16 @@ macro_rules! fault_kinds {
 
 // The registry: one line per kind.
 fault_kinds! {
-    Systemd(systemd::SystemdAction) = "systemd", undo Systemd(systemd::SystemdUndo) = "systemd";
-    File(file::FileAction) = "file", undo File(file::FileUndo) = "file";
-    Command(command::CommandAction) = "command", undo Command(command::CommandUndo) = "command";
-    Manifest(manifest::ManifestAction) = "manifest", undo Move(manifest::MoveUndo) = "move";
-    SlowDisk(slow_disk::SlowDiskAction) = "slow_disk", undo SlowDisk(slow_disk::SlowDiskUndo) = "slow_disk";
-    Netem(netem::NetemAction) = "netem", undo Netem(netem::NetemUndo) = "netem";
+    Systemd(systemd::SystemdAction) = "systemd", undo Systemd(SystemdUndo) = "systemd";
+    File(file::FileAction) = "file", undo File(FileUndo) = "file";
+    Command(command::CommandAction) = "command", undo Command(CommandUndo) = "command";
+    Manifest(manifest::ManifestAction) = "manifest", undo Move(MoveUndo) = "move";
+    SlowDisk(slow_disk::SlowDiskAction) = "slow_disk", undo SlowDisk(SlowDiskUndo) = "slow_disk";
+    Netem(netem::NetemAction) = "netem", undo Netem(NetemUndo) = "netem";
     Tls(tls::TlsAction) = "tls";
-    EtcdQuota(etcd_quota::EtcdQuotaAction) = "etcd_quota", undo EtcdQuota(etcd_quota::EtcdQuotaUndo) = "etcd_quota";
-    EtcdKeys(etcd_keys::EtcdKeysAction) = "etcd_keys", undo EtcdKeys(etcd_keys::EtcdKeysUndo) = "etcd_keys";
-    DiskFill(disk_fill::DiskFillAction) = "disk_fill", undo DiskFill(disk_fill::DiskFillUndo) = "disk_fill";
+    EtcdQuota(etcd_quota::EtcdQuotaAction) = "etcd_quota", undo EtcdQuota(EtcdQuotaUndo) = "etcd_quota";
+    EtcdKeys(etcd_keys::EtcdKeysAction) = "etcd_keys", undo EtcdKeys(EtcdKeysUndo) = "etcd_keys";
+    DiskFill(disk_fill::DiskFillAction) = "disk_fill", undo DiskFill(DiskFillUndo) = "disk_fill";
 }
 
 /// First 12 characters of a hex digest, or `-`.

@@ -4,19 +4,11 @@
 //! (matchers in `expect:`), goss-style; the engine's runner adds timeouts, retries
 //! (`within`/`interval`), `stable_for` windows and `needs` (dependent probes SKIP).
 
-pub mod command;
-pub mod etcd;
-pub mod file;
-pub mod filesystem;
 pub mod kind;
-pub mod kube;
 pub mod owners;
-pub mod port;
 pub mod proc_net;
 #[macro_use]
 pub mod spec;
-pub mod static_pod;
-pub mod systemd;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -35,15 +27,18 @@ use crate::touches::Touches;
 pub use kind::{ExpectBlock, ProbeKind};
 
 /// Declares [`Probe`] (the probe kinds a scenario may write, by their `kind:` tag) and
-/// dispatches it to the [`ProbeKind`] trait. One line per kind: `Variant(Spec) = "tag";`.
+/// dispatches it to the [`ProbeKind`] trait, and declares each kind's module. One line per
+/// kind: `Variant(module::Spec) = "tag";`.
 macro_rules! probe_kinds {
-    ( $( $variant:ident($ty:ty) = $tag:literal; )+ ) => {
+    ( $( $variant:ident($module:ident :: $ty:ident) = $tag:literal; )+ ) => {
+        $( pub mod $module; )+
+
         crate::kind_first_enum! {
             /// A probe as written in a scenario (`preconditions:`, `confirm:`, `verify:`, a
             /// task's `probes:`, a grader); one variant per kind (each kind's file documents
             /// its fields and facts).
             pub enum Probe ("a probe") {
-                $( $variant($ty) = $tag, )+
+                $( $variant($module::$ty) = $tag, )+
             }
         }
 
@@ -60,7 +55,7 @@ macro_rules! probe_kinds {
 
             /// Fact names this probe kind can check.
             pub fn facts(&self) -> &'static [&'static str] {
-                match self { $( Probe::$variant(_) => <<$ty as ProbeKind>::Expect as ExpectBlock>::FACTS, )+ }
+                match self { $( Probe::$variant(_) => <<$module::$ty as ProbeKind>::Expect as ExpectBlock>::FACTS, )+ }
             }
 
             /// What it looks at, for `breakfix plan` (see [`ProbeKind::plan_target`]).
