@@ -141,7 +141,7 @@ async fn engine(o: &Opts, state: &Path) -> Sample {
     let journal = Journal::at(state.join("journal"));
     let ctx = ActionCtx {
         session: &s,
-        journal: Some(&journal),
+        journal: Some(&journal as &dyn breakfix::fault::UndoLog),
         scenario: "bench",
         timeout: Duration::from_secs(60),
     };

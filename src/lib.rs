@@ -5,7 +5,7 @@
 //! grade -> report -> reset.
 
 #[macro_use]
-pub mod scenario;
+pub mod kind_first;
 pub mod cli;
 pub mod duration;
 pub mod engine;
@@ -19,10 +19,12 @@ pub mod inventory;
 pub mod journal;
 pub mod lab;
 pub mod matcher;
+pub mod node;
 pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod sandbox;
+pub mod scenario;
 pub mod state;
 pub mod template;
 pub mod touches;

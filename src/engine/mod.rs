@@ -3,7 +3,6 @@
 //! Each phase is a function over a [`Plan`] and connected [`Sessions`]; the CLI strings them
 //! together (`run` = all of them, `break` = up to confirm, `check` = verify once).
 
-pub mod connect;
 pub mod crashtest;
 pub mod history;
 pub mod runner;
@@ -56,7 +55,7 @@ pub async fn connect_nodes(
     quiet: bool,
 ) -> Result<Sessions> {
     let pb = spinner(format!("connecting to {}", names.join(", ")), quiet);
-    let sessions = connect::connect_all(inventory, names).await;
+    let sessions = crate::node::connect_all(inventory, names).await;
     pb.finish_and_clear();
     Ok(sessions?
         .into_iter()
@@ -103,7 +102,7 @@ pub async fn apply(
         );
         let ctx = ActionCtx {
             session,
-            journal,
+            journal: journal.map(|j| j as &dyn crate::fault::UndoLog),
             scenario,
             timeout: ACTION_TIMEOUT,
         };

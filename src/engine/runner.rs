@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::engine::connect::NodeSession;
 use crate::engine::verdict::{Check, Status, Verdict};
 use crate::inventory::Inventory;
 use crate::matcher::shown;
+use crate::node::NodeSession;
 use crate::plan::PlannedProbe;
 use crate::probe::{ProbeCtx, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::runner::Sessions;
-use crate::fault::manifest::MANIFESTS_DIR;
 use crate::fault::Action;
 use crate::inventory::Inventory;
+use crate::node::kubeadm::MANIFESTS_DIR;
 use crate::plan::Plan;
 use crate::probe::{Probe, ProbeCtx};
 use crate::transport::shell_quote;

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::{ActionCtx, FaultKind, Problem, Role, Touches, Undo, UndoKind};
-use crate::engine::connect::NodeSession;
+use crate::node::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
 use crate::transport::sh_program;

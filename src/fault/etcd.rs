@@ -10,7 +10,7 @@
 //! therefore needs no inventory to put etcd back.
 //!
 //! # How it is reached
-//! Exactly like the `etcd` probe: [`crate::probe::etcd::connect`] reads the TLS files over the
+//! Exactly like the `etcd` probe: [`crate::node::etcd::connect`] reads the TLS files over the
 //! transport, opens a forward to the endpoint as seen from the node and speaks TLS through it.
 //! Faults open their own access (not the probes' cached one) and drop it when done.
 
@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
-use crate::probe::etcd::{connect, EtcdAccess, EtcdTarget};
+use crate::node::etcd::{connect, EtcdAccess, EtcdTarget};
+use crate::node::NodeSession;
 use crate::template::Renderer;
 
 /// How long a fault waits for etcd to answer its first request (etcd may just have been

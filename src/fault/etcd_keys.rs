@@ -26,9 +26,9 @@ use super::etcd::{render_target, target_of, Etcd, CALL_TIMEOUT, READY_WAIT};
 use super::file::FileUndo;
 use super::{ActionCtx, FaultKind, Problem, Role, Touches, Undo, UndoKind};
 use crate::duration::Dur;
-use crate::engine::connect::NodeSession;
+use crate::node::NodeSession;
 use crate::error::{Error, Result};
-use crate::probe::etcd::EtcdTarget;
+use crate::node::etcd::EtcdTarget;
 use crate::template::Renderer;
 use crate::transport::shell_quote;
 

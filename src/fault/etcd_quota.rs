@@ -38,9 +38,9 @@ use tokio::time::Instant;
 use super::etcd::{render_target, target_of, Etcd, CALL_TIMEOUT, READY_WAIT};
 use super::{ActionCtx, FaultKind, Problem, Role, Undo, UndoKind};
 use crate::duration::Dur;
-use crate::engine::connect::NodeSession;
+use crate::node::NodeSession;
 use crate::error::{Error, Result};
-use crate::probe::etcd::EtcdTarget;
+use crate::node::etcd::EtcdTarget;
 use crate::template::Renderer;
 
 /// Default key prefix of the filler keys.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{short, ActionCtx, FaultKind, Touches, Undo, UndoKind};
-use crate::engine::connect::NodeSession;
+use crate::node::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
 

@@ -13,9 +13,10 @@
 //! - [`FaultKind::apply`] with a journal records its undo before its first change.
 
 use std::future::Future;
+use std::pin::Pin;
 
-use crate::engine::connect::NodeSession;
 use crate::error::Result;
+use crate::node::NodeSession;
 use crate::template::Renderer;
 
 use super::ActionCtx;
@@ -107,7 +108,24 @@ pub trait UndoKind {
     fn describe(&self) -> String;
 
     /// The etcd it talks to, if any (the journal then records etcd's cluster ID).
-    fn etcd_target(&self) -> Option<&crate::probe::etcd::EtcdTarget> {
+    fn etcd_target(&self) -> Option<&crate::node::etcd::EtcdTarget> {
         None
     }
+}
+
+/// Where a fault records its undo before it mutates: the journal (`journal::Journal`
+/// implements it; the engine passes it in [`ActionCtx::journal`]). Defined here so that
+/// faults do not depend on the journal's storage.
+pub trait UndoLog: Sync {
+    /// Records `undo` for `fault` of `scenario` on the session's node (both copies, local and
+    /// on the node, written before this returns).
+    ///
+    /// Errors: either copy could not be written; the fault must then change nothing.
+    fn record<'a>(
+        &'a self,
+        s: &'a NodeSession,
+        scenario: &'a str,
+        fault: &'a str,
+        undo: super::Undo,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 }

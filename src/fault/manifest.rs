@@ -10,13 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::file::{sha256_hex, FileUndo};
 use super::{ActionCtx, FaultKind, Touches, Undo, UndoKind};
-use crate::engine::connect::NodeSession;
+use crate::node::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
+use crate::node::kubeadm::{manifest_path, MANIFESTS_DIR};
 use crate::transport::shell_quote;
-
-/// Directory the kubelet watches (kubeadm default).
-pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 
 /// The change.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,15 +91,6 @@ impl UndoKind for MoveUndo {
         )
         .await
         .map(|_| ())
-    }
-}
-
-/// Path of the manifest for `pod`.
-pub fn manifest_path(pod: &str) -> String {
-    if pod.starts_with('/') {
-        pod.to_string()
-    } else {
-        format!("{MANIFESTS_DIR}/{pod}.yaml")
     }
 }
 

@@ -16,11 +16,10 @@ pub mod spec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::connect::NodeSession;
 use crate::error::Result;
-use crate::journal::Journal;
+use crate::node::NodeSession;
 use crate::template::Renderer;
-pub use kind::{ActionCommon, FaultKind, Problem, Role, Touches, UndoKind};
+pub use kind::{ActionCommon, FaultKind, Problem, Role, Touches, UndoKind, UndoLog};
 
 /// Declares [`Action`] (the kinds a scenario may write, by their `kind:` tag) and [`Undo`]
 /// (the undo kinds the journal stores, by their `kind:` tag), and dispatches both to the
@@ -56,7 +55,7 @@ macro_rules! fault_kinds {
 
             /// The etcd this undo talks to, if it does (its journal entry then records etcd's
             /// cluster ID, and reset checks it).
-            pub fn etcd_target(&self) -> Option<&crate::probe::etcd::EtcdTarget> {
+            pub fn etcd_target(&self) -> Option<&crate::node::etcd::EtcdTarget> {
                 match self { $( $( Undo::$uv(u) => u.etcd_target(), )? )+ }
             }
 
@@ -132,7 +131,7 @@ pub struct ActionCtx<'a> {
     /// The connected node.
     pub session: &'a NodeSession,
     /// `Some` for faults: the undo is recorded here before mutating.
-    pub journal: Option<&'a Journal>,
+    pub journal: Option<&'a dyn UndoLog>,
     /// Scenario name (recorded in the journal).
     pub scenario: &'a str,
     /// Per-command timeout.

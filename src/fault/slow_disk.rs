@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ActionCtx, FaultKind, Problem, Role, Touches, Undo, UndoKind};
 use crate::duration::Dur;
-use crate::engine::connect::NodeSession;
+use crate::node::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
 use crate::transport::shell_quote;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ActionCtx, FaultKind, Touches, Undo, UndoKind};
-use crate::engine::connect::NodeSession;
+use crate::node::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
 use crate::transport::shell_quote;

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::connect::NodeSession;
 use crate::error::Result;
-use crate::probe::etcd::EtcdTarget;
+use crate::node::etcd::EtcdTarget;
+use crate::node::NodeSession;
 
 /// Who a journal entry was applied to. Fields that could not be known are `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

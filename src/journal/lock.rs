@@ -18,8 +18,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
+use crate::node::NodeSession;
 use crate::transport::{shell_quote, Transport};
 
 /// How long a lock lives without renewal: 60 seconds.

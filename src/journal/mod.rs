@@ -20,9 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::connect::NodeSession;
 use crate::error::{Error, Result};
 use crate::fault::Undo;
+use crate::node::NodeSession;
 use crate::transport::shell_quote;
 use identity::NodeIdentity;
 use stale::StaleEntry;
@@ -117,6 +117,22 @@ pub struct Journal {
 }
 
 const T: Duration = Duration::from_secs(20);
+
+impl crate::fault::UndoLog for Journal {
+    fn record<'a>(
+        &'a self,
+        s: &'a NodeSession,
+        scenario: &'a str,
+        fault: &'a str,
+        undo: Undo,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            Journal::record(self, s, scenario, fault, undo)
+                .await
+                .map(|_| ())
+        })
+    }
+}
 
 impl Journal {
     /// The journal under the state dir.

@@ -14,9 +14,9 @@
 use std::future::Future;
 
 use super::{Facts, HasCommon, ProbeCtx};
-use crate::engine::connect::NodeSession;
 use crate::error::Result;
 use crate::matcher::Matcher;
+use crate::node::NodeSession;
 use crate::template::Renderer;
 use crate::touches::Touches;
 

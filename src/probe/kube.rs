@@ -10,6 +10,7 @@ use kube::Client;
 
 use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::{Error, Result};
+use crate::node::kube::KubeAccess;
 use crate::template::Renderer;
 
 crate::probe_spec! {
@@ -69,14 +70,6 @@ crate::expect_block! {
     }
 }
 
-/// An open route to one node's API server: the forward and a client using it.
-pub struct KubeAccess {
-    /// Local end of the forward.
-    pub forward: crate::transport::Forward,
-    /// Client configured from the node's kubeconfig, pointed at the forward.
-    pub client: Client,
-}
-
 /// `(group, version, kind, namespaced)` of the resources the probe knows.
 pub fn resource_info(plural: &str) -> Option<(&'static str, &'static str, &'static str, bool)> {
     Some(match plural {
@@ -89,60 +82,6 @@ pub fn resource_info(plural: &str) -> Option<(&'static str, &'static str, &'stat
         "deployments" => ("apps", "v1", "Deployment", true),
         _ => return None,
     })
-}
-
-async fn open(ctx: &ProbeCtx<'_>) -> Result<KubeAccess> {
-    let path = ctx
-        .inventory
-        .cluster
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| "/etc/kubernetes/admin.conf".into());
-    let host = ctx.session.transport.host().to_string();
-    let bytes = ctx
-        .session
-        .transport
-        .read_file(&path, ctx.timeout)
-        .await?
-        .ok_or_else(|| Error::Transport {
-            host: host.clone(),
-            message: format!("kubeconfig {path} does not exist on the node"),
-        })?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| Error::Transport {
-        host: host.clone(),
-        message: format!("kubeconfig {path}: {e}"),
-    })?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| Error::Transport {
-                host: host.clone(),
-                message: format!("kubeconfig {path}: {e}"),
-            })?;
-    let server = config.cluster_url.clone();
-    let api_host = server
-        .host()
-        .unwrap_or("127.0.0.1")
-        .trim_matches(['[', ']'])
-        .to_string();
-    let api_port = server.port_u16().unwrap_or(443);
-    let forward = ctx.session.transport.forward(&api_host, api_port).await?;
-    config.cluster_url = format!("https://{}", forward.local)
-        .parse()
-        .map_err(|e| Error::other(format!("forward address: {e}")))?;
-    config.tls_server_name = Some(config.tls_server_name.clone().unwrap_or(api_host));
-    config.connect_timeout = Some(ctx.timeout);
-    // No client-wide read/write timeouts: the access is shared by every kube probe of the
-    // node, each bounding its own requests by its own timeout (a read timeout taken from the
-    // probe that happened to open the access cut the others' requests short).
-    config.read_timeout = None;
-    config.write_timeout = None;
-    let client = Client::try_from(config).map_err(|e| Error::Transport {
-        host,
-        message: format!("kube client: {e}"),
-    })?;
-    Ok(KubeAccess { forward, client })
 }
 
 fn dig<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
@@ -314,7 +253,7 @@ impl ProbeKind for KubeProbe {
         let (client, local) = {
             let mut guard = ctx.session.kube.lock().await;
             if guard.is_none() {
-                *guard = Some(open(ctx).await?);
+                *guard = Some(KubeAccess::open(ctx.session, ctx.inventory, ctx.timeout).await?);
             }
             let Some(access) = guard.as_ref() else {
                 return Err(Error::other("kube access vanished"));

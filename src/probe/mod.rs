@@ -5,11 +5,8 @@
 //! (`within`/`interval`), `stable_for` windows and `needs` (dependent probes SKIP).
 
 pub mod kind;
-pub mod owners;
-pub mod proc_net;
 #[macro_use]
 pub mod spec;
-pub mod units;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,10 +15,10 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use crate::duration::Dur;
-use crate::engine::connect::NodeSession;
 use crate::error::Result;
 use crate::inventory::Inventory;
 use crate::matcher::Matcher;
+use crate::node::NodeSession;
 use crate::template::Renderer;
 use crate::touches::Touches;
 pub use kind::{ExpectBlock, ProbeKind};

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;
-use crate::fault::manifest::manifest_path;
+use crate::node::kubeadm::manifest_path;
 use crate::template::Renderer;
 
 crate::probe_spec! {

@@ -46,7 +46,7 @@ impl ProbeKind for SystemdProbe {
     }
 
     /// Announces the unit, so one `systemctl` per node serves the round.
-    fn announce(&self, session: &crate::engine::connect::NodeSession, wanted: &[&str]) {
+    fn announce(&self, session: &crate::node::NodeSession, wanted: &[&str]) {
         session.announce_unit(&self.unit, wanted.contains(&"enabled"));
     }
 

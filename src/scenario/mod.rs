@@ -3,8 +3,6 @@
 //! Loading keeps YAML locations for the fields validation checks ([`Spanned`]); rendering
 //! (templates) happens later, per node, in [`crate::plan`].
 
-#[macro_use]
-pub mod kind_first;
 pub mod check;
 pub mod diagnostic;
 pub mod load;

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use breakfix::engine::connect::NodeSession;
 use breakfix::fault::etcd_keys::{EtcdKeysUndo, SavedKey};
 use breakfix::fault::etcd_quota::{EtcdQuotaUndo, DEFAULT_PREFIX};
 use breakfix::fault::file::FileUndo;
 use breakfix::fault::{Action, ActionCtx, Undo};
 use breakfix::inventory::Inventory;
+use breakfix::node::NodeSession;
 use breakfix::probe::Facts;
 use breakfix::template::Renderer;
 use serde_json::{json, Value};

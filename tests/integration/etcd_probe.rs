@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use breakfix::engine::connect::NodeSession;
+use breakfix::node::NodeSession;
 use breakfix::probe::{ProbeCtx, ProbeKind as _};
 use etcd_client::GetOptions;
 use nix::sys::signal::Signal;

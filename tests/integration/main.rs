@@ -9,6 +9,7 @@ mod etcd_probe;
 mod export;
 mod journal;
 mod kinds;
+mod layers;
 mod node_faults;
 mod sandbox;
 mod scenarios;

@@ -682,7 +682,7 @@ async fn netem_undo_restores_the_default_root_qdisc_with_real_tc() {
     let _clean = CleanLo(&g);
     let inv = g.load();
     let node = inv.node("controlplane").expect("controlplane").clone();
-    let s = breakfix::engine::connect::NodeSession::connect(&node, Duration::from_secs(10))
+    let s = breakfix::node::NodeSession::connect(&node, Duration::from_secs(10))
         .await
         .expect("connect");
     let show = || g.ssh_ok("controlplane", "tc qdisc show dev lo");

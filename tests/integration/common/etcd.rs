@@ -17,9 +17,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use breakfix::engine::connect::NodeSession;
 use breakfix::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
-use breakfix::probe::etcd::{EtcdProbe, EtcdTarget};
+use breakfix::node::etcd::EtcdTarget;
+use breakfix::node::NodeSession;
+use breakfix::probe::etcd::EtcdProbe;
 use breakfix::probe::{Facts, ProbeCtx, ProbeKind as _};
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use nix::sys::signal::{kill, Signal};

@@ -9,10 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use breakfix::engine::connect::NodeSession;
 use breakfix::engine::runner::{evaluate, EvalOptions, Sessions, Want};
 use breakfix::engine::verdict::Status;
 use breakfix::inventory::Inventory;
+use breakfix::node::NodeSession;
 use breakfix::plan::PlannedProbe;
 use breakfix::probe::{Facts, Probe, ProbeCtx};
 use serde_json::Value;

@@ -6,7 +6,7 @@
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
-use breakfix::engine::connect::NodeSession;
+use breakfix::node::NodeSession;
 use breakfix::transport::Transport;
 use breakfix::Error;
 

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::inventory::{Inventory, Node};
-use crate::probe::owners::Owners;
-use crate::probe::proc_net;
-use crate::probe::units::{UnitState, UnitStates};
+use crate::node::owners::Owners;
+use crate::node::proc_net;
+use crate::node::units::{UnitState, UnitStates};
 use crate::transport::{Output, Transport};
 
 /// Default connect timeout: 10 seconds.
@@ -19,9 +19,9 @@ pub struct NodeSession {
     /// Its transport.
     pub transport: Transport,
     /// Lazily opened etcd access (port forward + client), shared by the node's etcd probes.
-    pub etcd: tokio::sync::Mutex<Option<crate::probe::etcd::EtcdAccess>>,
+    pub etcd: tokio::sync::Mutex<Option<crate::node::etcd::EtcdAccess>>,
     /// Lazily opened Kubernetes API access (port forward + client), shared by kube probes.
-    pub kube: tokio::sync::Mutex<Option<crate::probe::kube::KubeAccess>>,
+    pub kube: tokio::sync::Mutex<Option<crate::node::kube::KubeAccess>>,
     /// The last TCP listener listing and when it was taken (shared by the port probes of a
     /// round).
     listeners: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
@@ -90,7 +90,7 @@ impl NodeSession {
     }
 
     /// `unit`'s state, read after this call began; one `systemctl` command serves every unit
-    /// announced for the round (see [`crate::probe::units`]).
+    /// announced for the round (see [`crate::node::units`]).
     pub async fn unit_state(
         &self,
         unit: &str,
@@ -103,7 +103,7 @@ impl NodeSession {
     }
 
     /// `user:group` names of the file at `path` owned by `uid`:`gid` (see
-    /// [`crate::probe::owners`]).
+    /// [`crate::node::owners`]).
     pub async fn owner(&self, path: &str, uid: u32, gid: u32, timeout: Duration) -> Result<String> {
         self.owners
             .owner(&self.transport, path, uid, gid, timeout)
