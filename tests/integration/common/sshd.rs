@@ -14,8 +14,11 @@
 //! (e.g. root's `.bashrc` loading pyenv, ~120 ms per command) do not run: the fixture
 //! behaves like a freshly installed node. The login shell is still root's (`bash`).
 //!
+//! A system-tier fixture (`common/tier.rs`): a test that starts it carries the system-tier
+//! attribute.
+//!
 //! Also used by `benches/check_transport.rs` through `#[path]`, so it depends on std,
-//! tempfile and breakfix only.
+//! tempfile, breakfix and `common/tier.rs` only.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -25,6 +28,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use breakfix::inventory::{Node, TransportKind};
+
+#[path = "tier.rs"]
+mod tier;
 
 /// A running sshd and its files.
 pub struct Sshd {
@@ -79,6 +85,7 @@ impl Sshd {
     }
 
     fn start_with(sftp: bool) -> Sshd {
+        tier::require_system_tier("sshd");
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
