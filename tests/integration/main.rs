@@ -12,6 +12,7 @@ mod engine;
 mod etcd_faults;
 mod etcd_probe;
 mod export;
+mod formats;
 mod journal;
 mod node_faults;
 mod sandbox;
