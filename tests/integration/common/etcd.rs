@@ -11,8 +11,8 @@
 //! attribute.
 //!
 //! Also used by `benches/quota_fill.rs` through `#[path]`, so it depends on std, the
-//! package's own dependencies, breakfix, `common/pki.rs` (the CA) and `common/tier.rs` only,
-//! not on the rest of `common`.
+//! package's own dependencies, breakfix, `common/pki.rs` (the CA) and a sibling module `tier`
+//! (`common/tier.rs`, which the includer declares) only, not on the rest of `common`.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -32,9 +32,6 @@ use serde_json::Value;
 #[path = "pki.rs"]
 pub mod pki;
 pub use pki::Ca;
-
-#[path = "tier.rs"]
-mod tier;
 
 /// The etcd binary.
 pub const ETCD: &str = "/usr/bin/etcd";
@@ -115,7 +112,7 @@ impl Etcd {
 
     /// A fresh member named `name` with `extra` flags, answering reads.
     pub async fn start_named(name: &str, extra: &[&str]) -> Etcd {
-        tier::require_system_tier("etcd");
+        super::tier::require_system_tier("etcd");
         let mut e = Etcd {
             child: None,
             pki: Pki::new(),

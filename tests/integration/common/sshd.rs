@@ -18,7 +18,8 @@
 //! attribute.
 //!
 //! Also used by `benches/check_transport.rs` through `#[path]`, so it depends on std,
-//! tempfile, breakfix and `common/tier.rs` only.
+//! tempfile, breakfix and a sibling module `tier` (`common/tier.rs`, which the includer
+//! declares) only.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -28,9 +29,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use breakfix::inventory::{Node, TransportKind};
-
-#[path = "tier.rs"]
-mod tier;
 
 /// A running sshd and its files.
 pub struct Sshd {
@@ -85,7 +83,7 @@ impl Sshd {
     }
 
     fn start_with(sftp: bool) -> Sshd {
-        tier::require_system_tier("sshd");
+        super::tier::require_system_tier("sshd");
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),

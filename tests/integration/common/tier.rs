@@ -13,8 +13,9 @@
 //! tier with a message naming the attribute, rather than needing root or starting daemons.
 //! (`tiers.rs` checks the attribute statically as well, in both tiers.)
 //!
-//! Shared through `#[path]` by `common/sshd.rs` and `common/etcd.rs`, so also by the
-//! benchmarks that include those; there it does nothing (benchmarks are not built as tests).
+//! `common/sshd.rs` and `common/etcd.rs` call it as `super::tier`, so the benchmarks that
+//! include those through `#[path]` include this file too; there it does nothing (benchmarks
+//! are not built as tests).
 #![allow(dead_code)]
 
 /// The attribute that puts a test in the system tier (what the pure tier's messages quote).
