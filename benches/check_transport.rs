@@ -22,6 +22,9 @@
 mod ssh_cli;
 #[path = "../tests/integration/common/sshd.rs"]
 mod sshd;
+// The test-tier guard the sshd fixture calls (it does nothing in a benchmark).
+#[path = "../tests/integration/common/tier.rs"]
+mod tier;
 
 use ssh_cli::{cpu_busy, machine, mode_a, mode_b, ms, stats, Master, Stats, Target};
 

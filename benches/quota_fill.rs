@@ -28,8 +28,11 @@ use breakfix::template::Renderer;
 
 #[path = "../tests/integration/common/etcd.rs"]
 mod etcd;
+// The test-tier guard the etcd fixture calls (it does nothing in a benchmark).
 #[path = "common/ssh_cli.rs"]
 mod ssh_cli;
+#[path = "../tests/integration/common/tier.rs"]
+mod tier;
 
 use etcd::{count, local_node, session, Etcd, ETCD, ETCDCTL};
 

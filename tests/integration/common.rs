@@ -6,6 +6,9 @@ pub mod sshd;
 // ---- etcd helper: a real etcd with a mutual-TLS PKI on loopback (tests/integration/common/etcd.rs) ----
 pub mod etcd;
 
+// ---- the test tiers: pure (`cargo test`) and system (`--features system-tests`) ----
+pub mod tier;
+
 // ---- sandbox helper: one shared lab cluster for every test that needs it ----
 //
 // `sandbox()` serialises its users (a process-wide mutex plus an flock on
@@ -14,6 +17,7 @@ pub mod etcd;
 // is left up afterwards: the next user gets it at once. `sandbox()` is the external topology
 // (2 nodes, etcd as a systemd unit); `sandbox_stacked()` the stacked one (2 nodes, etcd as a
 // static pod). Both are real kubeadm clusters. Each replaces a sandbox of the other topology.
+// A test that takes the sandbox belongs to the system tier (`common/tier.rs`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -71,6 +75,7 @@ pub fn sandbox_stacked() -> SandboxGuard {
 /// Takes the sandbox (waiting for other users) and makes sure it is up with `topology`
 /// (2 nodes), replacing a sandbox of the other topology.
 pub fn sandbox_with(topology: Topology) -> SandboxGuard {
+    tier::require_system_tier("the sandbox");
     let thread = SANDBOX_MUTEX
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

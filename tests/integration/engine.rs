@@ -143,6 +143,7 @@ fn text(o: &Output) -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn run_with_solution_passes_and_resets() {
     let lab = Lab::new();
     let sc = lab.scenario("run-ok", "");
@@ -187,6 +188,7 @@ fn run_with_solution_passes_and_resets() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn break_check_fix_check_reset() {
     let lab = Lab::new();
     let sc = lab.scenario("by-hand", "");
@@ -230,6 +232,7 @@ fn break_check_fix_check_reset() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn reset_works_from_the_node_copy_after_local_state_is_lost() {
     let lab = Lab::new();
     let sc = lab.scenario("lost-state", "");
@@ -242,6 +245,7 @@ fn reset_works_from_the_node_copy_after_local_state_is_lost() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn a_hanging_probe_is_cut_at_its_timeout() {
     let lab = Lab::new();
     let sc = lab.scenario(
@@ -270,6 +274,7 @@ fn a_hanging_probe_is_cut_at_its_timeout() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn an_invalid_scenario_changes_nothing() {
     let lab = Lab::new();
     let sc = lab.scenario(
@@ -290,6 +295,7 @@ fn an_invalid_scenario_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn an_unreachable_node_fails_within_the_connect_timeout() {
     let lab = Lab::new();
     let sc = lab.scenario("unreachable", "");
@@ -374,6 +380,7 @@ wrong_fixes:
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn selftest_matrix_passes_for_a_sound_scenario_and_writes_junit() {
     let lab = Lab::new();
     let conf = lab.conf.display().to_string();
@@ -408,6 +415,7 @@ fn selftest_matrix_passes_for_a_sound_scenario_and_writes_junit() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn selftest_catches_a_verify_that_passes_on_the_broken_node() {
     let lab = Lab::new();
     let conf = lab.conf.display().to_string();
@@ -437,6 +445,7 @@ fn selftest_catches_a_verify_that_passes_on_the_broken_node() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn selftest_catches_a_reset_that_leaves_a_difference() {
     let lab = Lab::new();
     // The undo removes the line but also appends a comment: the file differs from the baseline.
@@ -465,6 +474,7 @@ fn tasks_scenario(lab: &Lab) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn drill_records_time_to_fix_within_one_poll_interval() {
     let lab = Lab::new();
     let sc = tasks_scenario(&lab);
@@ -492,6 +502,7 @@ fn drill_records_time_to_fix_within_one_poll_interval() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn drill_without_a_fix_ends_at_the_time_limit_listing_failures() {
     let lab = Lab::new();
     let sc = tasks_scenario(&lab);
@@ -531,6 +542,7 @@ fn drill_without_a_fix_ends_at_the_time_limit_listing_failures() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn check_step_hints_and_history() {
     let lab = Lab::new();
     let sc = tasks_scenario(&lab);
@@ -574,6 +586,7 @@ fn check_step_hints_and_history() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn a_kept_file_is_put_back_by_reset_whatever_the_learner_did() {
     let lab = Lab::new();
     let kept = lab.path("kept.conf");
@@ -630,6 +643,7 @@ fn a_kept_file_is_put_back_by_reset_whatever_the_learner_did() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn ctrl_c_stops_a_run_and_points_at_reset() {
     let lab = Lab::new();
     let marker = lab.path("broken");
@@ -679,6 +693,7 @@ fn ctrl_c_stops_a_run_and_points_at_reset() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn hostile_node_output_is_escaped_cut_and_kept_in_bounded_memory() {
     let lab = Lab::new();
     // Terminal escapes (title, colour, bell), invalid UTF-8, then 80 MB: more than the
@@ -811,6 +826,7 @@ verify:
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn failures_in_setup_in_a_fault_and_in_an_undo_are_reported_and_handled_as_documented() {
     let lab = Lab::new();
     let exists = |i: usize| lab.path(&format!("f{i}")).exists();
@@ -867,6 +883,7 @@ fn failures_in_setup_in_a_fault_and_in_an_undo_are_reported_and_handled_as_docum
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn keep_on_failure_leaves_a_failed_break_for_the_author_to_look_at_and_reset_undoes_it() {
     let lab = Lab::new();
     let exists = |i: usize| lab.path(&format!("f{i}")).exists();
@@ -908,6 +925,7 @@ fn dead_api_kubeconfig(lab: &Lab) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn third_party_crates_log_nothing_while_an_api_server_is_down_unless_asked() {
     let lab = Lab::new();
     let kubeconfig = dead_api_kubeconfig(&lab);
@@ -954,6 +972,7 @@ fn third_party_crates_log_nothing_while_an_api_server_is_down_unless_asked() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 fn an_unmet_precondition_refuses_the_break_and_changes_nothing() {
     let lab = Lab::new();
     let sc = lab.scenario("preconditions", "");

@@ -66,6 +66,7 @@ async fn facts(s: &NodeSession, inv: &Inventory, extra: &str, wanted: &[&str]) -
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn quota_fill_raises_nospace_and_the_undo_recovers_in_order() {
     let etcd = Etcd::start(&[QUOTA_16MIB]).await;
     let inv = etcd.inventory();
@@ -134,6 +135,7 @@ async fn quota_fill_raises_nospace_and_the_undo_recovers_in_order() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn quota_undo_after_a_partial_recovery_still_defragments() {
     // The learner's classic half-fix: delete the filler, compact, disarm — no defrag. The
     // next put would re-raise the alarm; reset must still leave a writable etcd.
@@ -176,6 +178,7 @@ async fn quota_undo_after_a_partial_recovery_still_defragments() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn quota_fill_refuses_a_prefix_with_keys_and_a_registry_prefix() {
     let etcd = Etcd::start(&[QUOTA_16MIB]).await;
     let inv = etcd.inventory();
@@ -213,6 +216,7 @@ async fn quota_fill_refuses_a_prefix_with_keys_and_a_registry_prefix() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn quota_fill_without_a_small_quota_stops_at_max_bytes() {
     let etcd = Etcd::start(&[]).await;
     let inv = etcd.inventory();
@@ -234,6 +238,7 @@ async fn quota_fill_without_a_small_quota_stops_at_max_bytes() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn delete_keys_and_put_them_back() {
     let etcd = Etcd::start(&[]).await;
     let inv = etcd.inventory();
@@ -344,6 +349,7 @@ async fn delete_keys_and_put_them_back() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn snapshot_saves_a_valid_file_on_the_node_and_undo_removes_it() {
     let etcd = Etcd::start(&[]).await;
     let inv = etcd.inventory();
@@ -590,6 +596,7 @@ async fn assert_baseline(lab: &Lab) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn scenario_through_the_cli_run_break_reset_and_selftest() {
     let lab = lab().await;
     let sc = lab.path("scenario.yaml");

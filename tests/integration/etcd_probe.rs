@@ -31,6 +31,7 @@ const STATUS_FACTS: [&str; 7] = [
 ];
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn live_etcd_reports_health_status_and_members() {
     let etcd = Etcd::start_named(MEMBER, &[]).await;
     let inv = etcd.inventory();
@@ -72,6 +73,7 @@ async fn live_etcd_reports_health_status_and_members() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn key_count_and_writable() {
     let etcd = Etcd::start_named(MEMBER, &[]).await;
     let inv = etcd.inventory();
@@ -134,6 +136,7 @@ async fn key_count_and_writable() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn killed_etcd_is_unhealthy_within_the_timeout_and_recovers_on_restart() {
     let mut etcd = Etcd::start_named(MEMBER, &[]).await;
     let inv = etcd.inventory();
@@ -193,6 +196,7 @@ async fn killed_etcd_is_unhealthy_within_the_timeout_and_recovers_on_restart() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn frozen_etcd_is_unhealthy_at_the_deadline() {
     let etcd = Etcd::start_named(MEMBER, &[]).await;
     let inv = etcd.inventory();
@@ -230,6 +234,7 @@ async fn frozen_etcd_is_unhealthy_at_the_deadline() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn wrong_ca_is_unhealthy_with_an_x509_note() {
     let etcd = Etcd::start_named(MEMBER, &[]).await;
     let inv = etcd.inventory_with_ca("other-ca.crt");
@@ -249,6 +254,7 @@ async fn wrong_ca_is_unhealthy_with_an_x509_note() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn replaced_ca_file_on_the_node_is_seen_by_the_next_attempt() {
     let etcd = Etcd::start_named(MEMBER, &[]).await;
     // The probe's CA is a copy, so etcd's own --trusted-ca-file stays untouched.
@@ -280,6 +286,7 @@ async fn replaced_ca_file_on_the_node_is_seen_by_the_next_attempt() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn client_cert_from_another_ca_is_rejected_by_etcd() {
     let etcd = Etcd::start_named(MEMBER, &[]).await;
     let mut inv = etcd.inventory();
@@ -301,6 +308,7 @@ async fn client_cert_from_another_ca_is_rejected_by_etcd() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn missing_tls_file_is_an_error_naming_the_path() {
     let etcd = Etcd::start_named(MEMBER, &[]).await;
     let mut inv = etcd.inventory();
@@ -323,6 +331,7 @@ async fn missing_tls_file_is_an_error_naming_the_path() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs etcd")]
 async fn nospace_alarm_while_health_stays_true() {
     let etcd = Etcd::start_named(MEMBER, &["--quota-backend-bytes=16777216"]).await;
     let inv = etcd.inventory();
@@ -400,6 +409,10 @@ impl Drop for RestartEtcd<'_> {
 /// direct-tcpip forward to its 127.0.0.1:2379, the server certificate verified against
 /// 127.0.0.1; then `systemctl stop etcd` seen as `healthy: false` and a start seen again.
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn sandbox_controlplane_over_ssh() {
     let sb = crate::common::sandbox();
     let inv = sb.load();

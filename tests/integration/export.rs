@@ -357,6 +357,10 @@ impl Drop for Cleanup<'_> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn exported_step1_breaks_and_grades_on_the_controlplane() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("kc");

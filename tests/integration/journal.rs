@@ -106,6 +106,10 @@ verify:
 /// too), and the other journal's local entry, whose machine is gone, is set aside by `reset`
 /// on the rebuilt node instead of being applied.
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn recreate_undoes_its_own_faults_and_entries_of_the_old_nodes_are_set_aside() {
     let g = sandbox();
     let state = tempfile::tempdir().expect("state dir");
@@ -204,6 +208,10 @@ fn recreate_undoes_its_own_faults_and_entries_of_the_old_nodes_are_set_aside() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn a_second_breakfix_is_refused_while_the_first_holds_the_node() {
     let g = sandbox();
     let state = tempfile::tempdir().expect("state dir");
@@ -250,6 +258,10 @@ fn a_second_breakfix_is_refused_while_the_first_holds_the_node() {
 
 /// The crash matrix of every external scenario (docs/guarantees.md): every row must pass.
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn every_external_scenario_survives_a_crash_at_every_step() {
     let g = sandbox();
     let state = tempfile::tempdir().expect("state dir");
@@ -334,6 +346,10 @@ impl Drop for BlackHole {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn a_node_black_holed_mid_break_stops_the_break_and_reset_restores_it_when_back() {
     let g = sandbox();
     let state = tempfile::tempdir().expect("state dir");
@@ -451,6 +467,10 @@ verify:
 const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn a_node_rebooted_mid_drill_comes_back_and_the_drill_grades_and_resets_it() {
     let g = sandbox();
     let state = tempfile::tempdir().expect("state dir");

@@ -167,6 +167,10 @@ fn log_count(lab: &Lab, pattern: &str) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
     let g = sandbox();
     let lab = Lab::new(&g);
@@ -247,6 +251,10 @@ fn etcd_disk(lab: &Lab) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn slow_disk_auto_throttles_inside_a_sandbox_node_and_reset_lifts_it() {
     let g = sandbox();
     let lab = Lab::new(&g);
@@ -276,6 +284,10 @@ fn slow_disk_auto_throttles_inside_a_sandbox_node_and_reset_lifts_it() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn slow_disk_fio_runs_a_load_on_the_data_disk_and_reset_removes_it() {
     let g = sandbox();
     let lab = Lab::new(&g);
@@ -344,6 +356,10 @@ fn slow_disk_and_netem_field_mistakes_are_reported_by_validate() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn slow_disk_throttle_inside_a_sandbox_node_limits_the_etcd_disk_and_reset_lifts_it() {
     let g = sandbox();
     let lab = Lab::new(&g);
@@ -370,6 +386,10 @@ fn slow_disk_throttle_inside_a_sandbox_node_limits_the_etcd_disk_and_reset_lifts
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn netem_on_a_kernel_without_sch_netem_fails_clearly_and_changes_nothing() {
     let g = sandbox();
     let lab = Lab::new(&g);
@@ -394,6 +414,10 @@ fn netem_on_a_kernel_without_sch_netem_fails_clearly_and_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn tls_expired_and_wrong_ca_client_certs_are_rejected_and_reset_restores_the_bytes() {
     let g = sandbox();
     let lab = Lab::new(&g);
@@ -567,6 +591,7 @@ fn host_has_writable_blkio() -> bool {
 }
 
 #[test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs root")]
 fn slow_disk_throttle_on_the_host_limits_a_loop_device_and_reset_lifts_it() {
     if !is_root() || !host_has_writable_blkio() {
         eprintln!("skipped: needs root and a writable cgroup v1 blkio hierarchy on the host");
@@ -666,6 +691,10 @@ fn slow_disk_throttle_on_the_host_limits_a_loop_device_and_reset_lifts_it() {
 /// a qdisc tree standing in for the fault's on the controlplane's loopback is removed, and the
 /// kernel's default root comes back; a second undo changes nothing.
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 async fn netem_undo_restores_the_default_root_qdisc_with_real_tc() {
     use breakfix::fault::netem::{parse_qdiscs, NetemUndo};
 

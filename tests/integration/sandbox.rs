@@ -21,6 +21,10 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn etcd_runs_as_a_systemd_unit_with_kubeadm_tls() {
     let sb = sandbox();
     assert_eq!(
@@ -73,6 +77,10 @@ fn etcd_runs_as_a_systemd_unit_with_kubeadm_tls() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn etcd_stop_and_start_keep_the_keys() {
     let sb = sandbox();
     let value = format!("v{}", std::process::id());
@@ -108,6 +116,10 @@ fn etcd_stop_and_start_keep_the_keys() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn nodes_are_kubeadm_shaped_and_know_each_other() {
     let sb = sandbox();
     let inv = sb.load();
@@ -190,6 +202,10 @@ fn nodes_are_kubeadm_shaped_and_know_each_other() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn a_wrong_host_key_is_refused() {
     let sb = sandbox();
     let inv = sb.load();
@@ -226,6 +242,10 @@ fn a_wrong_host_key_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn up_again_is_a_quick_no_op_and_status_reports_json() {
     let _sb = sandbox();
     let start = Instant::now();
@@ -371,6 +391,10 @@ fn assert_nothing_left(rec: &Recorded) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn down_leaves_nothing_and_the_next_user_brings_it_up_again() {
     let sb = sandbox();
     let rec = recorded();
@@ -430,6 +454,10 @@ fn down_leaves_nothing_and_the_next_user_brings_it_up_again() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn down_after_an_up_killed_half_way_leaves_nothing() {
     let sb = sandbox();
     let out = breakfix(&["sandbox", "down"]);
@@ -470,6 +498,10 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn up_refuses_a_sandbox_network_taken_by_something_else() {
     let sb = sandbox();
     let out = breakfix(&["sandbox", "down"]);
@@ -495,14 +527,22 @@ fn up_refuses_a_sandbox_network_taken_by_something_else() {
 
 #[test]
 fn sandbox_commands_need_root() {
-    // As `nobody`: refused before anything is touched, with a message that says why.
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_breakfix"))
+    // As `nobody` (as root, through setpriv) or as the user running the tests (the pure tier
+    // runs as any user): refused before anything is touched, with a message that says why.
+    let bin = env!("CARGO_BIN_EXE_breakfix");
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let out = cmd
         .args(["sandbox", "up"])
         .stdin(Stdio::null())
         .output()
-        .expect("setpriv (util-linux)");
+        .expect("run breakfix (as root: through setpriv, from util-linux)");
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("needs root"),
@@ -515,6 +555,7 @@ fn sandbox_commands_need_root() {
 /// its output and the kubelet's journal, over the real transport (OpenSSH on loopback; the
 /// command fails the way `kubeadm init`'s preflight does when port 6443 is taken).
 #[tokio::test]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn a_failed_kubeadm_step_names_the_step_the_node_and_its_output() {
     let sshd = crate::common::sshd::Sshd::start();
     let t = breakfix::transport::ssh::SshTransport::connect(&sshd.node(), Duration::from_secs(10))

@@ -55,6 +55,10 @@ impl Drop for EtcdBack<'_> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn etcd_service_stopped_end_to_end() {
     let g = sandbox();
     let _back = EtcdBack(&g);
@@ -166,6 +170,10 @@ fn selftest_all(g: &SandboxGuard, topology: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn every_external_scenario_passes_the_selftest_matrix() {
     let g = sandbox();
     let _back = EtcdBack(&g);
@@ -173,12 +181,20 @@ fn every_external_scenario_passes_the_selftest_matrix() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn every_stacked_scenario_passes_the_selftest_matrix() {
     let g = sandbox_stacked();
     selftest_all(&g, "stacked");
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn drill_on_the_sandbox_times_the_fix_and_scores() {
     let g = sandbox();
     let _back = EtcdBack(&g);

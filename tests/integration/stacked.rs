@@ -327,6 +327,10 @@ fn assert_probes_etcd_down(sb: &SandboxGuard) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn stacked_control_plane_serves_kubectl() {
     let sb = sandbox_stacked();
     let k = Kubectl::new(&sb);
@@ -511,6 +515,10 @@ fn stacked_control_plane_serves_kubectl() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn moving_the_etcd_manifest_out_stops_the_api_and_back_brings_it_back() {
     let sb = sandbox_stacked();
     let k = Kubectl::new(&sb);
@@ -570,6 +578,10 @@ fn moving_the_etcd_manifest_out_stops_the_api_and_back_brings_it_back() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
     let sb = sandbox_stacked();
     let k = Kubectl::new(&sb);
@@ -662,6 +674,10 @@ fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
     let sb = sandbox_stacked();
     let k = Kubectl::new(&sb);
@@ -825,6 +841,10 @@ fn kill_all(procs: &[(i32, u64)]) {
 /// the bridge, overlay mounts, loop devices and state directory are still there. `up` must
 /// notice the dead nodes, remove the leftovers and boot a fresh sandbox.
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn up_recovers_after_the_nodes_were_killed_without_down() {
     let sb = sandbox_stacked();
     let inventory = sb.inventory.clone();
@@ -880,6 +900,10 @@ fn up_recovers_after_the_nodes_were_killed_without_down() {
 
 /// `status` reports the API server of a stacked sandbox; the host copy of admin.conf works.
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn status_reports_the_api_server() {
     let _sb = sandbox_stacked();
     let o = breakfix(&["sandbox", "status", "--output", "json"]);

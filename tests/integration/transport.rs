@@ -325,6 +325,7 @@ async fn check_forward(t: &Transport) {
 // SSH transport.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_exec_returns_stdout_stderr_and_exit() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -333,6 +334,7 @@ async fn ssh_exec_returns_stdout_stderr_and_exit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn transports_are_shareable_across_tasks() {
     // The engine runs probes as spawned tasks over one shared transport per node.
     fn send_sync<T: Send + Sync + 'static>() {}
@@ -352,6 +354,7 @@ async fn transports_are_shareable_across_tasks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_30_concurrent_execs_on_one_connection_queue_and_succeed() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -391,6 +394,7 @@ async fn ssh_30_concurrent_execs_on_one_connection_queue_and_succeed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_wrong_host_key_is_refused_naming_host_and_fingerprint() {
     let sshd = Sshd::start();
     let (_, other) = new_key(sshd.dir.path(), "impostor");
@@ -420,6 +424,7 @@ async fn ssh_wrong_host_key_is_refused_naming_host_and_fingerprint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_unknown_host_is_refused() {
     let sshd = Sshd::start();
     // The right key, but listed for port 22 only: [127.0.0.1]:PORT is unknown.
@@ -453,6 +458,7 @@ async fn ssh_unknown_host_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_hashed_known_hosts_entry_is_accepted() {
     let sshd = Sshd::start();
     let kh = sshd.write_known_hosts(
@@ -480,6 +486,7 @@ async fn ssh_hashed_known_hosts_entry_is_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_wrong_client_key_is_refused() {
     let sshd = Sshd::start();
     let (key, _) = new_key(sshd.dir.path(), "stranger");
@@ -498,6 +505,7 @@ async fn ssh_wrong_client_key_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_connect_to_silent_server_times_out() {
     // Accepts TCP connections and never says a word.
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -529,6 +537,7 @@ async fn ssh_connect_to_silent_server_times_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_connect_to_closed_port_fails_fast() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -555,6 +564,7 @@ async fn ssh_connect_to_closed_port_fails_fast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_hanging_command_is_cut_and_killed_on_the_node() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -568,6 +578,7 @@ async fn ssh_hanging_command_is_cut_and_killed_on_the_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_reconnects_after_the_connection_is_lost() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -585,6 +596,7 @@ async fn ssh_reconnects_after_the_connection_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_commands_die_with_the_transport() {
     // Dropping the transport (as when the engine exits or is killed) must not leave its
     // running commands behind on the node.
@@ -627,6 +639,7 @@ async fn ssh_commands_die_with_the_transport() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_shell_quoted_value_never_executes() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -634,6 +647,7 @@ async fn ssh_shell_quoted_value_never_executes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_files_atomic_keep_mode_owner_and_round_trip_bytes() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -641,6 +655,7 @@ async fn ssh_files_atomic_keep_mode_owner_and_round_trip_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_forward_round_trips_bytes() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -682,6 +697,7 @@ async fn local_shell_quoted_value_never_executes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs root")]
 async fn local_files_atomic_keep_mode_owner_and_round_trip_bytes() {
     let t = local().await;
     check_files(&t).await;

@@ -7,9 +7,12 @@
 //! `--quota-backend-bytes=16777216`) and waits until it answers a read; dropping the value
 //! SIGKILLs that etcd by its PID.
 //!
+//! A system-tier fixture (`common/tier.rs`): a test that starts it carries the system-tier
+//! attribute.
+//!
 //! Also used by `benches/quota_fill.rs` through `#[path]`, so it depends on std, the
-//! package's own dependencies, breakfix and `common/pki.rs` (the CA) only, not on the rest of
-//! `common`.
+//! package's own dependencies, breakfix, `common/pki.rs` (the CA) and a sibling module `tier`
+//! (`common/tier.rs`, which the includer declares) only, not on the rest of `common`.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -110,6 +113,7 @@ impl Etcd {
 
     /// A fresh member named `name` with `extra` flags, answering reads.
     pub async fn start_named(name: &str, extra: &[&str]) -> Etcd {
+        super::tier::require_system_tier("etcd");
         let mut e = Etcd {
             child: None,
             pki: Pki::new(),

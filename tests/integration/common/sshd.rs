@@ -14,8 +14,12 @@
 //! (e.g. root's `.bashrc` loading pyenv, ~120 ms per command) do not run: the fixture
 //! behaves like a freshly installed node. The login shell is still root's (`bash`).
 //!
+//! A system-tier fixture (`common/tier.rs`): a test that starts it carries the system-tier
+//! attribute.
+//!
 //! Also used by `benches/check_transport.rs` through `#[path]`, so it depends on std,
-//! tempfile and breakfix only.
+//! tempfile, breakfix and a sibling module `tier` (`common/tier.rs`, which the includer
+//! declares) only.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -79,6 +83,7 @@ impl Sshd {
     }
 
     fn start_with(sftp: bool) -> Sshd {
+        super::tier::require_system_tier("sshd");
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),

@@ -80,6 +80,7 @@ async fn file_facts_by_command(s: &NodeSession, path: &str) -> BTreeMap<String, 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn file_facts_over_sftp_equal_the_stat_and_sha256sum_commands() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -145,6 +146,7 @@ async fn file_facts_over_sftp_equal_the_stat_and_sha256sum_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn port_probe_reads_proc_net_and_notes_the_listener() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -226,6 +228,7 @@ async fn round(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn systemd_probes_of_a_round_share_one_systemctl_command() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -315,6 +318,10 @@ async fn unit_facts_by_command(s: &NodeSession, unit: &str) -> (String, String) 
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn systemd_facts_on_the_sandbox_equal_systemctl_per_unit() {
     let g = crate::common::sandbox();
     let inv = Inventory::load(&g.inventory).expect("inventory");

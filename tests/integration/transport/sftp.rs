@@ -61,17 +61,20 @@ async fn check_stat(t: &Transport) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs root")]
 async fn local_stat_reports_mode_owner_size_and_missing_files() {
     check_stat(&local().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_stat_reports_mode_owner_size_and_missing_files() {
     let sshd = Sshd::start();
     check_stat(&ssh(&sshd).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_reads_and_stats_share_one_sftp_session_and_start_no_command() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -129,6 +132,7 @@ async fn ssh_reads_and_stats_share_one_sftp_session_and_start_no_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_lists_tcp_listeners_from_proc_net_without_a_command() {
     let sshd = Sshd::start();
     let s = NodeSession::connect(&sshd.node(), T)
@@ -150,6 +154,7 @@ async fn ssh_lists_tcp_listeners_from_proc_net_without_a_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_without_the_sftp_subsystem_falls_back_to_commands() {
     let sshd = Sshd::start_without_sftp();
     let t = ssh(&sshd).await;
@@ -168,6 +173,7 @@ async fn ssh_without_the_sftp_subsystem_falls_back_to_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_sftp_session_is_reopened_when_the_sftp_server_dies() {
     let sshd = Sshd::start();
     let t = ssh(&sshd).await;
@@ -197,6 +203,7 @@ async fn ssh_sftp_session_is_reopened_when_the_sftp_server_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "system-tests"), ignore = "system tier: needs sshd")]
 async fn ssh_a_hung_sftp_request_times_out_and_later_reads_work() {
     // sftp-server serves one request at a time: a read stuck in the kernel (a FIFO here, a
     // hung mount in real life) must not wedge the files of later operations.
