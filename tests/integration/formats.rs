@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use breakfix::engine::verdict::{Check, Status, Verdict};
+use breakfix::fault::disk_fill::DiskFillUndo;
 use breakfix::fault::etcd_keys::{EtcdKeysUndo, SavedKey};
 use breakfix::fault::etcd_quota::EtcdQuotaUndo;
 use breakfix::fault::file::FileUndo;
@@ -17,7 +18,7 @@ use breakfix::fault::{systemd::SystemdUndo, Undo};
 use breakfix::journal::identity::NodeIdentity;
 use breakfix::journal::stale::StaleEntry;
 use breakfix::journal::{decode_stream, Entry};
-use breakfix::probe::etcd::EtcdTarget;
+use breakfix::node::etcd::EtcdTarget;
 use breakfix::report::{Outcome, Report};
 
 // ---- the graded report ----
@@ -295,6 +296,13 @@ fn undos() -> Vec<(&'static str, Undo)> {
                     key: b64(b"/registry/configmaps/default/critical-app"),
                     value: b64(b"k8s\0\n\x0fv1\x12\tConfigMap"),
                 }],
+            }),
+        ),
+        (
+            "disk_fill",
+            Undo::DiskFill(DiskFillUndo {
+                file: "/var/lib/etcd/.breakfix-fill-1764979200000000000".into(),
+                bytes: 788_842_496,
             }),
         ),
     ]

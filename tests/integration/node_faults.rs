@@ -740,6 +740,10 @@ async fn netem_undo_restores_the_default_root_qdisc_with_real_tc() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
 fn disk_fill_fills_the_etcd_disk_and_reset_removes_exactly_its_filler() {
     let g = sandbox();
     let lab = Lab::new(&g);
