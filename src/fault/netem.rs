@@ -22,7 +22,7 @@ use crate::duration::Dur;
 use crate::node::NodeSession;
 use crate::error::{Error, Result};
 use crate::template::Renderer;
-use crate::transport::shell_quote;
+use crate::transport::{sh_program, shell_quote};
 
 /// A loss percentage: `5`, `0.5` or `"5%"`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -211,28 +211,15 @@ pub const NO_PRIO: &str =
     "this kernel lacks the prio qdisc (sch_prio) or the u32 classifier (cls_u32), which breakfix \
      needs to delay/drop only one port (`port:`); leave out `port:` to affect the whole interface";
 
-/// Shell that checks for netem (and, with `port`, for prio and u32) without touching any real
-/// interface: qdiscs on the loopback of throwaway network namespaces. Prints `NETEM_OK`,
-/// `NETEM_MISSING`, `PRIO_MISSING` or `NETEM_UNKNOWN: ...`.
+/// The node-side check that netem works (src/fault/sh/netem_check.sh).
+const NETEM_CHECK: &str = include_str!("sh/netem_check.sh");
+
+/// The command that checks, in a throwaway network namespace, that netem (and with `port`, a
+/// prio qdisc with a u32 port filter) can be installed; it prints `NETEM_OK`,
+/// `NETEM_MISSING`, `PRIO_MISSING` or `NETEM_UNKNOWN: <why>` and exits 0.
 pub fn probe_script(port: bool) -> String {
-    let prio = if port {
-        "out=$(unshare -n sh -c 'tc qdisc add dev lo root handle 1: prio bands 4 && \
-         tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport 1 0xffff flowid 1:4' 2>&1); rc=$?; \
-         if [ $rc -ne 0 ]; then \
-           if printf '%s' \"$out\" | grep -qE 'kind is unknown|Unknown filter'; then echo PRIO_MISSING; else echo \"NETEM_UNKNOWN: $out\"; fi; \
-           exit 0; fi; "
-    } else {
-        ""
-    };
-    format!(
-        "command -v tc >/dev/null || {{ echo 'NETEM_UNKNOWN: tc (iproute2) is not installed'; exit 0; }}; \
-         command -v unshare >/dev/null || {{ echo 'NETEM_UNKNOWN: unshare is not installed'; exit 0; }}; \
-         out=$(unshare -n tc qdisc add dev lo root netem delay 1ms 2>&1); rc=$?; \
-         if [ $rc -ne 0 ]; then \
-           if printf '%s' \"$out\" | grep -q 'qdisc kind is unknown'; then echo NETEM_MISSING; else echo \"NETEM_UNKNOWN: $out\"; fi; \
-           exit 0; fi; \
-         {prio}echo NETEM_OK"
-    )
+    let args: &[&str] = if port { &["port"] } else { &[] };
+    sh_program(NETEM_CHECK, "netem_check", args)
 }
 
 /// The interface holding `address` in `ip -o addr` output.
