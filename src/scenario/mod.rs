@@ -6,12 +6,14 @@
 #[macro_use]
 pub mod kind_first;
 pub mod check;
+pub mod codes;
 pub mod diagnostic;
 pub mod load;
 pub mod tree;
 pub mod validate;
 
 pub use check::{check_file, load_valid, FileReport};
+pub use codes::Code;
 pub use diagnostic::Diagnostic;
 pub use load::{load, Loaded, LoadedGrader};
 pub use validate::validate;

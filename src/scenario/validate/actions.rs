@@ -3,7 +3,7 @@
 
 use super::{item_pos, key_pos, Validator};
 use crate::fault::{Action, Role};
-use crate::scenario::diagnostic::Diagnostic;
+use crate::scenario::diagnostic::{Code, Diagnostic};
 use crate::scenario::tree::Step;
 
 impl Validator<'_> {
@@ -15,6 +15,7 @@ impl Validator<'_> {
         if s.faults.is_empty() {
             self.push(
                 Diagnostic::at(
+                    Code::NoFaults,
                     &sf,
                     key_pos(tree, "faults"),
                     "`faults:` is empty: the scenario breaks nothing",
@@ -48,8 +49,12 @@ impl Validator<'_> {
                 };
                 self.target_ref(&sf, a.target(), item, &what, &mut missing_reported);
                 for problem in a.problems(role) {
-                    let mut d =
-                        Diagnostic::at(&sf, item_pos(item), format!("{what}: {}", problem.message));
+                    let mut d = Diagnostic::at(
+                        Code::KindRule,
+                        &sf,
+                        item_pos(item),
+                        format!("{what}: {}", problem.message),
+                    );
                     if let Some(h) = problem.help {
                         d = d.with_help(h);
                     }

@@ -2,7 +2,7 @@
 //! probes (a grader's probes are checked with verify's, its templates with the others).
 
 use super::{key_pos, Validator};
-use crate::scenario::diagnostic::Diagnostic;
+use crate::scenario::diagnostic::{Code, Diagnostic};
 use crate::scenario::tree::Step;
 
 impl Validator<'_> {
@@ -22,6 +22,7 @@ impl Validator<'_> {
             if meta_name != &g.name {
                 self.push(
                     Diagnostic::at(
+                        Code::GraderNameMismatch,
                         &file,
                         name_pos,
                         format!(
@@ -38,6 +39,7 @@ impl Validator<'_> {
             self.params(&file, tree, &g.grader.params);
             if g.grader.probes.is_empty() {
                 self.push(Diagnostic::at(
+                    Code::GraderWithoutProbes,
                     &file,
                     key_pos(tree, "probes"),
                     "`probes:` is empty: the grader checks nothing",

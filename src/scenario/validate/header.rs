@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_saphyr::Spanned;
 
 use super::{item_pos, key_pos, spanned_pos, Validator, API_VERSION};
-use crate::scenario::diagnostic::{names, suggest, Diagnostic};
+use crate::scenario::diagnostic::{names, suggest, Code, Diagnostic};
 use crate::scenario::tree::Node;
 use crate::scenario::{Param, TargetSpec};
 
@@ -33,6 +33,7 @@ impl Validator<'_> {
         if api.value != API_VERSION {
             self.push(
                 Diagnostic::at(
+                    Code::UnsupportedApiVersion,
                     file,
                     spanned_pos(api),
                     format!("unsupported apiVersion `{}`", api.value),
@@ -51,6 +52,7 @@ impl Validator<'_> {
             };
             self.push(
                 Diagnostic::at(
+                    Code::WrongFileKind,
                     file,
                     spanned_pos(kind),
                     format!("expected `kind: {want_kind}`, found `{}`", kind.value),
@@ -68,6 +70,7 @@ impl Validator<'_> {
         if !is_name(&name.value) {
             self.push(
                 Diagnostic::at(
+                    Code::InvalidScenarioName,
                     &sf,
                     spanned_pos(name),
                     format!("invalid scenario name `{}`", name.value),
@@ -88,7 +91,7 @@ impl Validator<'_> {
             if !is_identifier(name) {
                 let suggestion = name.replace(['-', '.', ' '], "_");
                 self.push(
-                    Diagnostic::at(file, key_pos(section, name), format!("invalid parameter name `{name}`"))
+                    Diagnostic::at(Code::InvalidParamName, file, key_pos(section, name), format!("invalid parameter name `{name}`"))
                         .with_help(format!(
                             "templates refer to parameters as `params.<name>`: use letters, digits and `_` (e.g. `{suggestion}`)"
                         )),
@@ -106,6 +109,7 @@ impl Validator<'_> {
             match (role, node) {
                 (Some(_), Some(_)) => self.push(
                     Diagnostic::at(
+                        Code::TargetRoleAndNode,
                         &sf,
                         at,
                         format!("target `{name}` sets both `role:` and `node:`"),
@@ -113,7 +117,13 @@ impl Validator<'_> {
                     .with_help("a target selects nodes either by role or by node name; keep one"),
                 ),
                 (None, None) => self.push(
-                    Diagnostic::at(&sf, at, format!("target `{name}` selects no node")).with_help(
+                    Diagnostic::at(
+                        Code::TargetSelectsNothing,
+                        &sf,
+                        at,
+                        format!("target `{name}` selects no node"),
+                    )
+                    .with_help(
                         "give it `role: <role>` (e.g. `control-plane`) or `node: <node name>`",
                     ),
                 ),
@@ -126,6 +136,7 @@ impl Validator<'_> {
                     .unwrap_or(at);
                 self.push(
                     Diagnostic::at(
+                        Code::TargetAllWithNode,
                         &sf,
                         pos,
                         format!("`all:` does not apply to target `{name}`, which names one node"),
@@ -157,6 +168,7 @@ impl Validator<'_> {
                     };
                     self.push(
                         Diagnostic::at(
+                            Code::UndefinedTarget,
                             file,
                             spanned_pos(t),
                             format!("undefined target `{}`", t.value),
@@ -171,13 +183,14 @@ impl Validator<'_> {
                     if !*missing_reported {
                         *missing_reported = true;
                         self.push(
-                            Diagnostic::at(file, item_pos(item), format!("{what} has no `target:` and the scenario defines no `targets:`"))
+                            Diagnostic::at(Code::NoTargets, file, item_pos(item), format!("{what} has no `target:` and the scenario defines no `targets:`"))
                                 .with_help("add e.g. `targets: { cp: { role: control-plane } }`; with one target, `target:` may be left out"),
                         );
                     }
                 }
                 n => self.push(
                     Diagnostic::at(
+                        Code::TargetNeeded,
                         file,
                         item_pos(item),
                         format!("{what} needs `target:`: the scenario defines {n} targets"),

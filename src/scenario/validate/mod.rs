@@ -2,25 +2,28 @@
 //! at the offending value's `file:line:col`. All problems are collected, not just the first.
 //!
 //! Parse errors (syntax, duplicate keys, unknown fields, wrong types, bad durations, unknown
-//! kinds, bad matchers) come from [`super::load`]. The checks here, one file per group:
-//! - [`header`]: `apiVersion: breakfix/v1`, `kind: Scenario` (graders: `kind: Grader`);
-//!   `metadata.name` of lowercase letters, digits and dashes; parameter names are identifiers
-//!   (`params.<name>` must be writable in a template); each target has exactly one of
-//!   `role:`/`node:` (`all:` only with `role:`); every `target:` names a target, and a missing
-//!   `target:` is allowed only with exactly one target;
-//! - [`actions`]: `faults:` is not empty; each fault and step passes its kind's own rules
-//!   (e.g. a `command` fault has `undo:`);
-//! - [`probes`]: probe names are unique within preconditions, within confirm and within verify
-//!   (with its graders); `expect:` is not empty; `needs:` names a probe of the same phase,
-//!   without cycles;
-//! - [`verify`]: `verify:` has probes (own or included), every `include:` is a grader file;
-//!   task `probes:` name verify probes;
-//! - [`graders`]: each included grader's header, name (its file stem), params and probes;
-//! - [`templates`]: templates (`{{ ... }}` in any value) parse, and use only
+//! kinds, bad matchers) come from [`super::load`](mod@super::load). Every diagnostic carries
+//! the code of its rule ([`super::Code`]; docs/diagnostics.md). The checks here, one file per
+//! group, each group with its own range of codes:
+//! - `header.rs` (BF1xx): `apiVersion: breakfix/v1`, `kind: Scenario` (graders:
+//!   `kind: Grader`); `metadata.name` of lowercase letters, digits and dashes; parameter names
+//!   are identifiers (`params.<name>` must be writable in a template); each target has exactly
+//!   one of `role:`/`node:` (`all:` only with `role:`); every `target:` names a target, and a
+//!   missing `target:` is allowed only with exactly one target;
+//! - `actions.rs` (BF2xx): `faults:` is not empty; each fault and step passes its kind's own
+//!   rules (e.g. a `command` fault has `undo:`);
+//! - `probes.rs` (BF3xx): probe names are unique within preconditions, within confirm and
+//!   within verify (with its graders); `expect:` is not empty; `needs:` names a probe of the
+//!   same phase, without cycles;
+//! - `verify.rs` (BF4xx): `verify:` has probes (own or included), every `include:` is a grader
+//!   file; task `probes:` name verify probes;
+//! - `graders.rs` (BF5xx): each included grader's name (its file stem) and probes; its header
+//!   and params are checked as the scenario's are;
+//! - `templates.rs` (BF6xx): templates (`{{ ... }}` in any value) parse, and use only
 //!   `params.<declared>`, `node`, `nodes`, `cluster` (and minijinja's global functions) with
 //!   known attributes and filters; no template where nothing renders it.
 //!
-//! This file holds the entry point ([`validate`]), the [`Validator`] every group adds to, and
+//! This file holds the entry point ([`validate`]), the `Validator` every group adds to, and
 //! the position helpers they share.
 
 mod actions;

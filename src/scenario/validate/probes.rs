@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{field_pos, key_pos, spanned_pos, Validator};
 use crate::probe::Probe;
-use crate::scenario::diagnostic::{names, suggest, Diagnostic};
+use crate::scenario::diagnostic::{names, suggest, Code, Diagnostic};
 use crate::scenario::tree::{Node, Pos, Step};
 
 /// Which run a probe belongs to (`needs` stay within one).
@@ -106,12 +106,13 @@ impl<'a> Validator<'a> {
             );
             if p.probe.expectations().is_empty() {
                 self.push(
-                    Diagnostic::at(&p.file, key_pos(p.item, "expect"), format!("probe `{}` has an empty `expect:`", p.name()))
+                    Diagnostic::at(Code::EmptyExpect, &p.file, key_pos(p.item, "expect"), format!("probe `{}` has an empty `expect:`", p.name()))
                         .with_help(format!("name at least one fact of the `{}` probe to check; an empty `expect:` passes whatever the probe finds", p.probe.kind())),
                 );
             }
             if p.name().is_empty() {
                 self.push(Diagnostic::at(
+                    Code::EmptyProbeName,
                     &p.file,
                     p.name_pos(),
                     "a probe name cannot be empty",
@@ -122,7 +123,7 @@ impl<'a> Validator<'a> {
                 Some(f) => {
                     let at = f.name_pos();
                     self.push(
-                        Diagnostic::at(&p.file, p.name_pos(), format!("probe name `{}` is used twice", p.name()))
+                        Diagnostic::at(Code::DuplicateProbeName, &p.file, p.name_pos(), format!("probe name `{}` is used twice", p.name()))
                             .with_help(format!("first defined at {}:{}:{}; probe names are unique within preconditions, within confirm, and within verify and its included graders", f.file, at.line, at.column)),
                     );
                 }
@@ -141,6 +142,7 @@ impl<'a> Validator<'a> {
                 if target == p.name() {
                     self.push(
                         Diagnostic::at(
+                            Code::NeedsItself,
                             &p.file,
                             spanned_pos(n),
                             format!("probe `{}` needs itself", p.name()),
@@ -163,6 +165,7 @@ impl<'a> Validator<'a> {
                     Some(other) if other.phase == p.phase => {}
                     Some(other) => self.push(
                         Diagnostic::at(
+                            Code::NeedsOtherPhase,
                             &p.file,
                             spanned_pos(n),
                             format!(
@@ -190,6 +193,7 @@ impl<'a> Validator<'a> {
                         });
                         self.push(
                             Diagnostic::at(
+                                Code::NeedsUndefined,
                                 &p.file,
                                 spanned_pos(n),
                                 format!(
@@ -255,7 +259,7 @@ impl<'a> Validator<'a> {
                     path.push(group[v].name());
                     let p = group[u];
                     self.push(
-                        Diagnostic::at(&p.file, spanned_pos(n), format!("`needs:` cycle: {}", path.join(" -> ")))
+                        Diagnostic::at(Code::NeedsCycle, &p.file, spanned_pos(n), format!("`needs:` cycle: {}", path.join(" -> ")))
                             .with_help("a probe runs after the probes it needs; remove one of these `needs:` entries"),
                     );
                 }

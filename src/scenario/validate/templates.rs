@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use minijinja::{Environment, ErrorKind};
 
 use super::{pos_at, Validator};
-use crate::scenario::diagnostic::{closest, names, Diagnostic};
+use crate::scenario::diagnostic::{closest, names, Code, Diagnostic};
 use crate::scenario::tree::{Node, Pos, Step};
 
 /// Top-level template variables besides minijinja's global functions.
@@ -112,8 +112,13 @@ impl Validator<'_> {
                         format!("`{key}` is used as written; templates are rendered in the fields probes and steps act on (commands, units, paths, ...) and in the title, description, task text and hints")
                     };
                     self.push(
-                        Diagnostic::at(file, pos, format!("template in `{key}` is not rendered"))
-                            .with_help(help),
+                        Diagnostic::at(
+                            Code::TemplateNotRendered,
+                            file,
+                            pos,
+                            format!("template in `{key}` is not rendered"),
+                        )
+                        .with_help(help),
                     );
                     continue;
                 }
@@ -132,6 +137,7 @@ impl Validator<'_> {
                         let pos = pos_at(source, off, node.pos.byte_len);
                         self.push(
                             Diagnostic::at(
+                                Code::BoundNotNumber,
                                 file,
                                 pos,
                                 format!("`{value}` renders to `{out}`, which is not a number"),
@@ -155,6 +161,7 @@ impl Validator<'_> {
                 let pos = pos_at(ctx.source, off + i, 2);
                 self.push(
                     Diagnostic::at(
+                        Code::UnclosedTemplate,
                         ctx.file,
                         pos,
                         "unclosed template expression: `{{` without `}}`",
@@ -175,6 +182,7 @@ impl Validator<'_> {
                 let pos = pos_at(ctx.source, at, text.len());
                 self.push(
                     Diagnostic::at(
+                        Code::GoTemplate,
                         ctx.file,
                         pos,
                         format!("`{text}` looks like a Go template, not a breakfix template"),
@@ -186,23 +194,24 @@ impl Validator<'_> {
             match self.env.template_from_str(&expr) {
                 Err(e) => {
                     let pos = pos_at(ctx.source, at, text.len());
-                    self.push(Diagnostic::at(ctx.file, pos, format!("template syntax error: {}", minijinja_message(&e))).with_help(format!("template expressions look like `{{{{ params.name }}}}`; {LITERAL_HELP}")));
+                    self.push(Diagnostic::at(Code::TemplateSyntax, ctx.file, pos, format!("template syntax error: {}", minijinja_message(&e))).with_help(format!("template expressions look like `{{{{ params.name }}}}`; {LITERAL_HELP}")));
                 }
                 Ok(t) => {
                     let mut vars: Vec<String> = t.undeclared_variables(true).into_iter().collect();
                     vars.sort();
                     let problems = self.variable_problems(&vars, ctx);
-                    for (var, message, help) in &problems {
+                    for (var, code, message, help) in &problems {
                         let pos = locate(ctx.source, at, text, var);
                         self.push(
-                            Diagnostic::at(ctx.file, pos, message.clone()).with_help(help.clone()),
+                            Diagnostic::at(*code, ctx.file, pos, message.clone())
+                                .with_help(help.clone()),
                         );
                     }
                     if problems.is_empty() {
                         if let Some(msg) = self.dry_render(&expr, ctx.params) {
                             let pos = pos_at(ctx.source, at, text.len());
                             self.push(
-                                Diagnostic::at(ctx.file, pos, msg)
+                                Diagnostic::at(Code::UnknownFilter, ctx.file, pos, msg)
                                     .with_help("filters: minijinja's built-in filters and `raw`"),
                             );
                         }
@@ -224,6 +233,7 @@ impl Validator<'_> {
                     .map(|l| format!(" (line {l} of the value)"))
                     .unwrap_or_default();
                 self.push(Diagnostic::at(
+                    Code::TemplateSyntax,
                     ctx.file,
                     pos,
                     format!("template syntax error{line}: {}", minijinja_message(&e)),
@@ -233,29 +243,30 @@ impl Validator<'_> {
                 let mut vars: Vec<String> = t.undeclared_variables(true).into_iter().collect();
                 vars.sort();
                 let problems = self.variable_problems(&vars, ctx);
-                for (var, message, help) in &problems {
+                for (var, code, message, help) in &problems {
                     let pos = locate(ctx.source, start, raw, var);
                     self.push(
-                        Diagnostic::at(ctx.file, pos, message.clone()).with_help(help.clone()),
+                        Diagnostic::at(*code, ctx.file, pos, message.clone())
+                            .with_help(help.clone()),
                     );
                 }
                 if problems.is_empty() {
                     if let Some(msg) = self.dry_render(value, ctx.params) {
                         let pos = pos_at(ctx.source, start, first_line.len());
-                        self.push(Diagnostic::at(ctx.file, pos, msg));
+                        self.push(Diagnostic::at(Code::UnknownFilter, ctx.file, pos, msg));
                     }
                 }
             }
         }
     }
 
-    /// `(variable text to point at, message, help)` for each variable the template context
-    /// does not have.
+    /// `(variable text to point at, code, message, help)` for each variable the template
+    /// context does not have.
     fn variable_problems(
         &self,
         vars: &[String],
         ctx: &TemplateCtx<'_>,
-    ) -> Vec<(String, String, String)> {
+    ) -> Vec<(String, Code, String, String)> {
         let globals: Vec<String> = self.env.globals().map(|(k, _)| k.to_string()).collect();
         let mut out = Vec::new();
         for var in vars {
@@ -276,6 +287,7 @@ impl Validator<'_> {
                         };
                         out.push((
                             format!("params.{name}"),
+                            Code::UndefinedParam,
                             format!("undefined param `{name}`"),
                             help,
                         ));
@@ -285,6 +297,7 @@ impl Validator<'_> {
                     if let Some((bad, known)) = unknown_attr(&parts) {
                         out.push((
                             bad.clone(),
+                            Code::UndefinedVariable,
                             format!("undefined template variable `{bad}`"),
                             format!(
                                 "`{}` has {}",
@@ -305,6 +318,7 @@ impl Validator<'_> {
                     };
                     out.push((
                         root.to_string(),
+                        Code::UndefinedVariable,
                         format!("undefined template variable `{root}`"),
                         help,
                     ));

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::probes::{Phase, ProbeAt};
 use super::{key_pos, spanned_pos, Validator};
-use crate::scenario::diagnostic::{closest, names, suggest, Diagnostic};
+use crate::scenario::diagnostic::{closest, names, suggest, Code, Diagnostic};
 use crate::scenario::load::{grader_path, is_plain_name};
 
 impl<'a> Validator<'a> {
@@ -14,7 +14,7 @@ impl<'a> Validator<'a> {
         let sf = self.sf.clone();
         if s.verify.probes.is_empty() && s.verify.include.is_empty() {
             self.push(
-                Diagnostic::at(&sf, key_pos(self.tree(), "verify"), "`verify:` has no probes: nothing would grade the fix")
+                Diagnostic::at(Code::NoVerifyProbes, &sf, key_pos(self.tree(), "verify"), "`verify:` has no probes: nothing would grade the fix")
                     .with_help("add probes under `verify.probes:` or include graders with `verify.include: [<grader>]`"),
             );
         }
@@ -26,18 +26,23 @@ impl<'a> Validator<'a> {
             let at = spanned_pos(inc);
             if !is_plain_name(name) {
                 self.push(
-                    Diagnostic::at(&sf, at, format!("`{name}` is not a grader name")).with_help(
-                        format!(
-                            "name a file of {} without `.yaml` (e.g. `etcd-health` for {})",
-                            dir.display(),
-                            grader_path(&dir, "etcd-health").display()
-                        ),
-                    ),
+                    Diagnostic::at(
+                        Code::InvalidIncludeName,
+                        &sf,
+                        at,
+                        format!("`{name}` is not a grader name"),
+                    )
+                    .with_help(format!(
+                        "name a file of {} without `.yaml` (e.g. `etcd-health` for {})",
+                        dir.display(),
+                        grader_path(&dir, "etcd-health").display()
+                    )),
                 );
                 continue;
             }
             if !seen.insert(name) {
                 self.push(Diagnostic::at(
+                    Code::DuplicateInclude,
                     &sf,
                     at,
                     format!("grader `{name}` is included twice"),
@@ -68,6 +73,7 @@ impl<'a> Validator<'a> {
                 };
                 self.push(
                     Diagnostic::at(
+                        Code::UndefinedGrader,
                         &sf,
                         at,
                         format!(
@@ -101,14 +107,16 @@ impl<'a> Validator<'a> {
                 if verify.contains(&name) || (self.verify_incomplete && !confirm.contains(&name)) {
                     continue;
                 }
-                let (message, help) = if confirm.contains(&name) {
+                let (code, message, help) = if confirm.contains(&name) {
                     (
+                        Code::TaskConfirmProbe,
                         format!("task `{}` refers to `{name}`, a confirm probe", t.title),
                         "a task is done when its verify probes pass; list verify probes here"
                             .to_string(),
                     )
                 } else {
                     (
+                        Code::TaskUnknownProbe,
                         format!(
                             "task `{}` refers to probe `{name}`, which is not a verify probe",
                             t.title
@@ -117,7 +125,7 @@ impl<'a> Validator<'a> {
                             .unwrap_or_else(|| format!("verify probes: {}", names(&verify))),
                     )
                 };
-                self.push(Diagnostic::at(&sf, spanned_pos(r), message).with_help(help));
+                self.push(Diagnostic::at(code, &sf, spanned_pos(r), message).with_help(help));
             }
         }
     }
