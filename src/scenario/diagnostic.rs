@@ -1,6 +1,6 @@
-//! Diagnostics: a problem in a scenario or grader file at `file:line:col`, rendered with a
-//! caret snippet of the source (miette's graphical handler; plain ASCII without colour so the
-//! text is stable for snapshots and logs).
+//! Diagnostics: a problem in a scenario or grader file at `file:line:col`, with its stable
+//! code ([`Code`], `BF120`), rendered with a caret snippet of the source (miette's graphical
+//! handler; plain ASCII without colour so the text is stable for snapshots and logs).
 
 use std::borrow::Cow;
 
@@ -10,6 +10,7 @@ use miette::{
 use serde::Serialize;
 use serde_saphyr::MessageFormatter;
 
+pub use super::codes::Code;
 use super::tree::{Node, Pos};
 
 /// One problem found while loading or validating a file.
@@ -21,6 +22,8 @@ pub struct Diagnostic {
     pub line: u64,
     /// 1-based column, in characters; 0 when unknown.
     pub column: u64,
+    /// Which rule: a stable code such as `BF120` (docs/diagnostics.md).
+    pub code: Code,
     /// What is wrong.
     pub message: String,
     /// How to fix it, when there is something useful to say.
@@ -40,8 +43,9 @@ fn is_zero(n: &u64) -> bool {
 const WIDTH: usize = 100;
 
 impl Diagnostic {
-    /// A diagnostic at `line:column` of `file`.
+    /// A diagnostic `code` at `line:column` of `file`.
     pub fn new(
+        code: Code,
         file: impl Into<String>,
         line: u64,
         column: u64,
@@ -51,22 +55,32 @@ impl Diagnostic {
             file: file.into(),
             line,
             column,
+            code,
             message: message.into(),
             help: None,
             length: 0,
         }
     }
 
-    /// A diagnostic covering the text at `pos`.
-    pub fn at(file: impl Into<String>, pos: Pos, message: impl Into<String>) -> Diagnostic {
-        let mut d = Diagnostic::new(file, pos.line, pos.column, message);
+    /// A diagnostic `code` covering the text at `pos`.
+    pub fn at(
+        code: Code,
+        file: impl Into<String>,
+        pos: Pos,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let mut d = Diagnostic::new(code, file, pos.line, pos.column, message);
         d.length = pos.len;
         d
     }
 
-    /// A diagnostic without a position (unreadable file and the like).
-    pub fn whole_file(file: impl Into<String>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::new(file, 0, 0, message)
+    /// A diagnostic `code` without a position (unreadable file and the like).
+    pub fn whole_file(
+        code: Code,
+        file: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic::new(code, file, 0, 0, message)
     }
 
     /// Adds a help line.
@@ -90,15 +104,16 @@ impl Diagnostic {
         }
     }
 
-    /// One line: `file:line:col: message`.
+    /// One line: `file:line:col: [BF120] message`.
     pub fn one_line(&self) -> String {
-        format!("{}: {}", self.location(), self.message)
+        format!("{}: [{}] {}", self.location(), self.code, self.message)
     }
 
     /// From a serde-saphyr error while reading `file` (whose text is `source`): its position
     /// and a message without the crate's own snippet (we render ours), reworded for lab
     /// authors where the parser's wording is about Rust types; adds a "did you mean" help for
     /// near misses. A multi-line message keeps its first line; the rest goes to the help.
+    /// The code says which kind of parse error it is (`BF0xx`).
     pub fn from_yaml(file: &str, source: &str, err: &serde_saphyr::Error) -> Diagnostic {
         let original = original_error(err);
         let mut pos = err.location().filter(|l| l.line() > 0).map(|l| Pos::of(&l));
@@ -129,17 +144,19 @@ impl Diagnostic {
             .into_owned();
         let (message, help) = reword(original, &parser_text, found, pos, source);
         let (message, help) = split_lines(message, help);
+        let code = yaml_code(original, pos, source);
         let mut d = match pos {
-            Some(p) => Diagnostic::at(file, p, message),
-            None => Diagnostic::whole_file(file, message),
+            Some(p) => Diagnostic::at(code, file, p, message),
+            None => Diagnostic::whole_file(code, file, message),
         };
         d.help = help;
         d
     }
 
     /// Renders the diagnostic against `source` (the text of `self.file`): a header with the
-    /// message, a `[file:line:col]` line and the source lines around it with carets under the
-    /// offending text, then the help. `color = false` gives plain ASCII.
+    /// code and the message (`x [BF120] undefined target ...`), a `[file:line:col]` line and
+    /// the source lines around it with carets under the offending text, then the help.
+    /// `color = false` gives plain ASCII.
     pub fn render(&self, source: &str, color: bool) -> String {
         let theme = if color {
             GraphicalTheme::unicode()
@@ -152,7 +169,7 @@ impl Diagnostic {
             .with_wrap_lines(false)
             .with_context_lines(1)
             .without_syntax_highlighting();
-        let mut diag = MietteDiagnostic::new(self.message.clone());
+        let mut diag = MietteDiagnostic::new(format!("[{}] {}", self.code, self.message));
         if let Some(h) = &self.help {
             diag = diag.with_help(h.clone());
         }
@@ -174,7 +191,7 @@ impl Diagnostic {
             }
             None => {
                 let mut diag = diag;
-                diag.message = format!("{}: {}", self.location(), self.message);
+                diag.message = format!("[{}] {}: {}", self.code, self.location(), self.message);
                 handler.render_report(&mut out, &diag)
             }
         };
@@ -237,6 +254,62 @@ fn byte_span(source: &str, line: u64, column: u64, length: u64) -> Option<(usize
             .max(begin)
     };
     Some((start + begin, end - begin))
+}
+
+/// The code of a parser error at `pos` of `source`.
+fn yaml_code(err: &serde_saphyr::Error, pos: Option<Pos>, source: &str) -> Code {
+    use serde_saphyr::Error as E;
+    match err {
+        E::DuplicateMappingKey { .. } => Code::DuplicateKey,
+        E::SerdeUnknownField { .. } => Code::UnknownField,
+        E::SerdeMissingField { .. } => Code::MissingField,
+        E::SerdeUnknownVariant { .. } => {
+            if pos.is_some_and(|p| key_before(source, p).as_deref() == Some("kind")) {
+                Code::UnknownKind
+            } else {
+                Code::UnknownValue
+            }
+        }
+        E::InvalidBooleanStrict { .. } => Code::NotABoolean,
+        E::Unexpected { .. }
+        | E::InvalidScalar { .. }
+        | E::SerdeInvalidType { .. }
+        | E::SerdeInvalidLength { .. }
+        | E::NullIntoString { .. }
+        | E::InvalidCharNull { .. }
+        | E::InvalidCharNotSingleScalar { .. }
+        | E::UnexpectedValueForUnit { .. }
+        | E::ExpectedEmptyMappingForUnitStruct { .. }
+        | E::ExternallyTaggedEnumExpectedScalarOrMapping { .. }
+        | E::ExpectedStringKeyForExternallyTaggedEnum { .. }
+        | E::UnexpectedValueForUnitEnumVariant { .. }
+        | E::BytesNotSupportedMissingBinaryTag { .. }
+        | E::TaggedScalarCannotDeserializeIntoString { .. } => Code::WrongType,
+        E::SerdeInvalidValue { .. } | E::NonFiniteFloat { .. } => Code::InvalidValue,
+        E::Message { msg, .. } => custom_code(msg),
+        _ => Code::YamlSyntax,
+    }
+}
+
+/// The code of an error the crate's own deserializers raise ([`crate::kind_first_enum!`],
+/// [`crate::duration::Dur`], [`crate::matcher::Matcher`], ...), by its wording; any other
+/// is an invalid value.
+fn custom_code(msg: &str) -> Code {
+    let has = |s: &str| msg.contains(s);
+    if has("`kind` must be the first key of") || has(" needs `kind` (one of ") {
+        Code::KindNotFirst
+    } else if msg.starts_with("invalid duration `") || has("a duration cannot be negative") {
+        Code::InvalidDuration
+    } else if msg.starts_with("unknown matcher `")
+        || msg.starts_with("empty matcher:")
+        || msg.starts_with("a matcher has exactly one operator")
+        || msg.starts_with("invalid regular expression `")
+        || has("`lt` and `gt` take a number")
+    {
+        Code::InvalidMatcher
+    } else {
+        Code::InvalidValue
+    }
 }
 
 fn original_error(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
@@ -521,12 +594,94 @@ mod tests {
         );
     }
 
+    /// The code of the first parse error of `yaml` read as a `T`.
+    fn code_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(yaml: &str) -> Code {
+        let err = serde_saphyr::from_str_with_options::<T>(yaml, super::super::load::options())
+            .expect_err(yaml);
+        Diagnostic::from_yaml("x.yaml", yaml, &err).code
+    }
+
+    /// Errors raised by the crate's own deserializers get their own codes (by wording: this
+    /// catches a reworded message that would fall back to "invalid value").
+    #[test]
+    fn parse_errors_have_their_codes() {
+        use crate::duration::Dur;
+        use crate::fault::Action;
+        use crate::matcher::Matcher;
+        use crate::probe::Probe;
+        assert_eq!(code_of::<Dur>("soon"), Code::InvalidDuration);
+        assert_eq!(code_of::<Dur>("-5"), Code::InvalidDuration);
+        assert_eq!(code_of::<Dur>("[1]"), Code::WrongType);
+        assert_eq!(code_of::<Matcher>("{ includes: x }"), Code::InvalidMatcher);
+        assert_eq!(code_of::<Matcher>("{}"), Code::InvalidMatcher);
+        assert_eq!(
+            code_of::<Matcher>("{ equals: 1, contains: 2 }"),
+            Code::InvalidMatcher
+        );
+        assert_eq!(code_of::<Matcher>("{ matches: '(' }"), Code::InvalidMatcher);
+        assert_eq!(code_of::<Matcher>("{ lt: many }"), Code::InvalidMatcher);
+        assert_eq!(
+            code_of::<Probe>("{ name: x, kind: systemd, unit: etcd }"),
+            Code::KindNotFirst
+        );
+        assert_eq!(code_of::<Probe>("{}"), Code::KindNotFirst);
+        assert_eq!(
+            code_of::<Probe>("{ kind: sytemd, unit: etcd }"),
+            Code::UnknownKind
+        );
+        assert_eq!(
+            code_of::<Action>("{ kind: systemd, unit: etcd, action: halt }"),
+            Code::UnknownValue
+        );
+        assert_eq!(
+            code_of::<Action>("{ kind: systemd, unit: etcd, action: stop, runs: 1 }"),
+            Code::UnknownField
+        );
+        assert_eq!(
+            code_of::<Action>("{ kind: systemd, unit: etcd }"),
+            Code::MissingField
+        );
+        assert_eq!(
+            code_of::<Action>("{ kind: netem, interface: eth0, loss: 150% }"),
+            Code::InvalidValue
+        );
+        assert_eq!(
+            code_of::<Action>("{ kind: systemd, unit: etcd, unit: kubelet, action: stop }"),
+            Code::DuplicateKey
+        );
+        assert_eq!(
+            code_of::<Action>("{ kind: systemd, unit: etcd, action: stop, name: [1, 2] }"),
+            Code::WrongType
+        );
+        assert_eq!(code_of::<Dur>("'soon"), Code::YamlSyntax);
+    }
+
+    #[test]
+    fn json_has_the_code() {
+        let d = Diagnostic::new(Code::UndefinedTarget, "x.yaml", 2, 3, "bad");
+        let j = serde_json::to_value(&d).expect("json");
+        assert_eq!(j["code"], Code::UndefinedTarget.as_str());
+        let whole = Diagnostic::whole_file(Code::Unreadable, "x.yaml", "cannot read the file");
+        assert!(whole.render("", false).contains(&format!(
+            "[{}] x.yaml: cannot read the file",
+            Code::Unreadable
+        )));
+        assert_eq!(
+            whole.one_line(),
+            format!("x.yaml: [{}] cannot read the file", Code::Unreadable)
+        );
+    }
+
     #[test]
     fn renders_plain() {
-        let d = Diagnostic::new("x.yaml", 2, 3, "bad")
+        let d = Diagnostic::new(Code::UnknownField, "x.yaml", 2, 3, "bad")
             .with_length(2)
             .with_help("fix it");
         let out = d.render("a: 1\nb: cd\n", false);
+        assert!(
+            out.contains(&format!("x [{}] bad", Code::UnknownField)),
+            "{out}"
+        );
         assert!(out.contains("[x.yaml:2:3]"), "{out}");
         assert!(out.contains("^^"), "{out}");
         assert!(out.contains("help: fix it"), "{out}");

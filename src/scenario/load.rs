@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Code, Diagnostic};
 use super::tree::{self, Node};
 use super::{Grader, Scenario};
 
@@ -190,10 +190,20 @@ pub fn load_source(
 
 fn read(path: &Path) -> Result<String, Diagnostic> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| Diagnostic::whole_file(&file, format!("cannot read the file: {e}")))?;
-    String::from_utf8(bytes)
-        .map_err(|e| Diagnostic::whole_file(&file, format!("the file is not UTF-8 text: {e}")))
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostic::whole_file(
+            Code::Unreadable,
+            &file,
+            format!("cannot read the file: {e}"),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::whole_file(
+            Code::NotUtf8,
+            &file,
+            format!("the file is not UTF-8 text: {e}"),
+        )
+    })
 }
 
 /// Parses a grader file's `source` (as `load` does for each included grader).
@@ -209,7 +219,7 @@ fn parse_typed<T: serde::de::DeserializeOwned>(file: &str, source: &str) -> Resu
         !t.is_empty() && !t.starts_with('#') && t != "---"
     });
     if !has_content {
-        return Err(Diagnostic::whole_file(file, "the file is empty")
+        return Err(Diagnostic::whole_file(Code::EmptyFile, file, "the file is empty")
             .with_help("a scenario starts with `apiVersion: breakfix/v1` and `kind: Scenario` (a grader: `kind: Grader`)"));
     }
     serde_saphyr::from_str_with_options::<T>(source, options())
@@ -219,6 +229,27 @@ fn parse_typed<T: serde::de::DeserializeOwned>(file: &str, source: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_level_problems_have_their_codes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gone = dir.path().join("gone.yaml");
+        let latin1 = dir.path().join("latin1.yaml");
+        std::fs::write(&latin1, b"title: caf\xe9\n").expect("write");
+        let empty = dir.path().join("empty.yaml");
+        std::fs::write(&empty, "# nothing yet\n---\n").expect("write");
+        let graders = dir.path().join("graders");
+        let code = |p: &Path| {
+            let errs = load(p, &graders).expect_err("fails");
+            assert_eq!(errs.len(), 1);
+            let d = &errs[0].1;
+            assert_eq!((d.line, d.column), (0, 0));
+            d.code
+        };
+        assert_eq!(code(&gone), Code::Unreadable);
+        assert_eq!(code(&latin1), Code::NotUtf8);
+        assert_eq!(code(&empty), Code::EmptyFile);
+    }
 
     #[test]
     fn graders_dir_is_beside_the_scenarios_dir() {

@@ -4,12 +4,14 @@
 //! (templates) happens later, per node, in [`crate::plan`].
 
 pub mod check;
+pub mod codes;
 pub mod diagnostic;
 pub mod load;
 pub mod tree;
 pub mod validate;
 
 pub use check::{check_file, load_valid, FileReport};
+pub use codes::Code;
 pub use diagnostic::Diagnostic;
 pub use load::{load, Loaded, LoadedGrader};
 pub use validate::validate;

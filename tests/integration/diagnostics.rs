@@ -185,6 +185,65 @@ fn json_form_of_a_report() {
     insta::assert_snapshot!("undefined-target.json", json);
 }
 
+/// `breakfix validate` shows each diagnostic's code: first in the human message, as `"code"`
+/// in JSON (also for a grader validated on its own and for a lab's steps).
+#[test]
+fn validate_shows_the_codes() {
+    use breakfix::scenario::Code;
+    let file = "tests/fixtures/invalid/undefined-target.yaml";
+    let o = crate::common::breakfix(&["validate", file]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    let header = format!(
+        "x [{}] undefined target `controlplan`",
+        Code::UndefinedTarget
+    );
+    assert!(out.contains(&header), "{out}");
+
+    let o = crate::common::breakfix(&["validate", "--output", "json", file]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let codes: Vec<&str> = json[0]["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .map(|d| d["code"].as_str().expect("code"))
+        .collect();
+    let want = Code::UndefinedTarget.as_str();
+    assert_eq!(codes, [want, want]);
+
+    let o = crate::common::breakfix(&[
+        "validate",
+        "--output",
+        "json",
+        "tests/fixtures/graders/broken.yaml",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        json[0]["diagnostics"][0]["code"],
+        Code::GraderNameMismatch.as_str()
+    );
+}
+
+/// Every code the invalid fixtures produce is one docs/diagnostics.md lists (the list itself
+/// is checked against src/scenario/codes.rs by a unit test).
+#[test]
+fn fixture_codes_are_documented() {
+    let doc = std::fs::read_to_string("docs/diagnostics.md").expect("docs/diagnostics.md");
+    let mut seen = std::collections::BTreeSet::new();
+    for p in yaml_files("tests/fixtures/invalid") {
+        for d in check_file(&p, None).diagnostics {
+            seen.insert(d.code);
+        }
+    }
+    assert!(seen.len() > 30, "only {} codes: {seen:?}", seen.len());
+    for c in seen {
+        assert!(
+            doc.contains(&format!("| `{c}` | {} |", c.meaning())),
+            "{c} is not in docs/diagnostics.md"
+        );
+    }
+}
+
 #[test]
 fn colour_rendering_differs_only_in_style() {
     let report = check_file(
