@@ -1,5 +1,5 @@
 //! `breakfix export killercoda LAB -o DIR`: publish a lab as a Killercoda scenario directory
-//! (src/export/killercoda.rs; docs/killercoda.md).
+//! (src/export/killercoda/; docs/killercoda.md).
 
 use std::path::PathBuf;
 

@@ -1,0 +1,94 @@
+//! Steps: each step's scenario checked for the export (the checks of `breakfix validate`, the
+//! topology, a full render against the exported inventory), its time budget, and the lab
+//! files (scenario, graders) it brings along.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::assets::{local_inventory, LabFiles};
+use super::{topology_name, Options, StepSummary};
+use crate::error::{Error, Result};
+use crate::inventory::Topology;
+use crate::lab::LoadedLab;
+
+/// The lab's steps, checked.
+pub(super) struct Steps {
+    /// Per step, in order.
+    pub steps: Vec<StepSummary>,
+    /// Per step: its time budget (the step's, else its scenario's).
+    pub budgets: Vec<Option<Duration>>,
+    /// The lab file first, then each scenario once, then each grader once.
+    pub sources: LabFiles,
+}
+
+/// Checks every step of `lab` (loaded from `lab_path`) for an export with `opts`.
+pub(super) fn check(lab: &LoadedLab, lab_path: &Path, opts: &Options) -> Result<Steps> {
+    let inventory = local_inventory(opts.topology);
+    let mut sources = LabFiles::default();
+    sources.add(lab_path)?;
+    let mut steps = Vec::new();
+    let mut budgets = Vec::new();
+    for (i, step) in lab.lab.steps.iter().enumerate() {
+        let n = i + 1;
+        let Some(sc_path) = lab.scenario_path(n) else {
+            steps.push(StepSummary {
+                number: n,
+                title: step.title.clone(),
+                scenario: None,
+            });
+            budgets.push(step.time_limit.map(|d| d.0));
+            continue;
+        };
+        let what = format!("step {n} (`{}`)", step.title);
+        if step.scenario.as_ref().is_some_and(|p| p.is_absolute()) {
+            return Err(Error::Config {
+                file: lab_path.display().to_string(),
+                message: format!(
+                    "{what}: scenario path {} is absolute; the export copies the lab file as it is, so the path must be relative to the lab file to resolve on the node",
+                    sc_path.display()
+                ),
+            });
+        }
+        let loaded = crate::scenario::load_valid(&sc_path, None, false)?;
+        let sc = &loaded.scenario;
+        let tops = &sc.metadata.topologies;
+        if !tops.is_empty() && !tops.contains(&opts.topology) {
+            let names: Vec<&str> = tops.iter().map(|t| topology_name(*t)).collect();
+            return Err(Error::other(format!(
+                "{what}: scenario `{}` ({}) is written for the {} topology, but the export targets {} (etcd {}). \
+                 Export with `--topology {}` for a node where etcd runs that way, or give the step a scenario for {}.",
+                sc.metadata.name.value,
+                sc_path.display(),
+                names.join("/"),
+                topology_name(opts.topology),
+                match opts.topology {
+                    Topology::Stacked => "as a kubeadm static pod, as on Killercoda's kubeadm images",
+                    Topology::External => "as a systemd unit",
+                },
+                names.first().copied().unwrap_or("external"),
+                topology_name(opts.topology),
+            )));
+        }
+        crate::plan::build(sc, &loaded.grader_files(), &inventory, &[]).map_err(|e| {
+            Error::other(format!(
+                "{what}: scenario `{}` does not render for the exported inventory: {e}",
+                sc.metadata.name.value
+            ))
+        })?;
+        budgets.push(step.time_limit.or(sc.metadata.time_limit).map(|d| d.0));
+        steps.push(StepSummary {
+            number: n,
+            title: step.title.clone(),
+            scenario: Some(sc.metadata.name.value.clone()),
+        });
+        sources.add(&sc_path)?;
+        for g in &loaded.graders {
+            sources.add(&g.path)?;
+        }
+    }
+    Ok(Steps {
+        steps,
+        budgets,
+        sources,
+    })
+}
