@@ -73,6 +73,14 @@ invalid_fixtures! {
     undefined_target => "undefined-target",
     missing_target => "missing-target",
     undefined_grader => "undefined-grader",
+    unknown_value => "unknown-value",
+    invalid_value => "invalid-value",
+    target_all_with_node => "target-all-with-node",
+    no_targets => "no-targets",
+    empty_probe_name => "empty-probe-name",
+    bad_includes => "bad-includes",
+    task_confirm_probe => "task-confirm-probe",
+    empty_grader => "empty-grader",
     broken_grader => "broken-grader",
     needs_unknown_probe => "needs-unknown-probe",
     needs_cycle => "needs-cycle",
@@ -473,4 +481,29 @@ fn plan_shows_every_step_and_probe_as_rendered() {
         String::from_utf8_lossy(&out.stderr)
     );
     insta::assert_snapshot!("plan-every-field", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Every diagnostic code is shown by at least one snapshot (ruff-style: each rule has its
+/// rendered example), except the few proven elsewhere, named here with where.
+#[test]
+fn every_code_has_a_rendered_example() {
+    // BF020-BF022 (unreadable, not UTF-8, empty file): unit tests in src/scenario/load.rs.
+    const ELSEWHERE: &[&str] = &["BF020", "BF021", "BF022"];
+    let mut shown = std::collections::BTreeSet::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/snapshots");
+    for e in std::fs::read_dir(dir).expect("snapshots") {
+        let text = std::fs::read_to_string(e.expect("entry").path()).unwrap_or_default();
+        for (i, _) in text.match_indices("[BF") {
+            shown.insert(text[i + 1..i + 6].to_string());
+        }
+    }
+    let missing: Vec<&str> = breakfix::scenario::codes::Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| !shown.contains(*c) && !ELSEWHERE.contains(c))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes without a snapshot: {missing:?} (add a fixture under tests/fixtures/invalid)"
+    );
 }
