@@ -75,15 +75,8 @@ impl SlowDiskAction {
                 format!("`size: {size}` is not a size such as `32M` or `1G`"),
             ));
         };
-        let q = shell_quote(path);
         let check = s
-            .exec(
-                &format!(
-                    "command -v fio >/dev/null || {{ echo NO_FIO; exit 0; }}; command -v setsid >/dev/null || {{ echo NO_SETSID; exit 0; }}; \
-                     echo \"MNT $(findmnt -n -o TARGET --target {q})\"; echo \"AVAIL $(df -Pk {q} | awk 'NR==2 {{print $4}}')\""
-                ),
-                ctx.timeout,
-            )
+            .exec(&program(&["check-fio", path]), ctx.timeout)
             .await?;
         if check.stdout.contains("NO_FIO") {
             return Err(self.err(ctx, label, "fio is not installed on the node; `mode: fio` needs it (or use `mode: fsync_delay`)".into()));
@@ -156,15 +149,12 @@ impl SlowDiskAction {
         let result = async {
             s.run_ok(&format!("mkdir -p {RUN_DIR} {}", shell_quote(&dir)), ctx.timeout).await?;
             s.transport.write_file(&job_file, fio_job(&dir, jobs, bs, size, runtime).as_bytes(), Some(0o600), ctx.timeout).await?;
-            let cmd = format!("fio --output={} {}", shell_quote(&fio_output(&pid_file)), shell_quote(&job_file));
-            s.run_ok(&detached(&pid_file, &id, &cmd), ctx.timeout).await?;
+            let output = format!("--output={}", fio_output(&pid_file));
+            s.run_ok(&detached(&pid_file, &id, &["fio", &output, &job_file]), ctx.timeout)
+                .await?;
             crate::failpoint::hit("slow_disk: fio started");
             // Running after 2 s: fio has laid out its files and started writing.
-            let pf = shell_quote(&pid_file);
-            let log = shell_quote(&err_log(&pid_file));
-            let verify = format!(
-                "sleep 2; p=$(cat {pf} 2>/dev/null); if [ -n \"$p\" ] && [ -d /proc/$p ]; then echo RUNNING; else echo 'fio exited:'; cat {log}; exit 3; fi"
-            );
+            let verify = program(&["wait-running", &pid_file, &err_log(&pid_file)]);
             let out = s.exec(&verify, Duration::from_secs(30)).await?;
             if out.success() {
                 Ok(())

@@ -19,14 +19,7 @@ impl SlowDiskAction {
             return Err(self.err(ctx, label, "`delay` must be more than 0".into()));
         }
         let check = s
-            .exec(
-                &format!(
-                    "command -v strace >/dev/null || {{ echo 'NO_STRACE'; exit 0; }}; \
-                     command -v setsid >/dev/null || {{ echo 'NO_SETSID'; exit 0; }}; \
-                     awk '/^TracerPid:/ {{print \"TRACER \" $2}}' /proc/{pid}/status"
-                ),
-                ctx.timeout,
-            )
+            .exec(&program(&["check-fsync", &pid.to_string()]), ctx.timeout)
             .await?;
         let o = check.stdout.trim();
         if o.contains("NO_STRACE") {
@@ -63,22 +56,22 @@ impl SlowDiskAction {
                 .await?;
         }
         s.run_ok(
-            &detached(&pid_file, &id, &strace_args(pid, delay)),
+            &detached(
+                &pid_file,
+                &id,
+                &strace_args(pid, delay).split_whitespace().collect::<Vec<_>>(),
+            ),
             ctx.timeout,
         )
         .await?;
         crate::failpoint::hit("slow_disk: fsync tracer started");
         // Attached when the target's TracerPid is the strace.
-        let pf = shell_quote(&pid_file);
-        let log = shell_quote(&err_log(&pid_file));
-        let verify = format!(
-            "i=0; while [ $i -lt 100 ]; do p=$(cat {pf} 2>/dev/null); \
-             if [ -n \"$p\" ]; then \
-               t=$(awk '/^TracerPid:/ {{print $2}}' /proc/{pid}/status 2>/dev/null); \
-               if [ \"$t\" = \"$p\" ]; then echo ATTACHED; exit 0; fi; \
-               if [ ! -d /proc/$p ]; then echo 'strace exited:'; cat {log}; exit 3; fi; \
-             fi; sleep 0.1; i=$((i+1)); done; echo 'strace did not attach within 10s:'; cat {log}; exit 4"
-        );
+        let verify = program(&[
+            "wait-traced",
+            &pid.to_string(),
+            &pid_file,
+            &err_log(&pid_file),
+        ]);
         let out = s.exec(&verify, Duration::from_secs(30)).await?;
         if out.success() {
             return Ok(());

@@ -201,20 +201,23 @@ fn new_id() -> String {
 }
 
 
-/// Shell that starts `command` detached (own session, no terminal, stdio redirected),
-/// writes its PID to `pid_file` and marks it with `marker` in its environment.
-pub fn detached(pid_file: &str, marker: &str, command: &str) -> String {
-    let inner = format!(
-        "echo $$ > {}; exec env {MARKER_VAR}={} {command}",
-        shell_quote(pid_file),
-        shell_quote(marker)
-    );
-    format!(
-        "mkdir -p {RUN_DIR} && rm -f {pf} && setsid -f sh -c {} </dev/null >/dev/null 2>{}",
-        shell_quote(&inner),
-        shell_quote(&err_log(pid_file)),
-        pf = shell_quote(pid_file),
-    )
+/// The node-side program of this fault's checks, launches and waits (src/fault/sh/slow_disk.sh).
+const PROGRAM: &str = include_str!("../sh/slow_disk.sh");
+
+/// The command that runs one operation of [`PROGRAM`] with its values as arguments.
+pub(super) fn program(args: &[&str]) -> String {
+    sh_program(PROGRAM, "slow_disk", args)
+}
+
+/// The command that starts `command` (argv) detached (own session, no terminal, stdio
+/// redirected, stderr to the helper's log), writes its PID to `pid_file` and marks it with
+/// `marker` in its environment (`BREAKFIX_FAULT_ID=<marker>`).
+pub fn detached(pid_file: &str, marker: &str, command: &[&str]) -> String {
+    let m = format!("{MARKER_VAR}={marker}");
+    let log = err_log(pid_file);
+    let mut args = vec!["start", pid_file, m.as_str(), log.as_str(), RUN_DIR];
+    args.extend_from_slice(command);
+    program(&args)
 }
 
 
@@ -546,17 +549,45 @@ mod tests {
     }
 
     #[test]
-    fn detached_writes_pid_file_and_marks_environment() {
-        let c = detached("/run/breakfix/x.pid", "abc", "strace -p 1");
-        assert!(c.contains("setsid -f sh -c"), "{c}");
-        assert!(
-            c.contains("echo $$ > /run/breakfix/x.pid; exec env BREAKFIX_FAULT_ID=abc strace -p 1"),
-            "{c}"
+    fn detached_writes_the_pid_file_and_marks_the_environment_of_a_real_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let pid_file = format!("{d}/run/x.pid");
+        let marker = format!("test-detached-{}", std::process::id());
+        // RUN_DIR may not be writable here: start with a run dir of the test's own.
+        let cmd = detached(&pid_file, &marker, &["sleep", "30"]).replacen(
+            &crate::transport::shell_quote(RUN_DIR),
+            &crate::transport::shell_quote(&format!("{d}/run")),
+            1,
         );
-        assert!(
-            c.ends_with("</dev/null >/dev/null 2>/run/breakfix/x.log"),
-            "{c}"
-        );
+        let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mut pid = String::new();
+        for _ in 0..50 {
+            pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            if !pid.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let pid = pid.trim().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim(), "sleep", "the PID in the pid file is the command itself");
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let want = format!("{MARKER_VAR}={marker}");
+        assert!(env.split(|b| *b == 0).any(|v| v == want.as_bytes()));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stop_marked(&pid_file, &marker, &[&pid_file]))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
+            // Reaped by init later; it must at least not run `sleep` with our marker.
+            let e = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            !e.split(|b| *b == 0).any(|v| v == want.as_bytes())
+        });
     }
 
     #[test]

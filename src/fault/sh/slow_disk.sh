@@ -1,0 +1,69 @@
+# slow_disk: run by breakfix as `sh -c <this file> slow_disk <op> ...` on the node.
+#
+#   check-fsync PID       prints NO_STRACE, NO_SETSID or `TRACER <pid tracing PID; 0: none>`
+#   check-fio PATH        prints NO_FIO or NO_SETSID, else `MNT <mount point>` and
+#                         `AVAIL <KiB available>` of the filesystem holding PATH
+#   start PID_FILE MARKER LOG RUN_DIR COMMAND...
+#                         starts COMMAND detached (own session, no terminal, stdin and stdout
+#                         /dev/null, stderr to LOG) with MARKER (NAME=value) in its
+#                         environment, after writing its PID to PID_FILE (the same PID: the
+#                         shell execs env, which execs COMMAND)
+#   wait-traced PID PID_FILE LOG
+#                         waits up to 10 s until PID's tracer is the process in PID_FILE and
+#                         prints ATTACHED; exit 3 (and LOG) when that process died, 4 on timeout
+#   wait-running PID_FILE LOG
+#                         after 2 s, prints RUNNING when the process in PID_FILE runs; else
+#                         prints LOG and exits 3
+set -u
+op=$1
+shift
+case "$op" in
+  check-fsync)
+    command -v strace >/dev/null || { echo NO_STRACE; exit 0; }
+    command -v setsid >/dev/null || { echo NO_SETSID; exit 0; }
+    awk '/^TracerPid:/ {print "TRACER " $2}' "/proc/$1/status"
+    ;;
+  check-fio)
+    command -v fio >/dev/null || { echo NO_FIO; exit 0; }
+    command -v setsid >/dev/null || { echo NO_SETSID; exit 0; }
+    echo "MNT $(findmnt -n -o TARGET --target "$1")"
+    echo "AVAIL $(df -Pk -- "$1" | awk 'NR==2 {print $4}')"
+    ;;
+  start)
+    pid_file=$1 marker=$2 log=$3 run_dir=$4
+    shift 4
+    mkdir -p -- "$run_dir" && rm -f -- "$pid_file" || exit 1
+    setsid -f sh -c 'echo $$ > "$1"; m=$2; shift 2; exec env "$m" "$@"' slow_disk_helper \
+      "$pid_file" "$marker" "$@" </dev/null >/dev/null 2>"$log"
+    ;;
+  wait-traced)
+    pid=$1 pid_file=$2 log=$3
+    i=0
+    while [ "$i" -lt 100 ]; do
+      p=$(cat -- "$pid_file" 2>/dev/null)
+      if [ -n "$p" ]; then
+        t=$(awk '/^TracerPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+        if [ "$t" = "$p" ]; then echo ATTACHED; exit 0; fi
+        if [ ! -d "/proc/$p" ]; then echo 'strace exited:'; cat -- "$log"; exit 3; fi
+      fi
+      sleep 0.1
+      i=$((i + 1))
+    done
+    echo 'strace did not attach within 10s:'
+    cat -- "$log"
+    exit 4
+    ;;
+  wait-running)
+    pid_file=$1 log=$2
+    sleep 2
+    p=$(cat -- "$pid_file" 2>/dev/null)
+    if [ -n "$p" ] && [ -d "/proc/$p" ]; then echo RUNNING; exit 0; fi
+    echo 'fio exited:'
+    cat -- "$log"
+    exit 3
+    ;;
+  *)
+    echo "slow_disk: unknown operation $op" >&2
+    exit 2
+    ;;
+esac
