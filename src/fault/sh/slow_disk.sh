@@ -8,6 +8,12 @@
 #                         /dev/null, stderr to LOG) with MARKER (NAME=value) in its
 #                         environment, after writing its PID to PID_FILE (the same PID: the
 #                         shell execs env, which execs COMMAND)
+#   whole-disk MAJ:MIN    prints the MAJ:MIN of the disk holding that block device (itself
+#                         when it is not a partition): throttles go on whole disks
+#   throttle-candidates PID
+#                         prints `V2 <io.max path> <ok|missing|read-only>` for each cgroup2
+#                         mount and `V1 <blkio.throttle.write_iops_device path> <state>` for
+#                         each v1 blkio mount, in PID's own cgroup
 #   wait-traced PID PID_FILE LOG
 #                         waits up to 10 s until PID's tracer is the process in PID_FILE and
 #                         prints ATTACHED; exit 3 (and LOG) when that process died, 4 on timeout
@@ -28,6 +34,31 @@ case "$op" in
     command -v setsid >/dev/null || { echo NO_SETSID; exit 0; }
     echo "MNT $(findmnt -n -o TARGET --target "$1")"
     echo "AVAIL $(df -Pk -- "$1" | awk 'NR==2 {print $4}')"
+    ;;
+  whole-disk)
+    d=$1
+    if [ -e "/sys/dev/block/$d/partition" ]; then cat "/sys/dev/block/$d/../dev"; else echo "$d"; fi
+    ;;
+  throttle-candidates)
+    pid=$1
+    cg2=$(sed -n 's/^0:://p' "/proc/$pid/cgroup")
+    cg2=${cg2%/}
+    cg1=$(sed -n 's/^[0-9]*:\([^:]*,\)\{0,1\}blkio\(,[^:]*\)\{0,1\}://p' "/proc/$pid/cgroup")
+    cg1=${cg1%/}
+    st() { if [ ! -e "$1" ]; then echo missing; elif [ -w "$1" ]; then echo ok; else echo read-only; fi; }
+    if [ -n "$(sed -n '/^0::/p' "/proc/$pid/cgroup")" ]; then
+      for m in $(findmnt -rn -t cgroup2 -o TARGET); do
+        f="$m$cg2/io.max"
+        echo "V2 $f $(st "$f")"
+      done
+    fi
+    if [ -n "$(sed -n '/^[0-9]*:\([^:]*,\)\{0,1\}blkio\(,[^:]*\)\{0,1\}:/p' "/proc/$pid/cgroup")" ]; then
+      for m in $(findmnt -rn -t cgroup -o TARGET,OPTIONS | awk '$2 ~ /(^|,)blkio(,|$)/ {print $1}'); do
+        f="$m$cg1/blkio.throttle.write_iops_device"
+        echo "V1 $f $(st "$f")"
+      done
+    fi
+    true
     ;;
   start)
     pid_file=$1 marker=$2 log=$3 run_dir=$4

@@ -116,7 +116,7 @@ impl SlowDiskAction {
         // Throttling works on whole disks: a partition's limit goes on its disk.
         let disk = s
             .exec(
-                &format!("d={majmin}; if [ -e /sys/dev/block/$d/partition ]; then cat /sys/dev/block/$d/../dev; else echo $d; fi"),
+                &program(&["whole-disk", majmin]),
                 ctx.timeout,
             )
             .await?;
@@ -126,17 +126,7 @@ impl SlowDiskAction {
         } else {
             majmin.to_string()
         };
-        let script = format!(
-            "pid={pid}; \
-             cg2=$(sed -n 's/^0:://p' /proc/$pid/cgroup); cg2=${{cg2%/}}; \
-             cg1=$(sed -n 's/^[0-9]*:\\([^:]*,\\)\\{{0,1\\}}blkio\\(,[^:]*\\)\\{{0,1\\}}://p' /proc/$pid/cgroup); cg1=${{cg1%/}}; \
-             st() {{ if [ ! -e \"$1\" ]; then echo missing; elif [ -w \"$1\" ]; then echo ok; else echo read-only; fi; }}; \
-             if [ -n \"$(sed -n '/^0::/p' /proc/$pid/cgroup)\" ]; then \
-               for m in $(findmnt -rn -t cgroup2 -o TARGET); do f=\"$m$cg2/io.max\"; echo \"V2 $f $(st \"$f\")\"; done; fi; \
-             if [ -n \"$(sed -n '/^[0-9]*:\\([^:]*,\\)\\{{0,1\\}}blkio\\(,[^:]*\\)\\{{0,1\\}}:/p' /proc/$pid/cgroup)\" ]; then \
-               for m in $(findmnt -rn -t cgroup -o TARGET,OPTIONS | awk '$2 ~ /(^|,)blkio(,|$)/ {{print $1}}'); do \
-                 f=\"$m$cg1/blkio.throttle.write_iops_device\"; echo \"V1 $f $(st \"$f\")\"; done; fi; true"
-        );
+        let script = program(&["throttle-candidates", &pid.to_string()]);
         let out = s.run_ok(&script, ctx.timeout).await?;
         let cands = parse_candidates(&out.stdout);
         let Some(pick) = cands.iter().find(|c| c.state == "ok").cloned() else {
