@@ -9,6 +9,10 @@ pub mod etcd;
 // ---- the test tiers: pure (`cargo test`) and system (`--features system-tests`) ----
 pub mod tier;
 
+// ---- running the binary: one builder for every test (tests/integration/common/cli.rs) ----
+pub mod cli;
+pub use cli::Cli;
+
 // ---- sandbox helper: one shared lab cluster for every test that needs it ----
 //
 // `sandbox()` serialises its users (a process-wide mutex plus an flock on
@@ -53,11 +57,7 @@ pub struct SandboxGuard {
 
 /// Runs the built `breakfix` binary with `args` and returns its output.
 pub fn breakfix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the breakfix binary")
+    Cli::new().run(args)
 }
 
 /// Takes the sandbox (waiting for other users) and makes sure it is up with the external

@@ -465,16 +465,9 @@ fn plan_shows_every_step_and_probe_as_rendered() {
         "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }\nnodes:\n  - { name: controlplane, address: 198.18.0.11, roles: [control-plane, etcd], known_hosts: kh }\n  - { name: node01, address: 198.18.0.12, roles: [worker], known_hosts: kh }\n",
     )
     .expect("write inventory");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args([
-            "plan",
-            "tests/fixtures/valid/every-field.yaml",
-            "--inventory",
-        ])
-        .arg(&inv)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("breakfix runs");
+    let out = crate::common::Cli::new()
+        .inventory(&inv)
+        .run(&["plan", "tests/fixtures/valid/every-field.yaml"]);
     assert!(
         out.status.success(),
         "{}",

@@ -3,10 +3,11 @@
 //! reset, shell quoting of params, probe timeouts, invalid files changing nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::common::sshd::Sshd;
+use crate::common::Cli;
 
 mod probes;
 
@@ -108,17 +109,16 @@ verify:
         p
     }
 
+    fn cli(&self) -> Cli {
+        Cli::new()
+            .inventory(&self.inventory)
+            .no_inventory_for(&["hint"])
+            .state_dir(self.path("state"))
+            .node_journal_dir(self.path("node-journal"))
+    }
+
     fn breakfix(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_breakfix"));
-        cmd.args(args);
-        if args.first() != Some(&"hint") {
-            cmd.arg("--inventory").arg(&self.inventory);
-        }
-        cmd.env("BREAKFIX_STATE_DIR", self.path("state"))
-            .env("BREAKFIX_NODE_JOURNAL_DIR", self.path("node-journal"))
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("breakfix runs")
+        self.cli().run(args)
     }
 
     fn conf_text(&self) -> String {
@@ -656,16 +656,7 @@ fn ctrl_c_stops_a_run_and_points_at_reset() {
         ),
     )
     .expect("write scenario");
-    let child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(["break", sc.to_str().expect("utf-8"), "--inventory"])
-        .arg(&lab.inventory)
-        .env("BREAKFIX_STATE_DIR", lab.path("state"))
-        .env("BREAKFIX_NODE_JOURNAL_DIR", lab.path("node-journal"))
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn breakfix");
+    let child = lab.cli().spawn(&["break", sc.to_str().expect("utf-8")]);
     let start = Instant::now();
     while !marker.exists() && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
@@ -954,15 +945,10 @@ fn third_party_crates_log_nothing_while_an_api_server_is_down_unless_asked() {
         "library log lines on stderr:\n{err}"
     );
     // Asked for, they are there: BREAKFIX_LOG is a tracing filter.
-    let o = Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(["check", sc.to_str().expect("utf-8"), "--inventory"])
-        .arg(&lab.inventory)
-        .env("BREAKFIX_STATE_DIR", lab.path("state"))
-        .env("BREAKFIX_NODE_JOURNAL_DIR", lab.path("node-journal"))
-        .env("NO_COLOR", "1")
+    let o = lab
+        .cli()
         .env("BREAKFIX_LOG", "debug")
-        .output()
-        .expect("breakfix runs");
+        .run(&["check", sc.to_str().expect("utf-8")]);
     let err = String::from_utf8_lossy(&o.stderr);
     // The kube client's own error about the dead server: what the default filter hides.
     assert!(

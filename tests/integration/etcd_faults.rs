@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::common::etcd::{
     count, fact, gather, local_inventory, local_node, probe, revision, session, Etcd, ETCDCTL,
 };
+use crate::common::Cli;
 
 const QUOTA_16MIB: &str = "--quota-backend-bytes=16777216";
 const T: Duration = Duration::from_secs(10);
@@ -458,16 +459,12 @@ impl Lab {
     }
 
     fn breakfix(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_breakfix"));
-        cmd.args(args);
-        if args.first() != Some(&"validate") {
-            cmd.arg("--inventory").arg(self.path("inventory.yaml"));
-        }
-        cmd.env("BREAKFIX_STATE_DIR", self.path("state"))
-            .env("BREAKFIX_NODE_JOURNAL_DIR", self.path("node-journal"))
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("breakfix runs")
+        Cli::new()
+            .inventory(self.path("inventory.yaml"))
+            .no_inventory_for(&["validate"])
+            .state_dir(self.path("state"))
+            .node_journal_dir(self.path("node-journal"))
+            .run(args)
     }
 
     fn journal_files(&self) -> usize {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::common::Cli;
 use crate::common::{sandbox, SandboxGuard};
 
 const SCENARIO: &str = "scenarios/etcd-service-stopped.yaml";
@@ -14,32 +15,20 @@ const UNIT_STATE: &str = "systemctl is-active etcd; systemctl is-enabled etcd; t
 /// Runs breakfix with `state` as its state directory (and the sandbox's inventory when
 /// `inventory`).
 fn bf(g: &SandboxGuard, state: &Path, inventory: bool, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_breakfix"));
-    c.args(args);
+    let cli = Cli::new().state_dir(state).in_checkout();
     if inventory {
-        c.arg("--inventory").arg(&g.inventory);
+        cli.inventory(&g.inventory).run(args)
+    } else {
+        cli.run(args)
     }
-    c.env("BREAKFIX_STATE_DIR", state)
-        .env("NO_COLOR", "1")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("breakfix runs")
 }
 
 /// [`bf`] with the sandbox's inventory, started in the background with stdout and stderr piped.
 fn spawn_bf(g: &SandboxGuard, state: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(args)
-        .arg("--inventory")
-        .arg(&g.inventory)
-        .env("BREAKFIX_STATE_DIR", state)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("breakfix starts")
+    Cli::new()
+        .state_dir(state)
+        .inventory(&g.inventory)
+        .spawn(args)
 }
 
 use crate::common::show_output as show;

@@ -6,9 +6,10 @@
 //! when an assertion fails, so the sandbox is left healthy.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::common::Cli;
 use crate::common::{sandbox, SandboxGuard};
 use breakfix::fault::UndoKind as _;
 
@@ -44,15 +45,10 @@ impl<'a> Lab<'a> {
     }
 
     fn breakfix(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_breakfix"))
-            .args(args)
-            .arg("--inventory")
-            .arg(&self.g.inventory)
-            .env("BREAKFIX_STATE_DIR", self.dir.path().join("state"))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run breakfix")
+        Cli::new()
+            .inventory(&self.g.inventory)
+            .state_dir(self.dir.path().join("state"))
+            .run(args)
     }
 
     /// Writes a scenario whose faults are `faults` (YAML list items, 2-space indented) and
@@ -340,11 +336,7 @@ fn slow_disk_and_netem_field_mistakes_are_reported_by_validate() {
          verify:\n  probes:\n    - kind: command\n      name: always\n      run: 'true'\n      expect: { exit: 0 }\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(["validate", p.to_str().expect("utf-8")])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run breakfix");
+    let out = Cli::new().run(&["validate", p.to_str().expect("utf-8")]);
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(
@@ -622,18 +614,11 @@ fn slow_disk_throttle_on_the_host_limits_a_loop_device_and_reset_lifts_it() {
         ),
     )
     .expect("scenario");
-    let bf = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_breakfix"))
-            .args(args)
-            .arg("--inventory")
-            .arg(&inventory)
-            .env("BREAKFIX_STATE_DIR", &state)
-            .env("BREAKFIX_NODE_JOURNAL_DIR", &node_journal)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run breakfix")
-    };
+    let cli = Cli::new()
+        .inventory(&inventory)
+        .state_dir(&state)
+        .node_journal_dir(&node_journal);
+    let bf = |args: &[&str]| cli.run(args);
     let limits = || {
         std::fs::read_to_string("/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device")
             .expect("read blkio")

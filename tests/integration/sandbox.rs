@@ -465,9 +465,8 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
     // Kill `up` at different points of its work (the image is cached: resources appear in the
     // first ~150 ms, then `up` waits ~1-2 s for sshd and etcd).
     for delay_ms in [30u64, 80, 120, 250, 900] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_breakfix"))
-            .args(["sandbox", "up"])
-            .stdin(Stdio::null())
+        let mut child = crate::common::Cli::new()
+            .command(&["sandbox", "up"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -3,18 +3,15 @@
 
 use std::process::{Command, Output};
 
+use crate::common::Cli;
 use crate::common::{sandbox, sandbox_stacked, SandboxGuard};
 
 fn bf(g: &SandboxGuard, state: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .args(args)
-        .arg("--inventory")
-        .arg(&g.inventory)
-        .env("BREAKFIX_STATE_DIR", state)
-        .env("NO_COLOR", "1")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("breakfix runs")
+    Cli::new()
+        .inventory(&g.inventory)
+        .state_dir(state)
+        .in_checkout()
+        .run(args)
 }
 
 use crate::common::show_output as text;

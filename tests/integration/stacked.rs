@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use breakfix::inventory::Topology;
 use breakfix::sandbox::state::{ProcKind, Resource, State};
 
+use crate::common::Cli;
 use crate::common::{breakfix, sandbox_stacked, SandboxGuard};
 
 const MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
@@ -224,17 +225,10 @@ fn kube_probes(sb: &SandboxGuard) -> std::collections::BTreeMap<String, ProbeRes
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("kube.yaml");
     std::fs::write(&file, KUBE_SCENARIO).expect("write scenario");
-    let o = Command::new(env!("CARGO_BIN_EXE_breakfix"))
-        .arg("check")
-        .arg(&file)
-        .arg("--inventory")
-        .arg(&sb.inventory)
-        .args(["--output", "json"])
-        .env("BREAKFIX_STATE_DIR", dir.path().join("state"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run breakfix check");
+    let o = Cli::new()
+        .inventory(&sb.inventory)
+        .state_dir(dir.path().join("state"))
+        .run(&["check", file.to_str().expect("utf-8"), "--output", "json"]);
     assert!(
         matches!(o.status.code(), Some(0) | Some(1)),
         "check must pass or fail, not error: {}",
