@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::node::NodeSession;
-use crate::transport::{shell_quote, Transport};
+use crate::transport::{sh_program, Transport};
 
 /// How long a lock lives without renewal: 60 seconds.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -132,15 +132,6 @@ impl Owner {
             format!("since={}", self.since),
         ]
     }
-
-    /// The `printf` arguments that write this owner (lease end computed on the node).
-    fn printf_args(&self) -> String {
-        self.lines()
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
 }
 
 /// `/etc/machine-id` of this machine ("" when unreadable).
@@ -163,27 +154,22 @@ fn pid_start(pid: u32) -> Option<u64> {
 /// dead or expired lock was replaced), 3 held by another live owner (stdout: `held` and its
 /// lines), 4 the guard stayed busy.
 fn take_script(me: &Owner, takeover: &str) -> String {
-    let f = shell_quote(&lock_path());
-    let tok = shell_quote(&me.token);
-    let take = shell_quote(takeover);
-    format!(
-        r#"f={f}; mkdir -p "$(dirname "$f")" || exit 5
-exec 9>>"$f.guard" || exit 5
-flock -w 5 9 || {{ echo "the lock's guard file $f.guard stayed busy for 5 s"; exit 4; }}
-now=$(date +%s)
-if [ -s "$f" ]; then
-  tok=$(sed -n 's/^token=//p' "$f"); exp=$(sed -n 's/^expires=//p' "$f")
-  case "$exp" in ''|*[!0-9]*) exp=0;; esac
-  if [ "$tok" != {tok} ]; then
-    if [ "$exp" -gt "$now" ] && [ "$tok" != {take} ]; then echo held; cat "$f"; exit 3; fi
-    echo previous; cat "$f"
-  fi
-fi
-printf '%s\n' {args} "expires=$((now + {lease}))" > "$f.tmp" && mv -f "$f.tmp" "$f""#,
-        args = me.printf_args(),
-        lease = LEASE.as_secs(),
-    )
+    let path = lock_path();
+    let lease = LEASE.as_secs().to_string();
+    let lines = me.lines();
+    let mut args = vec![
+        "take",
+        path.as_str(),
+        me.token.as_str(),
+        takeover,
+        lease.as_str(),
+    ];
+    args.extend(lines.iter().map(String::as_str));
+    sh_program(LOCK_SH, "lock", &args)
 }
+
+/// The node program behind the lock (take, renew, release), run with its values as arguments.
+const LOCK_SH: &str = include_str!("sh/lock.sh");
 
 /// Locks held on a set of nodes, renewed in the background until [`NodeLocks::release`]
 /// (or drop, which stops renewing: the leases then expire).
@@ -274,12 +260,9 @@ impl NodeLocks {
         for r in self.renewals.drain(..) {
             r.abort();
         }
-        let f = shell_quote(&lock_path());
-        let tok = shell_quote(&self.me.token);
+        let path = lock_path();
+        let cmd = sh_program(LOCK_SH, "lock", &["release", &path, &self.me.token]);
         for (node, t) in self.held.drain(..) {
-            let cmd = format!(
-                r#"f={f}; exec 9>>"$f.guard"; flock -w 5 9; [ "$(sed -n 's/^token=//p' "$f" 2>/dev/null)" = {tok} ] && rm -f "$f"; true"#
-            );
             if let Err(e) = t.exec(&cmd, T).await {
                 tracing::warn!(
                     "{node}: releasing the breakfix lock failed ({e}); it expires by itself"
@@ -328,6 +311,55 @@ mod tests {
         me.expires = 99;
         let text = format!("{}\nexpires=99\n", me.lines().join("\n"));
         assert_eq!(Owner::parse(&text), me);
+    }
+
+    /// Runs lock.sh here (a real `sh`, `flock`, `sed`) on `file`; returns (exit, stdout).
+    fn lock_sh(args: &[&str]) -> (Option<i32>, String) {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(LOCK_SH)
+            .arg("lock")
+            .args(args)
+            .output()
+            .expect("run sh");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn the_lock_program_takes_refuses_replaces_and_releases() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("sub/journal.lock");
+        let f = f.to_str().expect("utf-8");
+        // A takes a fresh lock (the directory is created); its lines and lease are written.
+        let (code, out) = lock_sh(&["take", f, "A", "", "60", "token=A", "command=x 'y' $z"]);
+        assert_eq!((code, out.as_str()), (Some(0), ""));
+        let text = std::fs::read_to_string(f).expect("lock file");
+        assert!(
+            text.starts_with("token=A\ncommand=x 'y' $z\nexpires="),
+            "{text}"
+        );
+        // B is refused while A's lease runs, and sees A's lines; a renewal by A is fine.
+        let (code, out) = lock_sh(&["take", f, "B", "", "60", "token=B"]);
+        assert_eq!(code, Some(3));
+        assert!(out.starts_with("held\ntoken=A\n"), "{out}");
+        assert_eq!(lock_sh(&["take", f, "A", "", "60", "token=A"]).0, Some(0));
+        // B may take over when A is proven dead (its token named), and reports A.
+        let (code, out) = lock_sh(&["take", f, "B", "A", "60", "token=B"]);
+        assert_eq!(code, Some(0));
+        assert!(out.starts_with("previous\ntoken=A\n"), "{out}");
+        // An expired lease is replaced without naming it.
+        std::fs::write(f, "token=C\nexpires=1\n").expect("write");
+        let (code, out) = lock_sh(&["take", f, "B", "", "60", "token=B"]);
+        assert_eq!(code, Some(0));
+        assert!(out.starts_with("previous\ntoken=C\n"), "{out}");
+        // Release by another token leaves the lock; by its holder removes it.
+        assert_eq!(lock_sh(&["release", f, "A"]).0, Some(0));
+        assert!(std::path::Path::new(f).exists());
+        assert_eq!(lock_sh(&["release", f, "B"]).0, Some(0));
+        assert!(!std::path::Path::new(f).exists());
     }
 
     #[test]

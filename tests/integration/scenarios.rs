@@ -116,6 +116,25 @@ fn etcd_service_stopped_end_to_end() {
     assert_eq!(String::from_utf8_lossy(&s.stdout), "active\nenabled\n");
 }
 
+/// The rows of a `breakfix test` report that did not pass, each under its scenario's line, so
+/// a failure message shows them first (CI logs keep only the head and tail of long output).
+fn failed_rows(report: &str) -> String {
+    let mut scenario = "";
+    let mut rows = Vec::new();
+    for line in report.lines() {
+        if !line.starts_with(' ') && line.ends_with(".yaml") {
+            scenario = line;
+        } else if line.starts_with("  FAIL ") || line.starts_with("  ERROR ") {
+            rows.push(format!("{scenario}\n{line}"));
+        }
+    }
+    if rows.is_empty() {
+        "(none in the report: see stderr)".to_string()
+    } else {
+        rows.join("\n")
+    }
+}
+
 /// Runs `breakfix test` over every scenario file; those written for the other topology are
 /// skipped by `test` itself. Asserts exit 0 and a JUnit suite per scenario of this topology.
 fn selftest_all(g: &SandboxGuard, topology: &str) {
@@ -138,7 +157,13 @@ fn selftest_all(g: &SandboxGuard, topology: &str) {
         "self-test matrix ({topology}): {:.0}s",
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "rows that did not pass:\n{}\n\n{}",
+        failed_rows(&String::from_utf8_lossy(&o.stdout)),
+        text(&o)
+    );
     let xml = std::fs::read_to_string(&junit).expect("junit");
     let mut ran = 0;
     for f in &files {
