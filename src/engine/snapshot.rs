@@ -14,7 +14,7 @@ use crate::inventory::Inventory;
 use crate::node::kubeadm::MANIFESTS_DIR;
 use crate::plan::Plan;
 use crate::probe::{Probe, ProbeCtx};
-use crate::transport::shell_quote;
+use crate::transport::sh_program;
 
 /// What was observed, keyed `node:thing`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -172,43 +172,27 @@ pub async fn take(
         let Some(s) = sessions.get(&node) else {
             continue;
         };
-        let mut cmd = String::new();
-        for f in &files {
-            let q = shell_quote(f);
-            cmd.push_str(&format!("if [ -e {q} ]; then echo \"F $(sha256sum < {q} | cut -d' ' -f1)\"; else echo 'F missing'; fi; "));
-        }
-        for u in &units {
-            let q = shell_quote(u);
-            cmd.push_str(&format!(
-                "echo \"U $(systemctl is-active {q})/$(systemctl is-enabled {q} 2>/dev/null)\"; "
-            ));
-        }
-        cmd.push_str(&format!("for m in {MANIFESTS_DIR}/*; do [ -f \"$m\" ] && echo \"M $m $(sha256sum < \"$m\" | cut -d' ' -f1)\"; done; "));
+        // Items for snapshot.sh (tag, value), in the order its lines come back.
+        let mut items: Vec<(&str, String)> = Vec::new();
+        items.extend(files.iter().map(|f| ("F", f.clone())));
+        items.extend(units.iter().map(|u| ("U", u.clone())));
+        items.push(("M", MANIFESTS_DIR.to_string()));
         // Processes a fault started carry its marker in their environment (see
         // `fault::slow_disk::detached`; counted where the plan starts such processes);
         // pending undo entries are the node's journal files.
         if slows_disk.contains(&node) {
-            cmd.push_str(&format!(
-                "echo \"P $(grep -l {}= /proc/[0-9]*/environ 2>/dev/null | wc -l)\"; ",
-                crate::fault::slow_disk::MARKER_VAR
-            ));
-            cmd.push_str(IO_THROTTLES);
+            items.push(("P", crate::fault::slow_disk::MARKER_VAR.to_string()));
+            items.push(("T", "-".to_string()));
         }
         // disk_fill's filler files at the top of each filesystem it may fill.
         let node_fillers = fillers.get(&node).cloned().unwrap_or_default();
-        for p in &node_fillers {
-            cmd.push_str(&format!(
-                "echo \"B $(ls -A \"$(df --output=target -- {} 2>/dev/null | tail -n 1)\" 2>/dev/null | grep -c '^\\.breakfix-fill-')\"; ",
-                shell_quote(p)
-            ));
-        }
+        items.extend(node_fillers.iter().map(|p| ("B", p.clone())));
         if shapes_traffic.contains(&node) {
-            cmd.push_str("echo \"Q $(tc qdisc show 2>/dev/null | grep -c ' netem ')\"; ");
+            items.push(("Q", "-".to_string()));
         }
-        cmd.push_str(&format!(
-            "echo \"J $(ls {}/*.json 2>/dev/null | wc -l)\"; true",
-            shell_quote(&crate::journal::remote_dir()),
-        ));
+        items.push(("J", crate::journal::remote_dir()));
+        let args: Vec<&str> = items.iter().flat_map(|(t, v)| [*t, v.as_str()]).collect();
+        let cmd = sh_program(SNAPSHOT_SH, "snapshot", &args);
         let out = s.run_ok(&cmd, t).await?;
         let (mut fi, mut ui, mut bi) = (files.iter(), units.iter(), node_fillers.iter());
         for line in out.stdout.lines() {
@@ -251,11 +235,14 @@ pub async fn take(
     Ok(snap)
 }
 
-/// Prints `T <n>`: the block-I/O limits set in the node's cgroup tree, whichever cgroup holds
-/// them (a restarted etcd has a new one). v1 lines are `MAJ:MIN N`; v2 `io.max` lines are
-/// `MAJ:MIN rbps=max wbps=max riops=max wiops=20` and count only with a number (the kernel
-/// docs, admin-guide/cgroup-v1/blkio-controller and cgroup-v2 "IO Interface Files").
-pub const IO_THROTTLES: &str = "echo \"T $(find /sys/fs/cgroup \\( -name 'blkio.throttle.*_device' -o -name io.max \\) 2>/dev/null | xargs -r cat 2>/dev/null | grep -cE '^[0-9]+:[0-9]+ ([0-9]+$|.*=[0-9])')\"; ";
+/// The node program that prints a snapshot's lines, run with its items as arguments.
+const SNAPSHOT_SH: &str = include_str!("sh/snapshot.sh");
+
+/// The command that prints `T <n>`: the block-I/O limits set in the node's cgroup tree,
+/// whichever cgroup holds them (a restarted etcd has a new one); snapshot.sh says what counts.
+pub fn io_throttles_command() -> String {
+    sh_program(SNAPSHOT_SH, "snapshot", &["T", "-"])
+}
 
 /// Key groups that churn on their own on a live cluster are left out: only objects a fault or
 /// a fix can add or remove are compared. Events expire; leases are heartbeats; the API
@@ -347,5 +334,38 @@ mod key_group_tests {
             before.diff(&after),
             ["etcd keys under /registry/pods/: 4 -> 3"]
         );
+    }
+
+    /// snapshot.sh run here with a real `sh`: lines in item order, values never code.
+    #[test]
+    fn the_snapshot_program_prints_one_line_per_item_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("a $(x).yaml"), "abc").expect("write");
+        std::fs::create_dir(d.join("journal")).expect("mkdir");
+        std::fs::write(d.join("journal/1.json"), "{}").expect("write");
+        std::fs::write(d.join("journal/2.json"), "{}").expect("write");
+        let file = d.join("a $(x).yaml").display().to_string();
+        let gone = d.join("gone").display().to_string();
+        let top = d.display().to_string();
+        let journal = d.join("journal").display().to_string();
+        let run = |args: &[&str]| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(SNAPSHOT_SH)
+                .arg("snapshot")
+                .args(args)
+                .output()
+                .expect("run sh")
+        };
+        let o = run(&["F", &file, "F", &gone, "M", &top, "J", &journal]);
+        assert!(o.status.success(), "{o:?}");
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("F {abc}\nF missing\nM {file} {abc}\nJ 2\n")
+        );
+        let o = run(&["X", "y"]);
+        assert_eq!(o.status.code(), Some(2), "an unknown item is refused");
     }
 }

@@ -368,12 +368,12 @@ fn slow_disk_throttle_inside_a_sandbox_node_limits_the_etcd_disk_and_reset_lifts
         "no `{disk} 20` in:\n{limits}"
     );
     // The snapshot's count of block-I/O limits (what the matrices compare) sees it too.
-    let throttles = lab.ssh(breakfix::engine::snapshot::IO_THROTTLES);
+    let throttles = lab.ssh(&breakfix::engine::snapshot::io_throttles_command());
     assert_eq!(throttles.trim(), "T 1", "{limits}");
     let out = lab.reset();
     assert!(out.status.success(), "reset failed:\n{}", text(&out));
     assert_eq!(lab.ssh(NODE_BLKIO_IOPS), before, "reset left a limit");
-    let throttles = lab.ssh(breakfix::engine::snapshot::IO_THROTTLES);
+    let throttles = lab.ssh(&breakfix::engine::snapshot::io_throttles_command());
     assert_eq!(throttles.trim(), "T 0", "after the reset");
 }
 
