@@ -10,7 +10,12 @@
 //! alarms: { equals: [] }
 //! revision: { all: [ { gt: 1 }, { lt: 100000 } ] }
 //! free_mib: { gt: "{{ params.min_free_mib }}" }   # a template that renders to a number
+//! flag: { same_path: /var/lib/etcd }              # /var/lib/etcd/ and /var/lib//etcd too
+//! flag: { same_urls: "https://127.0.0.1:2379,https://{{ node.address }}:2379" }  # any order
 //! ```
+//!
+//! `same_path` and `same_urls` compare meaning, not spelling, so a learner's correct fix
+//! passes however it is written (docs/scenario-format.md, "Matchers").
 
 use std::fmt;
 
@@ -32,6 +37,14 @@ pub enum Matcher {
     Lt(Bound),
     /// Number strictly greater than.
     Gt(Bound),
+    /// The same path: both sides read with [`normal_path`] (`//` and `/./` collapsed, `..`
+    /// resolved by name, a trailing `/` dropped; symlinks are not followed).
+    SamePath(Value),
+    /// The same set of URLs: both sides read with [`url_set`] (a list, or text split at
+    /// commas and whitespace; scheme and host without case, the scheme's default port made
+    /// explicit, an empty path is `/`, a trailing `/` dropped; order and duplicates ignored).
+    /// Text that is not a URL list matches nothing.
+    SameUrls(Value),
     /// Negation.
     Not(Box<Matcher>),
     /// Every matcher holds.
@@ -66,6 +79,14 @@ impl Matcher {
             Matcher::Matches(re) => re.is_match(&to_text(v)),
             Matcher::Lt(n) => as_number(v).zip(n.number()).is_some_and(|(x, n)| x < n),
             Matcher::Gt(n) => as_number(v).zip(n.number()).is_some_and(|(x, n)| x > n),
+            Matcher::SamePath(want) => match (want, v) {
+                (Value::String(w), Value::String(f)) => normal_path(w) == normal_path(f.trim()),
+                _ => false,
+            },
+            Matcher::SameUrls(want) => match (url_set(want), url_set(v)) {
+                (Some(w), Some(f)) => w == f,
+                _ => false,
+            },
             Matcher::Not(_) | Matcher::All(_) | Matcher::Any(_) => self.matches(Some(v)),
         }
     }
@@ -101,6 +122,8 @@ impl Matcher {
             }
             Matcher::Lt(n) => Matcher::Lt(n.render(r, "lt")?),
             Matcher::Gt(n) => Matcher::Gt(n.render(r, "gt")?),
+            Matcher::SamePath(v) => Matcher::SamePath(text(v)?),
+            Matcher::SameUrls(v) => Matcher::SameUrls(text(v)?),
             Matcher::Not(m) => Matcher::Not(Box::new(m.render(r)?)),
             Matcher::All(ms) => Matcher::All(
                 ms.iter()
@@ -221,6 +244,71 @@ fn as_number(v: &Value) -> Option<f64> {
     }
 }
 
+/// `p` with `//` and `/./` collapsed, `..` resolved by name (never above `/`) and a trailing
+/// `/` dropped: `/var/lib//etcd/` and `/var/lib/x/../etcd` are `/var/lib/etcd`. Lexical only:
+/// symlinks are not followed (the node's filesystem is not consulted).
+pub fn normal_path(p: &str) -> String {
+    let absolute = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push("..");
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
+}
+
+/// A URL list as a set of canonical URLs (`scheme://host:port/path?query`), or `None` when an
+/// item is not a URL with a host. `v` is a list of strings, or one string of URLs separated by
+/// commas and whitespace (how etcd and the API server take them: `--listen-client-urls`,
+/// `--etcd-servers`). Parsed with the `url` crate (WHATWG URL rules): scheme and host
+/// lowercased, the default port of `http`/`https` made explicit, the path normalized with
+/// [`normal_path`] (empty = `/`).
+pub fn url_set(v: &Value) -> Option<std::collections::BTreeSet<String>> {
+    let items: Vec<String> = match v {
+        Value::String(s) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_string))
+            .collect::<Option<_>>()?,
+        _ => return None,
+    };
+    if items.is_empty() {
+        return None;
+    }
+    items
+        .iter()
+        .map(|item| {
+            let u = url::Url::parse(item.trim()).ok()?;
+            let host = u.host_str()?.to_ascii_lowercase();
+            let port = u
+                .port_or_known_default()
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let path = normal_path(if u.path().is_empty() { "/" } else { u.path() });
+            let query = u.query().map(|q| format!("?{q}")).unwrap_or_default();
+            Some(format!("{}://{host}{port}{path}{query}", u.scheme()))
+        })
+        .collect()
+}
+
 fn values_equal(want: &Value, found: &Value) -> bool {
     match (want, found) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
@@ -238,6 +326,8 @@ impl fmt::Display for Matcher {
             Matcher::Matches(r) => write!(f, "matches /{}/", r.as_str()),
             Matcher::Lt(n) => write!(f, "< {n}"),
             Matcher::Gt(n) => write!(f, "> {n}"),
+            Matcher::SamePath(v) => write!(f, "the same path as {}", shown(v)),
+            Matcher::SameUrls(v) => write!(f, "the same URLs as {}", shown(v)),
             Matcher::Not(m) => write!(f, "not ({m})"),
             Matcher::All(ms) => join(f, ms, " and "),
             Matcher::Any(ms) => join(f, ms, " or "),
@@ -263,7 +353,7 @@ impl<'de> Deserialize<'de> for Matcher {
 
 struct MatcherVisitor;
 
-const OPS: &str = "equals, contains, matches, lt, gt, not, all, any";
+const OPS: &str = "equals, contains, matches, lt, gt, same_path, same_urls, not, all, any";
 
 impl<'de> Visitor<'de> for MatcherVisitor {
     type Value = Matcher;
@@ -312,6 +402,18 @@ impl<'de> Visitor<'de> for MatcherVisitor {
             }
             "lt" => Matcher::Lt(map.next_value()?),
             "gt" => Matcher::Gt(map.next_value()?),
+            "same_path" => Matcher::SamePath(Value::String(map.next_value()?)),
+            "same_urls" => {
+                let v: Value = map.next_value()?;
+                if !matches!(v, Value::String(_))
+                    && !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                {
+                    return Err(de::Error::custom(
+                        "`same_urls` takes a comma-separated string of URLs or a list of URLs",
+                    ));
+                }
+                Matcher::SameUrls(v)
+            }
             "not" => Matcher::Not(Box::new(map.next_value()?)),
             "all" => Matcher::All(map.next_value()?),
             "any" => Matcher::Any(map.next_value()?),
@@ -423,5 +525,64 @@ mod tests {
             .render(&r)
             .expect("renders");
         assert!(out.matches(Some(&json!({"a": "198.18.0.11"}))));
+    }
+
+    #[test]
+    fn same_path_compares_paths_not_spelling() {
+        let same = m("{same_path: /var/lib/etcd}");
+        for ok in [
+            "/var/lib/etcd",
+            "/var/lib/etcd/",
+            "/var/lib//etcd",
+            "/var/./lib/x/../etcd",
+        ] {
+            assert!(same.matches(Some(&json!(ok))), "{ok}");
+        }
+        for bad in [
+            "/var/lib/etcd-restore",
+            "/var/lib",
+            "var/lib/etcd",
+            "",
+            "/var/lib/etcd/member",
+        ] {
+            assert!(!same.matches(Some(&json!(bad))), "{bad}");
+        }
+        assert!(!same.matches(Some(&json!(3))));
+        assert_eq!(normal_path("/../a/./b/"), "/a/b");
+        assert_eq!(normal_path("a/../../b"), "../b");
+        assert_eq!(normal_path("/"), "/");
+        assert_eq!(same.to_string(), "the same path as /var/lib/etcd");
+    }
+
+    #[test]
+    fn same_urls_compares_sets_of_parsed_urls() {
+        let same = m("{same_urls: 'https://127.0.0.1:2379,https://198.18.0.11:2379'}");
+        for ok in [
+            json!("https://127.0.0.1:2379,https://198.18.0.11:2379"),
+            json!("https://198.18.0.11:2379,https://127.0.0.1:2379"),
+            json!("https://198.18.0.11:2379/, HTTPS://127.0.0.1:2379"),
+            json!("https://127.0.0.1:2379,https://198.18.0.11:2379,https://127.0.0.1:2379"),
+            json!(["https://127.0.0.1:2379", "https://198.18.0.11:2379"]),
+        ] {
+            assert!(same.matches(Some(&ok)), "{ok}");
+        }
+        for bad in [
+            json!("https://127.0.0.1:2379"),
+            json!("http://127.0.0.1:2379,http://198.18.0.11:2379"),
+            json!("https://127.0.0.1:2379,https://198.18.0.11:2380"),
+            json!("https://127.0.0.1:2379,https://198.18.0.1:2379"),
+            json!("https://127.0.0.1:2379,198.18.0.11:2379"),
+            json!(""),
+        ] {
+            assert!(!same.matches(Some(&bad)), "{bad}");
+        }
+        // The scheme's default port is the same port written out.
+        assert!(m("{same_urls: 'https://etcd.example'}")
+            .matches(Some(&json!("https://ETCD.example:443/"))));
+        let e = serde_saphyr::from_str::<Matcher>("{same_urls: {a: 1}}").unwrap_err();
+        assert!(
+            e.to_string().contains("comma-separated string of URLs"),
+            "{e}"
+        );
     }
 }
