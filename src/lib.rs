@@ -22,6 +22,7 @@ pub mod matcher;
 pub mod node;
 pub mod plan;
 pub mod probe;
+pub mod problem;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;

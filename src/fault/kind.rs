@@ -33,30 +33,7 @@ pub enum Role {
     WrongFix,
 }
 
-/// A kind's own complaint about its settings, shown by `validate` at the item's position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// What is wrong and what is expected, e.g. "`jobs` must be at least 1".
-    pub message: String,
-    /// How to fix it, when the message alone does not say.
-    pub help: Option<String>,
-}
-
-impl Problem {
-    /// A problem without help.
-    pub fn new(message: impl Into<String>) -> Problem {
-        Problem {
-            message: message.into(),
-            help: None,
-        }
-    }
-
-    /// Adds help.
-    pub fn with_help(mut self, help: impl Into<String>) -> Problem {
-        self.help = Some(help.into());
-        self
-    }
-}
+pub use crate::problem::Problem;
 
 /// The fields every kind shares; implemented by [`crate::action_spec!`].
 pub trait ActionCommon {

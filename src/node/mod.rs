@@ -4,6 +4,7 @@
 //! it imports none of them (tests/integration/layers.rs checks).
 
 pub mod etcd;
+pub mod flags;
 pub mod kube;
 pub mod kubeadm;
 pub mod owners;

@@ -17,6 +17,7 @@ use super::{Facts, HasCommon, ProbeCtx};
 use crate::error::Result;
 use crate::matcher::Matcher;
 use crate::node::NodeSession;
+use crate::problem::Problem;
 use crate::template::Renderer;
 use crate::touches::Touches;
 
@@ -48,6 +49,11 @@ pub trait ProbeKind: HasCommon + Clone + std::fmt::Debug + Send + Sync + Sized {
     ///
     /// Errors: a template error.
     fn render(&self, r: &Renderer) -> Result<Self>;
+
+    /// The kind's own rules, checked by `validate` (code BF308; default: none).
+    fn problems(&self) -> Vec<Problem> {
+        Vec::new()
+    }
 
     /// What the snapshots compare because this probe looks at it (default: nothing).
     fn touches(&self) -> Touches {

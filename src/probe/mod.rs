@@ -60,6 +60,11 @@ macro_rules! probe_kinds {
                 match self { $( Probe::$variant(p) => p.plan_target(), )+ }
             }
 
+            /// The kind's own complaints about its settings (see [`ProbeKind::problems`]).
+            pub fn problems(&self) -> Vec<crate::problem::Problem> {
+                match self { $( Probe::$variant(p) => p.problems(), )+ }
+            }
+
             /// What the snapshots compare because this probe looks at it.
             pub fn touches(&self) -> Touches {
                 match self { $( Probe::$variant(p) => p.touches(), )+ }
@@ -97,6 +102,7 @@ probe_kinds! {
     Kube(kube::KubeProbe) = "kube";
     StaticPod(static_pod::StaticPodProbe) = "static_pod";
     Filesystem(filesystem::FilesystemProbe) = "filesystem";
+    Process(process::ProcessProbe) = "process";
 }
 
 /// The fields every probe kind has, borrowed.

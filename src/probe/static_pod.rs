@@ -52,7 +52,7 @@ crate::expect_block! {
         /// The manifest exists (bool).
         exists,
         /// The value of `flag` in the container's command/args (`--flag=value` or `--flag
-        /// value`); `""` when the flag is absent.
+        /// value`; the last occurrence wins); `""` when the flag is absent.
         flag,
         /// Where `flag`'s value (a path inside the container) lives on the node; `""` when no
         /// hostPath volume covers it.
@@ -60,7 +60,8 @@ crate::expect_block! {
     }
 }
 
-/// The value of `flag` in a container's command followed by its args.
+/// The value of `flag` in a container's command followed by its args, however it is spelled
+/// (see [`crate::node::flags`]: `--flag=value`, `--flag value`, the last occurrence wins).
 pub fn flag_value(container: &Value, flag: &str) -> Option<String> {
     let items: Vec<&str> = ["command", "args"]
         .iter()
@@ -68,16 +69,7 @@ pub fn flag_value(container: &Value, flag: &str) -> Option<String> {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    let prefix = format!("{flag}=");
-    for (i, item) in items.iter().enumerate() {
-        if let Some(v) = item.strip_prefix(&prefix) {
-            return Some(v.to_string());
-        }
-        if *item == flag {
-            return items.get(i + 1).map(|v| v.to_string());
-        }
-    }
-    None
+    crate::node::flags::flag_value(&items, flag)
 }
 
 /// The host directory holding `path` (a path inside `container` of `pod`): see the module docs.

@@ -86,6 +86,7 @@ codes! {
     NeedsOtherPhase = "BF305", "a probe that needs a probe of another phase";
     NeedsUndefined = "BF306", "a probe that needs a probe that does not exist";
     NeedsCycle = "BF307", "probes whose `needs:` form a cycle";
+    ProbeKindRule = "BF308", "a probe breaks a rule of its kind";
 
     // ---- BF4xx: verify, includes, tasks ----
     NoVerifyProbes = "BF401", "`verify:` has neither probes nor includes";

@@ -89,6 +89,7 @@ invalid_fixtures! {
     semantic_errors => "semantic-errors",
     number_matcher_template => "number-matcher-template",
     undefined_param_in_hint => "undefined-param-in-hint",
+    probe_kind_rules => "probe-kind-rules",
 }
 
 #[test]

@@ -16,6 +16,7 @@ const RANKS: &[(&str, u32)] = &[
     ("state", 0),
     ("kind_first", 0),
     ("touches", 0),
+    ("problem", 0),
     ("inventory", 1),
     ("transport", 2),
     ("template", 3),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{field_pos, key_pos, spanned_pos, Validator};
+use super::{field_pos, item_pos, key_pos, spanned_pos, Validator};
 use crate::probe::Probe;
 use crate::scenario::diagnostic::{names, suggest, Code, Diagnostic};
 use crate::scenario::tree::{Node, Pos, Step};
@@ -109,6 +109,18 @@ impl<'a> Validator<'a> {
                     Diagnostic::at(Code::EmptyExpect, &p.file, key_pos(p.item, "expect"), format!("probe `{}` has an empty `expect:`", p.name()))
                         .with_help(format!("name at least one fact of the `{}` probe to check; an empty `expect:` passes whatever the probe finds", p.probe.kind())),
                 );
+            }
+            for problem in p.probe.problems() {
+                let mut d = Diagnostic::at(
+                    Code::ProbeKindRule,
+                    &p.file,
+                    item_pos(p.item),
+                    format!("{what}: {}", problem.message),
+                );
+                if let Some(h) = problem.help {
+                    d = d.with_help(h);
+                }
+                self.push(d);
             }
             if p.name().is_empty() {
                 self.push(Diagnostic::at(
