@@ -34,12 +34,12 @@ pub struct PlannedProbe {
     pub needs: Vec<String>,
 }
 
-/// A wrong fix, rendered.
+/// A wrong or alternative fix, rendered.
 #[derive(Debug, Clone)]
 pub struct PlannedWrongFix {
     /// Name.
     pub name: String,
-    /// Why it is wrong.
+    /// Why it is wrong (or, for an alternative fix, as good).
     pub why: Option<String>,
     /// Steps.
     pub steps: Vec<PlannedAction>,
@@ -74,6 +74,8 @@ pub struct Plan {
     pub solution: Vec<PlannedAction>,
     /// Wrong fixes.
     pub wrong_fixes: Vec<PlannedWrongFix>,
+    /// Alternative (correct) fixes.
+    pub alternative_fixes: Vec<PlannedWrongFix>,
 }
 
 /// Default total time limit: 30 minutes.
@@ -84,7 +86,8 @@ impl Plan {
     pub fn nodes(&self, inventory: &Inventory) -> Vec<String> {
         let mut used = std::collections::BTreeSet::new();
         let actions = self.setup.iter().chain(&self.faults).chain(&self.solution);
-        for a in actions.chain(self.wrong_fixes.iter().flat_map(|w| &w.steps)) {
+        let fixes = self.wrong_fixes.iter().chain(&self.alternative_fixes);
+        for a in actions.chain(fixes.flat_map(|w| &w.steps)) {
             used.insert(a.node.clone());
         }
         for p in self
@@ -313,6 +316,21 @@ pub fn build(
             h.text = text(&format!("tasks[{i}].hints[{j}].text"), &h.text)?;
         }
     }
+    let fixes = |list: &[crate::scenario::WrongFix], section: &str| {
+        list.iter()
+            .map(|w| {
+                Ok(PlannedWrongFix {
+                    name: w.name.clone(),
+                    why: w
+                        .why
+                        .as_deref()
+                        .map(|y| text(&format!("{section} `{}`.why", w.name), y))
+                        .transpose()?,
+                    steps: b.actions(&w.steps, &format!("{section} `{}`", w.name))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    };
     Ok(Plan {
         name: scenario.metadata.name.value.clone(),
         title: text("metadata.title", &scenario.metadata.title)?,
@@ -329,21 +347,8 @@ pub fn build(
         verify: b.probes(&verify_src)?,
         tasks,
         solution: b.actions(&scenario.solution, "solution")?,
-        wrong_fixes: scenario
-            .wrong_fixes
-            .iter()
-            .map(|w| {
-                Ok(PlannedWrongFix {
-                    name: w.name.clone(),
-                    why: w
-                        .why
-                        .as_deref()
-                        .map(|y| text(&format!("wrong_fixes `{}`.why", w.name), y))
-                        .transpose()?,
-                    steps: b.actions(&w.steps, &format!("wrong_fixes `{}`", w.name))?,
-                })
-            })
-            .collect::<Result<_>>()?,
+        wrong_fixes: fixes(&scenario.wrong_fixes, "wrong_fixes")?,
+        alternative_fixes: fixes(&scenario.alternative_fixes, "alternative_fixes")?,
         params,
     })
 }
@@ -381,6 +386,9 @@ impl Plan {
         phases.insert("5-solution".into(), acts(&self.solution));
         for w in &self.wrong_fixes {
             phases.insert(format!("6-wrong fix: {}", w.name), acts(&w.steps));
+        }
+        for w in &self.alternative_fixes {
+            phases.insert(format!("7-alternative fix: {}", w.name), acts(&w.steps));
         }
         PlanView {
             name: self.name.clone(),

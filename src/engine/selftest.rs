@@ -32,7 +32,7 @@ pub enum RowStatus {
 /// One row's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// Row name: `baseline`, `break`, `solution`, `reset`, `wrong-fix: <name>`.
+    /// Row name: `baseline`, `break`, `solution`, `reset`, `wrong-fix: <name>`, `alternative-fix: <name>`.
     pub name: String,
     /// Outcome.
     pub status: RowStatus,
@@ -384,17 +384,17 @@ pub async fn run(
             Ok::<_, crate::Error>(evaluate(&plan.verify, sessions, inventory, patient).await)
         }
         .await;
-        let undo = reset(sessions, journal, true).await;
-        // The next row (or scenario) starts from the baseline: a real kubelet takes its time
-        // to bring static pods back after the reset. A reset that never gets there is this
-        // row's failure (and would otherwise surface as a puzzling difference rows later).
-        let mut left = Vec::new();
-        if undo.is_ok() && before.is_some() {
-            match back_to_baseline(before.as_ref(), baseline_ok, plan, sessions, inventory).await {
-                Ok(d) => left = d,
-                Err(e) => left.push(e.to_string()),
-            }
-        }
+        let after = reset_after_fix(
+            &Before {
+                before: before.as_ref(),
+                ok: baseline_ok,
+            },
+            plan,
+            sessions,
+            inventory,
+            journal,
+        )
+        .await;
         match r {
             Err(e) => rows.push(row(&name, RowStatus::Error, e.to_string(), t)),
             Ok(v) if v.iter().all(|v| v.status == Status::Pass) => rows.push(row(
@@ -416,24 +416,130 @@ pub async fn run(
                 t,
             )),
         }
-        if let Err(e) = undo {
-            rows.push(row(
+        rows.extend(after.row(&name, "wrong fix", t));
+    }
+
+    // 6. alternative fixes: correct fixes written another way; verify must pass after each
+    for w in &plan.alternative_fixes {
+        let name = format!("alternative-fix: {}", w.name);
+        progress(&name);
+        let t = Instant::now();
+        let r = async {
+            break_(plan, sessions, inventory, journal, true).await?;
+            apply(
+                &w.steps,
+                sessions,
+                None,
+                &plan.name,
+                "alternative fix",
+                true,
+            )
+            .await?;
+            Ok::<_, crate::Error>(
+                wait_for_fix(
+                    plan,
+                    sessions,
+                    inventory,
+                    Instant::now() + plan.time_limit.min(Duration::from_secs(300)),
+                    Duration::from_secs(1),
+                    true,
+                )
+                .await,
+            )
+        }
+        .await;
+        let after = reset_after_fix(
+            &Before {
+                before: before.as_ref(),
+                ok: baseline_ok,
+            },
+            plan,
+            sessions,
+            inventory,
+            journal,
+        )
+        .await;
+        match r {
+            Err(e) => rows.push(row(&name, RowStatus::Error, e.to_string(), t)),
+            Ok((v, Some(_))) if v.iter().all(|v| v.status == Status::Pass) => {
+                rows.push(row(&name, RowStatus::Pass, String::new(), t))
+            }
+            Ok((v, _)) => rows.push(row(
+                &name,
+                RowStatus::Fail,
+                format!(
+                    "verify still fails after this correct fix{}: {}",
+                    w.why
+                        .as_deref()
+                        .map(|y| format!(" ({y})"))
+                        .unwrap_or_default(),
+                    failing(&v)
+                ),
+                t,
+            )),
+        }
+        rows.extend(after.row(&name, "alternative fix", t));
+    }
+    rows
+}
+
+/// The snapshot taken before the break and whether the baseline row passed.
+struct Before<'a> {
+    before: Option<&'a snapshot::Snapshot>,
+    ok: bool,
+}
+
+/// How the reset after a wrong or alternative fix went.
+struct AfterFix {
+    undo: crate::Result<()>,
+    left: Vec<String>,
+}
+
+/// Resets after a fix row and waits for the baseline: the next row (or scenario) starts from
+/// it, and a real kubelet takes its time to bring static pods back after the reset. A reset
+/// that never gets there is this row's failure (it would otherwise surface as a puzzling
+/// difference rows later).
+async fn reset_after_fix(
+    baseline: &Before<'_>,
+    plan: &Plan,
+    sessions: &Sessions,
+    inventory: &Inventory,
+    journal: &Journal,
+) -> AfterFix {
+    let undo = reset(sessions, journal, true).await;
+    let mut left = Vec::new();
+    if undo.is_ok() && baseline.before.is_some() {
+        match back_to_baseline(baseline.before, baseline.ok, plan, sessions, inventory).await {
+            Ok(d) => left = d,
+            Err(e) => left.push(e.to_string()),
+        }
+    }
+    AfterFix {
+        undo: undo.map(|_| ()),
+        left,
+    }
+}
+
+impl AfterFix {
+    /// The `NAME (reset)` row when the reset failed or left differences.
+    fn row(self, name: &str, what: &str, t: Instant) -> Option<Row> {
+        match self.undo {
+            Err(e) => Some(row(
                 &format!("{name} (reset)"),
                 RowStatus::Error,
                 e.to_string(),
                 t,
-            ));
-        } else if !left.is_empty() {
-            rows.push(row(
+            )),
+            Ok(()) if !self.left.is_empty() => Some(row(
                 &format!("{name} (reset)"),
                 RowStatus::Fail,
                 format!(
-                    "reset after this wrong fix leaves differences: {}",
-                    left.join("; ")
+                    "reset after this {what} leaves differences: {}",
+                    self.left.join("; ")
                 ),
                 t,
-            ));
+            )),
+            Ok(()) => None,
         }
     }
-    rows
 }

@@ -109,7 +109,8 @@ fn touched(plan: &Plan) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
         .iter()
         .chain(&plan.faults)
         .chain(&plan.solution)
-        .chain(plan.wrong_fixes.iter().flat_map(|w| &w.steps));
+        .chain(plan.wrong_fixes.iter().flat_map(|w| &w.steps))
+        .chain(plan.alternative_fixes.iter().flat_map(|w| &w.steps));
     for a in actions {
         let e = m.entry(a.node.clone()).or_default();
         let t = a.action.touches();
@@ -162,6 +163,7 @@ pub async fn take(
         .chain(&plan.setup)
         .chain(&plan.solution)
         .chain(plan.wrong_fixes.iter().flat_map(|w| &w.steps))
+        .chain(plan.alternative_fixes.iter().flat_map(|w| &w.steps))
     {
         let paths = fillers.entry(a.node.clone()).or_default();
         paths.extend(a.action.touches().fillers);

@@ -66,6 +66,10 @@ pub struct Scenario {
     /// Plausible fixes that must NOT pass verify (self-test).
     #[serde(default)]
     pub wrong_fixes: Vec<WrongFix>,
+    /// Other correct fixes, written another way than `solution:`, that MUST pass verify
+    /// (self-test): the grade checks meaning, not one spelling.
+    #[serde(default)]
+    pub alternative_fixes: Vec<WrongFix>,
 }
 
 /// Descriptive fields.
@@ -221,13 +225,14 @@ pub struct Verify {
     pub probes: Vec<Probe>,
 }
 
-/// A plausible but wrong fix.
+/// A plausible but wrong fix (`wrong_fixes:`), or another correct one
+/// (`alternative_fixes:`): a name, why, and steps.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WrongFix {
     /// Name in reports.
     pub name: String,
-    /// Why it is wrong (shown by `breakfix test`).
+    /// Why it is wrong, or why it is as good as the solution (shown by `breakfix test`).
     #[serde(default)]
     pub why: Option<String>,
     /// The steps.

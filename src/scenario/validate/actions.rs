@@ -39,6 +39,17 @@ impl Validator<'_> {
                 Role::WrongFix,
             ));
         }
+        for (j, w) in s.alternative_fixes.iter().enumerate() {
+            lists.push((
+                vec![
+                    Step::Key("alternative_fixes"),
+                    Step::Idx(j),
+                    Step::Key("steps"),
+                ],
+                &w.steps,
+                Role::Step,
+            ));
+        }
         for (path, list, role) in lists {
             let section = tree.and_then(|t| t.at(&path));
             for (i, a) in list.iter().enumerate() {

@@ -429,7 +429,11 @@ fn rendered_prose(path: &[Step<'_>]) -> bool {
                 Step::Idx(_),
                 Step::Key("text")
             ]
-            | [Step::Key("wrong_fixes"), Step::Idx(_), Step::Key("why")]
+            | [
+                Step::Key("wrong_fixes" | "alternative_fixes"),
+                Step::Idx(_),
+                Step::Key("why")
+            ]
     )
 }
 
@@ -458,7 +462,11 @@ fn classify(path: &[Step<'_>]) -> Where {
             Some(2)
         }
         Some("verify") if key(1) == Some("probes") && is_idx(2) => Some(3),
-        Some("wrong_fixes") if is_idx(1) && key(2) == Some("steps") && is_idx(3) => Some(4),
+        Some("wrong_fixes" | "alternative_fixes")
+            if is_idx(1) && key(2) == Some("steps") && is_idx(3) =>
+        {
+            Some(4)
+        }
         _ => None,
     };
     let Some(start) = item_start else {
