@@ -237,6 +237,84 @@ fn slow_disk_fsync_delay_slows_etcd_puts_and_reset_stops_strace() {
     ));
 }
 
+/// `reattach: true`: restarting etcd does not end the delay (the watcher traces the new etcd
+/// within a second); killing the tracer alone does not either; reset stops the watcher and
+/// its tracer and leaves etcd untraced.
+#[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
+fn slow_disk_fsync_delay_with_reattach_survives_an_etcd_restart_until_reset() {
+    let g = sandbox();
+    let lab = Lab::new(&g);
+    lab.break_ok(
+        "node-faults-fsync-reattach",
+        "  - kind: slow_disk\n    mode: fsync_delay\n    process: etcd\n    delay: 300ms\n    reattach: true\n",
+        &format!(
+            "  - kind: command\n    name: put-fast\n    run: '{}'\n    within: 20s\n    expect: {{ stdout: {{ lt: 250 }} }}\n",
+            TIMED_PUT.replace('\'', "''")
+        ),
+    );
+    let watcher = lab.ssh_line("cat /run/breakfix/slow-disk-*.pid");
+    let first = lab.etcd_pid();
+    let tracer = lab.tracer_of(&first);
+    assert_ne!(tracer, "0", "etcd is traced");
+    assert_eq!(
+        lab.ssh(&format!("cat /proc/{tracer}/comm")).trim(),
+        "strace"
+    );
+    assert_eq!(
+        lab.ssh_line(&format!("ps -o ppid= -p {tracer}")),
+        watcher,
+        "the tracer is the watcher's child"
+    );
+    // The naive fix: restart etcd. The watcher traces the new one.
+    lab.ssh("systemctl restart etcd");
+    let second = lab.etcd_pid();
+    assert_ne!(second, first, "etcd restarted");
+    let mut traced = String::from("0");
+    for _ in 0..50 {
+        traced = lab.tracer_of(&second);
+        if traced != "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_ne!(traced, "0", "the restarted etcd is traced again");
+    let slow = median_put_ms(&lab);
+    assert!(slow >= 300, "a put took {slow} ms after the restart");
+    // Killing the tracer alone: traced again.
+    lab.ssh(&format!("kill {traced}"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_ne!(
+        lab.tracer_of(&second),
+        "0",
+        "re-attached after the tracer was killed"
+    );
+
+    let out = lab.reset();
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert_eq!(
+        lab.alive_or_gone(&watcher),
+        "gone",
+        "the watcher survived the reset"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(lab.tracer_of(&second), "0", "etcd is still traced");
+    assert_eq!(
+        lab.ssh("grep -l BREAKFIX_FAULT_ID= /proc/[0-9]*/environ 2>/dev/null | wc -l")
+            .trim(),
+        "0",
+        "no marked process is left"
+    );
+    let after = median_put_ms(&lab);
+    assert!(after < 250, "puts still slow after reset: {after} ms");
+    lab.ssh(&format!(
+        "{ETCDCTL} del /breakfix-tests/node-faults >/dev/null"
+    ));
+}
+
 /// The blkio limit file of etcd's cgroup inside the controlplane (the node's own blkio root:
 /// each node has its own cgroup in every controller, writable inside it).
 const NODE_BLKIO_IOPS: &str = "cat /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device";

@@ -17,6 +17,12 @@
 #   wait-traced PID PID_FILE LOG
 #                         waits up to 10 s until PID's tracer is the process in PID_FILE and
 #                         prints ATTACHED; exit 3 (and LOG) when that process died, 4 on timeout
+#   wait-traced-marked PID MARKER PID_FILE LOG
+#                         the same for a tracer that carries MARKER in its environment (the
+#                         child of `watch`); exit 3 when the process in PID_FILE died
+#   watch NAME USEC       forever: attach strace (every fdatasync/fsync delayed by USEC µs) to
+#                         the newest process named NAME, and again when it ends (a restarted
+#                         NAME is traced within 0.5 s); stopped by the fault's undo
 #   wait-running PID_FILE LOG
 #                         after 2 s, prints RUNNING when the process in PID_FILE runs; else
 #                         prints LOG and exits 3
@@ -83,6 +89,36 @@ case "$op" in
     echo 'strace did not attach within 10s:'
     cat -- "$log"
     exit 4
+    ;;
+  wait-traced-marked)
+    pid=$1 marker=$2 pid_file=$3 log=$4
+    i=0
+    while [ "$i" -lt 100 ]; do
+      t=$(awk '/^TracerPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+      if [ -n "$t" ] && [ "$t" != 0 ] &&
+        tr '\0' '\n' <"/proc/$t/environ" 2>/dev/null | grep -qxF -- "$marker"; then
+        echo ATTACHED
+        exit 0
+      fi
+      p=$(cat -- "$pid_file" 2>/dev/null)
+      if [ -n "$p" ] && [ ! -d "/proc/$p" ]; then echo 'the watcher exited:'; cat -- "$log"; exit 3; fi
+      sleep 0.1
+      i=$((i + 1))
+    done
+    echo 'strace did not attach within 10s:'
+    cat -- "$log"
+    exit 4
+    ;;
+  watch)
+    name=$1 usec=$2
+    while :; do
+      p=$(pgrep -xn -- "$name")
+      if [ -n "$p" ]; then
+        strace -f -qq -o /dev/null -e trace=fdatasync,fsync \
+          -e inject=fdatasync,fsync:delay_enter="$usec" -p "$p"
+      fi
+      sleep 0.5
+    done
     ;;
   wait-running)
     pid_file=$1 log=$2

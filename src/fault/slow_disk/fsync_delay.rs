@@ -55,23 +55,26 @@ impl SlowDiskAction {
                 .record(s, ctx.scenario, label, Undo::SlowDisk(undo.clone()))
                 .await?;
         }
-        s.run_ok(
-            &detached(
-                &pid_file,
-                &id,
-                &strace_args(pid, delay).split_whitespace().collect::<Vec<_>>(),
-            ),
-            ctx.timeout,
-        )
-        .await?;
+        let usec = delay.as_micros().max(1).to_string();
+        let strace = strace_args(pid, delay);
+        // With `reattach`, the detached process is slow_disk.sh's `watch` loop, which runs the
+        // same strace against the newest `process` again whenever it ends.
+        let command: Vec<&str> = if self.reattach {
+            vec!["sh", "-c", PROGRAM, "slow_disk", "watch", self.process(), &usec]
+        } else {
+            strace.split_whitespace().collect()
+        };
+        s.run_ok(&detached(&pid_file, &id, &command), ctx.timeout)
+            .await?;
         crate::failpoint::hit("slow_disk: fsync tracer started");
-        // Attached when the target's TracerPid is the strace.
-        let verify = program(&[
-            "wait-traced",
-            &pid.to_string(),
-            &pid_file,
-            &err_log(&pid_file),
-        ]);
+        // Attached when the target's TracerPid is the strace (the watcher's child: a process
+        // carrying the fault's marker).
+        let marker = format!("{MARKER_VAR}={id}");
+        let verify = if self.reattach {
+            program(&["wait-traced-marked", &pid.to_string(), &marker, &pid_file, &err_log(&pid_file)])
+        } else {
+            program(&["wait-traced", &pid.to_string(), &pid_file, &err_log(&pid_file)])
+        };
         let out = s.exec(&verify, Duration::from_secs(30)).await?;
         if out.success() {
             return Ok(());

@@ -100,6 +100,11 @@ crate::action_spec! {
         /// Delay added before each fdatasync/fsync (`fsync_delay`, `auto`; default 300ms).
         #[serde(default)]
         pub delay: Option<Dur>,
+        /// A watcher attaches the tracer again whenever `process` starts anew, so restarting
+        /// the process does not end the fault: only stopping the watcher does (`fsync_delay`;
+        /// default false).
+        #[serde(default)]
+        pub reattach: bool,
         /// A path on the disk to slow (`throttle`, `fio`, `auto`; default /var/lib/etcd).
         #[serde(default)]
         pub path: Option<String>,
@@ -250,6 +255,9 @@ impl SlowDiskAction {
         if self.delay.is_some() && !uses(&[FsyncDelay]) {
             bad.push("delay");
         }
+        if self.reattach && m != FsyncDelay {
+            bad.push("reattach");
+        }
         if self.path.is_some() && !uses(&[Throttle, Fio]) {
             bad.push("path");
         }
@@ -361,9 +369,14 @@ impl SlowDiskAction {
                 self.path()
             ),
             SlowDiskMode::FsyncDelay => format!(
-                "delay fsyncs of {} by {}",
+                "delay fsyncs of {} by {}{}",
                 self.process(),
-                humantime::format_duration(self.delay.map(Into::into).unwrap_or(DEFAULT_DELAY))
+                humantime::format_duration(self.delay.map(Into::into).unwrap_or(DEFAULT_DELAY)),
+                if self.reattach {
+                    ", again after every restart"
+                } else {
+                    ""
+                }
             ),
             SlowDiskMode::Auto => format!("slow the disk of {}", self.process()),
         }
