@@ -8,8 +8,9 @@ use crate::error::{Error, Result};
 use crate::inventory::Topology;
 
 /// A real kubeadm cluster on this machine: systemd-nspawn nodes with systemd, sshd,
-/// containerd and a kubelet, on the bridge bfbr0 (198.18.0.0/24), made by kubeadm from
-/// Kubernetes and etcd built here from source. Needs root.
+/// containerd and a kubelet, on the bridge bfbr0 (198.18.0.0/27), made by kubeadm from
+/// Kubernetes and etcd built here from source. Needs root. Up to 8 run side by side
+/// (`--instance`), each on its own bridge and /27 of 198.18.0.0/24.
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "Examples:\n  \
     breakfix sandbox build                   # build Kubernetes, etcd, crictl and the images once\n  \
@@ -17,11 +18,18 @@ use crate::inventory::Topology;
     breakfix sandbox up --nodes 1            # controlplane only\n  \
     breakfix sandbox up --topology stacked   # kubeadm's default: etcd is a static pod\n  \
     breakfix sandbox status --output json\n  \
-    breakfix sandbox down                    # remove everything but the cached image\n\n\
+    breakfix sandbox down                    # remove everything but the cached image\n  \
+    breakfix sandbox --instance 1 up --topology stacked   # a second cluster beside the first\n\n\
 The inventory is written to /var/lib/breakfix/sandbox/inventory.yaml ($BREAKFIX_SANDBOX_DIR);\n\
+instance K > 0 keeps its state in /var/lib/breakfix/sandbox-K ($BREAKFIX_SANDBOX_INSTANCE=K);\n\
 the node image, the build and the images are cached in /var/lib/breakfix/images\n\
 ($BREAKFIX_IMAGE_DIR); the pinned versions are in scripts/versions.env.")]
 pub struct SandboxArgs {
+    /// Which sandbox (0-7): each instance is a cluster of its own, on bridge `bfbrK` with
+    /// the network 198.18.0.(32K)/27, its state in /var/lib/breakfix/sandbox-K (K > 0).
+    /// Default: $BREAKFIX_SANDBOX_INSTANCE, else 0.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..8))]
+    pub instance: Option<u8>,
     /// What to do.
     #[command(subcommand)]
     pub command: SandboxCommand,
@@ -120,6 +128,12 @@ pub async fn run_with(args: SandboxArgs, quiet: bool) -> Result<()> {
 /// Errors: whatever [`lifecycle::up`] / [`lifecycle::down`] report; `status` fails only when
 /// the JSON cannot be encoded.
 pub async fn run(args: SandboxArgs) -> Result<()> {
+    match args.instance {
+        Some(k) => super::set_instance(k)?,
+        None => {
+            super::instance_from_env()?;
+        }
+    }
     match args.command {
         SandboxCommand::Build { rebuild } => {
             let built = lifecycle::build_only(rebuild).await?;

@@ -16,7 +16,7 @@ use super::progress::Progress;
 use super::state::{Lock, Phase, ProcKind, Resource, State};
 use super::{
     image, image_dir, keys, kubeadm, kubeapi, loopdev, network, pki, plan_nodes, preflight, procs,
-    readiness, runtime, state_dir, sysctl, NodeSpec, BRIDGE,
+    readiness, runtime, state_dir, sysctl, NodeSpec,
 };
 use crate::error::{Error, Result};
 use crate::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
@@ -73,6 +73,8 @@ pub struct StatusReport {
     /// `up` (every node running), `down` (no sandbox), `partial` (some resources exist but
     /// not every node runs: run `sandbox down`), `creating` (an `up` is under way or died).
     pub state: String,
+    /// The sandbox instance (0-7; `breakfix sandbox --instance`).
+    pub instance: u8,
     /// State directory.
     pub state_dir: PathBuf,
     /// Inventory file, when the sandbox is up.
@@ -130,6 +132,9 @@ impl StatusReport {
                     self.created.as_deref().unwrap_or("?")
                 ));
             }
+        }
+        if self.instance != 0 {
+            s.push_str(&format!("instance:  {}\n", self.instance));
         }
         s.push_str(&format!("state:     {}\n", self.state_dir.display()));
         if let Some(inv) = &self.inventory {
@@ -269,7 +274,7 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
         image::cached_rootfs(&imgdir).is_some(),
         nodes.len(),
     )?;
-    network::check_free(BRIDGE, false).await?;
+    network::check_free(super::instance(), false).await?;
 
     let (image, _, images) = match prepare(&imgdir, &pins, false, &progress).await {
         Ok(x) => x,
@@ -292,6 +297,39 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
             dir.display()
         ))),
     }
+}
+
+/// The state directory of another sandbox instance that is up (not `own`), if any.
+fn other_instance_up(own: &Path) -> Option<PathBuf> {
+    (0..super::MAX_INSTANCES)
+        .map(super::state_dir_of)
+        .filter(|d| d != own)
+        .find(|d| {
+            matches!(State::load(d), Ok(Some(st)) if st.phase == Phase::Ready && procs::all_nodes_running(&st))
+        })
+}
+
+/// Records a shared host setting's old value in the state in `heir` (an instance that is up)
+/// instead of writing it back now. Sandbox commands hold one lock for the whole machine
+/// ([`Lock`]), so the heir's state cannot change meanwhile.
+///
+/// Errors: the heir's state cannot be read or written.
+fn hand_over(heir: &Path, key: &str, old: &str) -> Result<()> {
+    let Some(mut st) = State::load(heir)? else {
+        return Err(Error::other(format!(
+            "the sandbox in {} went away while handing over {key}",
+            heir.display()
+        )));
+    };
+    let r = Resource::Sysctl {
+        key: key.to_string(),
+        old: old.to_string(),
+    };
+    if !st.resources.contains(&r) {
+        st.resources.insert(0, r);
+        st.save()?;
+    }
+    Ok(())
 }
 
 /// Everything the nodes are made of, built once and cached: the Debian node image, the
@@ -408,13 +446,15 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
     let dir = st.dir.clone();
 
     let step = progress.step("network");
+    let k = super::instance();
     st.record(Resource::Bridge {
-        name: BRIDGE.into(),
+        name: super::bridge_of(k),
     })?;
-    network::create_bridge(BRIDGE).await?;
+    network::create_bridge(k).await?;
     step.done(format!(
-        "bridge {BRIDGE} {}/{}",
-        super::HOST_ADDR,
+        "bridge {} {}/{}",
+        super::bridge_of(k),
+        super::host_addr_of(k),
         super::PREFIX_LEN
     ));
 
@@ -932,7 +972,16 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
     }
 
     let step = progress.step("remove mounts, loop devices, bridge");
+    // The kubelet's host settings are shared by every instance: while another one is up they
+    // stay, and its state takes over the old values, so the last `down` puts them back.
+    let heir = other_instance_up(&st.dir);
     for r in st.resources.iter().rev() {
+        if let (Resource::Sysctl { key, old }, Some(heir)) = (r, &heir) {
+            if let Err(e) = hand_over(heir, key, old) {
+                errors.push(e.to_string());
+            }
+            continue;
+        }
         let res = match r {
             Resource::Process { .. } => Ok(()),
             Resource::Mount { target } => unmount(target).await,
@@ -952,10 +1001,10 @@ async fn teardown(mut st: State, progress: &Progress) -> Result<()> {
         // `network::delete_node_veth`) and its per-machine propagation directory, which makes
         // the next nspawn of that name fail ("Attempted to remove disk file system under
         // /run/systemd/nspawn/propagate/<machine>").
-        if let Err(e) = network::delete_node_veth(&n.name).await {
+        if let Err(e) = network::delete_node_veth(n.machine()).await {
             errors.push(e.to_string());
         }
-        let propagate = Path::new(NSPAWN_PROPAGATE_DIR).join(&n.name);
+        let propagate = Path::new(NSPAWN_PROPAGATE_DIR).join(n.machine());
         if let Err(e) = fsutil::remove_tree(&propagate) {
             errors.push(e.to_string());
         }
@@ -1003,6 +1052,7 @@ pub async fn status() -> StatusReport {
         Ok(st) => report(st.as_ref()).await,
         Err(_) => StatusReport {
             state: "partial".into(),
+            instance: super::instance(),
             state_dir: state_dir(),
             inventory: None,
             topology: None,
@@ -1029,6 +1079,7 @@ async fn report(st: Option<&State>) -> StatusReport {
     let Some(st) = st else {
         return StatusReport {
             state: "down".into(),
+            instance: super::instance(),
             state_dir: state_dir(),
             inventory: None,
             topology: None,
@@ -1103,6 +1154,7 @@ async fn report(st: Option<&State>) -> StatusReport {
     });
     StatusReport {
         state: state.into(),
+        instance: super::instance(),
         state_dir: st.dir.clone(),
         inventory,
         topology: Some(st.topology),
@@ -1120,6 +1172,7 @@ mod tests {
     fn status_table_shows_the_api_server_for_stacked() {
         let report = StatusReport {
             state: "up".into(),
+            instance: 0,
             state_dir: "/var/lib/breakfix/sandbox".into(),
             inventory: None,
             topology: Some(Topology::Stacked),

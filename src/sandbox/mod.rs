@@ -64,22 +64,108 @@ pub const ENV_SANDBOX_DIR: &str = "BREAKFIX_SANDBOX_DIR";
 /// `/var/lib/breakfix/images`).
 pub const ENV_IMAGE_DIR: &str = "BREAKFIX_IMAGE_DIR";
 
-/// Name of the host bridge the nodes are attached to.
-pub const BRIDGE: &str = "bfbr0";
-/// The host's address on the bridge (prefix length [`PREFIX_LEN`]).
-pub const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-/// Prefix length of the sandbox network 198.18.0.0/24.
-pub const PREFIX_LEN: u8 = 24;
-/// Last octet of the first node's address (`controlplane` = 198.18.0.11).
+/// Environment variable that picks the sandbox instance (`0` to `7`; default `0`). Several
+/// instances run side by side, each its own cluster (see [`instance`]).
+pub const ENV_INSTANCE: &str = "BREAKFIX_SANDBOX_INSTANCE";
+/// How many sandbox instances fit in 198.18.0.0/24 (a /27 each).
+pub const MAX_INSTANCES: u8 = 8;
+/// Prefix length of one instance's network (a /27 of 198.18.0.0/24).
+pub const PREFIX_LEN: u8 = 27;
+/// Last octet of the first node's address within its instance's /27 (`controlplane` of
+/// instance 0 = 198.18.0.11, of instance 1 = 198.18.0.43).
 pub const FIRST_NODE_OCTET: u8 = 11;
 /// Most nodes one sandbox can have (one control plane + workers `node01`..).
 pub const MAX_NODES: u8 = 8;
 
-/// Where the sandbox keeps its state: `$BREAKFIX_SANDBOX_DIR` or `/var/lib/breakfix/sandbox`.
+static INSTANCE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+
+/// Picks the instance for this process (the `--instance` flag), before anything asks
+/// [`instance`].
+///
+/// Errors: `k` is [`MAX_INSTANCES`] or more, or this process already works on another one.
+pub fn set_instance(k: u8) -> crate::Result<()> {
+    if k >= MAX_INSTANCES {
+        return Err(crate::Error::other(format!(
+            "--instance must be between 0 and {}, got {k}",
+            MAX_INSTANCES - 1
+        )));
+    }
+    match INSTANCE.set(k) {
+        Ok(()) => Ok(()),
+        Err(_) if instance() == k => Ok(()),
+        Err(_) => Err(crate::Error::other(format!(
+            "internal: sandbox instance {} was chosen before --instance {k}",
+            instance()
+        ))),
+    }
+}
+
+/// The instance [`ENV_INSTANCE`] names, if set. Errors: it is not a number from 0 to 7.
+pub fn instance_from_env() -> crate::Result<Option<u8>> {
+    match std::env::var(ENV_INSTANCE) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u8>() {
+            Ok(k) if k < MAX_INSTANCES => Ok(Some(k)),
+            _ => Err(crate::Error::other(format!(
+                "{ENV_INSTANCE}={v}: expected a sandbox instance from 0 to {}",
+                MAX_INSTANCES - 1
+            ))),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// The sandbox instance this process works on: [`set_instance`]'s, else [`ENV_INSTANCE`]'s
+/// (an invalid value counts as 0; the sandbox commands refuse it first), else 0.
+///
+/// Instance `k` is a cluster of its own: state in [`state_dir_of`]`(k)`, bridge `bfbr<k>`, the
+/// network 198.18.0.`32k`/27 (host `.32k+1`, nodes from `.32k+11`), nspawn machines named
+/// `bf<k>-...` for k > 0 (instance 0 keeps the node names). The node names inside (host names,
+/// Kubernetes node names, inventory names) are the same in every instance.
+pub fn instance() -> u8 {
+    *INSTANCE.get_or_init(|| instance_from_env().ok().flatten().unwrap_or(0))
+}
+
+/// Name of instance `k`'s host bridge (`bfbr0`, `bfbr1`, ...).
+pub fn bridge_of(k: u8) -> String {
+    format!("bfbr{k}")
+}
+
+/// Name of this instance's host bridge.
+pub fn bridge() -> String {
+    bridge_of(instance())
+}
+
+/// First address of instance `k`'s /27 (198.18.0.`32k`).
+pub fn network_of(k: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 32 * k)
+}
+
+/// The host's address on instance `k`'s bridge (198.18.0.`32k+1`, prefix [`PREFIX_LEN`]).
+pub fn host_addr_of(k: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 32 * k + 1)
+}
+
+/// The host's address on this instance's bridge.
+pub fn host_addr() -> Ipv4Addr {
+    host_addr_of(instance())
+}
+
+/// Where instance `k` keeps its state: `/var/lib/breakfix/sandbox` (k = 0) or
+/// `/var/lib/breakfix/sandbox-<k>`.
+pub fn state_dir_of(k: u8) -> PathBuf {
+    if k == 0 {
+        PathBuf::from("/var/lib/breakfix/sandbox")
+    } else {
+        PathBuf::from(format!("/var/lib/breakfix/sandbox-{k}"))
+    }
+}
+
+/// Where the sandbox keeps its state: `$BREAKFIX_SANDBOX_DIR`, else [`state_dir_of`] this
+/// instance.
 pub fn state_dir() -> PathBuf {
     match std::env::var_os(ENV_SANDBOX_DIR) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from("/var/lib/breakfix/sandbox"),
+        _ => state_dir_of(instance()),
     }
 }
 
@@ -101,10 +187,19 @@ pub fn default_inventory_path() -> PathBuf {
 /// every node's container process is still alive. Cheap (reads one file and /proc); never
 /// fails: anything unreadable counts as "not up".
 pub fn is_up() -> bool {
-    match state::State::load(&state_dir()) {
+    is_up_in(&state_dir())
+}
+
+/// [`is_up`] for instance `k` (in its default state directory).
+pub fn is_up_of(k: u8) -> bool {
+    is_up_in(&state_dir_of(k))
+}
+
+fn is_up_in(dir: &std::path::Path) -> bool {
+    match state::State::load(dir) {
         Ok(Some(st)) => {
             st.phase == state::Phase::Ready
-                && default_inventory_path().is_file()
+                && dir.join("inventory.yaml").is_file()
                 && procs::all_nodes_running(&st)
         }
         _ => false,
@@ -120,6 +215,10 @@ pub struct NodeSpec {
     pub ip: Ipv4Addr,
     /// Inventory roles: `[control-plane, etcd]` or `[worker]`.
     pub roles: Vec<String>,
+    /// The systemd-nspawn machine name on the host (unique across instances); empty in
+    /// states written before instances existed, which means [`NodeSpec::name`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub machine: String,
 }
 
 impl NodeSpec {
@@ -127,12 +226,31 @@ impl NodeSpec {
     pub fn is_control_plane(&self) -> bool {
         self.roles.iter().any(|r| r == "control-plane")
     }
+
+    /// The host-side name of the node (nspawn machine, veth `vb-<machine>`, cgroup): the
+    /// node's name in instance 0, `bf<k>-cp` / `bf<k>-node01` in instance k (short enough for
+    /// the 15-byte interface names).
+    pub fn machine(&self) -> &str {
+        if self.machine.is_empty() {
+            &self.name
+        } else {
+            &self.machine
+        }
+    }
 }
 
-/// Plans `count` nodes: `controlplane` (198.18.0.11) then `node01`, `node02`, ... (.12, .13).
+/// Plans `count` nodes of this instance: `controlplane` then `node01`, `node02`, ... from
+/// 198.18.0.`32k+11`.
 ///
 /// Errors: `count` is 0 or more than [`MAX_NODES`].
 pub fn plan_nodes(count: u8) -> crate::Result<Vec<NodeSpec>> {
+    plan_nodes_of(instance(), count)
+}
+
+/// [`plan_nodes`] for instance `k`.
+///
+/// Errors: `count` is 0 or more than [`MAX_NODES`].
+pub fn plan_nodes_of(k: u8, count: u8) -> crate::Result<Vec<NodeSpec>> {
     if count == 0 || count > MAX_NODES {
         return Err(crate::Error::other(format!(
             "--nodes must be between 1 and {MAX_NODES} (one control plane plus workers), got {count}"
@@ -148,10 +266,16 @@ pub fn plan_nodes(count: u8) -> crate::Result<Vec<NodeSpec>> {
             } else {
                 (format!("node{i:02}"), vec!["worker".to_string()])
             };
+            let machine = match (k, i) {
+                (0, _) => String::new(),
+                (_, 0) => format!("bf{k}-cp"),
+                _ => format!("bf{k}-{name}"),
+            };
             NodeSpec {
                 name,
-                ip: Ipv4Addr::new(198, 18, 0, FIRST_NODE_OCTET + i),
+                ip: Ipv4Addr::new(198, 18, 0, 32 * k + FIRST_NODE_OCTET + i),
                 roles,
+                machine,
             }
         })
         .collect())
@@ -170,6 +294,33 @@ mod tests {
         assert_eq!(nodes[2].ip, Ipv4Addr::new(198, 18, 0, 13));
         assert!(nodes[0].is_control_plane());
         assert_eq!(nodes[1].roles, ["worker"]);
+    }
+
+    #[test]
+    fn instances_get_their_own_network_bridge_machines_and_state() {
+        let nodes = plan_nodes_of(1, 2).expect("2 nodes");
+        assert_eq!(nodes[0].name, "controlplane");
+        assert_eq!(nodes[0].machine(), "bf1-cp");
+        assert_eq!(nodes[1].machine(), "bf1-node01");
+        assert_eq!(nodes[0].ip, Ipv4Addr::new(198, 18, 0, 43));
+        assert_eq!(host_addr_of(1), Ipv4Addr::new(198, 18, 0, 33));
+        assert_eq!(bridge_of(1), "bfbr1");
+        assert_eq!(
+            state_dir_of(1),
+            PathBuf::from("/var/lib/breakfix/sandbox-1")
+        );
+        // Instance 0 is what the sandbox always was.
+        let nodes = plan_nodes_of(0, 1).expect("1 node");
+        assert_eq!(nodes[0].machine(), "controlplane");
+        assert_eq!(state_dir_of(0), PathBuf::from("/var/lib/breakfix/sandbox"));
+        // The last instance's nodes stay inside its /27 and 198.18.0.0/24; veths fit 15 bytes.
+        let last = plan_nodes_of(MAX_INSTANCES - 1, MAX_NODES).expect("plan");
+        assert_eq!(last[0].ip, Ipv4Addr::new(198, 18, 0, 235));
+        assert_eq!(last[7].ip, Ipv4Addr::new(198, 18, 0, 242));
+        assert!(last
+            .iter()
+            .all(|n| format!("vb-{}", n.machine()).len() <= 15));
+        assert!(set_instance(MAX_INSTANCES).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Network: the host bridge the nodes' `host0` interfaces hang off (198.18.0.1/24, a range
-//! reserved for network testing), created with iproute2 and checked for conflicts first.
-//! IPv6 is switched off on it so nothing but 198.18.0.0/24 traffic appears.
+//! Network: the host bridge the nodes' `host0` interfaces hang off, one per sandbox instance
+//! (instance k: bridge `bfbr<k>`, 198.18.0.`32k+1`/27; 198.18.0.0/24 is a range reserved for
+//! network testing), created with iproute2 and checked for conflicts first. IPv6 is switched
+//! off on it so nothing but 198.18.0.0/24 traffic appears.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -45,25 +46,34 @@ pub fn in_sandbox_net(a: Ipv4Addr) -> bool {
     (x, y, z) == (198, 18, 0)
 }
 
-/// Checks that the sandbox network is free: no interface but `bridge` holds an address in
-/// 198.18.0.0/24, and `bridge` itself exists only if `ours` (recorded in the sandbox state).
+/// True when `addr/len` on some interface overlaps instance `k`'s network
+/// (198.18.0.`32k`/27): the address is inside it, or its network covers it.
+pub fn overlaps_instance(k: u8, addr: Ipv4Addr, len: u8) -> bool {
+    let net = super::network_of(k);
+    covers(net, super::PREFIX_LEN, addr) || (len < super::PREFIX_LEN && covers(addr, len, net))
+}
+
+/// Checks that instance `k`'s network is free: no interface but its bridge holds an address
+/// in (or a network around) 198.18.0.`32k`/27, and the bridge itself exists only if `ours`
+/// (recorded in the sandbox state). Other instances' bridges hold other /27s.
 ///
 /// Errors: the address or bridge is taken by something else (the message names it and says
 /// how to free it).
-pub async fn check_free(bridge: &str, ours: bool) -> Result<()> {
+pub async fn check_free(k: u8, ours: bool) -> Result<()> {
+    let bridge = super::bridge_of(k);
     for (ifname, addr, len) in host_addresses().await? {
-        if ifname != bridge
-            && (in_sandbox_net(addr) || (len < 24 && covers(addr, len, super::HOST_ADDR)))
-        {
+        if ifname != bridge && overlaps_instance(k, addr, len) {
             return Err(Error::other(format!(
-                "the sandbox network 198.18.0.0/24 is already in use: interface `{ifname}` has {addr}/{len}. \
+                "the network of sandbox instance {k} ({}/{}) is already in use: interface `{ifname}` has {addr}/{len}. \
                  The sandbox needs {}/{} on its own bridge `{bridge}`; remove that address or interface first",
-                super::HOST_ADDR,
+                super::network_of(k),
+                super::PREFIX_LEN,
+                super::host_addr_of(k),
                 super::PREFIX_LEN
             )));
         }
     }
-    if link_exists(bridge) && !ours {
+    if link_exists(&bridge) && !ours {
         return Err(Error::other(format!(
             "a network interface called `{bridge}` already exists but no sandbox state records it \
              (left over from another tool or a lost state?). Check it with `ip addr show {bridge}` \
@@ -81,11 +91,13 @@ fn covers(net: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
     (u32::from(net) & mask) == (u32::from(a) & mask)
 }
 
-/// Creates the bridge with the host address, IPv6 off, and brings it up. An existing bridge
-/// of that name (ours, from a half-finished `up`) is reused.
+/// Creates instance `k`'s bridge with the host address, IPv6 off, and brings it up. An
+/// existing bridge of that name (ours, from a half-finished `up`) is reused.
 ///
 /// Errors: an `ip` command fails.
-pub async fn create_bridge(bridge: &str) -> Result<()> {
+pub async fn create_bridge(k: u8) -> Result<()> {
+    let bridge = super::bridge_of(k);
+    let bridge = bridge.as_str();
     if !link_exists(bridge) {
         cmd::run("ip", &["link", "add", bridge, "type", "bridge"]).await?;
     }
@@ -94,7 +106,7 @@ pub async fn create_bridge(bridge: &str) -> Result<()> {
         format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"),
         "1\n",
     );
-    let cidr = format!("{}/{}", super::HOST_ADDR, super::PREFIX_LEN);
+    let cidr = format!("{}/{}", super::host_addr_of(k), super::PREFIX_LEN);
     cmd::run("ip", &["addr", "replace", &cidr, "dev", bridge]).await?;
     cmd::run("ip", &["link", "set", bridge, "up"]).await?;
     Ok(())
@@ -167,5 +179,18 @@ mod tests {
             15,
             Ipv4Addr::new(198, 18, 0, 1)
         ));
+    }
+
+    #[test]
+    fn instances_conflict_only_with_what_overlaps_their_own_slice() {
+        let a = |d: u8| Ipv4Addr::new(198, 18, 0, d);
+        // Instance 1's bridge does not get in instance 0's way, and the other way round.
+        assert!(!overlaps_instance(0, a(33), 27));
+        assert!(!overlaps_instance(1, a(1), 27));
+        assert!(overlaps_instance(1, a(40), 32));
+        // An old-style /24 on some interface covers every instance.
+        assert!(overlaps_instance(1, a(1), 24));
+        assert!(overlaps_instance(7, Ipv4Addr::new(198, 16, 0, 1), 14));
+        assert!(!overlaps_instance(0, Ipv4Addr::new(192, 0, 2, 2), 24));
     }
 }

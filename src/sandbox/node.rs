@@ -295,13 +295,15 @@ pub struct Bind {
     pub read_only: bool,
 }
 
-/// The `systemd-nspawn` arguments that boot node `name` from `root`.
+/// The `systemd-nspawn` arguments that boot the node whose machine name is `name` (see
+/// [`NodeSpec::machine`]; its host name comes from its /etc/hostname) from `root`, on this
+/// instance's bridge.
 pub fn nspawn_args(name: &str, root: &Path, sandbox_id: &str, binds: &[Bind]) -> Vec<String> {
     let mut a = vec![
         "--boot".to_string(),
         "--register=no".into(),
         "--keep-unit".into(),
-        format!("--network-bridge={}", super::BRIDGE),
+        format!("--network-bridge={}", super::bridge()),
         format!("--directory={}", root.display()),
         format!("--machine={name}"),
         "--link-journal=no".into(),
@@ -354,7 +356,7 @@ pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[Bind]) 
         "breakfix-node".to_string(),
         nspawn.display().to_string(),
     ];
-    args.extend(nspawn_args(&node.name, &paths.root, &st.id, binds));
+    args.extend(nspawn_args(node.machine(), &paths.root, &st.id, binds));
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -370,7 +372,7 @@ pub fn boot(st: &mut State, node: &NodeSpec, paths: &NodePaths, binds: &[Bind]) 
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
     // Its own cgroup, so the nodes' systemds do not share (and prune) each other's.
-    let cgroups = cgroup::node_cgroups(&node.name);
+    let cgroups = cgroup::node_cgroups(node.machine());
     for path in &cgroups {
         st.record(Resource::Cgroup { path: path.clone() })?;
     }

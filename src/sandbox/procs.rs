@@ -200,7 +200,8 @@ pub fn helpers_running(st: &State) -> Vec<(i32, u64)> {
             prog.as_str(),
             "mount" | "umount" | "losetup" | "mkfs.ext4" | "mke2fs" | "ip"
         );
-        let ours = args.iter().any(|a| a.contains(&dir) || a == super::BRIDGE);
+        let bridge = super::bridge();
+        let ours = args.iter().any(|a| a.contains(&dir) || *a == bridge);
         if helper && ours {
             found.push((pid, start));
         }

@@ -240,9 +240,11 @@ pub fn node_dir(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("nodes").join(name)
 }
 
-/// An exclusive lock serialising sandbox commands on this machine (there is one bridge and
-/// one address range, so there is one sandbox). It is an `flock` on the state directory's
-/// parent directory, so it leaves no file behind; it is released when dropped.
+/// An exclusive lock serialising sandbox commands on this machine, across instances: every
+/// instance's state directory has the same parent (/var/lib/breakfix), and the lock is an
+/// `flock` on that parent, so it leaves no file behind; it is released when dropped. One
+/// lock for all keeps what instances share safe: the image cache while it is built, and the
+/// kubelet's host settings (see `sysctl.rs`), which the last `down` puts back.
 #[derive(Debug)]
 pub struct Lock {
     _file: nix::fcntl::Flock<fs::File>,

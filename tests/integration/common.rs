@@ -19,9 +19,11 @@ pub use cli::Cli;
 // /tmp/breakfix-tests-sandbox.lock, so parallel test threads AND other test processes wait
 // their turn), and brings the sandbox up with the built binary if it is not up. The sandbox
 // is left up afterwards: the next user gets it at once. `sandbox()` is the external topology
-// (2 nodes, etcd as a systemd unit); `sandbox_stacked()` the stacked one (2 nodes, etcd as a
-// static pod). Both are real kubeadm clusters. Each replaces a sandbox of the other topology.
-// A test that takes the sandbox belongs to the system tier (`common/tier.rs`).
+// (2 nodes, etcd as a systemd unit) on sandbox instance 0; `sandbox_stacked()` the stacked one
+// (2 nodes, etcd as a static pod) on instance 1 (its own lock, /tmp/breakfix-tests-sandbox-1.lock),
+// so tests of the two topologies run at the same time on two real kubeadm clusters and none
+// waits for the other's topology to be torn down and brought up. A test that takes the sandbox
+// belongs to the system tier (`common/tier.rs`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -40,10 +42,19 @@ pub fn show_output(o: &Output) -> String {
     )
 }
 
-/// File whose flock serialises the sandbox's users across test processes.
+/// File whose flock serialises instance 0's users across test processes (instance K > 0:
+/// `/tmp/breakfix-tests-sandbox-K.lock`).
 pub const SANDBOX_TEST_LOCK: &str = "/tmp/breakfix-tests-sandbox.lock";
 
-static SANDBOX_MUTEX: Mutex<()> = Mutex::new(());
+/// The sandbox instance the tests of a topology use: external 0, stacked 1.
+pub fn instance_for(topology: Topology) -> u8 {
+    match topology {
+        Topology::External => 0,
+        Topology::Stacked => 1,
+    }
+}
+
+static SANDBOX_MUTEX: [Mutex<()>; 2] = [Mutex::new(()), Mutex::new(())];
 
 /// Exclusive use of the sandbox for as long as it lives.
 pub struct SandboxGuard {
@@ -53,6 +64,8 @@ pub struct SandboxGuard {
     pub inventory: PathBuf,
     /// The topology this user asked for (what [`SandboxGuard::ensure_up`] brings up).
     pub topology: Topology,
+    /// The sandbox instance (`breakfix sandbox --instance`): 0 external, 1 stacked.
+    pub instance: u8,
 }
 
 /// Runs the built `breakfix` binary with `args` and returns its output.
@@ -76,14 +89,19 @@ pub fn sandbox_stacked() -> SandboxGuard {
 /// (2 nodes), replacing a sandbox of the other topology.
 pub fn sandbox_with(topology: Topology) -> SandboxGuard {
     tier::require_system_tier("the sandbox");
-    let thread = SANDBOX_MUTEX
+    let instance = instance_for(topology);
+    let thread = SANDBOX_MUTEX[usize::from(instance)]
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let lock = match instance {
+        0 => SANDBOX_TEST_LOCK.to_string(),
+        k => format!("/tmp/breakfix-tests-sandbox-{k}.lock"),
+    };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(SANDBOX_TEST_LOCK)
+        .open(&lock)
         .expect("open the sandbox test lock file");
     let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
@@ -91,25 +109,53 @@ pub fn sandbox_with(topology: Topology) -> SandboxGuard {
     let guard = SandboxGuard {
         _file: file,
         _thread: thread,
-        inventory: breakfix::sandbox::default_inventory_path(),
+        inventory: breakfix::sandbox::state_dir_of(instance).join("inventory.yaml"),
         topology,
+        instance,
     };
     guard.ensure_up();
     guard
 }
 
-/// The topology of the sandbox that is up now, if one is.
-pub fn topology_up() -> Option<Topology> {
-    if !breakfix::sandbox::is_up() {
+/// The topology of instance `k`'s sandbox if it is up.
+pub fn topology_up(k: u8) -> Option<Topology> {
+    if !breakfix::sandbox::is_up_of(k) {
         return None;
     }
-    breakfix::sandbox::state::State::load(&breakfix::sandbox::state_dir())
+    breakfix::sandbox::state::State::load(&breakfix::sandbox::state_dir_of(k))
         .ok()
         .flatten()
         .map(|st| st.topology)
 }
 
 impl SandboxGuard {
+    /// Runs the built `breakfix` binary on this guard's sandbox instance
+    /// (`BREAKFIX_SANDBOX_INSTANCE`).
+    pub fn breakfix(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_breakfix"))
+            .args(args)
+            .env(breakfix::sandbox::ENV_INSTANCE, self.instance.to_string())
+            .env_remove(breakfix::sandbox::ENV_SANDBOX_DIR)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the breakfix binary")
+    }
+
+    /// The instance's state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        breakfix::sandbox::state_dir_of(self.instance)
+    }
+
+    /// True when the instance's sandbox is up (see `breakfix::sandbox::is_up`).
+    pub fn is_up(&self) -> bool {
+        breakfix::sandbox::is_up_of(self.instance)
+    }
+
+    /// The instance's host bridge (`bfbr0`, `bfbr1`).
+    pub fn bridge(&self) -> String {
+        breakfix::sandbox::bridge_of(self.instance)
+    }
+
     /// Brings the sandbox up (2 nodes, the guard's topology) unless it is up already with
     /// that topology; a sandbox of the other topology is taken down first.
     pub fn ensure_up(&self) {
@@ -117,10 +163,10 @@ impl SandboxGuard {
             Topology::External => "external",
             Topology::Stacked => "stacked",
         };
-        match topology_up() {
+        match topology_up(self.instance) {
             Some(t) if t == self.topology && self.api_ok() => return,
             Some(_) => {
-                let out = breakfix(&["sandbox", "down"]);
+                let out = self.breakfix(&["sandbox", "down"]);
                 assert!(
                     out.status.success(),
                     "`breakfix sandbox down` (to switch to the {topo} topology) failed:\n{}\n{}",
@@ -130,17 +176,14 @@ impl SandboxGuard {
             }
             None => {}
         }
-        let out = breakfix(&["sandbox", "up", "--topology", topo]);
+        let out = self.breakfix(&["sandbox", "up", "--topology", topo]);
         assert!(
             out.status.success(),
             "`breakfix sandbox up` failed:\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            breakfix::sandbox::is_up(),
-            "sandbox not up after `breakfix sandbox up`"
-        );
+        assert!(self.is_up(), "sandbox not up after `breakfix sandbox up`");
     }
 
     /// The API server's /readyz answers 200 (waiting up to 30 s, e.g. while a previous test's
@@ -154,7 +197,7 @@ impl SandboxGuard {
     pub fn api_ready_within(&self, patience: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + patience;
         loop {
-            let out = breakfix(&["sandbox", "status", "--output", "json"]);
+            let out = self.breakfix(&["sandbox", "status", "--output", "json"]);
             let ready = serde_json::from_slice::<serde_json::Value>(&out.stdout)
                 .map(|v| v["nodes"][0]["apiserver"] == serde_json::Value::Bool(true))
                 .unwrap_or(false);

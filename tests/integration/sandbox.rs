@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use breakfix::inventory::Topology;
 use breakfix::sandbox::state::{Resource, State};
 
-use crate::common::{self, breakfix, sandbox, ssh_with};
+use crate::common::{sandbox, ssh_with};
 
 const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 \
     --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt \
@@ -247,9 +247,9 @@ fn a_wrong_host_key_is_refused() {
     ignore = "system tier: needs the sandbox"
 )]
 fn up_again_is_a_quick_no_op_and_status_reports_json() {
-    let _sb = sandbox();
+    let sb = sandbox();
     let start = Instant::now();
-    let out = breakfix(&["sandbox", "up"]);
+    let out = sb.breakfix(&["sandbox", "up"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         start.elapsed() < Duration::from_secs(10),
@@ -262,7 +262,7 @@ fn up_again_is_a_quick_no_op_and_status_reports_json() {
         text(&out.stdout)
     );
 
-    let out = breakfix(&["sandbox", "status", "--output", "json"]);
+    let out = sb.breakfix(&["sandbox", "status", "--output", "json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(v["state"], "up");
@@ -278,7 +278,7 @@ fn up_again_is_a_quick_no_op_and_status_reports_json() {
     assert_eq!(v["nodes"][1]["running"], true);
 
     // Up with the other topology: refused, saying how to switch (and nothing is touched).
-    let out = breakfix(&["sandbox", "up", "--topology", "stacked"]);
+    let out = sb.breakfix(&["sandbox", "up", "--topology", "stacked"]);
     assert!(!out.status.success(), "{}", text(&out.stdout));
     assert!(
         text(&out.stderr).contains("sandbox down") && text(&out.stderr).contains("--recreate"),
@@ -291,6 +291,8 @@ fn up_again_is_a_quick_no_op_and_status_reports_json() {
 /// What the sandbox had recorded, read before `down`.
 struct Recorded {
     dir: PathBuf,
+    /// The sandbox's id (its nodes' `BREAKFIX_SANDBOX_ID`); empty when none was recorded.
+    id: String,
     pids: Vec<i32>,
     loop_files: Vec<PathBuf>,
     /// Host sysctls `up` changed for the kubelet, with their values before.
@@ -313,6 +315,7 @@ fn recorded() -> Recorded {
     }
     Recorded {
         dir,
+        id: st.id.clone(),
         pids,
         loop_files,
         sysctls,
@@ -355,7 +358,10 @@ fn assert_nothing_left(rec: &Recorded) {
         if proc_alive(pid) && c.contains("systemd-nspawn") && c.contains(&dir) {
             panic!("nspawn process {pid} of the sandbox is still running: {c}");
         }
-        if proc_alive(pid) && text(&env).contains("BREAKFIX_SANDBOX_ID=") {
+        if !rec.id.is_empty()
+            && proc_alive(pid)
+            && text(&env).contains(&format!("BREAKFIX_SANDBOX_ID={}", rec.id))
+        {
             panic!("process {pid} of a sandbox node is still running: {c}");
         }
     }
@@ -377,16 +383,34 @@ fn assert_nothing_left(rec: &Recorded) {
         );
     }
     assert!(!Path::new(&rec.dir).exists(), "state directory {dir} left");
+    // The kubelet's host settings: written back, unless another instance (the stacked
+    // tests' instance 1) is up, whose state then holds the old values for the last `down`.
+    let heir = (1..breakfix::sandbox::MAX_INSTANCES).find(|&k| breakfix::sandbox::is_up_of(k));
     for (key, old) in &rec.sysctls {
-        assert_eq!(
-            &breakfix::sandbox::sysctl::read(key).expect("sysctl"),
-            old,
-            "{key} not written back"
-        );
+        match heir {
+            None => assert_eq!(
+                &breakfix::sandbox::sysctl::read(key).expect("sysctl"),
+                old,
+                "{key} not written back"
+            ),
+            Some(k) => {
+                let st = State::load(&breakfix::sandbox::state_dir_of(k))
+                    .expect("state")
+                    .expect("the other instance's state");
+                let handed = Resource::Sysctl {
+                    key: key.clone(),
+                    old: old.clone(),
+                };
+                assert!(
+                    st.resources.contains(&handed),
+                    "{key}={old} not handed over to instance {k}: {:?}",
+                    st.resources
+                );
+            }
+        }
     }
     for cg in breakfix::sandbox::cgroup::node_cgroups("controlplane") {
-        let parent = cg.parent().expect("parent");
-        assert!(!parent.exists(), "cgroup {} left", parent.display());
+        assert!(!cg.exists(), "cgroup {} left", cg.display());
     }
 }
 
@@ -404,19 +428,19 @@ fn down_leaves_nothing_and_the_next_user_brings_it_up_again() {
         rec.pids
     );
     assert!(!rec.loop_files.is_empty());
-    let out = breakfix(&["sandbox", "down"]);
+    let out = sb.breakfix(&["sandbox", "down"]);
     assert!(out.status.success(), "down failed: {}", text(&out.stderr));
     assert_nothing_left(&rec);
     assert!(!breakfix::sandbox::is_up());
     // A second down is harmless.
-    let out = breakfix(&["sandbox", "down"]);
+    let out = sb.breakfix(&["sandbox", "down"]);
     assert!(out.status.success());
     assert!(
         text(&out.stdout).contains("no sandbox"),
         "{}",
         text(&out.stdout)
     );
-    let out = breakfix(&["sandbox", "status"]);
+    let out = sb.breakfix(&["sandbox", "status"]);
     assert!(text(&out.stdout).contains("sandbox: down"));
 
     // The next user of the sandbox brings it up again, here from a shell holding a descriptor
@@ -460,7 +484,7 @@ fn down_leaves_nothing_and_the_next_user_brings_it_up_again() {
 )]
 fn down_after_an_up_killed_half_way_leaves_nothing() {
     let sb = sandbox();
-    let out = breakfix(&["sandbox", "down"]);
+    let out = sb.breakfix(&["sandbox", "down"]);
     assert!(out.status.success(), "down failed: {}", text(&out.stderr));
     // Kill `up` at different points of its work (the image is cached: resources appear in the
     // first ~150 ms, then `up` waits ~1-2 s for sshd and etcd).
@@ -479,12 +503,13 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
             Ok(Some(_)) => recorded(),
             _ => Recorded {
                 dir,
+                id: String::new(),
                 pids: vec![],
                 loop_files: vec![],
                 sysctls: vec![],
             },
         };
-        let out = breakfix(&["sandbox", "down"]);
+        let out = sb.breakfix(&["sandbox", "down"]);
         assert!(
             out.status.success(),
             "down after a kill at {delay_ms} ms failed: {}",
@@ -493,7 +518,7 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
         assert_nothing_left(&rec);
     }
     sb.ensure_up();
-    assert!(common::breakfix(&["sandbox", "status"]).status.success());
+    assert!(sb.breakfix(&["sandbox", "status"]).status.success());
 }
 
 #[test]
@@ -503,13 +528,14 @@ fn down_after_an_up_killed_half_way_leaves_nothing() {
 )]
 fn up_refuses_a_sandbox_network_taken_by_something_else() {
     let sb = sandbox();
-    let out = breakfix(&["sandbox", "down"]);
+    let out = sb.breakfix(&["sandbox", "down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // Someone else's interface holding an address of 198.18.0.0/24.
+    // Someone else's interface holding an address of instance 0's 198.18.0.0/27.
     let add = run("ip", &["link", "add", "bftest0", "type", "bridge"]);
     assert!(!add.contains("rror"), "{add}");
-    run("ip", &["addr", "add", "198.18.0.1/24", "dev", "bftest0"]);
-    let out = breakfix(&["sandbox", "up"]);
+    // (A /27 of instance 0 only: the stacked tests' instance 1 may be up meanwhile.)
+    run("ip", &["addr", "add", "198.18.0.1/27", "dev", "bftest0"]);
+    let out = sb.breakfix(&["sandbox", "up"]);
     run("ip", &["link", "del", "bftest0"]);
     assert!(!out.status.success(), "up must refuse a taken network");
     let err = text(&out.stderr);

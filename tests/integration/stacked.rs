@@ -16,7 +16,7 @@ use breakfix::inventory::Topology;
 use breakfix::sandbox::state::{ProcKind, Resource, State};
 
 use crate::common::Cli;
-use crate::common::{breakfix, sandbox_stacked, SandboxGuard};
+use crate::common::{sandbox_stacked, SandboxGuard};
 
 const MANIFEST: &str = "/etc/kubernetes/manifests/etcd.yaml";
 /// Backup of the pristine etcd manifest, outside the manifests dir (the kubelet would run a
@@ -496,7 +496,7 @@ fn stacked_control_plane_serves_kubectl() {
     );
 
     // The same sandbox asked for with the other topology: refused, saying how to switch.
-    let o = breakfix(&["sandbox", "up"]);
+    let o = sb.breakfix(&["sandbox", "up"]);
     assert!(!o.status.success(), "{}", show(&o));
     assert!(
         text(&o.stderr).contains("stacked topology is already up")
@@ -749,8 +749,8 @@ fn a_bad_listen_client_url_crash_loops_etcd_with_the_bind_error() {
 }
 
 /// nspawn and node PID 1 processes recorded in the state, and its loop device files.
-fn recorded(kind: Option<ProcKind>) -> (Vec<(i32, u64)>, Vec<PathBuf>) {
-    let st = State::load(&breakfix::sandbox::state_dir())
+fn recorded(sb: &SandboxGuard, kind: Option<ProcKind>) -> (Vec<(i32, u64)>, Vec<PathBuf>) {
+    let st = State::load(&sb.state_dir())
         .expect("state")
         .expect("a sandbox");
     let mut pids = Vec::new();
@@ -779,8 +779,8 @@ fn count_in(haystack: &str, needle: &str) -> usize {
 }
 
 /// The host holds exactly one of each of the sandbox's resources (no stale duplicates).
-fn assert_one_of_each(loops: &[PathBuf]) {
-    let dir = breakfix::sandbox::state_dir().display().to_string();
+fn assert_one_of_each(sb: &SandboxGuard, loops: &[PathBuf]) {
+    let dir = sb.state_dir().display().to_string();
     let links = text(
         &Command::new("ip")
             .args(["-br", "link"])
@@ -788,7 +788,7 @@ fn assert_one_of_each(loops: &[PathBuf]) {
             .expect("ip")
             .stdout,
     );
-    assert_eq!(count_in(&links, "bfbr0 "), 1, "{links}");
+    assert_eq!(count_in(&links, &format!("{} ", sb.bridge())), 1, "{links}");
     let losetup = text(
         &Command::new("losetup")
             .arg("-a")
@@ -844,13 +844,13 @@ fn up_recovers_after_the_nodes_were_killed_without_down() {
     let inventory = sb.inventory.clone();
 
     // 1. The nspawn processes only (their nodes' systemds survive, orphaned).
-    let (nspawns, loops) = recorded(Some(ProcKind::Nspawn));
-    let (everything, _) = recorded(None);
+    let (nspawns, loops) = recorded(&sb, Some(ProcKind::Nspawn));
+    let (everything, _) = recorded(&sb, None);
     assert_eq!(nspawns.len(), 2, "{nspawns:?}");
     kill_all(&nspawns);
-    assert!(!breakfix::sandbox::is_up());
-    assert!(breakfix::sandbox::state_dir().join("state.json").is_file());
-    let o = breakfix(&["sandbox", "up", "--topology", "stacked"]);
+    assert!(!sb.is_up());
+    assert!(sb.state_dir().join("state.json").is_file());
+    let o = sb.breakfix(&["sandbox", "up", "--topology", "stacked"]);
     assert!(o.status.success(), "up after killed nspawns: {}", show(&o));
     assert!(
         text(&o.stderr).contains("no longer run"),
@@ -863,8 +863,8 @@ fn up_recovers_after_the_nodes_were_killed_without_down() {
             "old sandbox process {p} survived the recovery"
         );
     }
-    assert!(breakfix::sandbox::is_up());
-    assert_one_of_each(&loops);
+    assert!(sb.is_up());
+    assert_one_of_each(&sb, &loops);
     let k = Kubectl::new(&sb);
     assert!(
         k.wait_healthy(Duration::from_secs(10)),
@@ -873,16 +873,16 @@ fn up_recovers_after_the_nodes_were_killed_without_down() {
 
     // 2. Every recorded process (nspawn and node PID 1s), as when a session's processes are
     //    all killed.
-    let (everything, loops) = recorded(None);
+    let (everything, loops) = recorded(&sb, None);
     assert!(everything.len() >= 4, "{everything:?}");
     kill_all(&everything);
-    assert!(!breakfix::sandbox::is_up());
+    assert!(!sb.is_up());
     let start = Instant::now();
-    let o = breakfix(&["sandbox", "up", "--topology", "stacked"]);
+    let o = sb.breakfix(&["sandbox", "up", "--topology", "stacked"]);
     assert!(o.status.success(), "up after killed nodes: {}", show(&o));
     eprintln!("recovery up took {:?}", start.elapsed());
-    assert!(breakfix::sandbox::is_up());
-    assert_one_of_each(&loops);
+    assert!(sb.is_up());
+    assert_one_of_each(&sb, &loops);
     assert_eq!(sb.inventory, inventory);
     let k = Kubectl::new(&sb);
     assert!(
@@ -899,8 +899,8 @@ fn up_recovers_after_the_nodes_were_killed_without_down() {
     ignore = "system tier: needs the sandbox"
 )]
 fn status_reports_the_api_server() {
-    let _sb = sandbox_stacked();
-    let o = breakfix(&["sandbox", "status", "--output", "json"]);
+    let sb = sandbox_stacked();
+    let o = sb.breakfix(&["sandbox", "status", "--output", "json"]);
     assert!(o.status.success(), "{}", show(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status JSON");
     assert_eq!(v["state"], "up");
@@ -909,9 +909,9 @@ fn status_reports_the_api_server() {
     let pins = breakfix::sandbox::kubebuild::pins().expect("pins");
     assert_eq!(v["nodes"][0]["etcd"], pins.etcd.trim_start_matches('v'));
     assert!(v["nodes"][1]["apiserver"].is_null(), "{v}");
-    let human = text(&breakfix(&["sandbox", "status"]).stdout);
+    let human = text(&sb.breakfix(&["sandbox", "status"]).stdout);
     assert!(human.contains("kubectl --kubeconfig"), "{human}");
-    let conf = breakfix::sandbox::state_dir().join("admin.conf");
+    let conf = sb.state_dir().join("admin.conf");
     assert!(Path::new(&conf).is_file());
     let cache = tempfile::tempdir().expect("tempdir");
     let o = Command::new("/usr/bin/kubectl")
