@@ -177,7 +177,9 @@ pub async fn wait_gone(procs: &[(i32, u64)], timeout: Duration) -> Vec<(i32, u64
 /// sandbox's files or bridge: left running when an `up` was killed half-way. `down` lets them
 /// finish first, so nothing they create appears after it cleaned up.
 pub fn helpers_running(st: &State) -> Vec<(i32, u64)> {
-    let dir = st.dir.display().to_string();
+    // With the separator: instance 0's /var/lib/breakfix/sandbox must not match instance 1's
+    // /var/lib/breakfix/sandbox-1/... .
+    let dir = format!("{}/", st.dir.display());
     let me = std::process::id() as i32;
     let mut found = Vec::new();
     for pid in all_pids() {

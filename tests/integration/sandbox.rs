@@ -343,7 +343,9 @@ fn run(cmd: &str, args: &[&str]) -> String {
 /// Checks the host itself: no process, bridge, veth, mount, loop device or file of the
 /// sandbox is left.
 fn assert_nothing_left(rec: &Recorded) {
-    let dir = rec.dir.display().to_string();
+    // With the separator, so that instance 1's /var/lib/breakfix/sandbox-1/ (the stacked
+    // tests' sandbox, maybe up meanwhile) is not mistaken for instance 0's leftovers.
+    let dir = format!("{}/", rec.dir.display());
     for &pid in &rec.pids {
         assert!(!proc_alive(pid), "recorded process {pid} is still alive");
     }
