@@ -48,7 +48,15 @@ impl Kubectl {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("admin.conf");
         let conf = sb.ssh_ok("controlplane", "cat /etc/kubernetes/admin.conf");
-        assert!(conf.contains("server: https://198.18.0.11:6443"), "{conf}");
+        let address = sb
+            .load()
+            .node("controlplane")
+            .map(|n| n.address.clone())
+            .expect("controlplane in the inventory");
+        assert!(
+            conf.contains(&format!("server: https://{address}:6443")),
+            "{conf}"
+        );
         std::fs::write(&kubeconfig, conf).expect("write kubeconfig");
         let cache = dir.path().join("cache");
         Kubectl {
