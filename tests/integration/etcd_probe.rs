@@ -223,8 +223,10 @@ async fn frozen_etcd_is_unhealthy_at_the_deadline() {
             .is_some_and(|n| n.contains("deadline exceeded")),
         "{f:?}"
     );
+    // The deadline holds: not before it, and not hanging past it. The slack is for a loaded
+    // machine (the suite runs two sandbox clusters beside this test), not for the probe.
     assert!(
-        took >= timeout && took <= timeout + Duration::from_secs(1),
+        took >= timeout && took <= timeout + Duration::from_secs(5),
         "took {took:?}"
     );
 
