@@ -55,7 +55,13 @@ pub const SKIPPED_PHASES: &[&str] = &["addon/kube-proxy", "addon/coredns"];
 /// address, node name, containerd's socket, `imagePullPolicy: Never` so a missing image fails
 /// instead of pulling), ClusterConfiguration (pinned version, pod and service subnets; the
 /// stacked topology's etcd image tag, or the external topology's etcd endpoint and client
-/// certificate), and a KubeletConfiguration (cgroupfs driver, cgroup v1 accepted).
+/// certificate), and a KubeletConfiguration (cgroupfs driver, cgroup v1 accepted; no image
+/// garbage collection and no disk-pressure eviction, as kind's nodes: a node's image
+/// filesystem is the host's disk, whose fill level says nothing about the node, and an image
+/// collected there cannot be pulled again, since the images are imported, not pulled. The
+/// kubelet's default collects once the host's disk is 85% used (by its own count, reserved
+/// blocks included): with 41 GiB of 252 free, a stacked node lost its pause image and could
+/// start no pod).
 /// `schedulable`: the control plane gets no `NoSchedule` taint (kubeadm's documented
 /// `taints: []`), for a one-node cluster whose workloads must run somewhere.
 pub fn init_config(cp: &NodeSpec, topology: Topology, pins: &Pins, schedulable: bool) -> String {
@@ -104,7 +110,12 @@ apiVersion: kubelet.config.k8s.io/v1beta1\n\
 kind: KubeletConfiguration\n\
 cgroupDriver: cgroupfs\n\
 failCgroupV1: false\n\
-failSwapOn: false\n",
+failSwapOn: false\n\
+imageGCHighThresholdPercent: 100\n\
+evictionHard:\n\
+\x20 nodefs.available: \"0%\"\n\
+\x20 nodefs.inodesFree: \"0%\"\n\
+\x20 imagefs.available: \"0%\"\n",
         ip = cp.ip,
         name = cp.name,
         version = pins.kubernetes,
@@ -229,6 +240,21 @@ mod tests {
         assert!(!c.contains("external:"));
         assert!(!c.contains("taints"));
         assert!(init_config(&nodes[0], Topology::Stacked, &p, true).contains("  taints: []\n"));
+    }
+
+    #[test]
+    fn the_kubelet_neither_collects_images_nor_evicts_for_the_hosts_disk() {
+        let nodes = super::super::plan_nodes(1).expect("plan");
+        let c = init_config(&nodes[0], Topology::Stacked, &pins(), true);
+        let kubelet = c
+            .split("\n---\n")
+            .find(|d| d.contains("kind: KubeletConfiguration"))
+            .expect("a KubeletConfiguration document");
+        let v: serde_json::Value = serde_saphyr::from_str(kubelet).expect("valid YAML");
+        assert_eq!(v["imageGCHighThresholdPercent"], 100, "{kubelet}");
+        for signal in ["nodefs.available", "nodefs.inodesFree", "imagefs.available"] {
+            assert_eq!(v["evictionHard"][signal], "0%", "{signal}: {kubelet}");
+        }
     }
 
     #[test]

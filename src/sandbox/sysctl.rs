@@ -20,6 +20,13 @@ pub const KUBELET_SETTINGS: &[(&str, &str)] = &[
     ("kernel.keys.root_maxbytes", "25000000"),
 ];
 
+/// Settings the nodes need AT LEAST this much of (`sysctl` name, minimum). Every systemd,
+/// journald, containerd and kubelet of every node takes inotify instances from root's one
+/// host-wide quota (128 by default): four 2-node sandboxes used 130 of them, and a node past
+/// the quota boots without sshd (`Failed to create inotify object: Too many open files` on
+/// its console). A host with more already keeps its value.
+pub const MINIMUMS: &[(&str, u64)] = &[("fs.inotify.max_user_instances", 1024)];
+
 /// `/proc/sys/...` path of a sysctl name (`kernel.panic` -> `/proc/sys/kernel/panic`).
 pub fn path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))
@@ -44,7 +51,8 @@ pub fn write(key: &str, value: &str) -> Result<()> {
         .map_err(io_err(format!("setting {key}={value} ({})", p.display())))
 }
 
-/// The settings of [`KUBELET_SETTINGS`] whose value differs now: (key, current, wanted).
+/// The settings of [`KUBELET_SETTINGS`] whose value differs now, and those of [`MINIMUMS`]
+/// below their minimum: (key, current, wanted).
 ///
 /// Errors: one cannot be read.
 pub fn to_change() -> Result<Vec<(String, String, String)>> {
@@ -55,7 +63,18 @@ pub fn to_change() -> Result<Vec<(String, String, String)>> {
             out.push((k.to_string(), now, want.to_string()));
         }
     }
+    for (k, min) in MINIMUMS {
+        let now = read(k)?;
+        if below(&now, *min) {
+            out.push((k.to_string(), now, min.to_string()));
+        }
+    }
     Ok(out)
+}
+
+/// True when `now` (a sysctl's text) is a number under `min`, or not a number at all.
+fn below(now: &str, min: u64) -> bool {
+    now.trim().parse::<u64>().map_or(true, |n| n < min)
 }
 
 #[cfg(test)]
@@ -76,5 +95,16 @@ mod tests {
         for (k, _) in KUBELET_SETTINGS {
             read(k).expect("readable");
         }
+        for (k, _) in MINIMUMS {
+            read(k).expect("readable");
+        }
+    }
+
+    #[test]
+    fn a_minimum_raises_only_what_is_below_it() {
+        assert!(below("128", 1024));
+        assert!(!below("1024", 1024));
+        assert!(!below("8192\n", 1024), "a larger host value is kept");
+        assert!(below("junk", 1024));
     }
 }
