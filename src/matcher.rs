@@ -32,7 +32,7 @@ pub enum Matcher {
     /// Substring of a string fact, or an element of a list fact.
     Contains(Value),
     /// Regular expression (Rust `regex` syntax) searched in the string form of the fact.
-    Matches(Regex),
+    Matches(Pattern),
     /// Number strictly less than.
     Lt(Bound),
     /// Number strictly greater than.
@@ -51,6 +51,46 @@ pub enum Matcher {
     All(Vec<Matcher>),
     /// At least one matcher holds.
     Any(Vec<Matcher>),
+}
+
+/// The pattern of a `matches` matcher: its source as written and, once it holds no template
+/// (or has been rendered), the compiled regular expression.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The pattern as written, or as rendered for a node.
+    pub source: String,
+    /// The compiled pattern; `None` while `source` holds a template (`{{ node.address }}`):
+    /// such a pattern matches nothing until [`Matcher::render`] renders and compiles it.
+    pub regex: Option<Regex>,
+}
+
+/// A template expression or statement inside a pattern (`{{ ... }}`, `{% ... %}`), compiled
+/// once.
+static TEMPLATES: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"(?s)\{\{.*?\}\}|\{%.*?%\}").expect("a constant, valid pattern")
+});
+
+impl Pattern {
+    /// Compiles `source`. A pattern with a template (`{{ ... }}`, `{% ... %}`) is compiled only
+    /// after rendering; here the rest of it is checked, with each template taken as a literal.
+    ///
+    /// Errors: the pattern (outside its templates) is not a valid regular expression (the
+    /// message quotes it).
+    pub fn parse(source: String) -> std::result::Result<Pattern, String> {
+        let invalid = |e: regex::Error| format!("invalid regular expression `{source}`: {e}");
+        if source.contains("{{") || source.contains("{%") {
+            Regex::new(&TEMPLATES.replace_all(&source, "x")).map_err(invalid)?;
+            return Ok(Pattern {
+                source,
+                regex: None,
+            });
+        }
+        let re = Regex::new(&source).map_err(invalid)?;
+        Ok(Pattern {
+            source,
+            regex: Some(re),
+        })
+    }
 }
 
 impl Matcher {
@@ -76,7 +116,7 @@ impl Matcher {
                 (other, Value::String(w)) => to_text(other).contains(w.as_str()),
                 _ => false,
             },
-            Matcher::Matches(re) => re.is_match(&to_text(v)),
+            Matcher::Matches(p) => p.regex.as_ref().is_some_and(|re| re.is_match(&to_text(v))),
             Matcher::Lt(n) => as_number(v).zip(n.number()).is_some_and(|(x, n)| x < n),
             Matcher::Gt(n) => as_number(v).zip(n.number()).is_some_and(|(x, n)| x > n),
             Matcher::SamePath(want) => match (want, v) {
@@ -114,11 +154,15 @@ impl Matcher {
         Ok(match self {
             Matcher::Equals(v) => Matcher::Equals(text(v)?),
             Matcher::Contains(v) => Matcher::Contains(text(v)?),
-            Matcher::Matches(re) => {
-                let src = r.text(re.as_str())?;
-                Matcher::Matches(Regex::new(&src).map_err(|e| {
+            Matcher::Matches(p) => {
+                let src = r.text(&p.source)?;
+                let re = Regex::new(&src).map_err(|e| {
                     crate::Error::other(format!("regular expression `{src}` after rendering: {e}"))
-                })?)
+                })?;
+                Matcher::Matches(Pattern {
+                    source: src,
+                    regex: Some(re),
+                })
             }
             Matcher::Lt(n) => Matcher::Lt(n.render(r, "lt")?),
             Matcher::Gt(n) => Matcher::Gt(n.render(r, "gt")?),
@@ -323,7 +367,7 @@ impl fmt::Display for Matcher {
         match self {
             Matcher::Equals(v) => write!(f, "{}", shown(v)),
             Matcher::Contains(v) => write!(f, "contains {}", shown(v)),
-            Matcher::Matches(r) => write!(f, "matches /{}/", r.as_str()),
+            Matcher::Matches(p) => write!(f, "matches /{}/", p.source),
             Matcher::Lt(n) => write!(f, "< {n}"),
             Matcher::Gt(n) => write!(f, "> {n}"),
             Matcher::SamePath(v) => write!(f, "the same path as {}", shown(v)),
@@ -396,9 +440,7 @@ impl<'de> Visitor<'de> for MatcherVisitor {
             "contains" => Matcher::Contains(map.next_value()?),
             "matches" => {
                 let pattern: String = map.next_value()?;
-                Matcher::Matches(Regex::new(&pattern).map_err(|e| {
-                    de::Error::custom(format!("invalid regular expression `{pattern}`: {e}"))
-                })?)
+                Matcher::Matches(Pattern::parse(pattern).map_err(de::Error::custom)?)
             }
             "lt" => Matcher::Lt(map.next_value()?),
             "gt" => Matcher::Gt(map.next_value()?),
@@ -477,6 +519,30 @@ mod tests {
         assert!(e.to_string().contains("unknown matcher `like`"), "{e}");
         let e = serde_saphyr::from_str::<Matcher>("{lt: 1, gt: 0}").unwrap_err();
         assert!(e.to_string().contains("exactly one operator"), "{e}");
+    }
+
+    #[test]
+    fn a_pattern_may_hold_a_template_and_is_compiled_once_rendered() {
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("ip".to_string(), "198.18.0.11".to_string());
+        let r = crate::template::Renderer::params_only(&p);
+        // `{{` alone is not a valid regular expression: the template is left for rendering.
+        let sans = m("{matches: 'IP Address:{{ params.ip }}(,|$)'}");
+        assert_eq!(
+            sans.to_string(),
+            "matches /IP Address:{{ params.ip }}(,|$)/"
+        );
+        assert!(
+            !sans.matches(Some(&json!("IP Address:198.18.0.11"))),
+            "not rendered yet"
+        );
+        let sans = sans.render(&r).expect("renders");
+        assert_eq!(sans.to_string(), "matches /IP Address:198.18.0.11(,|$)/");
+        assert!(sans.matches(Some(&json!("DNS:localhost, IP Address:198.18.0.11"))));
+        assert!(!sans.matches(Some(&json!("IP Address:198.18.0.12"))));
+        // The rest of a templated pattern is still checked when the file is read.
+        let e = serde_saphyr::from_str::<Matcher>("{matches: '({{ params.ip }}'}").unwrap_err();
+        assert!(e.to_string().contains("invalid regular expression"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,8 @@ crate::action_spec! {
         /// Command that reverts `run` (required in `faults:`; must be idempotent).
         #[serde(default)]
         pub undo: Option<String>,
-        /// Timeout for `run` (default 60s).
+        /// Timeout for `run` (default 60s); as a fault, also for `undo` when longer than the
+        /// undo's own 120 s.
         #[serde(default)]
         pub timeout: Option<Dur>,
     }
@@ -31,12 +32,37 @@ crate::action_spec! {
 pub struct CommandUndo {
     /// Shell command to run.
     pub run: String,
+    /// Its bound in seconds: the fault's `timeout` when longer than [`UNDO_TIMEOUT`] (absent:
+    /// the default, and in entries journaled before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// How long an undo command may run unless its fault's `timeout` is longer (seconds: 120).
+pub const UNDO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl CommandUndo {
+    /// The undo of a fault whose `run:` is bounded by `timeout`: the same bound, at least
+    /// [`UNDO_TIMEOUT`].
+    pub fn new(run: String, timeout: Option<std::time::Duration>) -> Self {
+        let timeout_secs = timeout
+            .filter(|t| *t > UNDO_TIMEOUT)
+            .map(|t| t.as_secs_f64().ceil() as u64);
+        CommandUndo { run, timeout_secs }
+    }
+
+    /// The bound `revert` uses.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(UNDO_TIMEOUT)
+    }
 }
 
 impl UndoKind for CommandUndo {
     /// Runs the undo command; a non-zero exit is an error.
     async fn revert(&self, s: &NodeSession) -> Result<()> {
-        s.run_ok(&self.run, std::time::Duration::from_secs(120))
+        s.run_ok(&self.run, self.timeout())
             .await
             .map(|_| ())
     }
@@ -94,7 +120,10 @@ impl FaultKind for CommandAction {
                     ctx.session,
                     ctx.scenario,
                     label,
-                    Undo::Command(CommandUndo { run: undo.clone() }),
+                    Undo::Command(CommandUndo::new(
+                        undo.clone(),
+                        self.timeout.map(Into::into),
+                    )),
                 )
                 .await?;
         }
@@ -111,5 +140,28 @@ impl FaultKind for CommandAction {
         a.run = r.shell(&self.run)?;
         a.undo = self.undo.as_deref().map(|u| r.shell(u)).transpose()?;
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_undo_gets_its_faults_longer_timeout_and_old_entries_the_default() {
+        let u = CommandUndo::new("x".into(), Some(Duration::from_millis(150_500)));
+        assert_eq!(u.timeout(), Duration::from_secs(151));
+        let short = CommandUndo::new("x".into(), Some(Duration::from_secs(30)));
+        assert_eq!(short.timeout(), UNDO_TIMEOUT, "never shorter than 120 s");
+        assert_eq!(
+            serde_json::to_string(&short).unwrap(),
+            r#"{"run":"x"}"#,
+            "the default is not written"
+        );
+        let old: CommandUndo = serde_json::from_str(r#"{"run":"y"}"#).unwrap();
+        assert_eq!(old.timeout(), UNDO_TIMEOUT);
+        let new: CommandUndo = serde_json::from_str(r#"{"run":"y","timeout_secs":200}"#).unwrap();
+        assert_eq!(new.timeout(), Duration::from_secs(200));
     }
 }

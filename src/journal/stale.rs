@@ -113,7 +113,7 @@ mod tests {
             fault: "f".into(),
             recorded_at: 1,
             identity: None,
-            undo: Undo::Command(CommandUndo { run: "true".into() }),
+            undo: Undo::Command(CommandUndo::new("true".into(), None)),
         }
     }
 

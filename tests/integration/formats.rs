@@ -234,9 +234,10 @@ fn undos() -> Vec<(&'static str, Undo)> {
         ),
         (
             "command",
-            Undo::Command(CommandUndo {
-                run: "ip link set cni0 up".into(),
-            }),
+            Undo::Command(CommandUndo::new(
+                "ip link set cni0 up".into(),
+                Some(std::time::Duration::from_secs(150)),
+            )),
         ),
         (
             "move",

@@ -120,10 +120,11 @@ fn recreate_undoes_its_own_faults_and_entries_of_the_old_nodes_are_set_aside() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let o = recreate(&g, own.path());
     let err = String::from_utf8_lossy(&o.stderr);
-    // Its own entry, and the other journal's entry too: the node holds a copy of every
-    // entry, and `reset` reads the node's copies as well as the local ones.
+    // Its own entry, and the other journal's entries too (etcd-service-stopped journals two:
+    // disable, stop): the node holds a copy of every entry, and `reset` reads the node's
+    // copies as well as the local ones.
     assert!(
-        err.contains("journaled fault(s) on the sandbox's nodes") && err.contains("2 undone"),
+        err.contains("journaled fault(s) on the sandbox's nodes") && err.contains("3 undone"),
         "the recreate undoes the faults on its nodes first: {}",
         show(&o)
     );

@@ -874,4 +874,30 @@ fn disk_fill_fills_the_etcd_disk_and_reset_removes_exactly_its_filler() {
         lab.ssh_line("ls -A /var/lib/etcd | grep -c '^.breakfix-fill-' || true"),
         "0"
     );
+    // `free: 0` on ext4: fallocate of every free block fails (the file's extent tree needs
+    // some of them), so the program allocates less and writes zeros to the brim. ext4 keeps a
+    // small reserve even root cannot use (min(2 %, 4096 blocks): statfs still counts it as
+    // free), so "full" is: nothing available, and a 1 MiB allocation as root fails.
+    let confirm = "  - kind: filesystem\n    name: etcd-disk-has-room\n    path: /var/lib/etcd\n    expect: { available_bytes: { gt: 0 } }\n";
+    lab.break_ok(
+        "node-faults-fill-brim",
+        "  - kind: disk_fill\n    path: /var/lib/etcd\n    free: 0\n",
+        confirm,
+    );
+    let full = lab.ssh_line(
+        "df -B1 --output=avail /var/lib/etcd | tail -n 1 | tr -d ' '; \
+         if fallocate -l 1M /var/lib/etcd/.bf-probe 2>/dev/null; then echo room; else echo full; fi; \
+         rm -f /var/lib/etcd/.bf-probe",
+    );
+    assert_eq!(
+        full.split_whitespace().collect::<Vec<_>>(),
+        ["0", "full"],
+        "{full}"
+    );
+    let out = lab.reset();
+    assert!(out.status.success(), "reset failed:\n{}", text(&out));
+    assert_eq!(
+        lab.ssh_line("ls -A /var/lib/etcd | grep -c '^.breakfix-fill-' || true"),
+        "0"
+    );
 }
