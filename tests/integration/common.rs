@@ -54,7 +54,7 @@ pub fn instance_for(topology: Topology) -> u8 {
     }
 }
 
-static SANDBOX_MUTEX: [Mutex<()>; 2] = [Mutex::new(()), Mutex::new(())];
+static SANDBOX_MUTEX: [Mutex<()>; 8] = [const { Mutex::new(()) }; 8];
 
 /// Exclusive use of the sandbox for as long as it lives.
 pub struct SandboxGuard {
@@ -64,7 +64,8 @@ pub struct SandboxGuard {
     pub inventory: PathBuf,
     /// The topology this user asked for (what [`SandboxGuard::ensure_up`] brings up).
     pub topology: Topology,
-    /// The sandbox instance (`breakfix sandbox --instance`): 0 external, 1 stacked.
+    /// The sandbox instance (`breakfix sandbox --instance`): 0 external, 1 stacked; 2, 3 and 4
+    /// run parts of the self-test matrix.
     pub instance: u8,
 }
 
@@ -88,8 +89,15 @@ pub fn sandbox_stacked() -> SandboxGuard {
 /// Takes the sandbox (waiting for other users) and makes sure it is up with `topology`
 /// (2 nodes), replacing a sandbox of the other topology.
 pub fn sandbox_with(topology: Topology) -> SandboxGuard {
+    sandbox_on(instance_for(topology), topology)
+}
+
+/// Takes sandbox instance `instance` (waiting for its other users, in this process and in
+/// others: `/tmp/breakfix-tests-sandbox[-K].lock`) and makes sure it is up with `topology`
+/// (2 nodes). Instances 2, 3 and 4 take parts of the self-test matrix (`scenarios.rs`:
+/// stacked, external, stacked), so the parts run side by side.
+pub fn sandbox_on(instance: u8, topology: Topology) -> SandboxGuard {
     tier::require_system_tier("the sandbox");
-    let instance = instance_for(topology);
     let thread = SANDBOX_MUTEX[usize::from(instance)]
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -2,7 +2,7 @@
 //! complete for every step, then play Killercoda on the sandbox: copy the export onto the
 //! controlplane with the real scp/ssh, put every asset where index.json says, run step 1's
 //! background.sh (etcd must go down), and its verify.sh before the fix (non-zero, naming a
-//! failing probe) and after `systemctl start etcd` (exit 0).
+//! failing probe) and after `systemctl enable --now etcd` (exit 0).
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -346,7 +346,7 @@ impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         let o = self.0.ssh(&format!(
             "BREAKFIX_STATE_DIR={HOST_DIR}/state {HOST_DIR}/bin/breakfix --no-color reset --inventory {HOST_DIR}/inventory.yaml; \
-             systemctl start etcd; rm -rf {HOST_DIR}"
+             systemctl enable --now etcd; rm -rf {HOST_DIR}"
         ));
         eprintln!(
             "cleanup on controlplane:\n{}{}",
@@ -456,8 +456,9 @@ fn exported_step1_breaks_and_grades_on_the_controlplane() {
         "expected vs found shown:\n{report}"
     );
 
-    // 3. The learner's fix, then verify.sh passes.
-    node.ssh_ok("systemctl start etcd");
+    // 3. The learner's fix (the break disabled etcd as well as stopping it), then verify.sh
+    // passes.
+    node.ssh_ok("systemctl enable --now etcd");
     let o = node.ssh(&format!("{env} {verify}"));
     let report = format!("{}{}", text(&o.stdout), text(&o.stderr));
     eprintln!(
