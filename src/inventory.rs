@@ -30,7 +30,9 @@ pub enum TransportKind {
 }
 
 /// Where etcd runs on the control plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Topology {
     /// etcd is a systemd unit (`etcd.service`) on the control plane.
@@ -38,6 +40,22 @@ pub enum Topology {
     External,
     /// etcd is a static pod (`/etc/kubernetes/manifests/etcd.yaml`), kubeadm's default.
     Stacked,
+}
+
+impl Topology {
+    /// The name as written in files and flags: `external` or `stacked`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::External => "external",
+            Topology::Stacked => "stacked",
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One node of the cluster.

@@ -96,7 +96,7 @@ pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
         (None, Some(lab), _) => {
             let n = a.step.ok_or_else(|| Error::other("--lab needs --step N"))?;
             (
-                super::run::resolve_scenario(None, Some(lab), Some(n))?,
+                super::run::resolve_scenario(None, Some(lab), Some(n), &a.target)?,
                 None,
             )
         }

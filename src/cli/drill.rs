@@ -311,9 +311,11 @@ pub async fn run(a: DrillArgs, g: Globals) -> Result<u8> {
     let (_, inv) = a.target.load_inventory()?;
     let files: Vec<PathBuf> = if crate::lab::is_lab_file(&a.file) {
         let lab = crate::lab::LoadedLab::load(&a.file)?;
-        (1..=lab.lab.steps.len())
-            .filter_map(|n| lab.scenario_path(n))
-            .collect()
+        let mut files = Vec::new();
+        for n in 1..=lab.lab.steps.len() {
+            files.extend(lab.scenario_for(n, inv.cluster.topology)?);
+        }
+        files
     } else {
         vec![a.file.clone()]
     };

@@ -58,8 +58,9 @@ pub struct KillercodaArgs {
     /// Output directory (must not exist or be empty, unless --force).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
-    /// Where etcd runs on the target image; written into the exported inventory. Scenarios
-    /// written only for the other topology are refused.
+    /// Where etcd runs on the target image; written into the exported inventory. Picks each
+    /// step's variant for that topology (docs/lab-format.md); a step without one, or whose
+    /// scenario is written only for the other topology, is refused.
     #[arg(long, value_enum, default_value = "stacked")]
     pub topology: TopologyArg,
     /// Directory on the node that receives the binary, the lab files and the inventory.

@@ -72,19 +72,21 @@ pub struct BreakArgs {
     pub target: TargetArgs,
 }
 
-/// The scenario to use: the given file, or the one of a lab step. `Ok(None)` for a lab step
-/// that only teaches (no scenario).
+/// The scenario to use: the given file, or the one of a lab step for the topology of
+/// `target`'s inventory. `Ok(None)` for a lab step that only teaches (no scenario).
 pub fn resolve_scenario(
     scenario: Option<&std::path::Path>,
     lab: Option<&std::path::Path>,
     step: Option<usize>,
+    target: &super::args::TargetArgs,
 ) -> Result<Option<PathBuf>> {
     match (scenario, lab, step) {
         (Some(s), None, _) => Ok(Some(s.to_path_buf())),
         (None, Some(l), Some(n)) => {
             let lab = crate::lab::LoadedLab::load(l)?;
             lab.step(n)?;
-            Ok(lab.scenario_path(n))
+            let (_, inv) = target.load_inventory()?;
+            lab.scenario_for(n, inv.cluster.topology)
         }
         (None, Some(_), None) => Err(Error::other("--lab needs --step N")),
         _ => Err(Error::other(
@@ -215,7 +217,9 @@ pub async fn run(a: RunArgs, g: Globals) -> Result<u8> {
 
 /// Break and confirm; record the session for `check`, `hint` and `reset`.
 pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
-    let Some(scenario) = resolve_scenario(a.scenario.as_deref(), a.lab.as_deref(), a.step)? else {
+    let Some(scenario) =
+        resolve_scenario(a.scenario.as_deref(), a.lab.as_deref(), a.step, &a.target)?
+    else {
         println!("This lab step has nothing to break: read its text and go on.");
         return Ok(EXIT_PASS);
     };

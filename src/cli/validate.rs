@@ -92,35 +92,77 @@ fn check_lab(f: &std::path::Path, a: &ValidateArgs, g: &Globals) -> (bool, serde
     };
     let mut ok = true;
     let mut steps = Vec::new();
+    // The topologies the lab runs on: those every step has a variant for, less those a step's
+    // one-for-all scenario is not written for.
+    let mut runs_on = lab.topologies();
     for n in 1..=lab.lab.steps.len() {
-        let Some(sc) = lab.scenario_path(n) else {
-            continue;
-        };
-        let report = super::load::check_file(&sc, a.graders.as_deref());
-        let step_ok = report.is_ok() && report.loaded.is_some();
-        ok &= step_ok;
-        if a.output == Output::Human && !step_ok {
+        for (topology, sc) in lab.scenario_variants(n) {
+            let report = super::load::check_file(&sc, a.graders.as_deref());
+            if let (None, Some(l)) = (topology, &report.loaded) {
+                let tops = &l.scenario.metadata.topologies;
+                runs_on.retain(|t| tops.is_empty() || tops.contains(t));
+            }
+            let mut step_ok = report.is_ok() && report.loaded.is_some();
+            // A scenario given for one topology must be written for it.
+            let mismatch = topology.and_then(|t| {
+                let tops = &report.loaded.as_ref()?.scenario.metadata.topologies;
+                (!tops.is_empty() && !tops.contains(&t)).then(|| {
+                    let names: Vec<&str> = tops.iter().map(|t| t.name()).collect();
+                    format!(
+                        "step {n}'s scenario for {t}, {}, is written for the {} topology",
+                        sc.display(),
+                        names.join("/")
+                    )
+                })
+            });
+            step_ok &= mismatch.is_none();
+            ok &= step_ok;
+            let of = topology.map(|t| format!(" ({t})")).unwrap_or_default();
+            if a.output == Output::Human && !step_ok {
+                println!(
+                    "{} step {n}{of} of {}:",
+                    console::style("error").red(),
+                    f.display()
+                );
+                match &mismatch {
+                    Some(m) => println!("  {m}"),
+                    None => print!("{}", report.render(g.color)),
+                }
+            }
+            steps.push(serde_json::json!({
+                "step": n,
+                "topology": topology.map(|t| t.name()),
+                "error": mismatch,
+                "report": report.json(),
+            }));
+        }
+    }
+    let topologies: Vec<&str> = runs_on.into_iter().map(|t| t.name()).collect();
+    if topologies.is_empty() {
+        ok = false;
+        if a.output == Output::Human {
             println!(
-                "{} step {n} of {}:",
+                "{} {}: no topology has a scenario written for it and a text in every step",
                 console::style("error").red(),
                 f.display()
             );
-            print!("{}", report.render(g.color));
         }
-        steps.push(serde_json::json!({"step": n, "report": report.json()}));
     }
     if a.output == Output::Human && ok {
+        let with = (1..=lab.lab.steps.len())
+            .filter(|n| !lab.scenario_variants(*n).is_empty())
+            .count();
         println!(
-            "{} {} (lab: {} steps, {} with a scenario)",
+            "{} {} (lab: {} steps, {with} with a scenario; topologies: {})",
             console::style("ok").green(),
             f.display(),
             lab.lab.steps.len(),
-            steps.len()
+            topologies.join(", ")
         );
     }
     (
         ok,
-        serde_json::json!({"file": f.display().to_string(), "ok": ok, "steps": steps}),
+        serde_json::json!({"file": f.display().to_string(), "ok": ok, "topologies": topologies, "steps": steps}),
     )
 }
 

@@ -406,7 +406,16 @@ fn labs_are_validated_with_the_scenarios_of_their_steps() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
-        out.contains("ok labs/etcd-performance-004.yaml (lab: 5 steps, 3 with a scenario)"),
+        out.contains(
+            "ok labs/etcd-performance-004.yaml (lab: 5 steps, 3 with a scenario; topologies: stacked)"
+        ),
+        "{out}"
+    );
+    // Seed 000's steps 1 and 3 have a scenario and a text per topology.
+    assert!(
+        out.contains(
+            "ok labs/etcd-outage-000.yaml (lab: 6 steps, 2 with a scenario; topologies: external, stacked)"
+        ),
         "{out}"
     );
 
@@ -453,6 +462,38 @@ fn labs_are_validated_with_the_scenarios_of_their_steps() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(out.contains("nowhere.yaml does not exist"), "{out}");
+
+    // A step's scenario for one topology must be written for that topology.
+    let good = std::fs::read_to_string("scenarios/etcd-service-stopped.yaml").expect("scenario");
+    std::fs::write(dir.path().join("external.yaml"), good).expect("write scenario");
+    std::fs::write(
+        &lab,
+        "apiVersion: breakfix/v1\nkind: Lab\nmetadata:\n  name: l\n  title: l\nsteps:\n  - title: one\n    scenario: { stacked: external.yaml }\n    text: hi\n",
+    )
+    .expect("write lab");
+    let o = crate::common::breakfix(&["validate", &lab.display().to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("step 1's scenario for stacked,")
+            && out.contains("is written for the external topology"),
+        "{out}"
+    );
+
+    // Per-topology scenarios need a text for each of their topologies (or one for all): the
+    // lab file itself is refused, at load.
+    std::fs::write(
+        &lab,
+        "apiVersion: breakfix/v1\nkind: Lab\nmetadata:\n  name: l\n  title: l\nsteps:\n  - title: one\n    scenario: { external: external.yaml }\n    text: { stacked: hi }\n",
+    )
+    .expect("write lab");
+    let o = crate::common::breakfix(&["validate", &lab.display().to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("it has a scenario for external but no text for external"),
+        "{out}"
+    );
 }
 
 /// `breakfix plan` of the every-field fixture (human): each step's rendered command, each

@@ -11,6 +11,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use breakfix::inventory::Topology;
+
 use crate::common::{breakfix, sandbox, SandboxGuard};
 
 const LAB: &str = "labs/etcd-outage-000.yaml";
@@ -59,13 +61,13 @@ fn s<'a>(v: &'a Value, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{what}: expected a string, found {v}"))
 }
 
-/// The scenario and grader file names the lab uses, found through the library (not through
-/// the exporter's own output).
+/// The scenario and grader file names the lab uses (every topology's: the lab file names them
+/// all), found through the library (not through the exporter's own output).
 fn lab_files() -> (Vec<String>, Vec<String>) {
     let lab = breakfix::lab::LoadedLab::load(&repo().join(LAB)).expect("load the lab");
     let (mut scenarios, mut graders) = (BTreeSet::new(), BTreeSet::new());
     for n in 1..=lab.lab.steps.len() {
-        if let Some(p) = lab.scenario_path(n) {
+        for (_, p) in lab.scenario_variants(n) {
             scenarios.insert(p.file_name().expect("name").to_string_lossy().to_string());
             let rep = breakfix::scenario::check_file(&p, None);
             assert!(rep.is_ok(), "{}", rep.render(false));
@@ -92,8 +94,8 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Every check on the exported directory that needs no cluster.
-fn assert_complete(out: &Path) -> Value {
+/// Every check on the exported directory, exported for `topology`, that needs no cluster.
+fn assert_complete(out: &Path, topology: Topology) -> Value {
     let idx = index(out);
     let hd = host_dir_of(&idx);
     let lab = breakfix::lab::LoadedLab::load(&repo().join(LAB)).expect("load the lab");
@@ -123,10 +125,11 @@ fn assert_complete(out: &Path) -> Value {
             body.contains(want.title.as_str()),
             "step {n}: the page carries the step's title"
         );
-        let first_line = want.text.lines().next().unwrap_or_default();
+        let want_text = lab.text_for(n, topology).expect("a text for the topology");
+        let first_line = want_text.lines().next().unwrap_or_default();
         assert!(
             body.contains(first_line),
-            "step {n}: the page carries the lab's text"
+            "step {n}: the page carries the lab's text for {topology}"
         );
         if want.scenario.is_some() {
             for (key, sub) in [("background", "break"), ("verify", "check")] {
@@ -228,27 +231,74 @@ fn export_is_complete_for_every_step() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("kc");
     export_ok(&out, &["--topology", "external"]);
-    let idx = assert_complete(&out);
+    let idx = assert_complete(&out, Topology::External);
     assert_eq!(host_dir_of(&idx), "/root/breakfix");
     let inv = std::fs::read_to_string(out.join("assets/inventory.yaml")).expect("inventory");
     assert!(inv.contains("topology: external"), "{inv}");
 }
 
 #[test]
-fn default_stacked_topology_refuses_the_external_scenario_and_writes_nothing() {
+fn the_default_export_is_stacked_and_carries_the_stacked_variants() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("kc");
-    let o = export(&out, &[]);
+    export_ok(&out, &[]);
+    let idx = assert_complete(&out, Topology::Stacked);
+    let inv = std::fs::read_to_string(out.join("assets/inventory.yaml")).expect("inventory");
+    assert!(inv.contains("topology: stacked"), "{inv}");
+    let step1 =
+        std::fs::read_to_string(out.join(s(&idx["details"]["steps"][0]["text"], "step 1 text")))
+            .expect("step 1 page");
+    assert!(step1.contains("crictl"), "step 1's stacked text: {step1}");
+    assert!(!step1.contains("systemctl enable --now etcd"), "{step1}");
+}
+
+/// A lab whose one step has a scenario for the external topology only, in `dir/labs/`, with
+/// the repository's scenarios and graders linked beside it.
+fn external_only_lab(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("labs")).expect("mkdir");
+    for d in ["scenarios", "graders"] {
+        std::os::unix::fs::symlink(repo().join(d), dir.join(d)).expect("symlink");
+    }
+    let lab = dir.join("labs/external-only.yaml");
+    std::fs::write(
+        &lab,
+        "apiVersion: breakfix/v1\nkind: Lab\nmetadata: { name: external-only, title: External only }\n\
+         steps:\n  - title: etcd is down\n    text: { external: Start etcd. }\n\
+         \x20   scenario: { external: ../scenarios/etcd-service-stopped.yaml }\n",
+    )
+    .expect("write the lab");
+    lab
+}
+
+#[test]
+fn a_step_without_a_variant_for_the_topology_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = external_only_lab(tmp.path());
+    let out = tmp.path().join("kc");
+    let o = breakfix(&[
+        "export",
+        "killercoda",
+        lab.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
     let err = text(&o.stderr);
-    assert!(err.contains("etcd-service-stopped"), "{err}");
+    assert!(
+        err.contains("external-only.yaml"),
+        "names the lab file: {err}"
+    );
+    assert!(
+        err.contains("step 1 (`etcd is down`) has a scenario for the external topology only"),
+        "{err}"
+    );
     assert!(err.contains("--topology external"), "{err}");
     assert!(!out.exists(), "nothing written");
-    assert_eq!(
-        std::fs::read_dir(tmp.path()).expect("ls").count(),
-        0,
-        "no temp dir left behind"
-    );
+    // `validate` says which topologies the lab runs on.
+    let o = breakfix(&["validate", lab.to_str().expect("utf-8"), "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v[0]["topologies"], serde_json::json!(["external"]), "{v}");
 }
 
 // ---- on the sandbox ----
@@ -365,7 +415,7 @@ fn exported_step1_breaks_and_grades_on_the_controlplane() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("kc");
     export_ok(&out, &["--topology", "external", "--host-dir", HOST_DIR]);
-    let idx = assert_complete(&out);
+    let idx = assert_complete(&out, Topology::External);
     assert_eq!(host_dir_of(&idx), HOST_DIR);
 
     let sb = sandbox();

@@ -132,10 +132,7 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 fn topology_name(t: Topology) -> &'static str {
-    match t {
-        Topology::External => "external",
-        Topology::Stacked => "stacked",
-    }
+    t.name()
 }
 
 /// Validates the lab, every scenario it uses (the checks of `breakfix validate`, the topology,
@@ -182,8 +179,8 @@ pub fn prepare(lab_path: &Path, opts: &Options) -> Result<Export> {
     files.push(page("finish.md", pages.finish(&lab, &host)?));
     let mut entries = Vec::new();
     for (s, budget) in checked.steps.iter().zip(&checked.budgets) {
-        let step = lab.step(s.number)?;
-        let (step_files, entry) = pages.step(s, &step.text, *budget, checked.steps.len(), &host)?;
+        let text = lab.text_for(s.number, opts.topology)?;
+        let (step_files, entry) = pages.step(s, text, *budget, checked.steps.len(), &host)?;
         files.extend(step_files);
         entries.push(entry);
     }

@@ -30,7 +30,22 @@ pub(super) fn check(lab: &LoadedLab, lab_path: &Path, opts: &Options) -> Result<
     let mut budgets = Vec::new();
     for (i, step) in lab.lab.steps.iter().enumerate() {
         let n = i + 1;
-        let Some(sc_path) = lab.scenario_path(n) else {
+        let what = format!("step {n} (`{}`)", step.title);
+        for (_, p) in step
+            .scenario
+            .iter()
+            .flat_map(crate::lab::ByTopology::variants)
+        {
+            if std::path::Path::new(p).is_absolute() {
+                return Err(Error::Config {
+                    file: lab_path.display().to_string(),
+                    message: format!(
+                        "{what}: scenario path {p} is absolute; the export copies the lab file as it is, so the path must be relative to the lab file to resolve on the node"
+                    ),
+                });
+            }
+        }
+        let Some(sc_path) = lab.scenario_for(n, opts.topology)? else {
             steps.push(StepSummary {
                 number: n,
                 title: step.title.clone(),
@@ -39,16 +54,6 @@ pub(super) fn check(lab: &LoadedLab, lab_path: &Path, opts: &Options) -> Result<
             budgets.push(step.time_limit.map(|d| d.0));
             continue;
         };
-        let what = format!("step {n} (`{}`)", step.title);
-        if step.scenario.as_ref().is_some_and(|p| p.is_absolute()) {
-            return Err(Error::Config {
-                file: lab_path.display().to_string(),
-                message: format!(
-                    "{what}: scenario path {} is absolute; the export copies the lab file as it is, so the path must be relative to the lab file to resolve on the node",
-                    sc_path.display()
-                ),
-            });
-        }
         let loaded = crate::scenario::load_valid(&sc_path, None, false)?;
         let sc = &loaded.scenario;
         let tops = &sc.metadata.topologies;
@@ -84,6 +89,16 @@ pub(super) fn check(lab: &LoadedLab, lab_path: &Path, opts: &Options) -> Result<
         sources.add(&sc_path)?;
         for g in &loaded.graders {
             sources.add(&g.path)?;
+        }
+        // The lab file names every topology's scenario, and must load on the node: the other
+        // topologies' scenario files (and their graders) are copied too, unused.
+        for (t, other) in lab.scenario_variants(n) {
+            if t.is_some_and(|t| t != opts.topology) {
+                sources.add(&other)?;
+                for g in crate::scenario::load_valid(&other, None, false)?.graders {
+                    sources.add(&g.path)?;
+                }
+            }
         }
     }
     Ok(Steps {

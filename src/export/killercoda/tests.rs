@@ -38,16 +38,20 @@ fn seed_lab_index_json() {
 }
 
 #[test]
-fn stacked_refuses_an_external_only_scenario() {
+fn each_topology_exports_its_own_variant_of_a_step() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let err = prepare(
-        &repo().join("labs/etcd-outage-000.yaml"),
-        &opts(tmp.path(), Topology::Stacked),
-    )
-    .expect_err("etcd-service-stopped is external-only")
-    .to_string();
-    assert!(err.contains("--topology external"), "{err}");
-    assert!(err.contains("etcd-service-stopped"), "{err}");
+    let lab = repo().join("labs/etcd-outage-000.yaml");
+    let scenarios = |t| -> Vec<Option<String>> {
+        let e = prepare(&lab, &opts(tmp.path(), t)).expect("export plan");
+        e.steps.into_iter().map(|s| s.scenario).collect()
+    };
+    let stacked = scenarios(Topology::Stacked);
+    assert_eq!(stacked[0].as_deref(), Some("etcd-static-pod-missing"));
+    assert_eq!(stacked[2].as_deref(), Some("etcd-data-dir-wrong"));
+    let external = scenarios(Topology::External);
+    assert_eq!(external[0].as_deref(), Some("etcd-service-stopped"));
+    assert_eq!(external[2].as_deref(), Some("etcd-data-dir-wrong-systemd"));
+    assert_eq!(stacked[1], None, "a teaching step is the same everywhere");
 }
 
 #[test]
