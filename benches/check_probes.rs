@@ -220,7 +220,7 @@ async fn main() {
     let connect = t.elapsed();
     let opts = EvalOptions {
         want: Want::Pass,
-        patient: false,
+        patience: breakfix::engine::Patience::Once,
     };
     let warm = evaluate(&plan.verify, &sessions, &inv, opts).await;
     let failing: Vec<String> = warm

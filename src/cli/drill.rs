@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::args::TargetArgs;
 use super::{Globals, EXIT_FAIL, EXIT_PASS};
-use crate::engine::runner::{evaluate, EvalOptions, Want};
+use crate::engine::runner::{evaluate, EvalOptions, Patience, Want};
 use crate::engine::score::{score, task_done, TaskScore};
 use crate::engine::verdict::{Status, Verdict};
 use crate::engine::{self, history};
@@ -171,7 +171,7 @@ async fn drill_one(
             inv,
             EvalOptions {
                 want: Want::Pass,
-                patient: false,
+                patience: Patience::Once,
             },
         )
         .await;
@@ -218,7 +218,7 @@ async fn drill_one(
                 inv,
                 EvalOptions {
                     want: Want::Pass,
-                    patient: true,
+                    patience: Patience::Full,
                 },
             )
             .await;

@@ -21,7 +21,7 @@ use crate::fault::ActionCtx;
 use crate::inventory::Inventory;
 use crate::journal::Journal;
 use crate::plan::{Plan, PlannedAction};
-pub use runner::{EvalOptions, Sessions, Want};
+pub use runner::{EvalOptions, Patience, Sessions, Want};
 use verdict::{Status, Verdict};
 
 /// Default timeout for one action's command: 60 seconds.
@@ -190,7 +190,7 @@ async fn graded(
         inventory,
         EvalOptions {
             want,
-            patient: true,
+            patience: Patience::Full,
         },
     )
     .await;
@@ -306,7 +306,7 @@ pub async fn wait_for_fix(
             inventory,
             EvalOptions {
                 want: Want::Pass,
-                patient: false,
+                patience: Patience::Once,
             },
         )
         .await;
@@ -334,7 +334,7 @@ pub async fn wait_for_fix(
                 inventory,
                 EvalOptions {
                     want: Want::Pass,
-                    patient: true,
+                    patience: Patience::Full,
                 },
             )
             .await;
@@ -351,11 +351,13 @@ pub async fn wait_for_fix(
     }
 }
 
-/// Grades now: verify probes with their own `within`/`stable_for`.
+/// Grades now: verify probes with their own `within`/`stable_for` ([`Patience::Full`]), or
+/// a learner's quick Check ([`Patience::WhileChanging`]).
 pub async fn check(
     plan: &Plan,
     sessions: &Sessions,
     inventory: &Inventory,
+    patience: Patience,
     quiet: bool,
 ) -> Vec<Verdict> {
     let pb = spinner(format!("checking {} probes", plan.verify.len()), quiet);
@@ -365,7 +367,7 @@ pub async fn check(
         inventory,
         EvalOptions {
             want: Want::Pass,
-            patient: true,
+            patience,
         },
     )
     .await;

@@ -20,13 +20,31 @@ pub enum Want {
     Fail,
 }
 
+/// How long a probe is retried for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// One attempt each (live polling; `within` and `stable_for` are not used).
+    Once,
+    /// A learner's Check (`breakfix check --quick`, the exported verify.sh): a probe that does
+    /// not give the wanted outcome is retried within its `within` only while its result
+    /// (status, facts found, note) changes between attempts: two equal results in a row end
+    /// it, so an unfixed cluster answers after two attempts one `interval` apart (1 s by
+    /// default). `stable_for` still holds a wanted outcome for its whole window.
+    ///
+    /// Caveat: a fix that is still settling (etcd restarting, the API server reconnecting)
+    /// looks unchanged between two attempts and FAILS; checking again later passes.
+    WhileChanging,
+    /// `within` and `stable_for` in full (confirm, grading, the self-test).
+    Full,
+}
+
 /// How to evaluate.
 #[derive(Debug, Clone, Copy)]
 pub struct EvalOptions {
     /// Outcome to wait for.
     pub want: Want,
-    /// Honour `within` and `stable_for` (false: one attempt each, for live polling).
-    pub patient: bool,
+    /// How long to retry.
+    pub patience: Patience,
 }
 
 /// Connected nodes by name.
@@ -150,12 +168,13 @@ pub async fn evaluate_one(
         v.note = Some(format!("node `{}` is not connected", p.node));
         return v;
     };
-    let within: Duration = if opts.patient {
+    let patient = opts.patience != Patience::Once;
+    let within: Duration = if patient {
         c.within.map(Into::into).unwrap_or_default()
     } else {
         Duration::ZERO
     };
-    let stable: Duration = if opts.patient {
+    let stable: Duration = if patient {
         c.stable_for.map(Into::into).unwrap_or_default()
     } else {
         Duration::ZERO
@@ -167,8 +186,18 @@ pub async fn evaluate_one(
         Want::Fail => Status::Fail,
     };
     let mut good_since: Option<Instant> = None;
+    let mut previous: Option<(Status, Vec<Check>, Option<String>)> = None;
     loop {
         let (status, checks, note) = attempt(p, session, inventory).await;
+        if opts.patience == Patience::WhileChanging && status != wanted {
+            let now = (status, checks.clone(), note.clone());
+            if previous.as_ref() == Some(&now) {
+                v.attempts += 1;
+                (v.status, v.checks, v.note) = now;
+                break;
+            }
+            previous = Some(now);
+        }
         v.attempts += 1;
         v.status = status;
         v.checks = checks;
@@ -192,7 +221,7 @@ pub async fn evaluate_one(
         )
         .await;
     }
-    if opts.patient && stable > Duration::ZERO && v.status == wanted {
+    if patient && stable > Duration::ZERO && v.status == wanted {
         let held = good_since
             .map(|s| Instant::now().duration_since(s))
             .unwrap_or_default();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::engine::runner::{evaluate, EvalOptions, Sessions, Want};
+use crate::engine::runner::{evaluate, EvalOptions, Patience, Sessions, Want};
 use crate::engine::snapshot;
 use crate::engine::verdict::{Status, Verdict};
 use crate::engine::{apply, break_, reset, wait_for_fix};
@@ -242,11 +242,11 @@ pub async fn run(
     let mut rows = Vec::new();
     let patient = EvalOptions {
         want: Want::Pass,
-        patient: true,
+        patience: Patience::Full,
     };
     let once = EvalOptions {
         want: Want::Pass,
-        patient: false,
+        patience: Patience::Once,
     };
 
     // 1. baseline (after the setup steps, which are idempotent by contract)

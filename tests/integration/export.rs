@@ -132,7 +132,7 @@ fn assert_complete(out: &Path, topology: Topology) -> Value {
             "step {n}: the page carries the lab's text for {topology}"
         );
         if want.scenario.is_some() {
-            for (key, sub) in [("background", "break"), ("verify", "check")] {
+            for (key, sub) in [("background", "break"), ("verify", "check --quick")] {
                 let f = s(&st[key], key);
                 let p = out.join(f);
                 let script =
@@ -485,8 +485,13 @@ fn exported_step1_breaks_and_grades_on_the_controlplane() {
         text(&log)
     );
 
-    // 2. verify.sh before the fix: non-zero and names a failing probe.
-    let o = node.ssh(&format!("{env} {verify}"));
+    // 2. verify.sh before the fix: non-zero and names a failing probe. Its time on the
+    // node is printed (a benchmark figure for BENCHMARKS.md, not asserted: `check --quick`
+    // answers after two equal attempts instead of waiting out `within`).
+    let timed = |cmd: &str| {
+        format!("s=$(date +%s%N); {cmd}; rc=$?; echo \"verify.sh took $((($(date +%s%N)-s)/1000000)) ms\" >&2; exit $rc")
+    };
+    let o = node.ssh(&timed(&format!("{env} {verify}")));
     let report = format!("{}{}", text(&o.stdout), text(&o.stderr));
     eprintln!(
         "verify.sh before the fix (exit {:?}):\n{report}",
@@ -507,14 +512,23 @@ fn exported_step1_breaks_and_grades_on_the_controlplane() {
     );
 
     // 3. The learner's fix (the break disabled etcd as well as stopping it), then verify.sh
-    // passes.
+    // passes. A quick check may catch the fix still settling (the API server reconnecting):
+    // like a learner, press Check again, up to 20 times 5 s apart.
     node.ssh_ok("systemctl enable --now etcd");
-    let o = node.ssh(&format!("{env} {verify}"));
-    let report = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    eprintln!(
-        "verify.sh after the fix (exit {:?}):\n{report}",
-        o.status.code()
-    );
+    let mut presses = 0;
+    let (o, report) = loop {
+        presses += 1;
+        let o = node.ssh(&timed(&format!("{env} {verify}")));
+        let report = format!("{}{}", text(&o.stdout), text(&o.stderr));
+        eprintln!(
+            "verify.sh after the fix, press {presses} (exit {:?}):\n{report}",
+            o.status.code()
+        );
+        if o.status.code() == Some(0) || presses == 20 {
+            break (o, report);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    };
     assert_eq!(o.status.code(), Some(0), "graded PASS expected:\n{report}");
     assert!(report.contains("PASS"), "{report}");
 

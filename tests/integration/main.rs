@@ -16,6 +16,7 @@ mod formats;
 mod journal;
 mod kinds;
 mod layers;
+mod learner_check;
 mod node_faults;
 mod sandbox;
 mod scenarios;

@@ -215,7 +215,7 @@ async fn round(
 ) -> BTreeMap<String, Vec<String>> {
     let opts = EvalOptions {
         want: Want::Pass,
-        patient: false,
+        patience: breakfix::engine::Patience::Once,
     };
     let verdicts = evaluate(probes, sessions, inv, opts).await;
     verdicts

@@ -1,0 +1,106 @@
+//! `breakfix check --quick` (issue 14, a learner's Check button): an unfixed cluster answers
+//! after two equal attempts instead of waiting out `within`; a result that keeps changing is
+//! retried until it settles or passes; without `--quick` a failing probe waits out `within`.
+//! Pure tier: the node is this machine through the local transport, the probe reads a file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::Cli;
+
+/// A scenario whose one verify probe wants `fixed` in `marker` (within 20 s), and a local
+/// inventory, in `dir`.
+fn lab(dir: &Path, marker: &Path) -> Cli {
+    let inv = dir.join("inventory.yaml");
+    std::fs::write(
+        &inv,
+        "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: local, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /nonexistent/ca.crt, cert_file: /nonexistent/c.crt, key_file: /nonexistent/c.key } }\nnodes:\n  - { name: controlplane, address: 127.0.0.1, roles: [control-plane, etcd], transport: local }\n",
+    )
+    .expect("write inventory");
+    std::fs::write(
+        dir.join("scenario.yaml"),
+        format!(
+            "apiVersion: breakfix/v1\nkind: Scenario\nmetadata: {{ name: quick-check, title: quick check }}\n\
+             targets:\n  controlplane:\n    role: control-plane\n\
+             faults:\n  - kind: command\n    run: \"true\"\n    undo: \"true\"\n\
+             verify:\n  probes:\n    - kind: command\n      name: marker-fixed\n      run: cat {}\n      within: 20s\n      expect:\n        stdout: {{ equals: fixed }}\n",
+            marker.display()
+        ),
+    )
+    .expect("write scenario");
+    Cli::new()
+        .inventory(inv)
+        .state_dir(dir.join("state"))
+        .current_dir(dir)
+}
+
+/// Runs `check` with `extra` args; returns (exit code, the probe's JSON verdict).
+fn check(cli: &Cli, extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["check", "scenario.yaml", "--output", "json"];
+    args.extend_from_slice(extra);
+    let o = cli.run(&args);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), v["verify"][0].clone())
+}
+
+#[test]
+fn a_quick_check_of_an_unchanged_failure_stops_after_two_equal_attempts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, "broken\n").expect("write");
+    let cli = lab(dir.path(), &marker);
+    let (code, v) = check(&cli, &["--quick"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["status"], "fail", "{v}");
+    assert_eq!(v["attempts"], 2, "two equal results end it: {v}");
+    assert_eq!(v["checks"][0]["found"], "broken", "{v}");
+    // Fixed: the first attempt passes.
+    std::fs::write(&marker, "fixed\n").expect("write");
+    let (code, v) = check(&cli, &["--quick"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+}
+
+#[test]
+fn a_quick_check_keeps_trying_while_the_result_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, "starting 0\n").expect("write");
+    let cli = lab(dir.path(), &marker);
+    // A fix settling: the file changes every 300 ms (faster than the probe's 1 s interval)
+    // for about 3 s, then says `fixed`.
+    let writer = {
+        let marker = marker.clone();
+        std::thread::spawn(move || {
+            for i in 1..=10 {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::write(&marker, format!("starting {i}\n")).expect("write");
+            }
+            std::fs::write(&marker, "fixed\n").expect("write");
+        })
+    };
+    let (code, v) = check(&cli, &["--quick"]);
+    writer.join().expect("writer");
+    assert_eq!(code, Some(0), "retried while it changed, then passed: {v}");
+    assert!(v["attempts"].as_u64().unwrap_or(0) >= 3, "{v}");
+}
+
+#[test]
+fn a_check_without_quick_waits_out_within() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, "broken\n").expect("write");
+    let cli = lab(dir.path(), &marker);
+    let (code, v) = check(&cli, &[]);
+    assert_eq!(code, Some(1), "{v}");
+    // 20 s of `within` at the default 1 s interval: about 20 attempts.
+    assert!(v["attempts"].as_u64().unwrap_or(0) >= 15, "{v}");
+}
