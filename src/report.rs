@@ -99,6 +99,66 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The learner's short form (`breakfix check --brief`, the exported verify.sh): one line
+    /// for the verdict, then what is still wrong in the probes' own words (their
+    /// `description`, else their name), one line each; no facts, no timings. `details` names
+    /// the file that holds the full report.
+    ///
+    /// ```text
+    /// Not yet: 2 of 3 checks still fail.
+    ///   - the etcd unit is active
+    ///   - (not checked until the above pass) etcd answers a read
+    /// ```
+    pub fn print_brief(
+        &self,
+        out: &mut dyn Write,
+        details: Option<&std::path::Path>,
+    ) -> std::io::Result<()> {
+        let total = self.verify.len();
+        let open: Vec<&Verdict> = self
+            .verify
+            .iter()
+            .filter(|v| v.status != Status::Pass)
+            .collect();
+        match self.outcome {
+            Outcome::Pass => writeln!(
+                out,
+                "{} every check passes ({total} of {total}).",
+                style("Fixed:").green().bold()
+            )?,
+            Outcome::Fail if total == 0 => writeln!(
+                out,
+                "{} this step has no checks.",
+                style("Not yet:").red().bold()
+            )?,
+            Outcome::Fail => {
+                writeln!(
+                    out,
+                    "{} {} of {total} check{} still fail{}.",
+                    style("Not yet:").red().bold(),
+                    open.len(),
+                    if total == 1 { "" } else { "s" },
+                    if open.len() == 1 { "s" } else { "" },
+                )?;
+                for v in &open {
+                    let what = v.description.as_deref().unwrap_or(&v.probe);
+                    let pre = match v.status {
+                        Status::Skip => "(not checked until the above pass) ",
+                        Status::Error => "(could not be checked) ",
+                        _ => "",
+                    };
+                    writeln!(out, "  - {pre}{}", printable(what.trim()))?;
+                }
+            }
+        }
+        if let Some(d) = details {
+            writeln!(out, "Details: {}", d.display())?;
+        }
+        Ok(())
+    }
+}
+
 /// One verdict line (plus failing checks). In confirm mode a FAIL is the intended outcome.
 pub fn print_verdict(out: &mut dyn Write, v: &Verdict, confirm: bool) -> std::io::Result<()> {
     let label = match (v.status, confirm) {

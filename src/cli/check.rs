@@ -36,11 +36,49 @@ pub struct CheckArgs {
     /// Without it every probe waits out its `within` before it fails.
     #[arg(long)]
     pub quick: bool,
+    /// Print only the verdict and what is still wrong, in the probes' own words (their
+    /// descriptions); no facts or timings. For a learner's terminal (the exported verify.sh).
+    #[arg(long, conflicts_with = "output")]
+    pub brief: bool,
+    /// Also append the full report (human form, no colour, with the time) to FILE; its
+    /// directory is created if missing.
+    #[arg(long, value_name = "FILE")]
+    pub full_report: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
+}
+
+/// Appends `report` (human form, no colour) to `file` under a line with the time, creating
+/// its directory.
+///
+/// Errors: the directory or file cannot be created or written (named in the error).
+fn append_report(file: &std::path::Path, report: &Report) -> Result<()> {
+    use std::io::Write as _;
+    let io = |source| Error::Io {
+        context: format!("writing the full report to {}", file.display()),
+        source,
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut body = Vec::new();
+    let colours = console::colors_enabled();
+    console::set_colors_enabled(false);
+    let printed = report.print_human(&mut body);
+    console::set_colors_enabled(colours);
+    printed.map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(io)?;
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    writeln!(f, "==> breakfix check, {now}").map_err(io)?;
+    f.write_all(&body).map_err(io)?;
+    writeln!(f).map_err(io)
 }
 
 /// Keeps the probes of task `n` (1-based) and those they need.
@@ -141,7 +179,13 @@ pub async fn run(mut a: CheckArgs, g: Globals) -> Result<u8> {
         solution_applied: false,
         duration: started.elapsed().as_secs_f64(),
     };
+    if let Some(f) = &a.full_report {
+        append_report(f, &report)?;
+    }
     match a.output {
+        Output::Human if a.brief => report
+            .print_brief(&mut std::io::stdout(), a.full_report.as_deref())
+            .map_err(|e| Error::other(e.to_string()))?,
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()

@@ -1,6 +1,7 @@
 //! `breakfix check --quick` (issue 14, a learner's Check button): an unfixed cluster answers
 //! after two equal attempts instead of waiting out `within`; a result that keeps changing is
 //! retried until it settles or passes; without `--quick` a failing probe waits out `within`.
+//! `--brief` prints what is still wrong in the probes' words; `--full-report` keeps the rest.
 //! Pure tier: the node is this machine through the local transport, the probe reads a file.
 
 use std::path::Path;
@@ -25,7 +26,7 @@ fn lab(dir: &Path, marker: &Path) -> Cli {
             "apiVersion: breakfix/v1\nkind: Scenario\nmetadata: {{ name: quick-check, title: quick check }}\n\
              targets:\n  controlplane:\n    role: control-plane\n\
              faults:\n  - kind: command\n    run: \"true\"\n    undo: \"true\"\n\
-             verify:\n  probes:\n    - kind: command\n      name: marker-fixed\n      run: cat {}\n      within: 20s\n      expect:\n        stdout: {{ equals: fixed }}\n",
+             verify:\n  probes:\n    - kind: command\n      name: marker-fixed\n      description: the marker says fixed\n      run: cat {}\n      within: 20s\n      expect:\n        stdout: {{ equals: fixed }}\n",
             marker.display()
         ),
     )
@@ -103,4 +104,53 @@ fn a_check_without_quick_waits_out_within() {
     assert_eq!(code, Some(1), "{v}");
     // 20 s of `within` at the default 1 s interval: about 20 attempts.
     assert!(v["attempts"].as_u64().unwrap_or(0) >= 15, "{v}");
+}
+
+#[test]
+fn brief_output_says_what_is_still_wrong_and_the_full_report_goes_to_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, "broken\n").expect("write");
+    let cli = lab(dir.path(), &marker);
+    let log = dir.path().join("log/step1-verify.log");
+    let log_arg = log.display().to_string();
+    let args = [
+        "check",
+        "scenario.yaml",
+        "--quick",
+        "--brief",
+        "--full-report",
+        log_arg.as_str(),
+    ];
+    let o = cli.run(&args);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "Not yet: 1 of 1 check still fails.\n  - the marker says fixed\nDetails: {log_arg}\n"
+        )
+    );
+    let full = std::fs::read_to_string(&log).expect("the full report, its directory created");
+    assert!(full.starts_with("==> breakfix check, "), "{full}");
+    assert!(
+        full.contains("FAIL  marker-fixed") && full.contains("expected fixed, found broken"),
+        "{full}"
+    );
+    assert!(!full.contains('\u{1b}'), "no colour in the file: {full:?}");
+
+    std::fs::write(&marker, "fixed\n").expect("write");
+    let o = cli.run(&args);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.starts_with("Fixed: every check passes (1 of 1)."),
+        "{out}"
+    );
+    let full = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        full.matches("==> breakfix check, ").count(),
+        2,
+        "appended: {full}"
+    );
 }

@@ -78,7 +78,7 @@ fn scripts_call_break_and_check_for_their_step() {
     assert!(bg.contains("set -u"));
     assert!(bg.contains("/root/breakfix/bin/breakfix --quiet --no-color break --lab /root/breakfix/labs/etcd-outage-000.yaml --step 1 --inventory /root/breakfix/inventory.yaml"), "{bg}");
     let vf = text("step1/verify.sh");
-    assert!(vf.contains("exec /root/breakfix/bin/breakfix --no-color check --quick --lab /root/breakfix/labs/etcd-outage-000.yaml --step 1 --inventory /root/breakfix/inventory.yaml"), "{vf}");
+    assert!(vf.contains("exec /root/breakfix/bin/breakfix --no-color check --quick --brief --full-report /root/breakfix/log/step1-verify.log --lab /root/breakfix/labs/etcd-outage-000.yaml --step 1 --inventory /root/breakfix/inventory.yaml"), "{vf}");
     let inv = text("assets/inventory.yaml");
     assert!(inv.contains("topology: external"), "{inv}");
     assert!(inv.contains("transport: local"), "{inv}");
@@ -221,7 +221,7 @@ fn scripts_quote_every_inserted_value() {
     let verify = body(&files, "step1/verify.sh");
     assert!(
         verify.contains(&format!(
-            "exec {q}/bin/breakfix' --no-color check --quick --lab {q}/labs/etcd-outage-000.yaml' --step 1 --inventory {q}/inventory.yaml'\n"
+            "exec {q}/bin/breakfix' --no-color check --quick --brief --full-report {q}/log/step1-verify.log' --lab {q}/labs/etcd-outage-000.yaml' --step 1 --inventory {q}/inventory.yaml'\n"
         )),
         "{verify}"
     );
