@@ -108,7 +108,7 @@ impl Report {
     /// ```text
     /// Not yet: 2 of 3 checks still fail.
     ///   - the etcd unit is active
-    ///   - (not checked until the above pass) etcd answers a read
+    ///   - (not checked yet: it needs another check to pass first) etcd answers a read
     /// ```
     pub fn print_brief(
         &self,
@@ -116,11 +116,17 @@ impl Report {
         details: Option<&std::path::Path>,
     ) -> std::io::Result<()> {
         let total = self.verify.len();
-        let open: Vec<&Verdict> = self
+        // What failed first, then what could not be checked, then what waits on those.
+        let mut open: Vec<&Verdict> = self
             .verify
             .iter()
             .filter(|v| v.status != Status::Pass)
             .collect();
+        open.sort_by_key(|v| match v.status {
+            Status::Fail => 0,
+            Status::Error => 1,
+            _ => 2,
+        });
         match self.outcome {
             Outcome::Pass => writeln!(
                 out,
@@ -144,7 +150,7 @@ impl Report {
                 for v in &open {
                     let what = v.description.as_deref().unwrap_or(&v.probe);
                     let pre = match v.status {
-                        Status::Skip => "(not checked until the above pass) ",
+                        Status::Skip => "(not checked yet: it needs another check to pass first) ",
                         Status::Error => "(could not be checked) ",
                         _ => "",
                     };
@@ -284,6 +290,57 @@ mod escape_tests {
         assert_eq!(
             xml_safe("\u{1b}[0m\u{0}\u{FFFF}"),
             "\\u{1b}[0m\\u{0}\\u{ffff}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod brief_tests {
+    use super::*;
+
+    fn verdict(probe: &str, description: Option<&str>, status: Status) -> Verdict {
+        Verdict {
+            probe: probe.into(),
+            node: "controlplane".into(),
+            kind: "command".into(),
+            description: description.map(str::to_string),
+            status,
+            checks: Vec::new(),
+            note: None,
+            attempts: 1,
+            duration: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn brief_lists_failures_first_in_the_probes_words_and_skips_last() {
+        console::set_colors_enabled(false);
+        let verify = vec![
+            verdict("etcd-read", Some("etcd answers a read"), Status::Skip),
+            verdict(
+                "apiserver-ready",
+                Some("the API server is ready"),
+                Status::Pass,
+            ),
+            verdict("unit-active", None, Status::Fail),
+            verdict("port", Some("etcd listens on 2379\n"), Status::Error),
+        ];
+        let report = Report {
+            scenario: "s".into(),
+            title: "t".into(),
+            mode: "check".into(),
+            outcome: Report::grade(&verify),
+            confirm: Vec::new(),
+            verify,
+            time_to_fix: None,
+            solution_applied: false,
+            duration: 1.0,
+        };
+        let mut out = Vec::new();
+        report.print_brief(&mut out, None).expect("print");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "Not yet: 3 of 4 checks still fail.\n  - unit-active\n  - (could not be checked) etcd listens on 2379\n  - (not checked yet: it needs another check to pass first) etcd answers a read\n"
         );
     }
 }
