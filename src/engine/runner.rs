@@ -29,7 +29,9 @@ pub enum Patience {
     /// not give the wanted outcome is retried within its `within` only while its result
     /// (status, facts found, note) changes between attempts: two equal results in a row end
     /// it, so an unfixed cluster answers after two attempts one `interval` apart (1 s by
-    /// default). `stable_for` still holds a wanted outcome for its whole window.
+    /// default). A failed attempt that took an `interval` or longer (it waited out a
+    /// timeout) is not retried. `stable_for` still holds a wanted outcome for its whole
+    /// window.
     ///
     /// Caveat: a fix that is still settling (etcd restarting, the API server reconnecting)
     /// looks unchanged between two attempts and FAILS; checking again later passes.
@@ -188,10 +190,14 @@ pub async fn evaluate_one(
     let mut good_since: Option<Instant> = None;
     let mut previous: Option<(Status, Vec<Check>, Option<String>)> = None;
     loop {
+        let attempt_started = Instant::now();
         let (status, checks, note) = attempt(p, session, inventory).await;
         if opts.patience == Patience::WhileChanging && status != wanted {
             let now = (status, checks.clone(), note.clone());
-            if previous.as_ref() == Some(&now) {
+            // A slow failure (the attempt took an interval or more: it waited for an answer
+            // that did not come) is not tried again: that would only double the wait.
+            let slow = attempt_started.elapsed() >= interval;
+            if slow || previous.as_ref() == Some(&now) {
                 v.attempts += 1;
                 (v.status, v.checks, v.note) = now;
                 break;

@@ -14,6 +14,11 @@ use crate::common::Cli;
 /// A scenario whose one verify probe wants `fixed` in `marker` (within 20 s), and a local
 /// inventory, in `dir`.
 fn lab(dir: &Path, marker: &Path) -> Cli {
+    lab_reading(dir, &format!("cat {}", marker.display()))
+}
+
+/// [`lab`] with the probe's command `run` (its stdout must be `fixed`).
+fn lab_reading(dir: &Path, run: &str) -> Cli {
     let inv = dir.join("inventory.yaml");
     std::fs::write(
         &inv,
@@ -26,8 +31,7 @@ fn lab(dir: &Path, marker: &Path) -> Cli {
             "apiVersion: breakfix/v1\nkind: Scenario\nmetadata: {{ name: quick-check, title: quick check }}\n\
              targets:\n  controlplane:\n    role: control-plane\n\
              faults:\n  - kind: command\n    run: \"true\"\n    undo: \"true\"\n\
-             verify:\n  probes:\n    - kind: command\n      name: marker-fixed\n      description: the marker says fixed\n      run: cat {}\n      within: 20s\n      expect:\n        stdout: {{ equals: fixed }}\n",
-            marker.display()
+             verify:\n  probes:\n    - kind: command\n      name: marker-fixed\n      description: the marker says fixed\n      run: {run}\n      within: 20s\n      expect:\n        stdout: {{ equals: fixed }}\n"
         ),
     )
     .expect("write scenario");
@@ -153,4 +157,16 @@ fn brief_output_says_what_is_still_wrong_and_the_full_report_goes_to_a_file() {
         2,
         "appended: {full}"
     );
+}
+
+#[test]
+fn a_quick_check_does_not_retry_a_slow_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, "broken\n").expect("write");
+    // Each attempt takes longer than the 1 s interval, as a request that times out does.
+    let cli = lab_reading(dir.path(), &format!("sleep 1.2; cat {}", marker.display()));
+    let (code, v) = check(&cli, &["--quick"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["attempts"], 1, "a slow failure is not tried again: {v}");
 }
