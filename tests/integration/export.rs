@@ -644,3 +644,116 @@ fn exported_step1(sb: &SandboxGuard, t: &Step1) {
         "etcd serves after the cleanup"
     );
 }
+
+/// Every markdown page of an export: no template left unrendered, and every relative link
+/// points at a file of the export. Returns the number of pages looked at.
+fn assert_pages_clean(out: &Path) -> usize {
+    let mut pages = 0;
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("ls").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "assets") {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "md") {
+                continue;
+            }
+            pages += 1;
+            let page = std::fs::read_to_string(&p).expect("page");
+            // Killercoda's own markers (click to run, click to copy) are meant to be there.
+            let body = page
+                .replace("{{exec}}", "")
+                .replace("{{execute}}", "")
+                .replace("{{copy}}", "");
+            for mark in ["{{", "}}", "{%", "%}", "{#"] {
+                assert!(
+                    !body.contains(mark),
+                    "{}: unrendered `{mark}`:\n{body}",
+                    p.display()
+                );
+            }
+            // Markdown links `[text](target)`: relative targets must exist in the export.
+            for (i, _) in body.match_indices("](") {
+                let rest = &body[i + 2..];
+                let target = rest.split(')').next().unwrap_or_default().trim();
+                assert!(!target.is_empty(), "{}: an empty link", p.display());
+                if target.contains("://")
+                    || target.starts_with('#')
+                    || target.starts_with("mailto:")
+                {
+                    continue;
+                }
+                let path = p
+                    .parent()
+                    .expect("dir")
+                    .join(target.split('#').next().unwrap_or(target));
+                assert!(
+                    path.exists(),
+                    "{}: link to {target}, which the export does not have",
+                    p.display()
+                );
+            }
+        }
+    }
+    pages
+}
+
+/// Every lab in labs/ exports for every topology `validate` says it runs on, with clean
+/// pages; for any other topology the export is refused, naming the step, and writes nothing.
+#[test]
+fn every_lab_exports_for_each_topology_it_runs_on_with_clean_pages() {
+    let labs: Vec<PathBuf> = std::fs::read_dir(repo().join("labs"))
+        .expect("ls labs")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    assert!(labs.len() >= 2, "{labs:?}");
+    let mut exported = 0;
+    for lab in &labs {
+        let name = lab.to_str().expect("utf-8");
+        let o = breakfix(&["validate", name, "--output", "json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).expect("validate json");
+        let runs_on: Vec<String> = v[0]["topologies"]
+            .as_array()
+            .expect("topologies")
+            .iter()
+            .map(|t| t.as_str().expect("name").to_string())
+            .collect();
+        for topology in ["stacked", "external"] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let out = tmp.path().join("kc");
+            let o = breakfix(&[
+                "export",
+                "killercoda",
+                name,
+                "-o",
+                out.to_str().expect("utf-8"),
+                "--topology",
+                topology,
+            ]);
+            if runs_on.iter().any(|t| t == topology) {
+                assert!(
+                    o.status.success(),
+                    "{name} on {topology}: {}",
+                    text(&o.stderr)
+                );
+                let pages = assert_pages_clean(&out);
+                assert!(pages >= 3, "{name}: intro, finish and step pages: {pages}");
+                exported += 1;
+            } else {
+                assert_eq!(o.status.code(), Some(2), "{name} on {topology} is refused");
+                let err = text(&o.stderr);
+                assert!(err.contains("step "), "names the step: {err}");
+                assert!(err.contains(topology), "names the topology: {err}");
+                assert!(!out.exists(), "nothing written");
+            }
+        }
+    }
+    // Seed 000 on both topologies, lab 004 on stacked at least.
+    assert!(exported >= 3, "{exported} exports");
+}
