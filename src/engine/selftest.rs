@@ -76,9 +76,11 @@ pub(crate) fn failing(v: &[Verdict]) -> String {
 }
 
 /// A snapshot taken once the cluster has settled.
-/// - `target: None`: two snapshots 2 s apart agree (a static pod restarted by the kubelet, or
-///   a controller recreating objects, changes it for a moment); gives up after 40 s.
-/// - `target: Some(baseline)` (after a reset): as soon as one equals the baseline (a real
+/// - `target: None`: two snapshots 2 s apart agree, etcd answering (a static pod restarted by
+///   the kubelet, or a controller recreating objects, changes it for a moment); gives up
+///   after 40 s.
+/// - `target: Some(baseline)` (after a reset): as soon as one shows no difference from the
+///   baseline ([`snapshot::Snapshot::diff`]) (a real
 ///   kubelet and controller manager take tens of seconds to bring back pods after an outage,
 ///   and may hold still in between; a static pod restored to the manifest it crash-looped
 ///   under keeps the kubelet's back-off, up to 5 minutes); gives up after 5 min.
@@ -98,10 +100,13 @@ pub(crate) async fn settle(
     };
     let deadline = Instant::now() + patience;
     let mut last = snapshot::take(plan, sessions, inventory).await?;
-    while target != Some(&last) && Instant::now() < deadline {
+    let back = |s: &snapshot::Snapshot| target.is_some_and(|t| t.diff(s).is_empty());
+    while !back(&last) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let next = snapshot::take(plan, sessions, inventory).await?;
-        if target.is_none() && next == last {
+        // A settled baseline is one etcd answered (verify has just passed, so it does; a
+        // busy etcd that missed one snapshot's read is waited for, up to the patience).
+        if target.is_none() && next == last && next.etcd_keys.is_some() {
             return Ok(next);
         }
         last = next;
