@@ -144,9 +144,19 @@ impl Drop for RestoreEtcd<'_> {
             "controlplane",
             &format!("cmp -s {BACKUP} {MANIFEST} || cp -p {BACKUP} {MANIFEST}; rm -f {BACKUP}"),
         );
-        if !self.kubectl.wait_healthy(Duration::from_secs(120)) {
+        if self.kubectl.wait_healthy(Duration::from_secs(120)) {
+            return;
+        }
+        // An API server that watched another store meanwhile (a test's empty data dir) keeps
+        // stale caches, RBAC among them (`Forbidden` for kubernetes-admin), until it restarts,
+        // as after any etcd restore: restart it, so the next test starts healthy.
+        let _ = self.sb.ssh(
+            "controlplane",
+            "crictl rm -f $(crictl ps -q --name '^kube-apiserver$') >/dev/null",
+        );
+        if !self.kubectl.wait_healthy(Duration::from_secs(180)) {
             eprintln!(
-                "warning: the stacked sandbox did not become healthy after restoring etcd.yaml"
+                "warning: the stacked sandbox did not become healthy after restoring etcd.yaml and restarting the API server"
             );
         }
     }
@@ -637,9 +647,16 @@ fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
     );
     assert!(ready, "/readyz must come back: {}", show(&o));
     // Writes may still time out for a while (CI saw one 6 s create time out right after
-    // /readyz passed): poll.
-    let r = kube_probes_until(&sb, Duration::from_secs(120), |r| r["api"].status == "pass");
-    assert_eq!(r["api"].status, "pass", "{:?}", r["api"]);
+    // /readyz passed): poll. A write is either accepted (the API server still authorizes from
+    // the RBAC it cached from the old store) or refused as Forbidden: the empty store has the
+    // default policy but not kubeadm's `kubeadm:cluster-admins` binding that admin.conf's user
+    // relies on, which an API server restarted meanwhile (crash-looping while etcd was
+    // replaced) has read. Either way the API server answers from the new store.
+    let answered = |r: &std::collections::BTreeMap<String, ProbeResult>| {
+        r["api"].status == "pass" || r["api"].note.contains("Forbidden")
+    };
+    let r = kube_probes_until(&sb, Duration::from_secs(120), answered);
+    assert!(answered(&r), "{:?}", r["api"]);
 
     // Revert: the old store, with every object, is back. The API server watched the empty
     // store meanwhile and keeps stale caches (RBAC among them) until it restarts, as after
