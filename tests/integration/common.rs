@@ -95,7 +95,7 @@ pub fn sandbox_with(topology: Topology) -> SandboxGuard {
 /// Takes sandbox instance `instance` (waiting for its other users, in this process and in
 /// others: `/tmp/breakfix-tests-sandbox[-K].lock`) and makes sure it is up with `topology`
 /// (2 nodes). Instances 2, 3 and 4 take parts of the self-test matrix (`scenarios.rs`:
-/// stacked, external, stacked), so the parts run side by side.
+/// stacked, both external parts, stacked), so the parts run side by side.
 pub fn sandbox_on(instance: u8, topology: Topology) -> SandboxGuard {
     tier::require_system_tier("the sandbox");
     let thread = SANDBOX_MUTEX[usize::from(instance)]
