@@ -65,11 +65,8 @@ fn append_report(file: &std::path::Path, report: &Report) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let mut body = Vec::new();
-    let colours = console::colors_enabled();
-    console::set_colors_enabled(false);
-    let printed = report.print_human(&mut body);
-    console::set_colors_enabled(colours);
-    printed.map_err(io)?;
+    report.print_human(&mut body).map_err(io)?;
+    let body = console::strip_ansi_codes(&String::from_utf8_lossy(&body)).into_owned();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -77,7 +74,7 @@ fn append_report(file: &std::path::Path, report: &Report) -> Result<()> {
         .map_err(io)?;
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     writeln!(f, "==> breakfix check, {now}").map_err(io)?;
-    f.write_all(&body).map_err(io)?;
+    f.write_all(body.as_bytes()).map_err(io)?;
     writeln!(f).map_err(io)
 }
 

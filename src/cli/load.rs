@@ -28,7 +28,7 @@ pub fn plan(
                 .collect::<Vec<_>>()
                 .join("/"),
             inventory.cluster.name,
-            format!("{:?}", inventory.cluster.topology).to_lowercase()
+            inventory.cluster.topology.name()
         )));
     }
     Ok((loaded, plan))

@@ -65,7 +65,7 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
                         .map(|t| format!("{t:?}").to_lowercase())
                         .collect::<Vec<_>>()
                         .join("/"),
-                    format!("{:?}", inv.cluster.topology).to_lowercase()
+                    inv.cluster.topology.name()
                 );
                 if a.output == Output::Human {
                     println!(

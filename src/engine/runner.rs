@@ -191,25 +191,23 @@ pub async fn evaluate_one(
     let mut previous: Option<(Status, Vec<Check>, Option<String>)> = None;
     loop {
         let attempt_started = Instant::now();
-        let (status, checks, note) = attempt(p, session, inventory).await;
-        if opts.patience == Patience::WhileChanging && status != wanted {
-            let now = (status, checks.clone(), note.clone());
-            // A slow failure (the attempt took an interval or more: it waited for an answer
-            // that did not come) is not tried again: that would only double the wait.
-            let slow = attempt_started.elapsed() >= interval;
-            if slow || previous.as_ref() == Some(&now) {
-                v.attempts += 1;
-                (v.status, v.checks, v.note) = now;
-                break;
-            }
-            previous = Some(now);
+        let result = attempt(p, session, inventory).await;
+        // A learner's Check stops at a failure that is unchanged since the last attempt, or
+        // that was slow (the attempt took an interval or more: it waited for an answer that
+        // did not come; trying again would only double the wait).
+        let quick = opts.patience == Patience::WhileChanging && result.0 != wanted;
+        let settled =
+            quick && (attempt_started.elapsed() >= interval || previous.as_ref() == Some(&result));
+        if quick {
+            previous = Some(result.clone());
         }
         v.attempts += 1;
-        v.status = status;
-        v.checks = checks;
-        v.note = note;
+        (v.status, v.checks, v.note) = result;
+        if settled {
+            break;
+        }
         let now = Instant::now();
-        if status == wanted {
+        if v.status == wanted {
             let since = *good_since.get_or_insert(now);
             if now.duration_since(since) >= stable {
                 break;

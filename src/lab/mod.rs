@@ -198,7 +198,7 @@ impl LoadedLab {
         };
         match sc.get(t) {
             Some(p) => Ok(Some(self.resolve(p))),
-            None => Err(self.no_variant(n, "scenario", sc, t)),
+            None => Err(self.no_variant(n, step, "scenario", sc, t)),
         }
     }
 
@@ -209,7 +209,7 @@ impl LoadedLab {
         let step = self.step(n)?;
         step.text
             .get(t)
-            .ok_or_else(|| self.no_variant(n, "text", &step.text, t))
+            .ok_or_else(|| self.no_variant(n, step, "text", &step.text, t))
     }
 
     /// Every scenario file of step `n` (1-based), each with the topology it is for (`None`:
@@ -248,7 +248,7 @@ impl LoadedLab {
         }
     }
 
-    fn no_variant(&self, n: usize, what: &str, v: &ByTopology, t: Topology) -> Error {
+    fn no_variant(&self, n: usize, step: &Step, what: &str, v: &ByTopology, t: Topology) -> Error {
         let has: Vec<&str> = v
             .topologies()
             .unwrap_or_default()
@@ -259,7 +259,7 @@ impl LoadedLab {
             file: self.path.display().to_string(),
             message: format!(
                 "step {n} (`{}`) has a {what} for the {} topology only, and this cluster is {t}; run the lab on a cluster of that topology (or export it with `--topology {}`), or give the step a {what} for {t}",
-                self.lab.steps[n - 1].title,
+                step.title,
                 has.join(" and "),
                 has.first().copied().unwrap_or("external"),
             ),

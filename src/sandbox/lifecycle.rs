@@ -226,16 +226,16 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
             if old.topology != opts.topology {
                 return Err(Error::other(format!(
                     "a sandbox with the {} topology is already up ({} node(s)); run `breakfix sandbox down` first, or `breakfix sandbox up --topology {} --recreate` to replace it",
-                    topology_name(old.topology),
+                    old.topology.name(),
                     old.nodes.len(),
-                    topology_name(opts.topology),
+                    opts.topology.name(),
                 )));
             }
             if old.nodes.len() != nodes.len() {
                 progress.println(format!(
                     "note: the sandbox is already up with {} node(s) ({} topology); `breakfix sandbox down` first (or `up --recreate`) to change it",
                     old.nodes.len(),
-                    topology_name(old.topology)
+                    old.topology.name()
                 ));
             }
             return Ok(report(Some(&old)).await);
@@ -243,7 +243,7 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
         if running {
             progress.println(format!(
                 "--recreate: removing the sandbox that is up ({} topology, {} node(s))",
-                topology_name(old.topology),
+                old.topology.name(),
                 old.nodes.len()
             ));
         } else {
@@ -420,14 +420,6 @@ pub async fn build_only(rebuild: bool) -> Result<String> {
         images.control_plane.display(),
         images.common.display()
     ))
-}
-
-/// `external` / `stacked`, as the CLI spells them.
-pub fn topology_name(t: Topology) -> &'static str {
-    match t {
-        Topology::External => "external",
-        Topology::Stacked => "stacked",
-    }
 }
 
 /// Nodes of `st` whose recorded nspawn process is gone.

@@ -123,6 +123,10 @@ impl Kubectl {
     }
 }
 
+/// Removes the API server's container; the kubelet starts a fresh one, which rebuilds its
+/// caches (RBAC among them) from the store etcd serves now.
+const RESTART_APISERVER: &str = "crictl rm -f $(crictl ps -q --name '^kube-apiserver$') >/dev/null";
+
 /// Puts the pristine etcd manifest back when dropped (also after a failed assertion) and
 /// waits for the cluster to be healthy again.
 struct RestoreEtcd<'a> {
@@ -150,10 +154,7 @@ impl Drop for RestoreEtcd<'_> {
         // An API server that watched another store meanwhile (a test's empty data dir) keeps
         // stale caches, RBAC among them (`Forbidden` for kubernetes-admin), until it restarts,
         // as after any etcd restore: restart it, so the next test starts healthy.
-        let _ = self.sb.ssh(
-            "controlplane",
-            "crictl rm -f $(crictl ps -q --name '^kube-apiserver$') >/dev/null",
-        );
+        let _ = self.sb.ssh("controlplane", RESTART_APISERVER);
         if !self.kubectl.wait_healthy(Duration::from_secs(180)) {
             eprintln!(
                 "warning: the stacked sandbox did not become healthy after restoring etcd.yaml and restarting the API server"
@@ -672,10 +673,7 @@ fn a_new_data_dir_gives_an_empty_store_and_reverting_brings_the_objects_back() {
         "critical-app must be back in the old store: {}",
         show(&o)
     );
-    sb.ssh_ok(
-        "controlplane",
-        "crictl rm -f $(crictl ps -q --name '^kube-apiserver$') >/dev/null",
-    );
+    sb.ssh_ok("controlplane", RESTART_APISERVER);
     assert!(
         k.wait_healthy(Duration::from_secs(90)),
         "critical-app must be back 3/3 after reverting the data dir"

@@ -7,9 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use super::index::Asset;
-use super::{
-    io, topology_name, Content, Options, OutFile, BINARY_ASSET, DEFAULT_HOST_DIR, INVENTORY_ASSET,
-};
+use super::{io, Content, Options, OutFile, BINARY_ASSET, DEFAULT_HOST_DIR, INVENTORY_ASSET};
 use crate::error::{Error, Result};
 use crate::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
 
@@ -235,7 +233,7 @@ pub(super) fn collect(sources: &LabFiles, host_dir: &str, opts: &Options) -> Res
     let inv_text = format!(
         "# breakfix inventory for the Killercoda node itself (docs/inventory.md, docs/killercoda.md).\n\
          # Written by `breakfix export killercoda --topology {}`.\n{inv_text}",
-        topology_name(opts.topology)
+        opts.topology.name()
     );
     out.add(
         &mut names,

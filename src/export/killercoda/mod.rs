@@ -131,10 +131,6 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
-fn topology_name(t: Topology) -> &'static str {
-    t.name()
-}
-
 /// Validates the lab, every scenario it uses (the checks of `breakfix validate`, the topology,
 /// and a full render against the exported inventory) and plans every file. Reads files;
 /// writes nothing.

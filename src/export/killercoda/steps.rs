@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::assets::{local_inventory, LabFiles};
-use super::{topology_name, Options, StepSummary};
+use super::{Options, StepSummary};
 use crate::error::{Error, Result};
 use crate::inventory::Topology;
 use crate::lab::LoadedLab;
@@ -58,20 +58,20 @@ pub(super) fn check(lab: &LoadedLab, lab_path: &Path, opts: &Options) -> Result<
         let sc = &loaded.scenario;
         let tops = &sc.metadata.topologies;
         if !tops.is_empty() && !tops.contains(&opts.topology) {
-            let names: Vec<&str> = tops.iter().map(|t| topology_name(*t)).collect();
+            let names: Vec<&str> = tops.iter().map(|t| t.name()).collect();
             return Err(Error::other(format!(
                 "{what}: scenario `{}` ({}) is written for the {} topology, but the export targets {} (etcd {}). \
                  Export with `--topology {}` for a node where etcd runs that way, or give the step a scenario for {}.",
                 sc.metadata.name.value,
                 sc_path.display(),
                 names.join("/"),
-                topology_name(opts.topology),
+                opts.topology.name(),
                 match opts.topology {
                     Topology::Stacked => "as a kubeadm static pod, as on Killercoda's kubeadm images",
                     Topology::External => "as a systemd unit",
                 },
                 names.first().copied().unwrap_or("external"),
-                topology_name(opts.topology),
+                opts.topology.name(),
             )));
         }
         crate::plan::build(sc, &loaded.grader_files(), &inventory, &[]).map_err(|e| {
