@@ -138,6 +138,39 @@ fn graders_are_loaded_with_the_scenario() {
     assert_eq!(l.grader_files()[0].probes.len(), 3);
 }
 
+/// The shipped workload grader's probes need the API server grader's `apiserver-ready`
+/// (a GET through an API server without etcd hangs for the probe's timeout): included
+/// alone, the scenario is refused at the grader's line; with both, it is valid.
+#[test]
+fn the_workload_grader_needs_the_apiserver_grader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = |include: &str| {
+        format!(
+            "apiVersion: breakfix/v1\nkind: Scenario\nmetadata:\n  name: w\n  title: w\n  description: w\n\
+             targets:\n  controlplane:\n    role: control-plane\n\
+             faults:\n  - kind: command\n    run: \"true\"\n    undo: \"true\"\n\
+             verify:\n  include: [{include}]\n"
+        )
+    };
+    let path = dir.path().join("w.yaml");
+    std::fs::write(&path, scenario("workload-healthy")).expect("write");
+    let report = check_file(&path, Some(Path::new("graders")));
+    let text = report.render(false);
+    assert_eq!(report.diagnostics.len(), 2, "{text}");
+    for d in &report.diagnostics {
+        assert!(
+            d.message
+                .contains("needs `apiserver-ready`, which is not defined"),
+            "{text}"
+        );
+    }
+    assert!(text.contains("graders/workload-healthy.yaml:"), "{text}");
+
+    std::fs::write(&path, scenario("apiserver-healthy, workload-healthy")).expect("write");
+    let report = check_file(&path, Some(Path::new("graders")));
+    assert!(report.diagnostics.is_empty(), "{}", report.render(false));
+}
+
 #[test]
 fn graders_dir_can_be_overridden() {
     let report = check_file(
