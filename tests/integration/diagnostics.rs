@@ -440,7 +440,7 @@ fn labs_are_validated_with_the_scenarios_of_their_steps() {
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
         out.contains(
-            "ok labs/etcd-performance-004.yaml (lab: 5 steps, 3 with a scenario; topologies: stacked)"
+            "ok labs/etcd-performance-004.yaml (lab: 5 steps, 3 with a scenario; topologies: external, stacked)"
         ),
         "{out}"
     );
