@@ -64,7 +64,11 @@ impl std::fmt::Display for Topology {
 pub struct Node {
     /// Host name as the cluster knows it, e.g. `controlplane`.
     pub name: String,
-    /// Address the engine connects to (IP or DNS name).
+    /// Address the engine connects to (IP or DNS name), also the node's address in templates
+    /// (`{{ node.address }}`, e.g. etcd's peer URL). On a `local` node, `auto` is replaced at
+    /// load time by the host's own address ([`crate::host_address`]: the default route's
+    /// interface, as kubeadm picks its advertise address): what an exported Killercoda
+    /// inventory says, since the learner's node gets its address only when it starts.
     pub address: String,
     /// SSH port (default 22).
     #[serde(default = "default_port")]
@@ -145,7 +149,8 @@ impl Inventory {
     /// resolved against the file's directory.
     ///
     /// Errors: unreadable file, YAML errors (with line and column), wrong `apiVersion`/`kind`,
-    /// duplicate node names, an `ssh` node without `known_hosts`.
+    /// duplicate node names, an `ssh` node without `known_hosts`, `address: auto` on an `ssh`
+    /// node or on a host without a global IPv4 address.
     pub fn load(path: &Path) -> Result<Inventory> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
             context: format!("reading inventory {}", path.display()),
@@ -165,6 +170,13 @@ impl Inventory {
         let base = path.parent().unwrap_or(Path::new("."));
         inv.check(&path.display().to_string())?;
         for n in &mut inv.nodes {
+            if n.address == crate::host_address::AUTO {
+                let ip = crate::host_address::host_ipv4().map_err(|m| Error::Config {
+                    file: path.display().to_string(),
+                    message: format!("node `{}`: address: auto: {m}", n.name),
+                })?;
+                n.address = ip.to_string();
+            }
             if let Some(p) = &n.identity_file {
                 n.identity_file = Some(base.join(p));
             }
@@ -193,6 +205,13 @@ impl Inventory {
         for n in &self.nodes {
             if !seen.insert(n.name.as_str()) {
                 return Err(bad(format!("node `{}` is listed twice", n.name)));
+            }
+            if n.transport == TransportKind::Ssh && n.address == crate::host_address::AUTO {
+                return Err(bad(format!(
+                    "node `{}` uses ssh and has address: auto; `auto` (this host's own address) \
+                     is for `transport: local` nodes only: give the address to connect to",
+                    n.name
+                )));
             }
             if n.transport == TransportKind::Ssh && n.known_hosts.is_none() {
                 return Err(bad(format!(
@@ -227,5 +246,51 @@ impl Inventory {
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventory(node: &str) -> String {
+        format!(
+            "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: c\n  etcd:\n    endpoints: [https://127.0.0.1:2379]\n    ca_file: ca\n    cert_file: c\n    key_file: k\nnodes:\n- {node}\n"
+        )
+    }
+
+    #[test]
+    fn auto_on_a_local_node_becomes_this_hosts_address() {
+        let text = inventory("{ name: controlplane, address: auto, transport: local }");
+        match crate::host_address::host_ipv4() {
+            Ok(ip) => {
+                let inv = Inventory::parse(Path::new("i.yaml"), &text).expect("valid");
+                assert_eq!(inv.nodes[0].address, ip.to_string());
+                assert_ne!(inv.nodes[0].address, "auto");
+            }
+            Err(why) => {
+                let err = Inventory::parse(Path::new("i.yaml"), &text).expect_err("no address");
+                assert!(err.to_string().contains(&why), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn auto_on_an_ssh_node_is_refused_with_the_reason() {
+        let text = inventory("{ name: cp, address: auto, known_hosts: kh }");
+        let err = Inventory::parse(Path::new("i.yaml"), &text).expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("i.yaml"), "{msg}");
+        assert!(
+            msg.contains("node `cp` uses ssh and has address: auto"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_written_address_is_kept() {
+        let text = inventory("{ name: cp, address: 198.18.0.11, transport: local }");
+        let inv = Inventory::parse(Path::new("i.yaml"), &text).expect("valid");
+        assert_eq!(inv.nodes[0].address, "198.18.0.11");
     }
 }

@@ -15,6 +15,7 @@ pub mod failpoint;
 pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host_address;
 pub mod inventory;
 pub mod journal;
 pub mod lab;

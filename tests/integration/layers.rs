@@ -17,6 +17,7 @@ const RANKS: &[(&str, u32)] = &[
     ("kind_first", 0),
     ("touches", 0),
     ("problem", 0),
+    ("host_address", 0),
     ("inventory", 1),
     ("transport", 2),
     ("template", 3),

@@ -30,7 +30,7 @@ pub fn local_inventory(topology: Topology) -> Inventory {
         },
         nodes: vec![Node {
             name: "controlplane".into(),
-            address: "127.0.0.1".into(),
+            address: crate::host_address::AUTO.into(),
             port: 22,
             user: "root".into(),
             identity_file: None,
