@@ -163,12 +163,8 @@ impl Inventory {
     ///
     /// Errors: as [`Self::load`], but for reading the file.
     pub fn parse(path: &Path, text: &str) -> Result<Inventory> {
-        let mut inv: Inventory = serde_saphyr::from_str(text).map_err(|e| Error::Config {
-            file: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let mut inv = Self::parse_unresolved(path, text)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        inv.check(&path.display().to_string())?;
         for n in &mut inv.nodes {
             if n.address == crate::host_address::AUTO {
                 let ip = crate::host_address::host_ipv4().map_err(|m| Error::Config {
@@ -184,6 +180,28 @@ impl Inventory {
                 n.known_hosts = Some(base.join(p));
             }
         }
+        Ok(inv)
+    }
+
+    /// Reads and checks an inventory file as [`Self::load`] does, but leaves `address: auto`
+    /// as written: for checking an inventory meant for another machine (the Killercoda
+    /// export's) on this one, whose own address is beside the point.
+    ///
+    /// Errors: as [`Self::load`], but for resolving `auto`.
+    pub fn check_file(path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            context: format!("reading inventory {}", path.display()),
+            source: e,
+        })?;
+        Self::parse_unresolved(path, &text).map(|_| ())
+    }
+
+    fn parse_unresolved(path: &Path, text: &str) -> Result<Inventory> {
+        let inv: Inventory = serde_saphyr::from_str(text).map_err(|e| Error::Config {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        inv.check(&path.display().to_string())?;
         Ok(inv)
     }
 

@@ -34,7 +34,7 @@ pub fn write(export: &Export, out: &Path, force: bool) -> Result<()> {
     std::fs::create_dir(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     let built = fill(export, &tmp).and_then(|_| {
         let inv = tmp.join("assets").join(INVENTORY_ASSET);
-        Inventory::load(&inv).map(|_| ())
+        Inventory::check_file(&inv)
     });
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
