@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The full suite (pure tier + system tier) as five cargo test processes at once, one per
 # sandbox instance (tests/integration/scenarios.rs, `matrix_part!`):
-#   instance 0 (external): everything not listed below, i.e. the tests that need no sandbox
-#              and the external topology's tests;
-#   instance 3 (external): both parts of the external self-test matrix, one after the other;
+#   instance 0 (external): everything not listed below, i.e. the tests that need no sandbox,
+#              the external topology's tests and part 3 of the external self-test matrix;
+#   instance 3 (external): parts 1 and 2 of the external self-test matrix, one after the other;
 #   instance 1 (stacked):  `stacked::` and part 1 of the stacked self-test matrix;
 #   instance 2 (stacked):  part 2 of the stacked self-test matrix;
 #   instance 4 (stacked):  part 3 of the stacked self-test matrix and the Killercoda-run test
@@ -24,7 +24,7 @@ parts=(
   "stacked:: ${m}stacked_scenarios_pass_the_selftest_matrix_part_1_of_3"
   "${m}stacked_scenarios_pass_the_selftest_matrix_part_2_of_3 --exact"
   "${m}stacked_scenarios_pass_the_selftest_matrix_part_3_of_3 ${stacked_export} --exact"
-  "${m}external_scenarios_pass_the_selftest_matrix_part_2_of_2 ${m}external_scenarios_pass_the_selftest_matrix_part_1_of_2 --exact"
+  "${m}external_scenarios_pass_the_selftest_matrix_part_2_of_3 ${m}external_scenarios_pass_the_selftest_matrix_part_1_of_3 --exact"
 )
 cargo test "$@" --features system-tests --no-run || exit $?
 logs=() pids=()
@@ -36,7 +36,8 @@ for p in "${parts[@]}"; do
 done
 cargo test "$@" --features system-tests -- --skip stacked:: \
   --skip stacked_scenarios_pass_the_selftest_matrix \
-  --skip external_scenarios_pass_the_selftest_matrix \
+  --skip external_scenarios_pass_the_selftest_matrix_part_1_of_3 \
+  --skip external_scenarios_pass_the_selftest_matrix_part_2_of_3 \
   --skip "$stacked_export"
 status=$?
 for i in "${!parts[@]}"; do

@@ -217,9 +217,9 @@ fn selftest_part(g: &SandboxGuard, topology: &str, part: usize, parts: usize) {
 /// own: `matrix_part!(NAME, TOPOLOGY, INSTANCE, PART, PARTS)`. `scripts/test-all.sh` runs every
 /// part at the same time (one `cargo test` process per instance), so the matrix takes about as
 /// long as its longest process. Instance 0 (the external topology) and 1 (stacked) are the
-/// ones the other sandbox tests use; 2, 3 and 4 run matrix parts (3: both external parts, one
-/// after the other: instance 0's other tests take ~25 minutes of their own) and 4 also the
-/// stacked export's Killercoda-run test.
+/// ones the other sandbox tests use; 2, 3 and 4 run matrix parts (3: external parts 1 and 2,
+/// one after the other; instance 0 runs external part 3 after its other tests, ~25 minutes of
+/// their own) and 4 also the stacked export's Killercoda-run test.
 macro_rules! matrix_part {
     ($name:ident, $topology:expr, $instance:expr, $part:expr, $parts:expr) => {
         #[test]
@@ -241,18 +241,25 @@ macro_rules! matrix_part {
 }
 
 matrix_part!(
-    external_scenarios_pass_the_selftest_matrix_part_1_of_2,
+    external_scenarios_pass_the_selftest_matrix_part_1_of_3,
     Topology::External,
     3,
     0,
-    2
+    3
 );
 matrix_part!(
-    external_scenarios_pass_the_selftest_matrix_part_2_of_2,
+    external_scenarios_pass_the_selftest_matrix_part_2_of_3,
     Topology::External,
     3,
     1,
-    2
+    3
+);
+matrix_part!(
+    external_scenarios_pass_the_selftest_matrix_part_3_of_3,
+    Topology::External,
+    0,
+    2,
+    3
 );
 matrix_part!(
     stacked_scenarios_pass_the_selftest_matrix_part_1_of_3,
