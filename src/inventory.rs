@@ -152,11 +152,14 @@ impl Inventory {
     /// duplicate node names, an `ssh` node without `known_hosts`, `address: auto` on an `ssh`
     /// node or on a host without a global IPv4 address.
     pub fn load(path: &Path) -> Result<Inventory> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        Self::parse(path, &Self::read(path)?)
+    }
+
+    fn read(path: &Path) -> Result<String> {
+        std::fs::read_to_string(path).map_err(|e| Error::Io {
             context: format!("reading inventory {}", path.display()),
             source: e,
-        })?;
-        Self::parse(path, &text)
+        })
     }
 
     /// [`Self::load`] of `text` as if read from `path` (relative paths resolve beside it).
@@ -189,11 +192,7 @@ impl Inventory {
     ///
     /// Errors: as [`Self::load`], but for resolving `auto`.
     pub fn check_file(path: &Path) -> Result<()> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            context: format!("reading inventory {}", path.display()),
-            source: e,
-        })?;
-        Self::parse_unresolved(path, &text).map(|_| ())
+        Self::parse_unresolved(path, &Self::read(path)?).map(|_| ())
     }
 
     fn parse_unresolved(path: &Path, text: &str) -> Result<Inventory> {
