@@ -70,6 +70,9 @@ pub struct Plan {
     pub verify: Vec<PlannedProbe>,
     /// Tasks, their titles, text and hints rendered (see [`build`]).
     pub tasks: Vec<Task>,
+    /// Per task (same index as `tasks`): its `evidence:` probes, rendered; empty for a task
+    /// graded by verify probes.
+    pub evidence: Vec<Vec<PlannedProbe>>,
     /// Reference fix.
     pub solution: Vec<PlannedAction>,
     /// Wrong fixes.
@@ -345,6 +348,11 @@ pub fn build(
         preconditions: b.probes(&pre_src)?,
         confirm: b.probes(&confirm_src)?,
         verify: b.probes(&verify_src)?,
+        evidence: scenario
+            .tasks
+            .iter()
+            .map(|t| b.probes(&t.evidence.iter().collect::<Vec<_>>()))
+            .collect::<Result<Vec<_>>>()?,
         tasks,
         solution: b.actions(&scenario.solution, "solution")?,
         wrong_fixes: fixes(&scenario.wrong_fixes, "wrong_fixes")?,
@@ -383,6 +391,14 @@ impl Plan {
         phases.insert("2-break".into(), acts(&self.faults));
         phases.insert("3-confirm".into(), probes(&self.confirm));
         phases.insert("4-verify".into(), probes(&self.verify));
+        for (i, e) in self
+            .evidence
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.is_empty())
+        {
+            phases.insert(format!("4-task {} evidence", i + 1), probes(e));
+        }
         phases.insert("5-solution".into(), acts(&self.solution));
         for w in &self.wrong_fixes {
             phases.insert(format!("6-wrong fix: {}", w.name), acts(&w.steps));
@@ -483,5 +499,12 @@ mod tests {
         );
         // Text without a template is kept as written.
         assert_eq!(plan.tasks[0].hints[1].text, "`ls -la /var/lib/etcd*`");
+        // Evidence: per task, rendered, with its own `needs`; never part of verify.
+        assert!(plan.evidence[0].is_empty());
+        let ids: Vec<&str> = plan.evidence[1].iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["data-dir-named", "answer-is-private"]);
+        assert_eq!(plan.evidence[1][1].needs, ["data-dir-named"]);
+        assert_eq!(plan.evidence[1][0].node, "controlplane");
+        assert!(!plan.verify.iter().any(|p| p.id == "data-dir-named"));
     }
 }

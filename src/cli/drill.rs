@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::args::TargetArgs;
 use super::{Globals, EXIT_FAIL, EXIT_PASS};
 use crate::engine::runner::{evaluate, EvalOptions, Patience, Want};
-use crate::engine::score::{score, task_done, TaskScore};
+use crate::engine::score::{evidence_done, has_evidence, score, task_done, TaskScore};
 use crate::engine::verdict::{Status, Verdict};
 use crate::engine::{self, history};
 use crate::error::{Error, Result};
@@ -194,7 +194,25 @@ async fn drill_one(
         }
         was_down = down;
         for (i, d) in done_after.iter_mut().enumerate() {
-            if d.is_none() && task_done(plan, i, &last) {
+            if d.is_some() {
+                continue;
+            }
+            let done = if has_evidence(plan, i) {
+                let v = evaluate(
+                    &plan.evidence[i],
+                    &sessions,
+                    inv,
+                    EvalOptions {
+                        want: Want::Pass,
+                        patience: Patience::Once,
+                    },
+                )
+                .await;
+                evidence_done(&v)
+            } else {
+                task_done(plan, i, &last)
+            };
+            if done {
                 *d = Some(round_start.duration_since(start));
                 say(
                     &pb,
@@ -242,9 +260,12 @@ async fn drill_one(
         .min(limit.max(Duration::from_millis(1)) + a.poll * 2);
     pb.finish_and_clear();
     if let Some(f) = fixed_at {
-        // Tasks without their own probes are done when the whole verify passes.
-        for d in done_after.iter_mut() {
-            d.get_or_insert(f);
+        // Tasks graded by verify are done when the whole verify passes; a task graded by its
+        // evidence only by that evidence.
+        for (i, d) in done_after.iter_mut().enumerate() {
+            if !has_evidence(plan, i) {
+                d.get_or_insert(f);
+            }
         }
     }
     if !a.no_reset {

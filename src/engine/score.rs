@@ -1,7 +1,8 @@
 //! Score: points per verified task, minus hint costs and overtime penalties.
 //!
 //! - A task is done when all its probes pass (a task without `probes:` needs the whole
-//!   verify to pass); it earns its `points` (default 10).
+//!   verify to pass; a task with `evidence:` needs its own evidence probes to pass, and
+//!   verify never marks it done); it earns its `points` (default 10).
 //! - Each revealed hint subtracts its `cost` (default 1), whether unlocked by time or asked for.
 //! - A task finished after its deadline (the sum of the time limits of the tasks up to and
 //!   including it, counted from the start of the clock) loses 1 point per started minute late.
@@ -38,11 +39,15 @@ pub struct TaskScore {
     pub score: u32,
 }
 
-/// Does `verdicts` show task `i` (0-based) done?
+/// Does `verdicts` (of the verify probes) show task `i` (0-based) done? Always false for a
+/// task with `evidence:`: see [`evidence_done`].
 pub fn task_done(plan: &Plan, i: usize, verdicts: &[Verdict]) -> bool {
     let Some(t) = plan.tasks.get(i) else {
         return false;
     };
+    if has_evidence(plan, i) {
+        return false;
+    }
     let ok = |v: &Verdict| v.status == Status::Pass;
     if t.probes.is_empty() {
         return !verdicts.is_empty() && verdicts.iter().all(ok);
@@ -54,6 +59,16 @@ pub fn task_done(plan: &Plan, i: usize, verdicts: &[Verdict]) -> bool {
             .collect();
         !matching.is_empty() && matching.into_iter().all(ok)
     })
+}
+
+/// Is task `i` (0-based) graded by its own `evidence:` probes?
+pub fn has_evidence(plan: &Plan, i: usize) -> bool {
+    plan.evidence.get(i).is_some_and(|e| !e.is_empty())
+}
+
+/// Do `verdicts` (of one task's evidence probes) show it done: at least one, all PASS?
+pub fn evidence_done(verdicts: &[Verdict]) -> bool {
+    !verdicts.is_empty() && verdicts.iter().all(|v| v.status == Status::Pass)
 }
 
 /// Scores every task from when it was done and how many hints were revealed (per task).
@@ -91,4 +106,74 @@ pub fn score(plan: &Plan, done_after: &[Option<Duration>], hints: &[u32]) -> Vec
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const INVENTORY: &str = "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }\nnodes:\n  - { name: controlplane, address: 198.18.0.11, roles: [control-plane, etcd], known_hosts: ssh/known_hosts }\n  - { name: node01, address: 198.18.0.12, roles: [worker], known_hosts: ssh/known_hosts }\n";
+
+    fn plan() -> Plan {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let loaded = crate::scenario::load_valid(
+            &root.join("tests/fixtures/valid/every-field.yaml"),
+            None,
+            false,
+        )
+        .expect("the fixture loads");
+        let inv = crate::inventory::Inventory::parse(Path::new("inventory.yaml"), INVENTORY)
+            .expect("inventory");
+        crate::plan::build(&loaded.scenario, &loaded.grader_files(), &inv, &[]).expect("plans")
+    }
+
+    fn verdict(probe: &str, status: Status) -> Verdict {
+        Verdict {
+            probe: probe.into(),
+            node: "controlplane".into(),
+            kind: "file".into(),
+            description: None,
+            status,
+            checks: Vec::new(),
+            note: None,
+            attempts: 1,
+            duration: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_task_with_evidence_is_done_by_its_evidence_alone() {
+        let plan = plan();
+        let all_verify: Vec<Verdict> = plan
+            .verify
+            .iter()
+            .map(|p| verdict(&p.id, Status::Pass))
+            .collect();
+        // Task 1 names a verify probe; task 2 is graded on its evidence.
+        assert!(task_done(&plan, 0, &all_verify));
+        assert!(has_evidence(&plan, 1));
+        assert!(
+            !task_done(&plan, 1, &all_verify),
+            "a passing verify must not mark a diagnosis task done"
+        );
+        let pass = [
+            verdict("data-dir-named", Status::Pass),
+            verdict("answer-is-private", Status::Pass),
+        ];
+        assert!(evidence_done(&pass));
+        let half = [
+            verdict("data-dir-named", Status::Pass),
+            verdict("answer-is-private", Status::Skip),
+        ];
+        assert!(!evidence_done(&half));
+        assert!(!evidence_done(&[]));
+        // Scored like any task: a diagnosis never found earns nothing.
+        let s = score(
+            &plan,
+            &[Some(std::time::Duration::from_secs(30)), None],
+            &[0, 0],
+        );
+        assert_eq!((s[0].score, s[1].score, s[1].points), (10, 0, 5));
+    }
 }

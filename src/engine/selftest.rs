@@ -274,8 +274,9 @@ pub async fn run(
         }
     };
 
-    // 2. break: confirm holds and verify fails
+    // 2. break: confirm holds and verify fails (and no task's evidence passes yet)
     progress("break");
+    let mut evidence_early: Vec<(usize, bool)> = Vec::new();
     let t = Instant::now();
     match break_(plan, sessions, inventory, journal, quiet).await {
         Err(e) => {
@@ -298,6 +299,12 @@ pub async fn run(
             return rows;
         }
         Ok(_) => {
+            for (i, e) in plan.evidence.iter().enumerate() {
+                if !e.is_empty() {
+                    let v = evaluate(e, sessions, inventory, once).await;
+                    evidence_early.push((i, v.iter().all(|v| v.status == Status::Pass)));
+                }
+            }
             let v = evaluate(&plan.verify, sessions, inventory, once).await;
             if v.iter().all(|v| v.status == Status::Pass) {
                 rows.push(row(
@@ -345,6 +352,29 @@ pub async fn run(
                 t,
             ));
         }
+    }
+    // 3b. each task graded by evidence: FAIL on the broken node, PASS after the solution
+    for (i, early) in evidence_early {
+        let t = Instant::now();
+        let v = evaluate(&plan.evidence[i], sessions, inventory, patient).await;
+        let name = format!("evidence: task {}", i + 1);
+        rows.push(if early {
+            row(
+                &name,
+                RowStatus::Fail,
+                "the evidence passes on the broken node before anyone did anything: it cannot tell a learner who diagnosed from one who did not".into(),
+                t,
+            )
+        } else if v.iter().all(|v| v.status == Status::Pass) {
+            row(&name, RowStatus::Pass, "fails after the break, passes after the solution".into(), t)
+        } else {
+            row(
+                &name,
+                RowStatus::Fail,
+                format!("the evidence still fails after the solution: {}", failing(&v)),
+                t,
+            )
+        });
     }
     if let Err(e) = reset(sessions, journal, true).await {
         rows.push(row(

@@ -95,6 +95,7 @@ codes! {
     UndefinedGrader = "BF404", "an `include:` naming a grader file that does not exist";
     TaskConfirmProbe = "BF405", "a task that refers to a confirm probe";
     TaskUnknownProbe = "BF406", "a task that refers to a probe that is not a verify probe";
+    TaskProbesAndEvidence = "BF407", "a task with both `probes:` and `evidence:`";
 
     // ---- BF5xx: graders ----
     GraderNameMismatch = "BF501", "a grader whose `metadata.name` is not its file name";

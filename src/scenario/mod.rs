@@ -186,6 +186,11 @@ pub struct Task {
     /// Names of verify probes that show this task done (none: the whole verify).
     #[serde(default)]
     pub probes: Vec<Spanned<String>>,
+    /// Probes of the task's own (any kind) whose PASS shows it done instead of verify probes:
+    /// evidence the learner produces without fixing anything (an answer file, for a diagnosis
+    /// task). They never count in the scenario's verdict. Exclusive with `probes` (BF407).
+    #[serde(default)]
+    pub evidence: Vec<Probe>,
     /// Points for finishing the task (default 10).
     #[serde(default = "ten")]
     pub points: u32,

@@ -80,6 +80,7 @@ invalid_fixtures! {
     empty_probe_name => "empty-probe-name",
     bad_includes => "bad-includes",
     task_confirm_probe => "task-confirm-probe",
+    task_evidence => "task-evidence",
     empty_grader => "empty-grader",
     broken_grader => "broken-grader",
     needs_unknown_probe => "needs-unknown-probe",

@@ -14,6 +14,8 @@ pub(super) enum Phase {
     Preconditions,
     Confirm,
     Verify,
+    /// The `evidence:` of task N (0-based).
+    Evidence(usize),
 }
 
 impl Phase {
@@ -22,6 +24,7 @@ impl Phase {
             Phase::Preconditions => "preconditions",
             Phase::Confirm => "confirm",
             Phase::Verify => "verify",
+            Phase::Evidence(_) => "task evidence",
         }
     }
 }
@@ -87,6 +90,18 @@ impl<'a> Validator<'a> {
                 phase: Phase::Verify,
             });
         }
+        let tasks = tree.and_then(|t| t.get("tasks"));
+        for (i, t) in s.tasks.iter().enumerate() {
+            let list = tasks.and_then(|n| n.idx(i)).and_then(|n| n.get("evidence"));
+            for (j, p) in t.evidence.iter().enumerate() {
+                out.push(ProbeAt {
+                    probe: p,
+                    file: self.sf.clone(),
+                    item: list.and_then(|n| n.idx(j)),
+                    phase: Phase::Evidence(i),
+                });
+            }
+        }
         out
     }
 
@@ -136,7 +151,7 @@ impl<'a> Validator<'a> {
                     let at = f.name_pos();
                     self.push(
                         Diagnostic::at(Code::DuplicateProbeName, &p.file, p.name_pos(), format!("probe name `{}` is used twice", p.name()))
-                            .with_help(format!("first defined at {}:{}:{}; probe names are unique within preconditions, within confirm, and within verify and its included graders", f.file, at.line, at.column)),
+                            .with_help(format!("first defined at {}:{}:{}; probe names are unique within preconditions, within confirm, within verify and its included graders, and within each task's evidence", f.file, at.line, at.column)),
                     );
                 }
                 None => {
@@ -165,10 +180,9 @@ impl<'a> Validator<'a> {
                     );
                     continue;
                 }
-                let other_phase = if p.phase == Phase::Confirm {
-                    Phase::Verify
-                } else {
-                    Phase::Confirm
+                let other_phase = match p.phase {
+                    Phase::Confirm | Phase::Evidence(_) => Phase::Verify,
+                    Phase::Preconditions | Phase::Verify => Phase::Confirm,
                 };
                 match first
                     .get(&(p.phase, target))
@@ -220,7 +234,8 @@ impl<'a> Validator<'a> {
             }
         }
         // Cycles: depth-first search per phase over first definitions.
-        for phase in [Phase::Confirm, Phase::Verify] {
+        let evidence = (0..self.l.scenario.tasks.len()).map(Phase::Evidence);
+        for phase in [Phase::Confirm, Phase::Verify].into_iter().chain(evidence) {
             let group: Vec<&ProbeAt<'a>> = probes
                 .iter()
                 .filter(|p| {

@@ -462,6 +462,7 @@ fn classify(path: &[Step<'_>]) -> Where {
             Some(2)
         }
         Some("verify") if key(1) == Some("probes") && is_idx(2) => Some(3),
+        Some("tasks") if is_idx(1) && key(2) == Some("evidence") && is_idx(3) => Some(4),
         Some("wrong_fixes" | "alternative_fixes")
             if is_idx(1) && key(2) == Some("steps") && is_idx(3) =>
         {

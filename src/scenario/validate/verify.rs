@@ -101,7 +101,20 @@ impl<'a> Validator<'a> {
             .filter(|p| p.phase == Phase::Confirm)
             .map(|p| p.name())
             .collect();
-        for t in &s.tasks {
+        let tasks = self.tree().and_then(|t| t.get("tasks"));
+        for (i, t) in s.tasks.iter().enumerate() {
+            if !t.evidence.is_empty() && !t.probes.is_empty() {
+                let item = tasks.and_then(|n| n.idx(i));
+                self.push(
+                    Diagnostic::at(
+                        Code::TaskProbesAndEvidence,
+                        &sf,
+                        key_pos(item, "evidence"),
+                        format!("task `{}` has both `probes:` and `evidence:`", t.title),
+                    )
+                    .with_help("a task is done either when the verify probes it names pass or when its own evidence probes pass; keep one of them"),
+                );
+            }
             for r in &t.probes {
                 let name = r.value.as_str();
                 if verify.contains(&name) || (self.verify_incomplete && !confirm.contains(&name)) {
