@@ -16,7 +16,7 @@ use crate::report::{Outcome, Report};
 /// Arguments of `check`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  breakfix check                  # the scenario of the last `breakfix break`\n  breakfix check --step 2         # only task 2's probes (or lab step 2 after `break --lab`)\n  breakfix check --lab labs/etcd-outage.yaml --step 1 --output json\n  breakfix check --quick           # answer in a second when nothing changes (a Check button)"
+    after_help = "Examples:\n  breakfix check                  # the scenario of the last `breakfix break`\n  breakfix check --step 2         # only task 2's probes or evidence (or lab step 2 after `break --lab`)\n  breakfix check --lab labs/etcd-outage.yaml --step 1 --output json\n  breakfix check --quick           # answer in a second when nothing changes (a Check button)"
 )]
 pub struct CheckArgs {
     /// Scenario file (default: the one from the last `breakfix break`).

@@ -283,6 +283,101 @@ matrix_part!(
     3
 );
 
+/// A scenario whose first task is a diagnosis graded on an answer file (`evidence:`).
+const EVIDENCE_SCENARIO: &str = r#"apiVersion: breakfix/v1
+kind: Scenario
+metadata:
+  name: drill-evidence
+  title: etcd stopped; the diagnosis is graded on an answer file
+  topologies: [external]
+params:
+  answer: { default: "true", description: a shell command the solution runs first }
+targets:
+  cp: { role: control-plane }
+faults:
+  - kind: command
+    name: clear the answer file
+    run: rm -f /root/answers/drill-evidence
+    undo: rm -f /root/answers/drill-evidence
+  - kind: systemd
+    unit: etcd
+    action: stop
+tasks:
+  - title: Name the unit that stopped
+    evidence:
+      - kind: file
+        name: unit-named
+        path: /root/answers/drill-evidence
+        expect: { contents: { matches: '\betcd\b' } }
+  - title: Start it
+    probes: [etcd-active]
+verify:
+  probes:
+    - kind: systemd
+      name: etcd-active
+      unit: etcd
+      within: 20s
+      expect: { active: active }
+solution:
+  - kind: command
+    run: sh -c {{ params.answer }}; systemctl start etcd
+"#;
+
+/// Diagnosis graded as diagnosis (issue 12): a drill whose fix lands without the answer file
+/// passes, but its diagnosis task earns nothing; with the answer written, the task is done.
+#[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
+fn a_diagnosis_task_is_done_by_its_evidence_not_by_the_fix() {
+    let g = sandbox();
+    let _back = EtcdBack(&g);
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("scenario dir");
+    let sc = dir.path().join("drill-evidence.yaml");
+    std::fs::write(&sc, EVIDENCE_SCENARIO).expect("write scenario");
+    let sc = sc.to_str().expect("utf-8 path");
+    let drill = |answer: &str| {
+        let param = format!("answer={answer}");
+        let o = bf(
+            &g,
+            state.path(),
+            &[
+                "drill",
+                sc,
+                "--solution-after",
+                "3s",
+                "--poll",
+                "1s",
+                "-p",
+                &param,
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(r[0]["outcome"], "pass", "{r}");
+        r[0]["tasks"].clone()
+    };
+    // The fix alone: verify passes, the diagnosis task is not done.
+    let tasks = drill("true");
+    assert!(tasks[0]["done_after"].is_null(), "{tasks}");
+    assert_eq!(tasks[0]["score"], 0, "{tasks}");
+    assert!(tasks[1]["done_after"].is_number(), "{tasks}");
+    // The answer file written with the fix: both tasks done.
+    let tasks = drill("mkdir -p /root/answers && echo etcd > /root/answers/drill-evidence");
+    assert!(tasks[0]["done_after"].is_number(), "{tasks}");
+    assert_eq!(tasks[0]["score"], 10, "{tasks}");
+    // The drill's reset removed the answer with the fault's undo.
+    let o = ssh(
+        &g,
+        "test -e /root/answers/drill-evidence && echo left || echo gone",
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "gone\n");
+}
+
 #[test]
 #[cfg_attr(
     not(feature = "system-tests"),
