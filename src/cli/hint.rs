@@ -64,7 +64,9 @@ pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
             )))
         }
         None => {
-            // The first task with a probe the last check saw failing; else the first task.
+            // The first task with a probe the last check saw failing; else the first task. A
+            // diagnosis task (graded on its `evidence:`, which a check does not run) counts
+            // while it has hints left.
             let last = history::load()
                 .into_iter()
                 .rev()
@@ -72,7 +74,12 @@ pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
             let failing = last.map(|h| h.failing).unwrap_or_default();
             tasks
                 .iter()
-                .position(|t| {
+                .enumerate()
+                .position(|(i, t)| {
+                    if crate::engine::score::has_evidence(&plan, i) {
+                        return (session.hints.get(&i).copied().unwrap_or(0) as usize)
+                            < t.hints.len();
+                    }
                     t.probes.is_empty()
                         || t.probes.iter().any(|p| {
                             failing
