@@ -5,7 +5,8 @@
 #              the external topology's tests and part 3 of the external self-test matrix;
 #   instance 3 (external): parts 1 and 2 of the external self-test matrix, one after the other;
 #   instance 1 (stacked):  `stacked::` and part 1 of the stacked self-test matrix;
-#   instance 2 (stacked):  part 2 of the stacked self-test matrix;
+#   instance 2 (stacked):  part 2 of the stacked self-test matrix and the stacked crash
+#              matrix's sample (tests/integration/journal.rs);
 #   instance 4 (stacked):  part 3 of the stacked self-test matrix and the Killercoda-run test
 #              of the stacked export.
 # Within one `cargo test` the sandbox tests of one instance wait for each other; side by side
@@ -20,9 +21,11 @@ cd "$(dirname "$0")/.."
 m=scenarios::
 # The Killercoda-run test of the default (stacked) export takes instance 4 (tests/integration/export.rs).
 stacked_export=export::exported_step1_breaks_and_grades_on_a_stacked_controlplane
+# The stacked crash matrix's sample takes instance 2 (tests/integration/journal.rs).
+stacked_crash=journal::stacked_scenarios_survive_a_crash_at_every_step_sample
 parts=(
   "stacked:: ${m}stacked_scenarios_pass_the_selftest_matrix_part_1_of_3"
-  "${m}stacked_scenarios_pass_the_selftest_matrix_part_2_of_3 --exact"
+  "${m}stacked_scenarios_pass_the_selftest_matrix_part_2_of_3 ${stacked_crash} --exact"
   "${m}stacked_scenarios_pass_the_selftest_matrix_part_3_of_3 ${stacked_export} --exact"
   "${m}external_scenarios_pass_the_selftest_matrix_part_2_of_3 ${m}external_scenarios_pass_the_selftest_matrix_part_1_of_3 --exact"
 )
@@ -38,7 +41,7 @@ cargo test "$@" --features system-tests -- --skip stacked:: \
   --skip stacked_scenarios_pass_the_selftest_matrix \
   --skip external_scenarios_pass_the_selftest_matrix_part_1_of_3 \
   --skip external_scenarios_pass_the_selftest_matrix_part_2_of_3 \
-  --skip "$stacked_export"
+  --skip "$stacked_export" --skip "$stacked_crash"
 status=$?
 for i in "${!parts[@]}"; do
   wait "${pids[$i]}"

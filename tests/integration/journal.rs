@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use crate::common::Cli;
-use crate::common::{sandbox, SandboxGuard};
+use crate::common::{sandbox, sandbox_on, SandboxGuard};
+use breakfix::inventory::Topology;
 
 const SCENARIO: &str = "scenarios/etcd-service-stopped.yaml";
 const UNIT_STATE: &str = "systemctl is-active etcd; systemctl is-enabled etcd; true";
@@ -608,4 +609,49 @@ verify:
         g.api_ready_within(std::time::Duration::from_secs(300)),
         "the API server did not come back after the reboot"
     );
+}
+
+/// The stacked crash matrix's fixed sample for CI (the whole matrix, every stacked scenario, is
+/// over an hour: BENCHMARKS.md): a static pod's manifest moved out, and a manifest flag
+/// changed with a store swap. Runs on instance 2, beside stacked matrix part 2
+/// (scripts/test-all.sh).
+#[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
+fn stacked_scenarios_survive_a_crash_at_every_step_sample() {
+    let g = sandbox_on(2, Topology::Stacked);
+    let state = tempfile::tempdir().expect("state dir");
+    let started = std::time::Instant::now();
+    let o = bf(
+        &g,
+        state.path(),
+        true,
+        &[
+            "test",
+            "--crash-matrix",
+            "-o",
+            "json",
+            "scenarios/etcd-static-pod-missing.yaml",
+            "scenarios/etcd-data-dir-wrong.yaml",
+        ],
+    );
+    eprintln!(
+        "crash matrix (stacked sample): {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("json ({e}): {}", show(&o)));
+    let results = v.as_array().expect("results");
+    assert_eq!(results.len(), 2, "{v}");
+    for s in results {
+        let rows = s["rows"].as_array().expect("rows");
+        let crashes = rows
+            .iter()
+            .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("crash ")))
+            .count();
+        assert!(crashes >= 4, "{}: at least 4 steps: {s}", s["scenario"]);
+    }
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
