@@ -73,6 +73,8 @@ pub struct Plan {
     /// Per task (same index as `tasks`): its `evidence:` probes, rendered; empty for a task
     /// graded by verify probes.
     pub evidence: Vec<Vec<PlannedProbe>>,
+    /// `signals:` probes (never graded; hints' `when:` names them).
+    pub signals: Vec<PlannedProbe>,
     /// Reference fix.
     pub solution: Vec<PlannedAction>,
     /// Wrong fixes.
@@ -353,6 +355,7 @@ pub fn build(
             .iter()
             .map(|t| b.probes(&t.evidence.iter().collect::<Vec<_>>()))
             .collect::<Result<Vec<_>>>()?,
+        signals: b.probes(&scenario.signals.iter().collect::<Vec<_>>())?,
         tasks,
         solution: b.actions(&scenario.solution, "solution")?,
         wrong_fixes: fixes(&scenario.wrong_fixes, "wrong_fixes")?,
@@ -391,6 +394,9 @@ impl Plan {
         phases.insert("2-break".into(), acts(&self.faults));
         phases.insert("3-confirm".into(), probes(&self.confirm));
         phases.insert("4-verify".into(), probes(&self.verify));
+        if !self.signals.is_empty() {
+            phases.insert("4-signals".into(), probes(&self.signals));
+        }
         for (i, e) in self
             .evidence
             .iter()

@@ -15,7 +15,7 @@ use super::{Globals, EXIT_FAIL, EXIT_PASS};
 use crate::engine::runner::{evaluate, EvalOptions, Patience, Want};
 use crate::engine::score::{evidence_done, has_evidence, score, task_done, TaskScore};
 use crate::engine::verdict::{Status, Verdict};
-use crate::engine::{self, history};
+use crate::engine::{self, hints, history};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::plan::Plan;
@@ -149,22 +149,6 @@ async fn drill_one(
                 solution_applied = true;
             }
         }
-        // Hints unlocked by time.
-        for (i, t) in plan.tasks.iter().enumerate() {
-            if done_after[i].is_some() {
-                continue;
-            }
-            for (k, h) in t.hints.iter().enumerate() {
-                if k as u32 == hints_shown[i] && h.after.is_some_and(|d| elapsed >= d.0) {
-                    hints_shown[i] += 1;
-                    say(
-                        &pb,
-                        quiet,
-                        format!("hint for task {} (-{} pt): {}", i + 1, h.cost, h.text),
-                    );
-                }
-            }
-        }
         last = evaluate(
             &plan.verify,
             &sessions,
@@ -193,22 +177,45 @@ async fn drill_one(
             say(&pb, quiet, format!("{node}: answering again"));
         }
         was_down = down;
+        // The evidence of every task not done yet, and the signals when a hint waits for them.
+        let once = EvalOptions {
+            want: Want::Pass,
+            patience: Patience::Once,
+        };
+        let mut evidence: Vec<Vec<Verdict>> = vec![Vec::new(); plan.tasks.len()];
+        for (i, e) in evidence.iter_mut().enumerate() {
+            if done_after[i].is_none() && has_evidence(plan, i) {
+                *e = evaluate(&plan.evidence[i], &sessions, inv, once).await;
+            }
+        }
+        let signals = if plan.signals.is_empty() {
+            Vec::new()
+        } else {
+            evaluate(&plan.signals, &sessions, inv, once).await
+        };
+        // Hints unlocked by time or by evidence, in their order.
+        for (i, t) in plan.tasks.iter().enumerate() {
+            if done_after[i].is_some() {
+                continue;
+            }
+            let seen: [&[Verdict]; 3] = [&last, &evidence[i], &signals];
+            for (k, h) in t.hints.iter().enumerate() {
+                if k as u32 == hints_shown[i] && hints::unlocked(h, elapsed, &seen) {
+                    hints_shown[i] += 1;
+                    say(
+                        &pb,
+                        quiet,
+                        format!("hint for task {} (-{} pt): {}", i + 1, h.cost, h.text),
+                    );
+                }
+            }
+        }
         for (i, d) in done_after.iter_mut().enumerate() {
             if d.is_some() {
                 continue;
             }
             let done = if has_evidence(plan, i) {
-                let v = evaluate(
-                    &plan.evidence[i],
-                    &sessions,
-                    inv,
-                    EvalOptions {
-                        want: Want::Pass,
-                        patience: Patience::Once,
-                    },
-                )
-                .await;
-                evidence_done(&v)
+                evidence_done(&evidence[i])
             } else {
                 task_done(plan, i, &last)
             };

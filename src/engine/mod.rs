@@ -4,6 +4,7 @@
 //! together (`run` = all of them, `break` = up to confirm, `check` = verify once).
 
 pub mod crashtest;
+pub mod hints;
 pub mod history;
 pub mod runner;
 pub mod score;

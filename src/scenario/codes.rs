@@ -96,6 +96,7 @@ codes! {
     TaskConfirmProbe = "BF405", "a task that refers to a confirm probe";
     TaskUnknownProbe = "BF406", "a task that refers to a probe that is not a verify probe";
     TaskProbesAndEvidence = "BF407", "a task with both `probes:` and `evidence:`";
+    HintUnknownProbe = "BF408", "a hint whose `when:` names a probe that is not a signal, a verify probe or evidence of its task";
 
     // ---- BF5xx: graders ----
     GraderNameMismatch = "BF501", "a grader whose `metadata.name` is not its file name";

@@ -55,6 +55,10 @@ pub struct Scenario {
     /// the fault took).
     #[serde(default)]
     pub confirm: Vec<Probe>,
+    /// Probes never graded that tell where the learner is (e.g. "etcd runs but its port is
+    /// closed"): hints name them in `when:` to unlock on evidence instead of a clock.
+    #[serde(default)]
+    pub signals: Vec<Probe>,
     /// The learner's tasks.
     #[serde(default)]
     pub tasks: Vec<Task>,
@@ -212,6 +216,11 @@ pub struct Hint {
     /// Points it costs (default 1).
     #[serde(default = "one")]
     pub cost: u32,
+    /// Names of probes (`signals:`, verify, or this task's `evidence:`) that unlock the hint
+    /// once they all PASS, checked on the drill's rounds; with `after` too, whichever comes
+    /// first. Empty: time or request only.
+    #[serde(default)]
+    pub when: Vec<Spanned<String>>,
 }
 
 fn one() -> u32 {

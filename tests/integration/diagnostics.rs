@@ -81,6 +81,7 @@ invalid_fixtures! {
     bad_includes => "bad-includes",
     task_confirm_probe => "task-confirm-probe",
     task_evidence => "task-evidence",
+    hint_when_unknown => "hint-when-unknown",
     empty_grader => "empty-grader",
     broken_grader => "broken-grader",
     needs_unknown_probe => "needs-unknown-probe",

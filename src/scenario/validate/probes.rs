@@ -16,6 +16,8 @@ pub(super) enum Phase {
     Verify,
     /// The `evidence:` of task N (0-based).
     Evidence(usize),
+    /// `signals:` (hints' `when:`).
+    Signals,
 }
 
 impl Phase {
@@ -25,6 +27,7 @@ impl Phase {
             Phase::Confirm => "confirm",
             Phase::Verify => "verify",
             Phase::Evidence(_) => "task evidence",
+            Phase::Signals => "signals",
         }
     }
 }
@@ -90,6 +93,15 @@ impl<'a> Validator<'a> {
                 phase: Phase::Verify,
             });
         }
+        let signals = tree.and_then(|t| t.get("signals"));
+        for (i, p) in s.signals.iter().enumerate() {
+            out.push(ProbeAt {
+                probe: p,
+                file: self.sf.clone(),
+                item: signals.and_then(|n| n.idx(i)),
+                phase: Phase::Signals,
+            });
+        }
         let tasks = tree.and_then(|t| t.get("tasks"));
         for (i, t) in s.tasks.iter().enumerate() {
             let list = tasks.and_then(|n| n.idx(i)).and_then(|n| n.get("evidence"));
@@ -151,7 +163,7 @@ impl<'a> Validator<'a> {
                     let at = f.name_pos();
                     self.push(
                         Diagnostic::at(Code::DuplicateProbeName, &p.file, p.name_pos(), format!("probe name `{}` is used twice", p.name()))
-                            .with_help(format!("first defined at {}:{}:{}; probe names are unique within preconditions, within confirm, within verify and its included graders, and within each task's evidence", f.file, at.line, at.column)),
+                            .with_help(format!("first defined at {}:{}:{}; probe names are unique within preconditions, within confirm, within verify and its included graders, within signals, and within each task's evidence", f.file, at.line, at.column)),
                     );
                 }
                 None => {
@@ -181,7 +193,7 @@ impl<'a> Validator<'a> {
                     continue;
                 }
                 let other_phase = match p.phase {
-                    Phase::Confirm | Phase::Evidence(_) => Phase::Verify,
+                    Phase::Confirm | Phase::Evidence(_) | Phase::Signals => Phase::Verify,
                     Phase::Preconditions | Phase::Verify => Phase::Confirm,
                 };
                 match first
@@ -235,7 +247,8 @@ impl<'a> Validator<'a> {
         }
         // Cycles: depth-first search per phase over first definitions.
         let evidence = (0..self.l.scenario.tasks.len()).map(Phase::Evidence);
-        for phase in [Phase::Confirm, Phase::Verify].into_iter().chain(evidence) {
+        let phases = [Phase::Confirm, Phase::Verify, Phase::Signals];
+        for phase in phases.into_iter().chain(evidence) {
             let group: Vec<&ProbeAt<'a>> = probes
                 .iter()
                 .filter(|p| {

@@ -456,11 +456,9 @@ fn classify(path: &[Step<'_>]) -> Where {
     }
     // Where the fields of a probe or step start in `path`.
     let item_start = match key(0) {
-        Some("preconditions" | "confirm" | "setup" | "faults" | "solution" | "probes")
-            if is_idx(1) =>
-        {
-            Some(2)
-        }
+        Some(
+            "preconditions" | "confirm" | "signals" | "setup" | "faults" | "solution" | "probes",
+        ) if is_idx(1) => Some(2),
         Some("verify") if key(1) == Some("probes") && is_idx(2) => Some(3),
         Some("tasks") if is_idx(1) && key(2) == Some("evidence") && is_idx(3) => Some(4),
         Some("wrong_fixes" | "alternative_fixes")

@@ -115,6 +115,38 @@ impl<'a> Validator<'a> {
                     .with_help("a task is done either when the verify probes it names pass or when its own evidence probes pass; keep one of them"),
                 );
             }
+            // Hints' `when:` names a signal, a verify probe or one of this task's evidence.
+            let mut known: Vec<&str> = probes
+                .iter()
+                .filter(|p| {
+                    matches!(p.phase, Phase::Signals | Phase::Verify)
+                        || p.phase == Phase::Evidence(i)
+                })
+                .map(|p| p.name())
+                .collect();
+            known.dedup();
+            for h in &t.hints {
+                for w in &h.when {
+                    let name = w.value.as_str();
+                    if known.contains(&name) || self.verify_incomplete {
+                        continue;
+                    }
+                    self.push(
+                        Diagnostic::at(
+                            Code::HintUnknownProbe,
+                            &sf,
+                            spanned_pos(w),
+                            format!(
+                                "a hint of task `{}` waits for probe `{name}`, which is not a signal, a verify probe or evidence of this task",
+                                t.title
+                            ),
+                        )
+                        .with_help(suggest(name, &known).unwrap_or_else(|| {
+                            format!("known here: {}", names(&known))
+                        })),
+                    );
+                }
+            }
             for r in &t.probes {
                 let name = r.value.as_str();
                 if verify.contains(&name) || (self.verify_incomplete && !confirm.contains(&name)) {
