@@ -302,6 +302,11 @@ faults:
   - kind: systemd
     unit: etcd
     action: stop
+signals:
+  - kind: file
+    name: answer-written
+    path: /root/answers/drill-evidence
+    expect: { exists: true }
 tasks:
   - title: Name the unit that stopped
     evidence:
@@ -310,6 +315,10 @@ tasks:
         path: /root/answers/drill-evidence
         expect: { contents: { matches: '\betcd\b' } }
   - title: Start it
+    hints:
+      - text: "You found it: now start it."
+        when: [answer-written]
+        cost: 2
     probes: [etcd-active]
 verify:
   probes:
@@ -323,14 +332,16 @@ solution:
     run: sh -c {{ params.answer }}; systemctl start etcd
 "#;
 
-/// Diagnosis graded as diagnosis (issue 12): a drill whose fix lands without the answer file
-/// passes, but its diagnosis task earns nothing; with the answer written, the task is done.
+/// Diagnosis graded as diagnosis (issue 12) and evidence hints (issue 16): a drill whose fix
+/// lands without the answer file passes, but its diagnosis task earns nothing and the hint
+/// waiting for the answer never shows; with the answer written, the task is done and the hint
+/// unlocks.
 #[test]
 #[cfg_attr(
     not(feature = "system-tests"),
     ignore = "system tier: needs the sandbox"
 )]
-fn a_diagnosis_task_is_done_by_its_evidence_not_by_the_fix() {
+fn a_diagnosis_task_is_done_by_its_evidence_and_an_evidence_hint_waits_for_it() {
     let g = sandbox();
     let _back = EtcdBack(&g);
     let state = tempfile::tempdir().expect("state dir");
@@ -361,15 +372,21 @@ fn a_diagnosis_task_is_done_by_its_evidence_not_by_the_fix() {
         assert_eq!(r[0]["outcome"], "pass", "{r}");
         r[0]["tasks"].clone()
     };
-    // The fix alone: verify passes, the diagnosis task is not done.
+    // The fix alone: verify passes, the diagnosis task is not done, and task 2's evidence
+    // hint (`when:` the answer file exists) never unlocked.
     let tasks = drill("true");
     assert!(tasks[0]["done_after"].is_null(), "{tasks}");
     assert_eq!(tasks[0]["score"], 0, "{tasks}");
     assert!(tasks[1]["done_after"].is_number(), "{tasks}");
-    // The answer file written with the fix: both tasks done.
+    assert_eq!(tasks[1]["hints"], 0, "{tasks}");
+    assert_eq!(tasks[1]["score"], 10, "{tasks}");
+    // The answer file written with the fix: both tasks done, and the evidence hint unlocked
+    // on the round that saw the file (its cost taken off task 2).
     let tasks = drill("mkdir -p /root/answers && echo etcd > /root/answers/drill-evidence");
     assert!(tasks[0]["done_after"].is_number(), "{tasks}");
     assert_eq!(tasks[0]["score"], 10, "{tasks}");
+    assert_eq!(tasks[1]["hints"], 1, "{tasks}");
+    assert_eq!(tasks[1]["score"], 8, "{tasks}");
     // The drill's reset removed the answer with the fault's undo.
     let o = ssh(
         &g,
