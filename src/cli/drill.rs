@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::args::TargetArgs;
 use super::{Globals, EXIT_FAIL, EXIT_PASS};
+use crate::engine::live::Round;
 use crate::engine::runner::{evaluate, EvalOptions, Patience, Want};
-use crate::engine::score::{evidence_done, has_evidence, score, task_done, TaskScore};
+use crate::engine::score::{has_evidence, score, TaskScore};
 use crate::engine::verdict::{Status, Verdict};
 use crate::engine::{self, hints, history};
 use crate::error::{Error, Result};
@@ -149,16 +150,9 @@ async fn drill_one(
                 solution_applied = true;
             }
         }
-        last = evaluate(
-            &plan.verify,
-            &sessions,
-            inv,
-            EvalOptions {
-                want: Want::Pass,
-                patience: Patience::Once,
-            },
-        )
-        .await;
+        let done: Vec<bool> = done_after.iter().map(Option::is_some).collect();
+        let round = Round::take(plan, &sessions, inv, &done).await;
+        last = round.verify.clone();
         // A node that answers no probe (rebooting, unreachable) is named once when it goes
         // and once when it is back; the transport dials it again on every round.
         let down = unanswered(&last);
@@ -177,30 +171,13 @@ async fn drill_one(
             say(&pb, quiet, format!("{node}: answering again"));
         }
         was_down = down;
-        // The evidence of every task not done yet, and the signals when a hint waits for them.
-        let once = EvalOptions {
-            want: Want::Pass,
-            patience: Patience::Once,
-        };
-        let mut evidence: Vec<Vec<Verdict>> = vec![Vec::new(); plan.tasks.len()];
-        for (i, e) in evidence.iter_mut().enumerate() {
-            if done_after[i].is_none() && has_evidence(plan, i) {
-                *e = evaluate(&plan.evidence[i], &sessions, inv, once).await;
-            }
-        }
-        let signals = if plan.signals.is_empty() {
-            Vec::new()
-        } else {
-            evaluate(&plan.signals, &sessions, inv, once).await
-        };
         // Hints unlocked by time or by evidence, in their order.
         for (i, t) in plan.tasks.iter().enumerate() {
             if done_after[i].is_some() {
                 continue;
             }
-            let seen: [&[Verdict]; 3] = [&last, &evidence[i], &signals];
             for (k, h) in t.hints.iter().enumerate() {
-                if k as u32 == hints_shown[i] && hints::unlocked(h, elapsed, &seen) {
+                if k as u32 == hints_shown[i] && hints::unlocked(h, elapsed, &round.seen(i)) {
                     hints_shown[i] += 1;
                     say(
                         &pb,
@@ -214,12 +191,7 @@ async fn drill_one(
             if d.is_some() {
                 continue;
             }
-            let done = if has_evidence(plan, i) {
-                evidence_done(&evidence[i])
-            } else {
-                task_done(plan, i, &last)
-            };
-            if done {
+            if round.task_done(plan, i) {
                 *d = Some(round_start.duration_since(start));
                 say(
                     &pb,

@@ -15,6 +15,7 @@ pub mod run;
 pub mod status;
 pub mod test;
 pub mod validate;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -66,6 +67,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Reveal the next hint of the current break (costs points).
     Hint(hint::HintArgs),
+    /// Re-check the current break's tasks on an interval and show each turning done.
+    Watch(watch::WatchArgs),
     /// A timed drill: break, start the clock, poll verify, score tasks, hints and time.
     Drill(drill::DrillArgs),
     /// Undo every recorded fault on every node (journal replay, newest first).
@@ -155,6 +158,7 @@ async fn dispatch(command: Command, g: Globals) -> crate::error::Result<u8> {
         Command::Reset(a) => reset::run(a, g).await,
         Command::Drill(a) => drill::run(a, g).await,
         Command::Hint(a) => hint::run(a, g).await,
+        Command::Watch(a) => watch::run(a, g).await,
         Command::Status(a) => status::run(a, g).await,
         Command::List(a) => list::run(a, g).await,
         Command::Test(a) => test::run(a, g).await,

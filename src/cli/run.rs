@@ -240,6 +240,7 @@ pub async fn run_break(a: BreakArgs, g: Globals) -> Result<u8> {
         lab: a.lab.as_deref().map(abs),
         step: a.step,
         hints: Default::default(),
+        done: Default::default(),
     };
     let broken =
         match break_and_confirm(&plan, &sessions, &inv, &journal, g, a.keep_on_failure).await {

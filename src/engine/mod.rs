@@ -6,6 +6,7 @@
 pub mod crashtest;
 pub mod hints;
 pub mod history;
+pub mod live;
 pub mod runner;
 pub mod score;
 pub mod selftest;

@@ -30,6 +30,10 @@ pub struct Session {
     /// Hints revealed so far, per task (0-based task index -> count).
     #[serde(default)]
     pub hints: BTreeMap<usize, u32>,
+    /// When `breakfix watch` first saw each task done: 0-based task index -> seconds after
+    /// `confirmed_at`.
+    #[serde(default)]
+    pub done: BTreeMap<usize, f64>,
 }
 
 fn path() -> PathBuf {

@@ -395,6 +395,72 @@ fn a_diagnosis_task_is_done_by_its_evidence_and_an_evidence_hint_waits_for_it() 
     assert_eq!(String::from_utf8_lossy(&o.stdout), "gone\n");
 }
 
+/// Live task checks (issue 16): `breakfix watch` on a learner's break shows each task turning
+/// done as the node changes, and keeps the first-pass times in the session.
+#[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "system tier: needs the sandbox"
+)]
+fn watch_shows_tasks_turning_done_as_the_learner_works() {
+    let g = sandbox();
+    let _back = EtcdBack(&g);
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("scenario dir");
+    let sc = dir.path().join("drill-evidence.yaml");
+    std::fs::write(&sc, EVIDENCE_SCENARIO).expect("write scenario");
+    let o = bf(&g, state.path(), &["break", sc.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines = |o: &Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let done_events = |v: &[serde_json::Value]| -> Vec<u64> {
+        v.iter()
+            .filter(|l| l["event"] == "done")
+            .filter_map(|l| l["task"].as_u64())
+            .collect()
+    };
+    // Nothing done yet.
+    let o = bf(&g, state.path(), &["watch", "--once", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = lines(&o);
+    assert!(done_events(&v).is_empty(), "{v:?}");
+    assert_eq!(v.iter().filter(|l| l["event"] == "summary").count(), 2);
+    // The learner writes the answer: task 1 turns done, task 2 is still open.
+    ssh(
+        &g,
+        "mkdir -p /root/answers && echo etcd > /root/answers/drill-evidence",
+    );
+    let o = bf(&g, state.path(), &["watch", "--once", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(done_events(&lines(&o)), [1]);
+    // Then starts etcd while a watch runs: it ends once every task is done.
+    ssh(&g, "systemctl start etcd");
+    let o = bf(
+        &g,
+        state.path(),
+        &[
+            "watch",
+            "--interval",
+            "1s",
+            "--timeout",
+            "60s",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = lines(&o);
+    assert_eq!(done_events(&v), [2], "task 1 stays done from before: {v:?}");
+    let summary: Vec<&serde_json::Value> = v.iter().filter(|l| l["event"] == "summary").collect();
+    assert!(summary.iter().all(|l| l["done_after"].is_number()), "{v:?}");
+    let o = bf(&g, state.path(), &["reset"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 #[test]
 #[cfg_attr(
     not(feature = "system-tests"),
