@@ -31,6 +31,9 @@ pub struct WatchArgs {
     /// One round, then exit.
     #[arg(long)]
     pub once: bool,
+    /// Inventory file (default: the one of the last `breakfix break`).
+    #[arg(long, short = 'i', env = "BREAKFIX_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<std::path::PathBuf>,
     /// Output: lines for people, or JSON lines (one object per task when it turns done, then
     /// a summary object).
     #[arg(long, short = 'o', value_enum, default_value_t)]
@@ -54,7 +57,8 @@ struct TaskState<'a> {
 pub async fn run(a: WatchArgs, g: Globals) -> Result<u8> {
     let mut session = Session::load()?
         .ok_or_else(|| Error::other("no break in progress: run `breakfix break SCENARIO` first"))?;
-    let inventory = crate::inventory::Inventory::load(&session.inventory)?;
+    let inventory =
+        crate::inventory::Inventory::load(a.inventory.as_ref().unwrap_or(&session.inventory))?;
     let overrides: Vec<(String, String)> = session
         .params
         .iter()
