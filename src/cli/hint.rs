@@ -64,9 +64,9 @@ pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
             )))
         }
         None => {
-            // The first task with a probe the last check saw failing; else the first task. A
-            // diagnosis task (graded on its `evidence:`, which a check does not run) counts
-            // while it has hints left.
+            // The first task with a probe the last check saw failing; else the first task not
+            // seen done. A diagnosis task (graded on its `evidence:`, which a check does not
+            // run) counts while it has hints left; a task `breakfix watch` saw done does not.
             let last = history::load()
                 .into_iter()
                 .rev()
@@ -76,6 +76,9 @@ pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
                 .iter()
                 .enumerate()
                 .position(|(i, t)| {
+                    if session.done.contains_key(&i) {
+                        return false; // `breakfix watch` saw it done
+                    }
                     if crate::engine::score::has_evidence(&plan, i) {
                         return (session.hints.get(&i).copied().unwrap_or(0) as usize)
                             < t.hints.len();
@@ -87,6 +90,7 @@ pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
                                 .any(|f| f == &p.value || f.starts_with(&format!("{}@", p.value)))
                         })
                 })
+                .or_else(|| (0..tasks.len()).find(|i| !session.done.contains_key(i)))
                 .unwrap_or(0)
         }
     };

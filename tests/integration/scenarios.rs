@@ -437,6 +437,13 @@ fn watch_shows_tasks_turning_done_as_the_learner_works() {
     let o = bf(&g, state.path(), &["watch", "--once", "-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(done_events(&lines(&o)), [1]);
+    // `breakfix hint` moves on to the task the learner is on.
+    let o = bf(&g, state.path(), &["hint"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("for task 2"),
+        "{}",
+        text(&o)
+    );
     // Then starts etcd while a watch runs: it ends once every task is done.
     ssh(&g, "systemctl start etcd");
     let o = bf(
