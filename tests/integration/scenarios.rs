@@ -438,7 +438,10 @@ fn watch_shows_tasks_turning_done_as_the_learner_works() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(done_events(&lines(&o)), [1]);
     // `breakfix hint` moves on to the task the learner is on.
-    let o = bf(&g, state.path(), &["hint"]);
+    let o = Cli::new()
+        .state_dir(state.path())
+        .in_checkout()
+        .run(&["hint"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("for task 2"),
         "{}",
