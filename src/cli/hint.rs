@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::{Globals, EXIT_PASS};
-use crate::engine::{history, session::Session};
+use crate::engine::history;
 use crate::error::{Error, Result};
 
 /// Arguments of `hint`.
@@ -22,23 +22,9 @@ pub struct HintArgs {
 
 /// Reveals (and records) the next hint.
 pub async fn run(a: HintArgs, g: Globals) -> Result<u8> {
-    let mut session = Session::load()?
-        .ok_or_else(|| Error::other("no break in progress: run `breakfix break SCENARIO` first"))?;
     // Hints are rendered like every other text of the plan (`{{ params.x }}`, `{{ node.name }}`),
     // for the inventory and parameters of the break.
-    let inventory = crate::inventory::Inventory::load(&session.inventory)?;
-    let overrides: Vec<(String, String)> = session
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let (loaded, plan) = super::load::plan(
-        &session.scenario,
-        session.graders.as_deref(),
-        &inventory,
-        &overrides,
-        g.color,
-    )?;
+    let (mut session, loaded, _, plan) = super::load::session_plan(None, g.color)?;
     let tasks = &plan.tasks;
     if tasks.is_empty() {
         return Err(Error::other(format!(

@@ -33,3 +33,29 @@ pub fn plan(
     }
     Ok((loaded, plan))
 }
+
+/// The current break (`<state>/session.json`) and its scenario rendered for the inventory and
+/// parameters it was broken with (`inventory`: another inventory file instead).
+///
+/// Errors: no break in progress, the inventory or the scenario no longer loads.
+pub fn session_plan(
+    inventory: Option<&Path>,
+    color: bool,
+) -> Result<(crate::engine::session::Session, Loaded, Inventory, Plan)> {
+    let session = crate::engine::session::Session::load()?
+        .ok_or_else(|| Error::other("no break in progress: run `breakfix break SCENARIO` first"))?;
+    let inventory = Inventory::load(inventory.unwrap_or(&session.inventory))?;
+    let overrides: Vec<(String, String)> = session
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (loaded, plan) = plan(
+        &session.scenario,
+        session.graders.as_deref(),
+        &inventory,
+        &overrides,
+        color,
+    )?;
+    Ok((session, loaded, inventory, plan))
+}

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::args::Output;
 use super::{Globals, EXIT_FAIL, EXIT_PASS};
-use crate::engine::{self, live::Round, session::Session};
+use crate::engine::{self, live::Round};
 use crate::error::{Error, Result};
 
 /// Arguments of `watch`.
@@ -55,22 +55,8 @@ struct TaskState<'a> {
 
 /// Watches until every task is done, `--timeout`, or one round with `--once`.
 pub async fn run(a: WatchArgs, g: Globals) -> Result<u8> {
-    let mut session = Session::load()?
-        .ok_or_else(|| Error::other("no break in progress: run `breakfix break SCENARIO` first"))?;
-    let inventory =
-        crate::inventory::Inventory::load(a.inventory.as_ref().unwrap_or(&session.inventory))?;
-    let overrides: Vec<(String, String)> = session
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let (_, plan) = super::load::plan(
-        &session.scenario,
-        session.graders.as_deref(),
-        &inventory,
-        &overrides,
-        g.color,
-    )?;
+    let (mut session, _, inventory, plan) =
+        super::load::session_plan(a.inventory.as_deref(), g.color)?;
     if plan.tasks.is_empty() {
         return Err(Error::other(format!(
             "scenario `{}` has no tasks to watch; `breakfix check` grades it",
