@@ -475,30 +475,30 @@ pub fn describe_probe(p: &PlannedProbe) -> String {
     out
 }
 
+/// The plan of tests/fixtures/valid/every-field.yaml on a two-node external inventory, for
+/// unit tests here and in the engine.
+#[cfg(test)]
+pub(crate) fn every_field_plan(overrides: &[(String, String)]) -> Plan {
+    const INVENTORY: &str = "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }\nnodes:\n  - { name: controlplane, address: 198.18.0.11, roles: [control-plane, etcd], known_hosts: ssh/known_hosts }\n  - { name: node01, address: 198.18.0.12, roles: [worker], known_hosts: ssh/known_hosts }\n";
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loaded = crate::scenario::load_valid(
+        &root.join("tests/fixtures/valid/every-field.yaml"),
+        None,
+        false,
+    )
+    .expect("the fixture loads");
+    let inv =
+        Inventory::parse(std::path::Path::new("inventory.yaml"), INVENTORY).expect("inventory");
+    build(&loaded.scenario, &loaded.grader_files(), &inv, overrides).expect("plans")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    const INVENTORY: &str = "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }\nnodes:\n  - { name: controlplane, address: 198.18.0.11, roles: [control-plane, etcd], known_hosts: ssh/known_hosts }\n  - { name: node01, address: 198.18.0.12, roles: [worker], known_hosts: ssh/known_hosts }\n";
 
     #[test]
     fn task_text_and_hints_are_rendered_for_the_node_of_the_break() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let loaded = crate::scenario::load_valid(
-            &root.join("tests/fixtures/valid/every-field.yaml"),
-            None,
-            false,
-        )
-        .expect("the fixture loads");
-        let inv = Inventory::parse(Path::new("inventory.yaml"), INVENTORY).expect("inventory");
-        let plan = build(
-            &loaded.scenario,
-            &loaded.grader_files(),
-            &inv,
-            &[("unit".to_string(), "etcd-main".to_string())],
-        )
-        .expect("plans");
+        let plan = every_field_plan(&[("unit".to_string(), "etcd-main".to_string())]);
         assert_eq!(
             plan.tasks[0].hints[0].text,
             "`systemctl cat etcd-main` on controlplane"

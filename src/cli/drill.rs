@@ -152,10 +152,9 @@ async fn drill_one(
         }
         let done: Vec<bool> = done_after.iter().map(Option::is_some).collect();
         let round = Round::take(plan, &sessions, inv, &done).await;
-        last = round.verify.clone();
         // A node that answers no probe (rebooting, unreachable) is named once when it goes
         // and once when it is back; the transport dials it again on every round.
-        let down = unanswered(&last);
+        let down = unanswered(&round.verify);
         for (node, why) in &down {
             if !was_down.contains_key(node) {
                 say(
@@ -205,6 +204,7 @@ async fn drill_one(
                 );
             }
         }
+        last = round.verify;
         let passing = last.iter().filter(|v| v.status == Status::Pass).count();
         pb.set_position(elapsed.as_secs().min(limit.as_secs()));
         pb.set_message(format!("{passing}/{} probes passing", last.len()));
@@ -270,7 +270,7 @@ async fn drill_one(
 /// A line for the person at the terminal, above the progress bar; on stderr when the bar
 /// is not drawn (stderr is not a terminal: indicatif's `println` prints nothing then) unless
 /// `quiet`.
-fn say(pb: &ProgressBar, quiet: bool, line: String) {
+pub(super) fn say(pb: &ProgressBar, quiet: bool, line: String) {
     if quiet {
         return;
     }

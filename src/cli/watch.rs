@@ -75,14 +75,7 @@ pub async fn run(a: WatchArgs, g: Globals) -> Result<u8> {
         ProgressStyle::with_template("{spinner} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let say = |line: String| {
-        if quiet {
-        } else if pb.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            pb.println(line);
-        }
-    };
+    let say = |line: String| super::drill::say(&pb, quiet, line);
     let n = plan.tasks.len();
     for (i, t) in plan.tasks.iter().enumerate() {
         let mark = match session.done.get(&i) {

@@ -46,17 +46,7 @@ mod tests {
     use super::*;
 
     fn verdict(probe: &str, status: Status) -> Verdict {
-        Verdict {
-            probe: probe.into(),
-            node: "controlplane".into(),
-            kind: "port".into(),
-            description: None,
-            status,
-            checks: Vec::new(),
-            note: None,
-            attempts: 1,
-            duration: Duration::ZERO,
-        }
+        Verdict::sample(probe, "port", status)
     }
 
     fn hint(yaml: &str) -> Hint {

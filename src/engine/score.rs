@@ -111,40 +111,14 @@ pub fn score(plan: &Plan, done_after: &[Option<Duration>], hints: &[u32]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    const INVENTORY: &str = "apiVersion: breakfix/v1\nkind: Inventory\ncluster: { name: lab, topology: external, etcd: { endpoints: [https://127.0.0.1:2379], ca_file: /etc/kubernetes/pki/etcd/ca.crt, cert_file: /etc/kubernetes/pki/apiserver-etcd-client.crt, key_file: /etc/kubernetes/pki/apiserver-etcd-client.key } }\nnodes:\n  - { name: controlplane, address: 198.18.0.11, roles: [control-plane, etcd], known_hosts: ssh/known_hosts }\n  - { name: node01, address: 198.18.0.12, roles: [worker], known_hosts: ssh/known_hosts }\n";
-
-    fn plan() -> Plan {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let loaded = crate::scenario::load_valid(
-            &root.join("tests/fixtures/valid/every-field.yaml"),
-            None,
-            false,
-        )
-        .expect("the fixture loads");
-        let inv = crate::inventory::Inventory::parse(Path::new("inventory.yaml"), INVENTORY)
-            .expect("inventory");
-        crate::plan::build(&loaded.scenario, &loaded.grader_files(), &inv, &[]).expect("plans")
-    }
 
     fn verdict(probe: &str, status: Status) -> Verdict {
-        Verdict {
-            probe: probe.into(),
-            node: "controlplane".into(),
-            kind: "file".into(),
-            description: None,
-            status,
-            checks: Vec::new(),
-            note: None,
-            attempts: 1,
-            duration: std::time::Duration::ZERO,
-        }
+        Verdict::sample(probe, "file", status)
     }
 
     #[test]
     fn a_task_with_evidence_is_done_by_its_evidence_alone() {
-        let plan = plan();
+        let plan = crate::plan::every_field_plan(&[]);
         let all_verify: Vec<Verdict> = plan
             .verify
             .iter()

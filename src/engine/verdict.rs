@@ -74,6 +74,22 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Verdict {
+    /// A verdict of probe `probe` (kind `kind`) on `controlplane` with no checks, for tests.
+    #[cfg(test)]
+    pub(crate) fn sample(probe: &str, kind: &str, status: Status) -> Verdict {
+        Verdict {
+            probe: probe.into(),
+            node: "controlplane".into(),
+            kind: kind.into(),
+            description: None,
+            status,
+            checks: Vec::new(),
+            note: None,
+            attempts: 1,
+            duration: Duration::ZERO,
+        }
+    }
+
     /// `fact: expected X, found Y` for each failing check.
     pub fn failures(&self) -> Vec<String> {
         self.checks

@@ -332,6 +332,16 @@ solution:
     run: sh -c {{ params.answer }}; systemctl start etcd
 "#;
 
+/// [`EVIDENCE_SCENARIO`] written to a temporary directory (kept while the guard lives) and
+/// its path.
+fn evidence_scenario() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("scenario dir");
+    let sc = dir.path().join("drill-evidence.yaml");
+    std::fs::write(&sc, EVIDENCE_SCENARIO).expect("write scenario");
+    let path = sc.to_str().expect("utf-8 path").to_string();
+    (dir, path)
+}
+
 /// Diagnosis graded as diagnosis (issue 12) and evidence hints (issue 16): a drill whose fix
 /// lands without the answer file passes, but its diagnosis task earns nothing and the hint
 /// waiting for the answer never shows; with the answer written, the task is done and the hint
@@ -345,10 +355,8 @@ fn a_diagnosis_task_is_done_by_its_evidence_and_an_evidence_hint_waits_for_it() 
     let g = sandbox();
     let _back = EtcdBack(&g);
     let state = tempfile::tempdir().expect("state dir");
-    let dir = tempfile::tempdir().expect("scenario dir");
-    let sc = dir.path().join("drill-evidence.yaml");
-    std::fs::write(&sc, EVIDENCE_SCENARIO).expect("write scenario");
-    let sc = sc.to_str().expect("utf-8 path");
+    let (_dir, sc) = evidence_scenario();
+    let sc = sc.as_str();
     let drill = |answer: &str| {
         let param = format!("answer={answer}");
         let o = bf(
@@ -406,10 +414,8 @@ fn watch_shows_tasks_turning_done_as_the_learner_works() {
     let g = sandbox();
     let _back = EtcdBack(&g);
     let state = tempfile::tempdir().expect("state dir");
-    let dir = tempfile::tempdir().expect("scenario dir");
-    let sc = dir.path().join("drill-evidence.yaml");
-    std::fs::write(&sc, EVIDENCE_SCENARIO).expect("write scenario");
-    let o = bf(&g, state.path(), &["break", sc.to_str().expect("utf-8")]);
+    let (_dir, sc) = evidence_scenario();
+    let o = bf(&g, state.path(), &["break", &sc]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let lines = |o: &Output| -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&o.stdout)
