@@ -60,6 +60,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFRAG_TIMEOUT: Duration = Duration::from_secs(300);
 /// Growth of the database (over its size before the fill) the undo tolerates as "nothing to do".
 const SLACK_BYTES: i64 = 1 << 20;
+/// Rounds of list-then-disarm after the defragmentation before the recovery gives up.
+const DISARM_ROUNDS: usize = 3;
 
 crate::action_spec! {
     /// ```yaml
@@ -415,24 +417,39 @@ impl UndoKind for EtcdQuotaUndo {
         etcd.call("defrag", DEFRAG_TIMEOUT, c.defragment())
             .await
             .map_err(|m| err("defragmenting", m))?;
-        // 5. Disarm.
-        for member in &nospace {
-            let mut opts = AlarmOptions::new();
-            opts.with_member(*member);
-            let mut c = etcd.client();
-            etcd.call(
-                "alarm disarm",
-                CALL_TIMEOUT,
-                c.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(opts)),
-            )
-            .await
-            .map_err(|m| err(&format!("disarming NOSPACE of member {member:x}"), m))?;
+        // 5. Disarm every NOSPACE alarm active now, not only those seen at the start: a write
+        //    between the first listing and the defragmentation (the API server's, or any
+        //    client's once a wrong fix disarmed and etcd restarted under the small quota)
+        //    raises the alarm again while the file is still full. After the defragmentation
+        //    the file is small, so a second round only meets an alarm raised in that window.
+        for _ in 0..DISARM_ROUNDS {
+            let left = etcd.alarms().await.map_err(|m| err("listing alarms", m))?;
+            let active: Vec<u64> = left
+                .iter()
+                .filter(|(_, a)| a == "NOSPACE")
+                .map(|(m, _)| *m)
+                .collect();
+            if active.is_empty() {
+                return Ok(());
+            }
+            for member in active {
+                let mut opts = AlarmOptions::new();
+                opts.with_member(member);
+                let mut c = etcd.client();
+                etcd.call(
+                    "alarm disarm",
+                    CALL_TIMEOUT,
+                    c.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(opts)),
+                )
+                .await
+                .map_err(|m| err(&format!("disarming NOSPACE of member {member:x}"), m))?;
+            }
         }
         let left = etcd.alarms().await.map_err(|m| err("listing alarms", m))?;
         if left.iter().any(|(_, a)| a == "NOSPACE") {
             return Err(err(
                 "after disarming",
-                format!("the NOSPACE alarm is still active: {left:?}"),
+                format!("the NOSPACE alarm is still active after {DISARM_ROUNDS} rounds: {left:?}"),
             ));
         }
         Ok(())
