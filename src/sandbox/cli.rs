@@ -59,12 +59,22 @@ The versions are pinned in scripts/versions.env, embedded in breakfix."
     /// already up; refuses when it is up with the other topology.
     #[command(
         after_help = "Examples:\n  breakfix sandbox up\n  breakfix sandbox up --nodes 3 --topology external\n  \
-breakfix sandbox up --topology stacked --recreate   # replace whatever sandbox is up"
+breakfix sandbox up --topology stacked --recreate   # replace whatever sandbox is up\n  \
+breakfix sandbox up --control-planes 3              # a three-member etcd (external) + node01"
     )]
     Up {
-        /// Number of nodes: `controlplane` plus workers `node01`, `node02`, ... (1-8).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
-        nodes: u8,
+        /// Number of nodes, control planes included: `controlplane` (and `controlplane02`,
+        /// `controlplane03`) plus workers `node01`, `node02`, ... (1-8). Default: the control
+        /// planes plus one worker.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+        nodes: Option<u8>,
+        /// Control-plane nodes, each with an etcd member (1-3). External topology: three
+        /// etcd members as systemd units on `controlplane`, `controlplane02` and
+        /// `controlplane03`; kubeadm's control plane runs on `controlplane` alone so far (the
+        /// other two are etcd nodes until their `kubeadm join --control-plane` is built,
+        /// issue 13). Stacked: 1 only, for now.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        control_planes: u8,
         /// Where etcd runs: `external` (systemd unit etcd.service, kubeadm's external-etcd
         /// layout) or `stacked` (kubeadm's default: etcd is a static pod).
         #[arg(long, value_enum, default_value_t = TopologyArg::External)]
@@ -142,11 +152,13 @@ pub async fn run(args: SandboxArgs) -> Result<()> {
         }
         SandboxCommand::Up {
             nodes,
+            control_planes,
             topology,
             recreate,
         } => {
             let report = lifecycle::up(&UpOptions {
-                nodes,
+                nodes: nodes.unwrap_or(control_planes + 1),
+                control_planes,
                 topology: topology.into(),
                 recreate,
             })

@@ -23,21 +23,40 @@ pub struct EtcdMember {
     pub name: String,
     /// Node address etcd listens and advertises on.
     pub ip: Ipv4Addr,
+    /// Every member of the cluster as (name, address), this one included, in the order of
+    /// `--initial-cluster`; empty means a single-member cluster of this member alone.
+    pub cluster: Vec<(String, Ipv4Addr)>,
 }
 
 impl EtcdMember {
-    /// etcd's flags as kubeadm writes them for a single-member cluster (the order kubeadm
-    /// uses, alphabetical).
+    /// `--initial-cluster`'s value: `name=https://ip:2380` per member, comma-separated.
+    pub fn initial_cluster(&self) -> String {
+        if self.cluster.is_empty() {
+            return format!("{}=https://{}:{PEER_PORT}", self.name, self.ip);
+        }
+        self.cluster
+            .iter()
+            .map(|(n, ip)| format!("{n}=https://{ip}:{PEER_PORT}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// etcd's flags as kubeadm writes them (the order kubeadm uses, alphabetical). A member
+    /// of a multi-member cluster also gets `--initial-cluster-state=new` and
+    /// `--initial-cluster-token`, as etcd's clustering guide bootstraps a static cluster
+    /// (<https://etcd.io/docs/v3.5/op-guide/clustering/#static>); a single member gets
+    /// neither, like kubeadm's.
     pub fn flags(&self) -> Vec<String> {
         let ip = self.ip;
         let name = &self.name;
-        vec![
+        let multi = self.cluster.len() > 1;
+        let mut flags: Vec<String> = vec![
             format!("--advertise-client-urls=https://{ip}:{CLIENT_PORT}"),
             format!("--cert-file={PKI_DIR}/server.crt"),
             "--client-cert-auth=true".into(),
             format!("--data-dir={DATA_DIR}"),
             format!("--initial-advertise-peer-urls=https://{ip}:{PEER_PORT}"),
-            format!("--initial-cluster={name}=https://{ip}:{PEER_PORT}"),
+            format!("--initial-cluster={}", self.initial_cluster()),
             format!("--key-file={PKI_DIR}/server.key"),
             format!(
                 "--listen-client-urls=https://127.0.0.1:{CLIENT_PORT},https://{ip}:{CLIENT_PORT}"
@@ -51,7 +70,13 @@ impl EtcdMember {
             format!("--peer-trusted-ca-file={PKI_DIR}/ca.crt"),
             "--snapshot-count=10000".into(),
             format!("--trusted-ca-file={PKI_DIR}/ca.crt"),
-        ]
+        ];
+        if multi {
+            flags.push("--initial-cluster-state=new".into());
+            flags.push("--initial-cluster-token=breakfix-sandbox".into());
+            flags.sort();
+        }
+        flags
     }
 
     /// The systemd unit for the external topology: runs as root like kubeadm's static pod,
@@ -95,6 +120,7 @@ mod tests {
         let m = EtcdMember {
             name: "controlplane".into(),
             ip: Ipv4Addr::new(198, 18, 0, 11),
+            cluster: vec![],
         };
         let unit = m.systemd_unit();
         for want in [
@@ -117,5 +143,28 @@ mod tests {
         }
         // Every flag line but the last ends with a continuation.
         assert!(unit.contains("ExecStart=/usr/local/bin/etcd \\\n  --advertise-client-urls"));
+        assert!(!unit.contains("--initial-cluster-state"), "{unit}");
+    }
+
+    #[test]
+    fn a_member_of_three_lists_every_peer_and_bootstraps_new() {
+        let cluster: Vec<(String, Ipv4Addr)> = [
+            ("controlplane", 11),
+            ("controlplane02", 12),
+            ("controlplane03", 13),
+        ]
+        .iter()
+        .map(|(n, o)| (n.to_string(), Ipv4Addr::new(198, 18, 0, *o)))
+        .collect();
+        let m = EtcdMember {
+            name: "controlplane02".into(),
+            ip: Ipv4Addr::new(198, 18, 0, 12),
+            cluster,
+        };
+        let flags = m.flags();
+        assert!(flags.contains(&"--initial-cluster=controlplane=https://198.18.0.11:2380,controlplane02=https://198.18.0.12:2380,controlplane03=https://198.18.0.13:2380".to_string()), "{flags:?}");
+        assert!(flags.contains(&"--initial-cluster-state=new".to_string()));
+        assert!(flags.contains(&"--name=controlplane02".to_string()));
+        assert!(flags.contains(&"--listen-peer-urls=https://198.18.0.12:2380".to_string()));
     }
 }

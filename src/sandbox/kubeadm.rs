@@ -6,6 +6,7 @@
 //! kubeadm 1.37 prefers) and its external-etcd layout ("Set up a High Availability etcd
 //! cluster with kubeadm" / "Options for Highly Available topology" in the Kubernetes docs).
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::kubebuild::Pins;
@@ -63,17 +64,35 @@ pub const SKIPPED_PHASES: &[&str] = &["addon/kube-proxy", "addon/coredns"];
 /// blocks included): with 41 GiB of 252 free, a stacked node lost its pause image and could
 /// start no pod).
 /// `schedulable`: the control plane gets no `NoSchedule` taint (kubeadm's documented
-/// `taints: []`), for a one-node cluster whose workloads must run somewhere.
-pub fn init_config(cp: &NodeSpec, topology: Topology, pins: &Pins, schedulable: bool) -> String {
+/// `taints: []`), for a one-node cluster whose workloads must run somewhere. `etcd_members`:
+/// the external topology's etcd members' addresses, one endpoint each (empty: `cp`'s own).
+pub fn init_config(
+    cp: &NodeSpec,
+    etcd_members: &[Ipv4Addr],
+    topology: Topology,
+    pins: &Pins,
+    schedulable: bool,
+) -> String {
     let etcd = match topology {
         Topology::Stacked => format!(
             "etcd:\n  local:\n    dataDir: /var/lib/etcd\n    imageTag: {}\n",
             pins.etcd_image_tag
         ),
-        Topology::External => format!(
-            "etcd:\n  external:\n    endpoints:\n    - https://{}:2379\n    caFile: /etc/kubernetes/pki/etcd/ca.crt\n    certFile: /etc/kubernetes/pki/apiserver-etcd-client.crt\n    keyFile: /etc/kubernetes/pki/apiserver-etcd-client.key\n",
-            cp.ip
-        ),
+        Topology::External => {
+            let own = [cp.ip];
+            let members = if etcd_members.is_empty() {
+                &own[..]
+            } else {
+                etcd_members
+            };
+            let endpoints: String = members
+                .iter()
+                .map(|ip| format!("    - https://{ip}:2379\n"))
+                .collect();
+            format!(
+                "etcd:\n  external:\n    endpoints:\n{endpoints}    caFile: /etc/kubernetes/pki/etcd/ca.crt\n    certFile: /etc/kubernetes/pki/apiserver-etcd-client.crt\n    keyFile: /etc/kubernetes/pki/apiserver-etcd-client.key\n"
+            )
+        }
     };
     let ignore: String = IGNORED_PREFLIGHT
         .iter()
@@ -230,7 +249,7 @@ mod tests {
     fn stacked_config_pins_the_version_and_etcd_image() {
         let nodes = super::super::plan_nodes(2).expect("plan");
         let p = pins();
-        let c = init_config(&nodes[0], Topology::Stacked, &p, false);
+        let c = init_config(&nodes[0], &[], Topology::Stacked, &p, false);
         assert!(c.contains(&format!("kubernetesVersion: {}\n", p.kubernetes)));
         assert!(c.contains(&format!("imageTag: {}\n", p.etcd_image_tag)));
         assert!(c.contains("advertiseAddress: 198.18.0.11\n"));
@@ -239,13 +258,13 @@ mod tests {
         assert!(c.contains("failCgroupV1: false\n"));
         assert!(!c.contains("external:"));
         assert!(!c.contains("taints"));
-        assert!(init_config(&nodes[0], Topology::Stacked, &p, true).contains("  taints: []\n"));
+        assert!(init_config(&nodes[0], &[], Topology::Stacked, &p, true).contains("  taints: []\n"));
     }
 
     #[test]
     fn the_kubelet_neither_collects_images_nor_evicts_for_the_hosts_disk() {
         let nodes = super::super::plan_nodes(1).expect("plan");
-        let c = init_config(&nodes[0], Topology::Stacked, &pins(), true);
+        let c = init_config(&nodes[0], &[], Topology::Stacked, &pins(), true);
         let kubelet = c
             .split("\n---\n")
             .find(|d| d.contains("kind: KubeletConfiguration"))
@@ -260,9 +279,20 @@ mod tests {
     #[test]
     fn external_config_points_at_the_etcd_unit() {
         let nodes = super::super::plan_nodes(1).expect("plan");
-        let c = init_config(&nodes[0], Topology::External, &pins(), true);
+        let c = init_config(&nodes[0], &[], Topology::External, &pins(), true);
         assert!(c.contains("    - https://198.18.0.11:2379\n"), "{c}");
         assert!(c.contains("certFile: /etc/kubernetes/pki/apiserver-etcd-client.crt"));
         assert!(!c.contains("imageTag"));
+        let nodes = super::super::plan_cluster_of(0, 4, 3).expect("plan");
+        let ips: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.runs_etcd())
+            .map(|n| n.ip)
+            .collect();
+        let c = init_config(&nodes[0], &ips, Topology::External, &pins(), false);
+        assert!(
+            c.contains("    endpoints:\n    - https://198.18.0.11:2379\n    - https://198.18.0.12:2379\n    - https://198.18.0.13:2379\n"),
+            "{c}"
+        );
     }
 }

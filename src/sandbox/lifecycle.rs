@@ -15,8 +15,8 @@ use super::node::{self, NodeConfig, NodePaths};
 use super::progress::Progress;
 use super::state::{Lock, Phase, ProcKind, Resource, State};
 use super::{
-    image, image_dir, keys, kubeadm, kubeapi, loopdev, network, pki, plan_nodes, preflight, procs,
-    readiness, runtime, state_dir, sysctl, NodeSpec,
+    image, image_dir, keys, kubeadm, kubeapi, loopdev, network, pki, plan_cluster_of, preflight,
+    procs, readiness, runtime, state_dir, sysctl, NodeSpec,
 };
 use crate::error::{Error, Result};
 use crate::inventory::{Cluster, EtcdInfo, Inventory, Node, Topology, TransportKind};
@@ -25,8 +25,10 @@ use crate::transport::ssh::SshTransport;
 /// Options of `sandbox up`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpOptions {
-    /// Number of nodes (1 control plane + workers), 1..=[`super::MAX_NODES`].
+    /// Number of nodes (control planes + workers), 1..=[`super::MAX_NODES`].
     pub nodes: u8,
+    /// Control-plane nodes (etcd members), 1..=[`super::MAX_CONTROL_PLANES`].
+    pub control_planes: u8,
     /// Where etcd runs.
     pub topology: Topology,
     /// Take down whatever sandbox exists first (any topology or size), then bring up the one
@@ -38,6 +40,7 @@ impl Default for UpOptions {
     fn default() -> Self {
         UpOptions {
             nodes: 2,
+            control_planes: 1,
             topology: Topology::External,
             recreate: false,
         }
@@ -214,7 +217,13 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     preflight::require_tools()?;
     preflight::require_overlayfs()?;
     let pins = kubebuild::pins()?;
-    let nodes = plan_nodes(opts.nodes)?;
+    if opts.control_planes > 1 && opts.topology == Topology::Stacked {
+        return Err(Error::other(format!(
+            "--control-planes {} with --topology stacked is not built yet (issue 13: kubeadm join --control-plane behind a load balancer); --topology external runs a {}-member etcd cluster today",
+            opts.control_planes, opts.control_planes
+        )));
+    }
+    let nodes = plan_cluster_of(super::instance(), opts.nodes, opts.control_planes)?;
     let dir = state_dir();
     let imgdir = image_dir();
     let _lock = Lock::acquire(&dir)?;
@@ -484,8 +493,7 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
         let host_key = keys::generate(&format!("root@{}", n.name))?;
         known_hosts.push_str(&keys::known_hosts_line(&n.name, n.ip, &host_key)?);
         known_hosts.push('\n');
-        let files: Vec<pki::PkiFile> = if st.topology == Topology::External && n.is_control_plane()
-        {
+        let files: Vec<pki::PkiFile> = if st.topology == Topology::External && n.runs_etcd() {
             pki.node_files(n)?
                 .into_iter()
                 .filter(|f| {
@@ -516,7 +524,12 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
 
     // Prepare every root first, then boot them all, then wait for all: boots overlap.
     let nodes = st.nodes.clone();
-    let single = nodes.len() == 1;
+    let single = nodes.iter().filter(|n| n.is_kube_node()).count() == 1;
+    let etcd_members: Vec<std::net::Ipv4Addr> = nodes
+        .iter()
+        .filter(|n| n.runs_etcd())
+        .map(|n| n.ip)
+        .collect();
     let pause = kube_images::pause_image(pins);
     let mut lowers = Vec::new();
     if let Some(l) = &st.node_layer {
@@ -540,7 +553,7 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
             runtime: runtime::node_files(i, &pause),
             kubeadm_config: n
                 .is_control_plane()
-                .then(|| kubeadm::init_config(n, st.topology, pins, single)),
+                .then(|| kubeadm::init_config(n, &etcd_members, st.topology, pins, single)),
         };
         node::write_config(&paths.root, &cfg)?;
         let containerd = paths.dir.join("containerd");
@@ -563,6 +576,8 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
                 inside: format!("{}/control-plane", runtime::IMAGES_DIR),
                 read_only: true,
             });
+        }
+        if n.runs_etcd() {
             step.set_message("etcd data disk");
             let (file, mnt) = loopdev::paths(&paths.dir);
             loopdev::setup(st, &file, &mnt).await?;
@@ -678,7 +693,11 @@ async fn kubeadm_cluster(st: &State, progress: &Progress) -> Result<()> {
     copy_admin_files(&st.dir, &paths)?;
     step.done("control plane up");
 
-    let workers: Vec<&NodeSpec> = st.nodes.iter().filter(|n| !n.is_control_plane()).collect();
+    let workers: Vec<&NodeSpec> = st
+        .nodes
+        .iter()
+        .filter(|n| n.is_kube_node() && !n.is_control_plane())
+        .collect();
     if !workers.is_empty() {
         let join_line = kubeadm::join_command(&t).await?;
         let joins = workers.iter().map(|w| {
@@ -716,7 +735,7 @@ async fn kubeadm_cluster(st: &State, progress: &Progress) -> Result<()> {
     let call = Duration::from_secs(5);
     let client = kubeapi::client(&conf, call).await?;
     let step = progress.step("nodes Ready");
-    let want = st.nodes.len();
+    let want = st.nodes.iter().filter(|n| n.is_kube_node()).count();
     let last = std::sync::Mutex::new(Vec::new());
     let ready = kubeapi::poll("every node Ready", NODES_READY_TIMEOUT, || async {
         let nodes = kubeapi::nodes_ready(&client, call).await?;

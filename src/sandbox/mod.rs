@@ -227,6 +227,19 @@ impl NodeSpec {
         self.roles.iter().any(|r| r == "control-plane")
     }
 
+    /// True for a node that runs an etcd member (role `etcd`).
+    pub fn runs_etcd(&self) -> bool {
+        self.roles.iter().any(|r| r == "etcd")
+    }
+
+    /// True for a node that is a Kubernetes node (`kubeadm init` or `join`): a control plane
+    /// or a worker, not an etcd-only node.
+    pub fn is_kube_node(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| r == "control-plane" || r == "worker")
+    }
+
     /// The host-side name of the node (nspawn machine, veth `vb-<machine>`, cgroup): the
     /// node's name in instance 0, `bf<k>-cp` / `bf<k>-node01` in instance k (short enough for
     /// the 15-byte interface names).
@@ -240,7 +253,7 @@ impl NodeSpec {
 }
 
 /// Plans `count` nodes of this instance: `controlplane` then `node01`, `node02`, ... from
-/// 198.18.0.`32k+11`.
+/// 198.18.0.`32k+11` (one etcd member).
 ///
 /// Errors: `count` is 0 or more than [`MAX_NODES`].
 pub fn plan_nodes(count: u8) -> crate::Result<Vec<NodeSpec>> {
@@ -251,25 +264,62 @@ pub fn plan_nodes(count: u8) -> crate::Result<Vec<NodeSpec>> {
 ///
 /// Errors: `count` is 0 or more than [`MAX_NODES`].
 pub fn plan_nodes_of(k: u8, count: u8) -> crate::Result<Vec<NodeSpec>> {
+    plan_cluster_of(k, count, 1)
+}
+
+/// Most control-plane nodes (etcd members) one sandbox can have.
+pub const MAX_CONTROL_PLANES: u8 = 3;
+
+/// Plans `count` nodes of instance `k`, the first `control_planes` of them control planes:
+/// `controlplane`, `controlplane02`, `controlplane03`, then workers `node01`, `node02`, ...,
+/// addresses in that order from 198.18.0.`32k+11`. Every control plane runs an etcd member.
+///
+/// Caveat (issue 13, in progress): only `controlplane` runs kubeadm's control plane today;
+/// `controlplane02`/`03` carry the `etcd` role alone (external topology: an etcd member as a
+/// systemd unit) until their `kubeadm join --control-plane` lands.
+///
+/// Errors: `count` is 0 or more than [`MAX_NODES`]; `control_planes` is 0, more than
+/// [`MAX_CONTROL_PLANES`] or more than `count - 1` (a worker is always planned).
+pub fn plan_cluster_of(k: u8, count: u8, control_planes: u8) -> crate::Result<Vec<NodeSpec>> {
     if count == 0 || count > MAX_NODES {
         return Err(crate::Error::other(format!(
-            "--nodes must be between 1 and {MAX_NODES} (one control plane plus workers), got {count}"
+            "--nodes must be between 1 and {MAX_NODES} (control planes plus workers), got {count}"
+        )));
+    }
+    if control_planes == 0 || control_planes > MAX_CONTROL_PLANES {
+        return Err(crate::Error::other(format!(
+            "--control-planes must be between 1 and {MAX_CONTROL_PLANES}, got {control_planes}"
+        )));
+    }
+    if control_planes > 1 && count <= control_planes {
+        return Err(crate::Error::other(format!(
+            "--nodes {count} leaves no worker beside {control_planes} control planes: --nodes counts every node, control planes included (e.g. --control-planes {control_planes} --nodes {})",
+            control_planes + 1
         )));
     }
     Ok((0..count)
         .map(|i| {
-            let (name, roles) = if i == 0 {
+            let (name, roles, short) = if i == 0 {
                 (
                     "controlplane".to_string(),
                     vec!["control-plane".to_string(), "etcd".to_string()],
+                    "cp".to_string(),
+                )
+            } else if i < control_planes {
+                (
+                    format!("controlplane{:02}", i + 1),
+                    vec!["etcd".to_string()],
+                    format!("cp{:02}", i + 1),
                 )
             } else {
-                (format!("node{i:02}"), vec!["worker".to_string()])
+                let name = format!("node{:02}", i - control_planes + 1);
+                (name.clone(), vec!["worker".to_string()], name)
             };
-            let machine = match (k, i) {
-                (0, _) => String::new(),
-                (_, 0) => format!("bf{k}-cp"),
-                _ => format!("bf{k}-{name}"),
+            // Host-side names fit the 15-byte `vb-<machine>` veth; instance 0 keeps the node
+            // names where they fit (what the sandbox always was).
+            let machine = match k {
+                0 if format!("vb-{name}").len() <= 15 => String::new(),
+                _ => format!("bf{k}-{short}"),
             };
             NodeSpec {
                 name,
@@ -321,6 +371,42 @@ mod tests {
             .iter()
             .all(|n| format!("vb-{}", n.machine()).len() <= 15));
         assert!(set_instance(MAX_INSTANCES).is_err());
+    }
+
+    #[test]
+    fn plans_three_control_planes_first_then_workers() {
+        let nodes = plan_cluster_of(0, 5, 3).expect("plan");
+        let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "controlplane",
+                "controlplane02",
+                "controlplane03",
+                "node01",
+                "node02"
+            ]
+        );
+        let etcd: Vec<_> = nodes.iter().filter(|n| n.runs_etcd()).collect();
+        assert_eq!(etcd.len(), 3);
+        assert_eq!(nodes[3].ip, Ipv4Addr::new(198, 18, 0, 14));
+        assert!(nodes[3].is_kube_node() && !nodes[1].is_kube_node());
+        // Host names too long for a veth get short machine names, in instance 0 too.
+        assert_eq!(nodes[0].machine(), "controlplane");
+        assert_eq!(nodes[1].machine(), "bf0-cp02");
+        assert_eq!(
+            plan_cluster_of(2, 4, 3).expect("plan")[2].machine(),
+            "bf2-cp03"
+        );
+        assert!(plan_cluster_of(7, MAX_NODES, 3)
+            .expect("plan")
+            .iter()
+            .all(|n| format!("vb-{}", n.machine()).len() <= 15));
+        // No worker left, or too many control planes: refused with the reason.
+        let e = plan_cluster_of(0, 3, 3).expect_err("no worker");
+        assert!(e.to_string().contains("--nodes counts every node"), "{e}");
+        assert!(plan_cluster_of(0, 5, 4).is_err());
+        assert!(plan_cluster_of(0, 5, 0).is_err());
     }
 
     #[test]

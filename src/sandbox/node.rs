@@ -241,7 +241,8 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
     for f in &c.runtime {
         w(f.path.trim_start_matches('/'), f.text.as_bytes(), f.mode)?;
     }
-    for (unit, target) in runtime::ENABLED_UNITS {
+    // (Not on an etcd-only node: nothing joins it to Kubernetes.)
+    for (unit, target) in runtime::ENABLED_UNITS.iter().filter(|_| n.is_kube_node()) {
         enable(root, unit, target)?;
     }
 
@@ -257,12 +258,18 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
             0o600,
         )?;
     }
-    if n.is_control_plane() {
+    if n.runs_etcd() {
         fsutil::mkdir_mode(&root.join("var/lib/etcd"), 0o700)?;
         if c.topology == Topology::External {
             let member = etcd_unit::EtcdMember {
                 name: n.name.clone(),
                 ip: n.ip,
+                cluster: c
+                    .all
+                    .iter()
+                    .filter(|m| m.runs_etcd())
+                    .map(|m| (m.name.clone(), m.ip))
+                    .collect(),
             };
             w(
                 "etc/systemd/system/etcd.service",
@@ -530,7 +537,7 @@ mod tests {
             pki: vec![],
             runtime: runtime::node_files(i, "registry.k8s.io/pause:3.10.2"),
             kubeadm_config: (i == 0)
-                .then(|| kubeadm::init_config(&nodes[0], topology, &pins, false)),
+                .then(|| kubeadm::init_config(&nodes[0], &[], topology, &pins, false)),
         }
     }
 
@@ -569,6 +576,29 @@ mod tests {
             "{net}"
         );
         assert!(net.contains("ip_forward"), "{net}");
+    }
+
+    #[test]
+    fn an_etcd_node_of_three_runs_its_member_and_no_kubelet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nodes = super::super::plan_cluster_of(0, 4, 3).expect("plan");
+        let mut c = config(&nodes, 2, Topology::External);
+        c.kubeadm_config = None;
+        write_config(dir.path(), &c).expect("write");
+        let r = dir.path();
+        let unit = fs::read_to_string(r.join("etc/systemd/system/etcd.service")).expect("unit");
+        assert!(unit.contains("--name=controlplane03"), "{unit}");
+        assert!(
+            unit.contains("--initial-cluster=controlplane=https://198.18.0.11:2380,controlplane02=https://198.18.0.12:2380,controlplane03=https://198.18.0.13:2380"),
+            "{unit}"
+        );
+        assert!(r
+            .join("etc/systemd/system/multi-user.target.wants/etcd.service")
+            .is_symlink());
+        assert!(!r
+            .join("etc/systemd/system/multi-user.target.wants/kubelet.service")
+            .is_symlink());
+        assert!(!r.join("etc/kubernetes/kubeadm-config.yaml").exists());
     }
 
     #[test]
