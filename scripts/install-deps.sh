@@ -14,6 +14,8 @@ pkgs=(
   openssh-client openssh-server etcd-server etcd-client
   # tests: black-holing a sandbox node's address on the host (nodes that go away)
   nftables
+  # sandbox with several control planes: the API servers' load balancer on the host bridge
+  haproxy
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -31,5 +33,10 @@ command -v go >/dev/null || { echo "go is missing: the sandbox builds Kubernetes
 # start their own etcd processes, so keep the host one out of the way if it runs.
 if [ -x /usr/bin/systemctl ] && systemctl is-active --quiet etcd 2>/dev/null; then
   systemctl stop etcd || true
+fi
+# Likewise Debian's haproxy service: the sandbox starts its own HAProxy with its own
+# configuration on the bridge address (src/sandbox/lb.rs).
+if [ -x /usr/bin/systemctl ] && systemctl is-active --quiet haproxy 2>/dev/null; then
+  systemctl stop haproxy || true
 fi
 command -v cargo >/dev/null || { echo "cargo is missing: install a Rust toolchain (rustup) first" >&2; exit 1; }

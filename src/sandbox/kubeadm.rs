@@ -66,12 +66,16 @@ pub const SKIPPED_PHASES: &[&str] = &["addon/kube-proxy", "addon/coredns"];
 /// `schedulable`: the control plane gets no `NoSchedule` taint (kubeadm's documented
 /// `taints: []`), for a one-node cluster whose workloads must run somewhere. `etcd_members`:
 /// the external topology's etcd members' addresses, one endpoint each (empty: `cp`'s own).
+/// `ha`: several control planes (kubeadm's HA layout): `controlPlaneEndpoint` is the load
+/// balancer and `certificateKey` the key `kubeadm init --upload-certs` encrypts the shared
+/// certificates with, for `kubeadm join --control-plane`.
 pub fn init_config(
     cp: &NodeSpec,
     etcd_members: &[Ipv4Addr],
     topology: Topology,
     pins: &Pins,
     schedulable: bool,
+    ha: Option<&Ha>,
 ) -> String {
     let etcd = match topology {
         Topology::Stacked => format!(
@@ -98,10 +102,22 @@ pub fn init_config(
         .iter()
         .map(|(c, _)| format!("  - {c}\n"))
         .collect();
+    let (key, endpoint) = match ha {
+        Some(h) => (
+            format!("certificateKey: {}\n", h.certificate_key),
+            format!(
+                "controlPlaneEndpoint: \"{}:{}\"\n",
+                h.endpoint,
+                super::lb::PORT
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
         "# breakfix sandbox: `kubeadm init --config {CONFIG_PATH}` (docs/sandbox.md).\n\
 apiVersion: kubeadm.k8s.io/v1beta4\n\
 kind: InitConfiguration\n\
+{key}\
 localAPIEndpoint:\n\
 \x20 advertiseAddress: {ip}\n\
 \x20 bindPort: 6443\n\
@@ -119,6 +135,7 @@ apiVersion: kubeadm.k8s.io/v1beta4\n\
 kind: ClusterConfiguration\n\
 clusterName: kubernetes\n\
 kubernetesVersion: {version}\n\
+{endpoint}\
 networking:\n\
 \x20 dnsDomain: cluster.local\n\
 \x20 podSubnet: {POD_SUBNET}\n\
@@ -190,14 +207,62 @@ pub async fn run_step(
 /// `kubeadm init` on the control plane with the configuration at [`CONFIG_PATH`].
 ///
 /// Errors: as [`run_step`] (step `kubeadm init`).
-pub async fn init(t: &SshTransport) -> Result<String> {
+/// With `upload_certs` (several control planes), kubeadm also stores the shared certificates
+/// in the cluster, encrypted with the configuration's `certificateKey`.
+pub async fn init(t: &SshTransport, upload_certs: bool) -> Result<String> {
+    let upload = if upload_certs { " --upload-certs" } else { "" };
     run_step(
         t,
         "kubeadm init",
-        &format!("kubeadm init --config {CONFIG_PATH} 2>&1"),
+        &format!("kubeadm init --config {CONFIG_PATH}{upload} 2>&1"),
         INIT_TIMEOUT,
     )
     .await
+}
+
+/// Several control planes: the load balancer's address and the certificate key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ha {
+    /// Where the API is reached: the load balancer on the host bridge ([`super::lb`]).
+    pub endpoint: Ipv4Addr,
+    /// 32 random bytes, hex: the AES key `kubeadm init --upload-certs` encrypts the shared
+    /// certificates with and `kubeadm join --control-plane --certificate-key` decrypts them
+    /// with (kubeadm's `certificateKey`).
+    pub certificate_key: String,
+}
+
+impl Ha {
+    /// A fresh certificate key for the load balancer at `endpoint`.
+    pub fn new(endpoint: Ipv4Addr) -> Ha {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Ha {
+            endpoint,
+            certificate_key: hex::encode(key),
+        }
+    }
+}
+
+/// `kubeadm join --control-plane` on a further control plane: the worker's join line plus
+/// the certificate key, the node's own API address, its name, containerd's socket and the
+/// ignored preflight checks. kubeadm adds a stacked etcd member on it (stacked topology).
+///
+/// Errors: as [`run_step`] (step `kubeadm join --control-plane`).
+pub async fn join_control_plane(
+    t: &SshTransport,
+    join_line: &str,
+    node: &NodeSpec,
+    ha: &Ha,
+) -> Result<String> {
+    let cmd = format!(
+        "{join_line} --control-plane --certificate-key {} --apiserver-advertise-address {} --node-name {} --cri-socket {CRI_SOCKET} --ignore-preflight-errors={} 2>&1",
+        ha.certificate_key,
+        node.ip,
+        node.name,
+        ignored_preflight()
+    );
+    run_step(t, "kubeadm join --control-plane", &cmd, INIT_TIMEOUT).await
 }
 
 /// The join command for workers: `kubeadm token create --print-join-command` on the control
@@ -249,7 +314,7 @@ mod tests {
     fn stacked_config_pins_the_version_and_etcd_image() {
         let nodes = super::super::plan_nodes(2).expect("plan");
         let p = pins();
-        let c = init_config(&nodes[0], &[], Topology::Stacked, &p, false);
+        let c = init_config(&nodes[0], &[], Topology::Stacked, &p, false, None);
         assert!(c.contains(&format!("kubernetesVersion: {}\n", p.kubernetes)));
         assert!(c.contains(&format!("imageTag: {}\n", p.etcd_image_tag)));
         assert!(c.contains("advertiseAddress: 198.18.0.11\n"));
@@ -258,13 +323,16 @@ mod tests {
         assert!(c.contains("failCgroupV1: false\n"));
         assert!(!c.contains("external:"));
         assert!(!c.contains("taints"));
-        assert!(init_config(&nodes[0], &[], Topology::Stacked, &p, true).contains("  taints: []\n"));
+        assert!(
+            init_config(&nodes[0], &[], Topology::Stacked, &p, true, None)
+                .contains("  taints: []\n")
+        );
     }
 
     #[test]
     fn the_kubelet_neither_collects_images_nor_evicts_for_the_hosts_disk() {
         let nodes = super::super::plan_nodes(1).expect("plan");
-        let c = init_config(&nodes[0], &[], Topology::Stacked, &pins(), true);
+        let c = init_config(&nodes[0], &[], Topology::Stacked, &pins(), true, None);
         let kubelet = c
             .split("\n---\n")
             .find(|d| d.contains("kind: KubeletConfiguration"))
@@ -279,7 +347,7 @@ mod tests {
     #[test]
     fn external_config_points_at_the_etcd_unit() {
         let nodes = super::super::plan_nodes(1).expect("plan");
-        let c = init_config(&nodes[0], &[], Topology::External, &pins(), true);
+        let c = init_config(&nodes[0], &[], Topology::External, &pins(), true, None);
         assert!(c.contains("    - https://198.18.0.11:2379\n"), "{c}");
         assert!(c.contains("certFile: /etc/kubernetes/pki/apiserver-etcd-client.crt"));
         assert!(!c.contains("imageTag"));
@@ -289,7 +357,21 @@ mod tests {
             .filter(|n| n.runs_etcd())
             .map(|n| n.ip)
             .collect();
-        let c = init_config(&nodes[0], &ips, Topology::External, &pins(), false);
+        let ha = Ha::new(Ipv4Addr::new(198, 18, 0, 1));
+        let c = init_config(
+            &nodes[0],
+            &ips,
+            Topology::External,
+            &pins(),
+            false,
+            Some(&ha),
+        );
+        assert!(
+            c.contains("controlPlaneEndpoint: \"198.18.0.1:6443\"\n"),
+            "{c}"
+        );
+        assert!(c.contains(&format!("certificateKey: {}\n", ha.certificate_key)));
+        assert_eq!(ha.certificate_key.len(), 64);
         assert!(
             c.contains("    endpoints:\n    - https://198.18.0.11:2379\n    - https://198.18.0.12:2379\n    - https://198.18.0.13:2379\n"),
             "{c}"

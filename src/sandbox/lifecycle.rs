@@ -217,12 +217,6 @@ pub async fn up(opts: &UpOptions) -> Result<StatusReport> {
     preflight::require_tools()?;
     preflight::require_overlayfs()?;
     let pins = kubebuild::pins()?;
-    if opts.control_planes > 1 && opts.topology == Topology::Stacked {
-        return Err(Error::other(format!(
-            "--control-planes {} with --topology stacked is not built yet (issue 13: kubeadm join --control-plane behind a load balancer); --topology external runs a {}-member etcd cluster today",
-            opts.control_planes, opts.control_planes
-        )));
-    }
     let nodes = plan_cluster_of(super::instance(), opts.nodes, opts.control_planes)?;
     let dir = state_dir();
     let imgdir = image_dir();
@@ -524,12 +518,15 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
 
     // Prepare every root first, then boot them all, then wait for all: boots overlap.
     let nodes = st.nodes.clone();
-    let single = nodes.iter().filter(|n| n.is_kube_node()).count() == 1;
+    let single = nodes.len() == 1;
     let etcd_members: Vec<std::net::Ipv4Addr> = nodes
         .iter()
         .filter(|n| n.runs_etcd())
         .map(|n| n.ip)
         .collect();
+    // Several control planes: kubeadm's HA layout behind the load balancer on the bridge.
+    let ha = (nodes.iter().filter(|n| n.is_control_plane()).count() > 1)
+        .then(|| kubeadm::Ha::new(super::host_addr()));
     let pause = kube_images::pause_image(pins);
     let mut lowers = Vec::new();
     if let Some(l) = &st.node_layer {
@@ -551,9 +548,9 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
             authorized_key: authorized.clone(),
             pki: files,
             runtime: runtime::node_files(i, &pause),
-            kubeadm_config: n
-                .is_control_plane()
-                .then(|| kubeadm::init_config(n, &etcd_members, st.topology, pins, single)),
+            kubeadm_config: (i == 0).then(|| {
+                kubeadm::init_config(n, &etcd_members, st.topology, pins, single, ha.as_ref())
+            }),
         };
         node::write_config(&paths.root, &cfg)?;
         let containerd = paths.dir.join("containerd");
@@ -617,7 +614,23 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
     if !errors.is_empty() {
         return Err(Error::other(errors.join("\n")));
     }
-    kubeadm_cluster(st, progress).await?;
+    if let Some(h) = &ha {
+        let step = progress.step("load balancer");
+        step.set_message("haproxy");
+        match super::lb::start(st, h.endpoint).await {
+            Ok(pid) => step.done(format!(
+                "haproxy (pid {pid}) on {}:{} for {} control planes",
+                h.endpoint,
+                super::lb::PORT,
+                etcd_members.len()
+            )),
+            Err(e) => {
+                step.fail("not started");
+                return Err(e);
+            }
+        }
+    }
+    kubeadm_cluster(st, progress, ha.as_ref()).await?;
 
     let inv = inventory(st);
     inv.save(&dir.join("inventory.yaml"))?;
@@ -678,7 +691,7 @@ async fn connect(st: &State, n: &NodeSpec) -> Result<SshTransport> {
 /// keeps copies of admin.conf and the PKI), `kubeadm join` on every worker, then the wait for
 /// the API server's `/readyz` and every Node `Ready`, and seed 000's workloads applied and
 /// `critical-app` 3/3 ready.
-async fn kubeadm_cluster(st: &State, progress: &Progress) -> Result<()> {
+async fn kubeadm_cluster(st: &State, progress: &Progress, ha: Option<&kubeadm::Ha>) -> Result<()> {
     let Some(cp) = st.nodes.iter().find(|n| n.is_control_plane()) else {
         return Err(Error::other("internal: no control-plane node planned"));
     };
@@ -686,18 +699,35 @@ async fn kubeadm_cluster(st: &State, progress: &Progress) -> Result<()> {
     let step = progress.step(format!("kubeadm init on {}", cp.name));
     step.set_message(format!("kubeadm init --config {}", kubeadm::CONFIG_PATH));
     let t = connect(st, cp).await?;
-    if let Err(e) = kubeadm::init(&t).await {
+    if let Err(e) = kubeadm::init(&t, ha.is_some()).await {
         step.fail("failed");
         return Err(e);
     }
     copy_admin_files(&st.dir, &paths)?;
     step.done("control plane up");
 
-    let workers: Vec<&NodeSpec> = st
-        .nodes
-        .iter()
-        .filter(|n| n.is_kube_node() && !n.is_control_plane())
-        .collect();
+    // Further control planes join one at a time (each adds an etcd member when stacked, and
+    // etcd adds members one by one), then the workers all at once.
+    if let Some(h) = ha {
+        let join_line = kubeadm::join_command(&t).await?;
+        for n in st.nodes.iter().skip(1).filter(|n| n.is_control_plane()) {
+            let step = progress.step(format!("kubeadm join --control-plane on {}", n.name));
+            step.set_message("kubeadm join --control-plane");
+            let r = async {
+                let nt = connect(st, n).await?;
+                kubeadm::join_control_plane(&nt, &join_line, n, h).await
+            }
+            .await;
+            match r {
+                Ok(_) => step.done("joined"),
+                Err(e) => {
+                    step.fail("failed");
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let workers: Vec<&NodeSpec> = st.nodes.iter().filter(|n| !n.is_control_plane()).collect();
     if !workers.is_empty() {
         let join_line = kubeadm::join_command(&t).await?;
         let joins = workers.iter().map(|w| {
@@ -735,7 +765,7 @@ async fn kubeadm_cluster(st: &State, progress: &Progress) -> Result<()> {
     let call = Duration::from_secs(5);
     let client = kubeapi::client(&conf, call).await?;
     let step = progress.step("nodes Ready");
-    let want = st.nodes.iter().filter(|n| n.is_kube_node()).count();
+    let want = st.nodes.len();
     let last = std::sync::Mutex::new(Vec::new());
     let ready = kubeapi::poll("every node Ready", NODES_READY_TIMEOUT, || async {
         let nodes = kubeapi::nodes_ready(&client, call).await?;

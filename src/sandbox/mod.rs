@@ -37,6 +37,7 @@ pub mod kube_images;
 pub mod kubeadm;
 pub mod kubeapi;
 pub mod kubebuild;
+pub mod lb;
 pub mod lifecycle;
 pub mod loopdev;
 pub mod mirror;
@@ -274,9 +275,8 @@ pub const MAX_CONTROL_PLANES: u8 = 3;
 /// `controlplane`, `controlplane02`, `controlplane03`, then workers `node01`, `node02`, ...,
 /// addresses in that order from 198.18.0.`32k+11`. Every control plane runs an etcd member.
 ///
-/// Caveat (issue 13, in progress): only `controlplane` runs kubeadm's control plane today;
-/// `controlplane02`/`03` carry the `etcd` role alone (external topology: an etcd member as a
-/// systemd unit) until their `kubeadm join --control-plane` lands.
+/// `controlplane` runs `kubeadm init`, the others `kubeadm join --control-plane` behind the
+/// load balancer ([`lb`]).
 ///
 /// Errors: `count` is 0 or more than [`MAX_NODES`]; `control_planes` is 0, more than
 /// [`MAX_CONTROL_PLANES`] or more than `count - 1` (a worker is always planned).
@@ -308,7 +308,7 @@ pub fn plan_cluster_of(k: u8, count: u8, control_planes: u8) -> crate::Result<Ve
             } else if i < control_planes {
                 (
                     format!("controlplane{:02}", i + 1),
-                    vec!["etcd".to_string()],
+                    vec!["control-plane".to_string(), "etcd".to_string()],
                     format!("cp{:02}", i + 1),
                 )
             } else {
@@ -390,7 +390,7 @@ mod tests {
         let etcd: Vec<_> = nodes.iter().filter(|n| n.runs_etcd()).collect();
         assert_eq!(etcd.len(), 3);
         assert_eq!(nodes[3].ip, Ipv4Addr::new(198, 18, 0, 14));
-        assert!(nodes[3].is_kube_node() && !nodes[1].is_kube_node());
+        assert!(!nodes[3].is_control_plane() && nodes[1].is_control_plane());
         // Host names too long for a veth get short machine names, in instance 0 too.
         assert_eq!(nodes[0].machine(), "controlplane");
         assert_eq!(nodes[1].machine(), "bf0-cp02");

@@ -241,8 +241,7 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
     for f in &c.runtime {
         w(f.path.trim_start_matches('/'), f.text.as_bytes(), f.mode)?;
     }
-    // (Not on an etcd-only node: nothing joins it to Kubernetes.)
-    for (unit, target) in runtime::ENABLED_UNITS.iter().filter(|_| n.is_kube_node()) {
+    for (unit, target) in runtime::ENABLED_UNITS {
         enable(root, unit, target)?;
     }
 
@@ -537,7 +536,7 @@ mod tests {
             pki: vec![],
             runtime: runtime::node_files(i, "registry.k8s.io/pause:3.10.2"),
             kubeadm_config: (i == 0)
-                .then(|| kubeadm::init_config(&nodes[0], &[], topology, &pins, false)),
+                .then(|| kubeadm::init_config(&nodes[0], &[], topology, &pins, false, None)),
         }
     }
 
@@ -579,7 +578,7 @@ mod tests {
     }
 
     #[test]
-    fn an_etcd_node_of_three_runs_its_member_and_no_kubelet() {
+    fn a_third_control_plane_runs_its_etcd_member_and_a_kubelet() {
         let dir = tempfile::tempdir().expect("tempdir");
         let nodes = super::super::plan_cluster_of(0, 4, 3).expect("plan");
         let mut c = config(&nodes, 2, Topology::External);
@@ -595,7 +594,7 @@ mod tests {
         assert!(r
             .join("etc/systemd/system/multi-user.target.wants/etcd.service")
             .is_symlink());
-        assert!(!r
+        assert!(r
             .join("etc/systemd/system/multi-user.target.wants/kubelet.service")
             .is_symlink());
         assert!(!r.join("etc/kubernetes/kubeadm-config.yaml").exists());

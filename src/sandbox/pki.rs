@@ -174,18 +174,15 @@ impl Pki {
     /// the CAs with keys, etcd's server/peer/healthcheck-client certificates, the
     /// apiserver-etcd-client certificate, the API server's serving certificate
     /// (`apiserver`), `apiserver-kubelet-client`, `front-proxy-client`, `sa.key`/`sa.pub` and
-    /// `admin.conf`; a worker gets the Kubernetes CA certificate only, as after `kubeadm join`;
-    /// an etcd-only node that and etcd's CA and certificates.
+    /// `admin.conf`; a worker gets the Kubernetes CA certificate only, as after `kubeadm join`.
     ///
     /// Errors: as [`Ca::issue`].
     pub fn node_files(&self, node: &NodeSpec) -> Result<Vec<PkiFile>> {
         let mut files = vec![cert("pki/ca.crt", self.kubernetes_ca.cert_pem())];
-        if !node.is_control_plane() && !node.runs_etcd() {
+        if !node.is_control_plane() {
             return Ok(files);
         }
-        if node.is_control_plane() {
-            files.push(key("pki/ca.key", &self.kubernetes_ca.key_pem()));
-        }
+        files.push(key("pki/ca.key", &self.kubernetes_ca.key_pem()));
         files.push(cert("pki/etcd/ca.crt", self.etcd_ca.cert_pem()));
         files.push(key("pki/etcd/ca.key", &self.etcd_ca.key_pem()));
         let sans = node_sans(&node.name, node.ip);
@@ -235,11 +232,6 @@ impl Pki {
             let (c, k) = self.etcd_ca.issue(leaf)?;
             files.push(cert(&format!("{base}.crt"), &c));
             files.push(key(&format!("{base}.key"), &k));
-        }
-        // An etcd-only member (issue 13's extra control planes before their join): etcd's
-        // files alone.
-        if !node.is_control_plane() {
-            return Ok(files);
         }
         let api_sans = apiserver_sans(&node.name, node.ip);
         let k8s_leaves = [

@@ -230,8 +230,9 @@ pub async fn end_all(st: &State, grace: Duration) -> Ended {
     }
     let mut term: Vec<(i32, u64)> = Vec::new();
     for &(pid, start) in &procs {
+        // The load balancer ends on SIGTERM too (HAProxy's hard stop).
         let recorded_nspawn = st.resources.iter().any(|r| {
-            matches!(r, Resource::Process { what: ProcKind::Nspawn, pid: p, start_time: s, .. } if *p == pid && *s == start)
+            matches!(r, Resource::Process { what: ProcKind::Nspawn | ProcKind::LoadBalancer, pid: p, start_time: s, .. } if *p == pid && *s == start)
         });
         let is_nspawn = recorded_nspawn
             || fs::read(format!("/proc/{pid}/cmdline"))

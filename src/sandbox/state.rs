@@ -38,6 +38,8 @@ pub enum ProcKind {
     Nspawn,
     /// The node's PID 1 (its systemd) as seen from the host.
     Init,
+    /// The control planes' load balancer on the host (HAProxy, `lb.rs`).
+    LoadBalancer,
 }
 
 /// One thing the sandbox created on the host. Recorded before it is created; `down` undoes
