@@ -60,7 +60,7 @@ The versions are pinned in scripts/versions.env, embedded in breakfix."
     #[command(
         after_help = "Examples:\n  breakfix sandbox up\n  breakfix sandbox up --nodes 3 --topology external\n  \
 breakfix sandbox up --topology stacked --recreate   # replace whatever sandbox is up\n  \
-breakfix sandbox up --control-planes 3              # a three-member etcd (external) + node01"
+breakfix sandbox up --control-planes 3              # three control planes, three etcd members, node01"
     )]
     Up {
         /// Number of nodes, control planes included: `controlplane` (and `controlplane02`,
@@ -68,11 +68,11 @@ breakfix sandbox up --control-planes 3              # a three-member etcd (exter
         /// planes plus one worker.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
         nodes: Option<u8>,
-        /// Control-plane nodes, each with an etcd member (1-3). External topology: three
-        /// etcd members as systemd units on `controlplane`, `controlplane02` and
-        /// `controlplane03`; kubeadm's control plane runs on `controlplane` alone so far (the
-        /// other two are etcd nodes until their `kubeadm join --control-plane` is built,
-        /// issue 13). Stacked: 1 only, for now.
+        /// Control-plane nodes, each with an etcd member (1-3): `controlplane` runs
+        /// `kubeadm init`, `controlplane02` and `controlplane03` `kubeadm join
+        /// --control-plane`, behind HAProxy on the host's bridge address, port 6443
+        /// (kubeadm's `controlPlaneEndpoint`; needs the host's `haproxy`). External: each
+        /// runs its etcd member as `etcd.service`; stacked: kubeadm's etcd static pods.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
         control_planes: u8,
         /// Where etcd runs: `external` (systemd unit etcd.service, kubeadm's external-etcd

@@ -97,6 +97,14 @@ pub fn sandbox_with(topology: Topology) -> SandboxGuard {
 /// (2 nodes). Instances 2, 3 and 4 take parts of the self-test matrix (`scenarios.rs`:
 /// stacked, both external parts, stacked), so the parts run side by side.
 pub fn sandbox_on(instance: u8, topology: Topology) -> SandboxGuard {
+    let guard = take_instance(instance, topology);
+    guard.ensure_up();
+    guard
+}
+
+/// Exclusive use of sandbox instance `instance` (waiting for other users), whatever is up
+/// there or not: for a test that brings up a sandbox of another shape itself.
+pub fn take_instance(instance: u8, topology: Topology) -> SandboxGuard {
     tier::require_system_tier("the sandbox");
     let thread = SANDBOX_MUTEX[usize::from(instance)]
         .lock()
@@ -114,15 +122,13 @@ pub fn sandbox_on(instance: u8, topology: Topology) -> SandboxGuard {
     let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .expect("flock the sandbox test lock");
-    let guard = SandboxGuard {
+    SandboxGuard {
         _file: file,
         _thread: thread,
         inventory: breakfix::sandbox::state_dir_of(instance).join("inventory.yaml"),
         topology,
         instance,
-    };
-    guard.ensure_up();
-    guard
+    }
 }
 
 /// The topology of instance `k`'s sandbox if it is up.

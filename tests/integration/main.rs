@@ -13,6 +13,7 @@ mod etcd_faults;
 mod etcd_probe;
 mod export;
 mod formats;
+mod ha;
 mod journal;
 mod kinds;
 mod layers;
