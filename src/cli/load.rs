@@ -17,20 +17,14 @@ pub fn plan(
     color: bool,
 ) -> Result<(Loaded, Plan)> {
     let loaded = load_valid(path, graders, color)?;
-    let plan = crate::plan::build(&loaded.scenario, &loaded.grader_files(), inventory, params)?;
-    let tops = &loaded.scenario.metadata.topologies;
-    if !tops.is_empty() && !tops.contains(&inventory.cluster.topology) {
+    // Before the plan: a scenario for a bigger cluster names nodes this one lacks.
+    if let Some((_, why)) = loaded.scenario.metadata.unmet(inventory) {
         return Err(Error::other(format!(
-            "scenario `{}` is written for the {} topology; the inventory's cluster `{}` is {}",
-            plan.name,
-            tops.iter()
-                .map(|t| format!("{t:?}").to_lowercase())
-                .collect::<Vec<_>>()
-                .join("/"),
-            inventory.cluster.name,
-            inventory.cluster.topology.name()
+            "scenario `{}` {why} (inventory cluster `{}`)",
+            loaded.scenario.metadata.name.value, inventory.cluster.name
         )));
     }
+    let plan = crate::plan::build(&loaded.scenario, &loaded.grader_files(), inventory, params)?;
     Ok((loaded, plan))
 }
 

@@ -54,19 +54,10 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
     let mut results = Vec::new();
     for file in &a.scenarios {
         let started = Instant::now();
-        // A scenario written for another topology is skipped, not failed: `test scenarios/*.yaml`
-        // runs each topology's scenarios against the matching cluster.
+        // A scenario written for another topology, or needing more etcd members, is skipped, not
+        // failed: `test scenarios/*.yaml` runs each scenario against the clusters it fits.
         if let Ok(l) = crate::scenario::load_valid(file, a.target.graders.as_deref(), g.color) {
-            let tops = &l.scenario.metadata.topologies;
-            if !tops.is_empty() && !tops.contains(&inv.cluster.topology) {
-                let msg = format!(
-                    "written for the {} topology; this cluster is {}",
-                    tops.iter()
-                        .map(|t| format!("{t:?}").to_lowercase())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    inv.cluster.topology.name()
-                );
+            if let Some((row, msg)) = l.scenario.metadata.unmet(&inv) {
                 if a.output == Output::Human {
                     println!(
                         "{} {}
@@ -82,7 +73,7 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
                     file: file.display().to_string(),
                     scenario: l.scenario.metadata.name.value.clone(),
                     rows: vec![Row {
-                        name: "topology".into(),
+                        name: row.into(),
                         status: RowStatus::Skip,
                         message: msg,
                         duration: 0.0,
@@ -195,7 +186,8 @@ pub async fn run(a: TestArgs, g: Globals) -> Result<u8> {
     let ok = results.iter().all(|r| {
         r.rows.iter().all(|row| {
             row.status == RowStatus::Pass
-                || (row.status == RowStatus::Skip && row.name == "topology")
+                || (row.status == RowStatus::Skip
+                    && (row.name == "topology" || row.name == "requires"))
         })
     });
     if a.output == Output::Human {

@@ -289,6 +289,28 @@ pub async fn access(
     Ok(out)
 }
 
+/// A new access to `ep` that is not cached: for a look at another member of the cluster
+/// (the session's cache keeps the probe's own endpoint). The TLS files are the inventory's,
+/// read on the node; the forward lives as long as the returned access.
+///
+/// Errors: as [`access`].
+pub async fn access_uncached(
+    session: &NodeSession,
+    inventory: &Inventory,
+    ep: &Endpoint,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<EtcdAccess> {
+    let target = EtcdTarget::with_inventory_tls(inventory, &ep.url);
+    let files = if ep.tls {
+        Some(TlsFiles::read(session, &target, TlsOrigin::Inventory, deadline).await?)
+    } else {
+        None
+    };
+    let sha = TlsFiles::sha256(files.as_ref());
+    open(session, ep, &target, files, sha, timeout).await
+}
+
 /// Drops the cached access if it is still the one with `id`.
 pub async fn forget(session: &NodeSession, id: u64) {
     let mut slot = session.etcd.lock().await;

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::{Error, Result};
-use crate::node::etcd::{access, classify, forget, Endpoint, Failure};
+use crate::node::etcd::{access, access_uncached, classify, forget, Endpoint, Failure};
 use crate::template::Renderer;
 
 crate::probe_spec! {
@@ -93,8 +93,32 @@ crate::expect_block! {
         key_groups,
         /// A put then get of a scratch key round-trips (bool).
         writable,
+        /// Voting members whose own client URL answers a linearizable read, each asked
+        /// through the node like `etcdctl endpoint health --cluster` (a number). Learners
+        /// are not counted (they serve no linearizable reads).
+        members_healthy,
+        /// Names of the voting members that do not answer (a member added but never started
+        /// has no name: its hex ID stands in), `[]` when all do.
+        unhealthy_members,
+        /// Quorum holds: more than half of the voting members answer (bool). A cluster of
+        /// three keeps it with one member down and loses it with two
+        /// (<https://etcd.io/docs/v3.5/faq/#what-is-failure-tolerance>).
+        quorum,
+        /// Name of the member the endpoint reports as leader; absent when it knows none.
+        leader_name,
+        /// Names of the members that are learners (`member add --learner`, not yet promoted).
+        learners,
     }
 }
+
+/// The cluster facts: they need the member list and a look at every member.
+const CLUSTER_FACTS: [&str; 5] = [
+    "members_healthy",
+    "unhealthy_members",
+    "quorum",
+    "leader_name",
+    "learners",
+];
 
 /// The group of a key for `key_groups`: the key up to and including its third `/`, or the
 /// whole key when it has fewer (`/registry/pods/default/x` -> `/registry/pods/`).
@@ -240,6 +264,78 @@ impl EtcdProbe {
         Ok(())
     }
 
+    /// The cluster facts ([`CLUSTER_FACTS`]): the member list and the leader from the probed
+    /// endpoint, then a linearizable read on every voting member's first client URL, all at
+    /// once, through the node, within the attempt's deadline.
+    async fn cluster(
+        &self,
+        ctx: &ProbeCtx<'_>,
+        q: &mut Query<'_>,
+        facts: &mut Facts,
+        want: &(dyn Fn(&str) -> bool + Sync),
+    ) -> std::result::Result<(), String> {
+        let mut c = q.client.clone();
+        let list = match q.call(c.member_list()).await {
+            Ok(m) => m,
+            Err(f) => return q.note("member list", f),
+        };
+        let label = |m: &etcd_client::Member| {
+            if m.name().is_empty() {
+                format!("{:x}", m.id())
+            } else {
+                m.name().to_string()
+            }
+        };
+        if want("learners") {
+            let names: Vec<String> = list
+                .members()
+                .iter()
+                .filter(|m| m.is_learner())
+                .map(label)
+                .collect();
+            facts.set("learners", names);
+        }
+        if want("leader_name") {
+            let mut c = q.client.clone();
+            match q.call(c.status()).await {
+                Ok(st) if st.leader() != 0 => {
+                    if let Some(m) = list.members().iter().find(|m| m.id() == st.leader()) {
+                        facts.set("leader_name", label(m));
+                    }
+                }
+                Ok(_) => q.notes.push("status: no leader known".into()),
+                Err(f) => q.note("status", f)?,
+            }
+        }
+        if want("members_healthy") || want("unhealthy_members") || want("quorum") {
+            let voters: Vec<&etcd_client::Member> =
+                list.members().iter().filter(|m| !m.is_learner()).collect();
+            let (deadline, timeout) = (q.deadline, q.timeout);
+            let checks = voters.iter().map(|m| {
+                let url = m.client_urls().first().cloned();
+                async move {
+                    let Some(url) = url else {
+                        return Err("no client URL (added but never started)".to_string());
+                    };
+                    member_answers(ctx, &url, deadline, timeout).await
+                }
+            });
+            let results = futures::future::join_all(checks).await;
+            let mut down = Vec::new();
+            for (m, r) in voters.iter().zip(results) {
+                if let Err(why) = r {
+                    q.notes.push(format!("member {}: {why}", label(m)));
+                    down.push(label(m));
+                }
+            }
+            let healthy = voters.len() - down.len();
+            facts.set("members_healthy", healthy);
+            facts.set("unhealthy_members", down);
+            facts.set("quorum", healthy > voters.len() / 2);
+        }
+        Ok(())
+    }
+
     /// The endpoint to probe: `endpoint`, else the inventory's first etcd endpoint.
     fn endpoint(&self, ctx: &ProbeCtx<'_>) -> Result<Endpoint> {
         let url = match &self.endpoint {
@@ -252,6 +348,34 @@ impl EtcdProbe {
             })?,
         };
         Endpoint::parse(url)
+    }
+}
+
+/// Whether the member at client URL `url` (as seen from the node) answers a linearizable
+/// read before `deadline`; `Err` says why not.
+async fn member_answers(
+    ctx: &ProbeCtx<'_>,
+    url: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let ep = Endpoint::parse(url).map_err(|e| e.to_string())?;
+    let a = tokio::time::timeout_at(
+        deadline,
+        access_uncached(ctx.session, ctx.inventory, &ep, deadline, timeout),
+    )
+    .await
+    .map_err(|_| format!("no answer from {url} in time"))?
+    .map_err(|e| e.to_string())?;
+    let mut c = a.client.clone();
+    match tokio::time::timeout_at(deadline, c.get("health", None)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => match classify(e, &ep) {
+            Failure::Answered { code, .. } if code == GRPC_PERMISSION_DENIED => Ok(()),
+            Failure::Answered { message, .. } => Err(message),
+            Failure::Unreachable(m) => Err(m),
+        },
+        Err(_) => Err(format!("no answer from {url} in time")),
     }
 }
 
@@ -375,7 +499,11 @@ impl ProbeKind for EtcdProbe {
             endpoint: &endpoint,
             notes: Vec::new(),
         };
-        if let Err(cause) = self.collect(&mut q, &mut facts, &want).await {
+        let mut r = self.collect(&mut q, &mut facts, &want).await;
+        if r.is_ok() && CLUSTER_FACTS.iter().any(|f| want(f)) {
+            r = self.cluster(ctx, &mut q, &mut facts, &want).await;
+        }
+        if let Err(cause) = r {
             forget(ctx.session, id).await;
             facts.values.clear();
             facts.set("healthy", false);

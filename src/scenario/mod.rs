@@ -99,6 +99,58 @@ pub struct Metadata {
     /// Topologies the scenario applies to (`external`, `stacked`); empty means any.
     #[serde(default)]
     pub topologies: Vec<crate::inventory::Topology>,
+    /// What the cluster must have for the scenario to make sense (e.g. three etcd members
+    /// for a quorum incident); checked against the inventory before anything runs.
+    #[serde(default)]
+    pub requires: Requires,
+}
+
+/// `metadata.requires`: the cluster a scenario needs.
+///
+/// ```yaml
+/// metadata:
+///   requires: { etcd_members: 3 }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// The least number of etcd members: inventory nodes with the `etcd` role
+    /// (`breakfix sandbox up --control-planes 3` has three).
+    #[serde(default)]
+    pub etcd_members: Option<usize>,
+}
+
+impl Metadata {
+    /// Why `inventory`'s cluster cannot run this scenario, or `None`: (`"topology"`, ...) when
+    /// its topology is not one of `topologies`, (`"requires"`, ...) when it has fewer etcd
+    /// members than `requires.etcd_members`. The message is a clause with its verb: "is
+    /// written for the stacked topology; this cluster is external".
+    pub fn unmet(&self, inventory: &crate::inventory::Inventory) -> Option<(&'static str, String)> {
+        let tops = &self.topologies;
+        if !tops.is_empty() && !tops.contains(&inventory.cluster.topology) {
+            return Some((
+                "topology",
+                format!(
+                    "is written for the {} topology; this cluster is {}",
+                    tops.iter().map(|t| t.name()).collect::<Vec<_>>().join("/"),
+                    inventory.cluster.topology.name()
+                ),
+            ));
+        }
+        if let Some(want) = self.requires.etcd_members {
+            let have = inventory
+                .nodes
+                .iter()
+                .filter(|n| n.roles.iter().any(|r| r == "etcd"))
+                .count();
+            if have < want {
+                return Some(("requires", format!(
+                    "needs {want} etcd members (metadata.requires.etcd_members); this cluster's inventory has {have} node(s) with the `etcd` role (`breakfix sandbox up --control-planes {want}` makes one)"
+                )));
+            }
+        }
+        None
+    }
 }
 
 /// Difficulty level.
@@ -280,4 +332,53 @@ pub struct GraderMeta {
     /// What it checks.
     #[serde(default)]
     pub description: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Inventory;
+
+    fn inventory(topology: &str, etcd_nodes: usize) -> Inventory {
+        let nodes: String = (0..etcd_nodes)
+            .map(|i| {
+                format!(
+                    "- {{ name: cp{i}, address: 198.18.0.{}, known_hosts: kh, roles: [control-plane, etcd] }}\n",
+                    11 + i
+                )
+            })
+            .collect();
+        let text = format!(
+            "apiVersion: breakfix/v1\nkind: Inventory\ncluster:\n  name: c\n  topology: {topology}\n  etcd:\n    endpoints: [https://127.0.0.1:2379]\n    ca_file: ca\n    cert_file: c\n    key_file: k\nnodes:\n{nodes}"
+        );
+        Inventory::parse(std::path::Path::new("i.yaml"), &text).expect("inventory")
+    }
+
+    fn metadata(extra: &str) -> Metadata {
+        serde_saphyr::from_str(&format!("name: x\ntitle: t\n{extra}")).expect("metadata")
+    }
+
+    #[test]
+    fn a_scenario_for_three_members_is_refused_on_one_with_the_reason() {
+        let m = metadata("topologies: [external]\nrequires: { etcd_members: 3 }\n");
+        let (field, why) = m.unmet(&inventory("external", 1)).expect("refused");
+        assert_eq!(field, "requires");
+        assert!(why.contains("needs 3 etcd members"), "{why}");
+        assert!(why.contains("has 1 node(s) with the `etcd` role"), "{why}");
+        assert!(m.unmet(&inventory("external", 3)).is_none());
+        // The topology is checked first.
+        let (field, why) = m.unmet(&inventory("stacked", 3)).expect("refused");
+        assert_eq!(field, "topology");
+        assert!(
+            why.starts_with("is written for the external topology"),
+            "{why}"
+        );
+        // No requirement: any cluster.
+        assert!(metadata("").unmet(&inventory("stacked", 1)).is_none());
+        // A misspelt requirement is an error, not ignored.
+        assert!(serde_saphyr::from_str::<Metadata>(
+            "name: x\ntitle: t\nrequires: { etcd_member: 3 }\n"
+        )
+        .is_err());
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use breakfix::inventory::Topology;
 use breakfix::sandbox::state::{ProcKind, Resource, State};
 
-use crate::common::{take_instance, SandboxGuard};
+use crate::common::{show_output, take_instance, Cli, SandboxGuard};
 
 /// The instance this test owns: CI's parts use 0-4.
 const INSTANCE: u8 = 5;
@@ -118,6 +118,26 @@ fn three_control_planes(sb: &SandboxGuard, topology: &str) {
         "{topology}: the three members are not healthy again after the restore: {}{}",
         text(&health.stdout),
         text(&health.stderr)
+    );
+
+    // The topology's member-down scenario: its whole self-test matrix.
+    let file = match topology {
+        "stacked" => "scenarios/etcd-member-down.yaml",
+        _ => "scenarios/etcd-member-down-systemd.yaml",
+    };
+    let state = tempfile::tempdir().expect("state dir");
+    let started = std::time::Instant::now();
+    let o = Cli::new()
+        .inventory(&sb.inventory)
+        .state_dir(state.path())
+        .in_checkout()
+        .run(&["test", file]);
+    eprintln!("{file} matrix: {:.0}s", started.elapsed().as_secs_f64());
+    assert_eq!(o.status.code(), Some(0), "{file}: {}", show_output(&o));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("PASS  wrong-fix") && !stdout.contains("SKIP"),
+        "{file}: every row must run and pass: {stdout}"
     );
 
     // `down` ends the load balancer with the nodes.
