@@ -270,13 +270,7 @@ pub async fn access(
             return Ok((a.client.clone(), a.id));
         }
     }
-    let target = EtcdTarget::with_inventory_tls(inventory, &ep.url);
-    let files = if ep.tls {
-        Some(TlsFiles::read(session, &target, TlsOrigin::Inventory, deadline).await?)
-    } else {
-        None
-    };
-    let sha = TlsFiles::sha256(files.as_ref());
+    let (target, files, sha) = inventory_tls(session, inventory, ep, deadline).await?;
     if let Some(a) = slot.as_mut() {
         if a.endpoint == ep.url && a.tls_sha256 == sha {
             a.verified_at = Instant::now();
@@ -301,6 +295,18 @@ pub async fn access_uncached(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<EtcdAccess> {
+    let (target, files, sha) = inventory_tls(session, inventory, ep, deadline).await?;
+    open(session, ep, &target, files, sha, timeout).await
+}
+
+/// The inventory's TLS files for `ep` as read on the node now (none for plain `http`), with
+/// their target and digest.
+async fn inventory_tls(
+    session: &NodeSession,
+    inventory: &Inventory,
+    ep: &Endpoint,
+    deadline: Instant,
+) -> Result<(EtcdTarget, Option<TlsFiles>, [u8; 32])> {
     let target = EtcdTarget::with_inventory_tls(inventory, &ep.url);
     let files = if ep.tls {
         Some(TlsFiles::read(session, &target, TlsOrigin::Inventory, deadline).await?)
@@ -308,7 +314,7 @@ pub async fn access_uncached(
         None
     };
     let sha = TlsFiles::sha256(files.as_ref());
-    open(session, ep, &target, files, sha, timeout).await
+    Ok((target, files, sha))
 }
 
 /// Drops the cached access if it is still the one with `id`.
