@@ -122,10 +122,14 @@ fn three_control_planes(sb: &SandboxGuard, topology: &str) {
 
     // The topology's three-member scenarios: their whole self-test matrices.
     let files: &[&str] = match topology {
-        "stacked" => &["scenarios/etcd-member-down.yaml"],
+        "stacked" => &[
+            "scenarios/etcd-member-down.yaml",
+            "scenarios/etcd-member-partitioned.yaml",
+        ],
         _ => &[
             "scenarios/etcd-member-down-systemd.yaml",
             "scenarios/etcd-quorum-lost-systemd.yaml",
+            "scenarios/etcd-member-partitioned.yaml",
         ],
     };
     for file in files {
