@@ -304,6 +304,40 @@ fn a_step_without_a_variant_for_the_topology_is_refused_and_nothing_is_written()
     assert_eq!(v[0]["topologies"], serde_json::json!(["external"]), "{v}");
 }
 
+#[test]
+fn a_step_that_needs_three_etcd_members_is_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("labs")).expect("mkdir");
+    for d in ["scenarios", "graders"] {
+        std::os::unix::fs::symlink(repo().join(d), dir.join(d)).expect("symlink");
+    }
+    let lab = dir.join("labs/ha.yaml");
+    std::fs::write(
+        &lab,
+        "apiVersion: breakfix/v1\nkind: Lab\nmetadata: { name: ha, title: HA }\n\
+         steps:\n  - title: a member is down\n    text: Bring it back.\n\
+         \x20   scenario: ../scenarios/etcd-member-partitioned.yaml\n",
+    )
+    .expect("write the lab");
+    let out = dir.join("kc");
+    let o = breakfix(&[
+        "export",
+        "killercoda",
+        lab.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("needs 3 etcd members") && err.contains("multi-node control plane"),
+        "{err}"
+    );
+    assert!(err.contains("--control-planes 3"), "{err}");
+    assert!(!out.exists(), "nothing written");
+}
+
 // ---- on the sandbox ----
 
 /// The real OpenSSH tools against the controlplane, with the inventory's key and known_hosts.

@@ -74,6 +74,16 @@ pub(super) fn check(lab: &LoadedLab, lab_path: &Path, opts: &Options) -> Result<
                 opts.topology.name(),
             )));
         }
+        if let Some(n) = sc.metadata.requires.etcd_members.filter(|n| *n > 1) {
+            return Err(Error::other(format!(
+                "{what}: scenario `{}` ({}) needs {n} etcd members (metadata.requires.etcd_members), \
+                 a multi-node control plane; Killercoda's kubeadm images have one control plane \
+                 with one etcd member. Run this step on `breakfix sandbox up --control-planes {n}` \
+                 (or another cluster with {n} members), or give the lab a one-member scenario here.",
+                sc.metadata.name.value,
+                sc_path.display(),
+            )));
+        }
         crate::plan::build(sc, &loaded.grader_files(), &inventory, &[]).map_err(|e| {
             Error::other(format!(
                 "{what}: scenario `{}` does not render for the exported inventory: {e}",
