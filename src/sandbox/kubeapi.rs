@@ -24,12 +24,38 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 ///
 /// Errors: the kubeconfig does not parse or names no usable cluster/user.
 pub async fn client(admin_conf: &str, timeout: Duration) -> Result<Client> {
+    build(admin_conf, None, timeout).await
+}
+
+/// [`client`] for one control plane's own API server at `ip`:6443 instead of the kubeconfig's
+/// server (with several control planes that is the load balancer). The API server's
+/// certificate names its node's address (kubeadm's `apiserver` SANs).
+///
+/// Errors: as [`client`].
+pub async fn client_at(
+    admin_conf: &str,
+    ip: std::net::Ipv4Addr,
+    timeout: Duration,
+) -> Result<Client> {
+    build(admin_conf, Some(ip), timeout).await
+}
+
+async fn build(
+    admin_conf: &str,
+    server: Option<std::net::Ipv4Addr>,
+    timeout: Duration,
+) -> Result<Client> {
     let bad = |e: String| Error::other(format!("sandbox admin.conf: {e}"));
     let kc = kube::config::Kubeconfig::from_yaml(admin_conf).map_err(|e| bad(e.to_string()))?;
     let mut config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| bad(e.to_string()))?;
+    if let Some(ip) = server {
+        config.cluster_url = format!("https://{ip}:{}", super::lb::PORT)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+    }
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);

@@ -90,6 +90,10 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatus>,
     /// An `ssh` command line that logs into the control plane.
     pub ssh_example: Option<String>,
+    /// Several control planes: the load balancer in front of their API servers, e.g.
+    /// `https://198.18.0.1:6443 (haproxy, pid 4242)`, or `... (haproxy not running)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<String>,
 }
 
 /// One node in a [`StatusReport`].
@@ -142,6 +146,9 @@ impl StatusReport {
         s.push_str(&format!("state:     {}\n", self.state_dir.display()));
         if let Some(inv) = &self.inventory {
             s.push_str(&format!("inventory: {}\n", inv.display()));
+        }
+        if let Some(lb) = &self.load_balancer {
+            s.push_str(&format!("api:       {lb}\n"));
         }
         // Both topologies run a real kube-apiserver on the control plane.
         let stacked = true;
@@ -1100,17 +1107,18 @@ pub async fn status() -> StatusReport {
             created: None,
             nodes: vec![],
             ssh_example: None,
+            load_balancer: None,
         },
     }
 }
 
 /// One bounded `/readyz` through the host copy of admin.conf.
-async fn api_ready(dir: &Path) -> bool {
+async fn api_ready(dir: &Path, ip: std::net::Ipv4Addr) -> bool {
     let Ok(conf) = std::fs::read_to_string(dir.join(HOST_ADMIN_CONF)) else {
         return false;
     };
     let limit = Duration::from_secs(3);
-    match kubeapi::client(&conf, limit).await {
+    match kubeapi::client_at(&conf, ip, limit).await {
         Ok(c) => kubeapi::readyz(&c, limit).await.is_ok(),
         Err(_) => false,
     }
@@ -1127,6 +1135,7 @@ async fn report(st: Option<&State>) -> StatusReport {
             created: None,
             nodes: vec![],
             ssh_example: None,
+            load_balancer: None,
         };
     };
     let pki_dir = st.dir.join(HOST_PKI);
@@ -1151,7 +1160,7 @@ async fn report(st: Option<&State>) -> StatusReport {
                 };
                 let api = async {
                     if n.is_control_plane() {
-                        Some(api_ready(&st.dir).await)
+                        Some(api_ready(&st.dir, n.ip).await)
                     } else {
                         None
                     }
@@ -1182,6 +1191,27 @@ async fn report(st: Option<&State>) -> StatusReport {
         _ => "partial",
     };
     let inventory = (state == "up").then(|| st.dir.join("inventory.yaml"));
+    let load_balancer = st.resources.iter().find_map(|r| match r {
+        Resource::Process {
+            what: ProcKind::LoadBalancer,
+            pid,
+            start_time,
+            ..
+        } => Some(if procs::is_same_alive(*pid, *start_time) {
+            format!(
+                "https://{}:{} (haproxy, pid {pid})",
+                super::host_addr(),
+                super::lb::PORT
+            )
+        } else {
+            format!(
+                "https://{}:{} (haproxy not running: `breakfix sandbox up --recreate`)",
+                super::host_addr(),
+                super::lb::PORT
+            )
+        }),
+        _ => None,
+    });
     let ssh_example = (state == "up").then(|| {
         format!(
             "ssh -i {} -o UserKnownHostsFile={} root@{}",
@@ -1202,6 +1232,7 @@ async fn report(st: Option<&State>) -> StatusReport {
         created: Some(st.created.clone()),
         nodes,
         ssh_example,
+        load_balancer,
     }
 }
 
@@ -1230,8 +1261,13 @@ mod tests {
                 console_log: "/x".into(),
             }],
             ssh_example: None,
+            load_balancer: Some("https://198.18.0.1:6443 (haproxy, pid 7)".into()),
         };
         let text = report.render_human();
+        assert!(
+            text.contains("api:       https://198.18.0.1:6443 (haproxy, pid 7)\n"),
+            "{text}"
+        );
         assert!(text.contains(" API"), "{text}");
         assert!(text.contains(" ready"), "{text}");
         assert!(text.contains("kubectl --kubeconfig /var/lib/breakfix/sandbox/admin.conf"));
