@@ -20,7 +20,8 @@
 //! settings the kubelet requires), [`pki`] (external etcd's certificates), [`keys`] (SSH keys
 //! and known_hosts), [`network`] (the bridge), [`loopdev`] (etcd's loop-mounted data disk),
 //! [`node`] (a node's root, boot and stop), [`cgroup`] (a cgroup per node), [`etcd_unit`]
-//! (etcd's systemd unit for the external topology), [`kubeapi`] (the API from the host:
+//! (etcd's systemd unit for the external topology), [`lb`] (HAProxy in front of several
+//! control planes), [`kubeapi`] (the API from the host:
 //! readiness, nodes, seed 000's workloads), [`state`] (the on-disk record), [`procs`]
 //! (finding and ending the sandbox's processes), [`readiness`] (waiting for sshd and etcd),
 //! [`lifecycle`] (up/down/status), [`cli`] (the clap front end).
