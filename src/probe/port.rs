@@ -1,5 +1,5 @@
 //! `port` probe: is a TCP port in LISTEN state on the node (/proc/net/tcp and tcp6, see
-//! [`super::proc_net`]); fact `listening`.
+//! [`crate::node::proc_net`]); fact `listening`.
 
 use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;

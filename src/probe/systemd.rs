@@ -1,6 +1,6 @@
 //! `systemd` probe: a unit's state; facts `active` (`systemctl is-active`) and `enabled`
 //! (`systemctl is-enabled`), read in one `systemctl` command per node and round (see
-//! [`super::units`]).
+//! [`crate::node::units`]).
 
 use super::{Facts, ProbeCtx, ProbeKind};
 use crate::error::Result;

@@ -187,7 +187,7 @@ pub const ROOT_ENV: &str = "KUBECONFIG=/etc/kubernetes/admin.conf\n";
 
 /// Writes the node's configuration into its mounted root `root`.
 ///
-/// Errors: [`Error::Io`] naming the file.
+/// Errors: [`crate::error::Error::Io`] naming the file.
 pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
     let n = c.node;
     let w = |rel: &str, text: &[u8], mode: u32| fsutil::write_file(&root.join(rel), text, mode);
