@@ -171,10 +171,11 @@ impl EtcdProbe {
                 Err(Failure::Unreachable(m)) => return Err(m),
             }
         }
-        if want("leader") || want("db_size") || want("revision") {
+        if want("leader") || want("db_size") || want("revision") || want("leader_name") {
             let mut c = q.client.clone();
             match q.call(c.status()).await {
                 Ok(s) => {
+                    q.leader = Some(s.leader());
                     if want("leader") {
                         facts.set("leader", s.leader() != 0);
                     }
@@ -204,7 +205,8 @@ impl EtcdProbe {
                 Err(f) => q.note("alarm list", f)?,
             }
         }
-        if want("members") || want("member_names") || want("member_peer_urls") {
+        let cluster = CLUSTER_FACTS.iter().any(|f| want(f));
+        if want("members") || want("member_names") || want("member_peer_urls") || cluster {
             let mut c = q.client.clone();
             match q.call(c.member_list()).await {
                 Ok(m) => {
@@ -223,6 +225,8 @@ impl EtcdProbe {
                             .collect();
                         facts.set("member_peer_urls", urls);
                     }
+                    // Kept for the cluster facts (see `cluster`).
+                    q.members = Some(m);
                 }
                 Err(f) => q.note("member list", f)?,
             }
@@ -264,9 +268,12 @@ impl EtcdProbe {
         Ok(())
     }
 
-    /// The cluster facts ([`CLUSTER_FACTS`]): the member list and the leader from the probed
-    /// endpoint, then a linearizable read on every voting member's first client URL, all at
+    /// The cluster facts ([`CLUSTER_FACTS`]) from the member list and the leader [`collect`]
+    /// read from the probed endpoint (nothing when the list could not be read: its note is
+    /// there), then a linearizable read on every voting member's first client URL, all at
     /// once, through the node, within the attempt's deadline.
+    ///
+    /// [`collect`]: Self::collect
     async fn cluster(
         &self,
         ctx: &ProbeCtx<'_>,
@@ -274,10 +281,8 @@ impl EtcdProbe {
         facts: &mut Facts,
         want: &(dyn Fn(&str) -> bool + Sync),
     ) -> std::result::Result<(), String> {
-        let mut c = q.client.clone();
-        let list = match q.call(c.member_list()).await {
-            Ok(m) => m,
-            Err(f) => return q.note("member list", f),
+        let Some(list) = q.members.take() else {
+            return Ok(());
         };
         let label = |m: &etcd_client::Member| {
             if m.name().is_empty() {
@@ -296,15 +301,15 @@ impl EtcdProbe {
             facts.set("learners", names);
         }
         if want("leader_name") {
-            let mut c = q.client.clone();
-            match q.call(c.status()).await {
-                Ok(st) if st.leader() != 0 => {
-                    if let Some(m) = list.members().iter().find(|m| m.id() == st.leader()) {
+            match q.leader {
+                Some(0) => q.notes.push("status: no leader known".into()),
+                Some(leader) => {
+                    if let Some(m) = list.members().iter().find(|m| m.id() == leader) {
                         facts.set("leader_name", label(m));
                     }
                 }
-                Ok(_) => q.notes.push("status: no leader known".into()),
-                Err(f) => q.note("status", f)?,
+                // The status request failed: its note is there.
+                None => {}
             }
         }
         if want("members_healthy") || want("unhealthy_members") || want("quorum") {
@@ -422,6 +427,10 @@ struct Query<'a> {
     timeout: Duration,
     endpoint: &'a Endpoint,
     notes: Vec<String>,
+    /// The member list, once read (for the cluster facts).
+    members: Option<etcd_client::MemberListResponse>,
+    /// The leader's ID from the status, once read (0: none known).
+    leader: Option<u64>,
 }
 
 impl Query<'_> {
@@ -498,6 +507,8 @@ impl ProbeKind for EtcdProbe {
             timeout: ctx.timeout,
             endpoint: &endpoint,
             notes: Vec::new(),
+            members: None,
+            leader: None,
         };
         let mut r = self.collect(&mut q, &mut facts, &want).await;
         if r.is_ok() && CLUSTER_FACTS.iter().any(|f| want(f)) {

@@ -255,22 +255,27 @@ fn the_default_export_is_stacked_and_carries_the_stacked_variants() {
     assert!(!step1.contains("systemctl enable --now etcd"), "{step1}");
 }
 
-/// A lab whose one step has a scenario for the external topology only, in `dir/labs/`, with
-/// the repository's scenarios and graders linked beside it.
-fn external_only_lab(dir: &Path) -> PathBuf {
+/// Lab `text` written to `dir/labs/<file>`, with the repository's scenarios and graders linked
+/// beside it.
+fn lab_in(dir: &Path, file: &str, text: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("labs")).expect("mkdir");
     for d in ["scenarios", "graders"] {
         std::os::unix::fs::symlink(repo().join(d), dir.join(d)).expect("symlink");
     }
-    let lab = dir.join("labs/external-only.yaml");
-    std::fs::write(
-        &lab,
+    let lab = dir.join("labs").join(file);
+    std::fs::write(&lab, text).expect("write the lab");
+    lab
+}
+
+/// A lab whose one step has a scenario for the external topology only ([`lab_in`]).
+fn external_only_lab(dir: &Path) -> PathBuf {
+    lab_in(
+        dir,
+        "external-only.yaml",
         "apiVersion: breakfix/v1\nkind: Lab\nmetadata: { name: external-only, title: External only }\n\
          steps:\n  - title: etcd is down\n    text: { external: Start etcd. }\n\
          \x20   scenario: { external: ../scenarios/etcd-service-stopped.yaml }\n",
     )
-    .expect("write the lab");
-    lab
 }
 
 #[test]
@@ -307,20 +312,14 @@ fn a_step_without_a_variant_for_the_topology_is_refused_and_nothing_is_written()
 #[test]
 fn a_step_that_needs_three_etcd_members_is_refused_with_the_reason() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    std::fs::create_dir_all(dir.join("labs")).expect("mkdir");
-    for d in ["scenarios", "graders"] {
-        std::os::unix::fs::symlink(repo().join(d), dir.join(d)).expect("symlink");
-    }
-    let lab = dir.join("labs/ha.yaml");
-    std::fs::write(
-        &lab,
+    let lab = lab_in(
+        tmp.path(),
+        "ha.yaml",
         "apiVersion: breakfix/v1\nkind: Lab\nmetadata: { name: ha, title: HA }\n\
          steps:\n  - title: a member is down\n    text: Bring it back.\n\
          \x20   scenario: ../scenarios/etcd-member-partitioned.yaml\n",
-    )
-    .expect("write the lab");
-    let out = dir.join("kc");
+    );
+    let out = tmp.path().join("kc");
     let o = breakfix(&[
         "export",
         "killercoda",

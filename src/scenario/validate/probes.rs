@@ -55,64 +55,43 @@ impl<'a> Validator<'a> {
         let s = &self.l.scenario;
         let tree = self.tree();
         let mut out = Vec::new();
-        let pre = tree.and_then(|t| t.get("preconditions"));
-        for (i, p) in s.preconditions.iter().enumerate() {
-            out.push(ProbeAt {
-                probe: p,
-                file: self.sf.clone(),
-                item: pre.and_then(|n| n.idx(i)),
-                phase: Phase::Preconditions,
-            });
-        }
-        let confirm = tree.and_then(|t| t.get("confirm"));
-        for (i, p) in s.confirm.iter().enumerate() {
-            out.push(ProbeAt {
-                probe: p,
-                file: self.sf.clone(),
-                item: confirm.and_then(|n| n.idx(i)),
-                phase: Phase::Confirm,
-            });
-        }
+        // Each list's probes with the YAML node of the list they came from.
+        let mut add = |probes: &'a [Probe], list: Option<&'a Node>, file: &str, phase: Phase| {
+            for (i, p) in probes.iter().enumerate() {
+                out.push(ProbeAt {
+                    probe: p,
+                    file: file.to_string(),
+                    item: list.and_then(|n| n.idx(i)),
+                    phase,
+                });
+            }
+        };
+        let sf = self.sf.as_str();
+        let at = |key: &str| tree.and_then(|t| t.get(key));
+        add(
+            &s.preconditions,
+            at("preconditions"),
+            sf,
+            Phase::Preconditions,
+        );
+        add(&s.confirm, at("confirm"), sf, Phase::Confirm);
         for g in &self.l.graders {
             let list = g.tree.as_ref().and_then(|t| t.get("probes"));
-            for (i, p) in g.grader.probes.iter().enumerate() {
-                out.push(ProbeAt {
-                    probe: p,
-                    file: g.path.display().to_string(),
-                    item: list.and_then(|n| n.idx(i)),
-                    phase: Phase::Verify,
-                });
-            }
+            add(
+                &g.grader.probes,
+                list,
+                &g.path.display().to_string(),
+                Phase::Verify,
+            );
         }
         let own = tree.and_then(|t| t.at(&[Step::Key("verify"), Step::Key("probes")]));
-        for (i, p) in s.verify.probes.iter().enumerate() {
-            out.push(ProbeAt {
-                probe: p,
-                file: self.sf.clone(),
-                item: own.and_then(|n| n.idx(i)),
-                phase: Phase::Verify,
-            });
-        }
-        let signals = tree.and_then(|t| t.get("signals"));
-        for (i, p) in s.signals.iter().enumerate() {
-            out.push(ProbeAt {
-                probe: p,
-                file: self.sf.clone(),
-                item: signals.and_then(|n| n.idx(i)),
-                phase: Phase::Signals,
-            });
-        }
-        let tasks = tree.and_then(|t| t.get("tasks"));
+        add(&s.verify.probes, own, sf, Phase::Verify);
+        add(&s.signals, at("signals"), sf, Phase::Signals);
         for (i, t) in s.tasks.iter().enumerate() {
-            let list = tasks.and_then(|n| n.idx(i)).and_then(|n| n.get("evidence"));
-            for (j, p) in t.evidence.iter().enumerate() {
-                out.push(ProbeAt {
-                    probe: p,
-                    file: self.sf.clone(),
-                    item: list.and_then(|n| n.idx(j)),
-                    phase: Phase::Evidence(i),
-                });
-            }
+            let list = at("tasks")
+                .and_then(|n| n.idx(i))
+                .and_then(|n| n.get("evidence"));
+            add(&t.evidence, list, sf, Phase::Evidence(i));
         }
         out
     }
