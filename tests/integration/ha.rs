@@ -129,6 +129,7 @@ fn three_control_planes(sb: &SandboxGuard, topology: &str) {
         _ => &[
             "scenarios/etcd-member-down-systemd.yaml",
             "scenarios/etcd-quorum-lost-systemd.yaml",
+            "scenarios/etcd-member-disk-lost-systemd.yaml",
             "scenarios/etcd-member-partitioned.yaml",
         ],
     };
