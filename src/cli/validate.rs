@@ -77,6 +77,9 @@ fn check_grader(path: &std::path::Path) -> crate::scenario::FileReport {
 
 /// Checks a lab (`kind: Lab`): the lab file itself, then every step's scenario (with the
 /// graders beside it, or `--graders`). Prints in human mode; returns (valid, JSON report).
+/// The report's `etcd_members` is the most members a step's scenario needs
+/// (`metadata.requires.etcd_members`; 1 when none says), so that a lab for a multi-member
+/// cluster says so before anyone exports or drills it.
 fn check_lab(f: &std::path::Path, a: &ValidateArgs, g: &Globals) -> (bool, serde_json::Value) {
     let lab = match crate::lab::LoadedLab::load(f) {
         Ok(l) => l,
@@ -95,12 +98,17 @@ fn check_lab(f: &std::path::Path, a: &ValidateArgs, g: &Globals) -> (bool, serde
     // The topologies the lab runs on: those every step has a variant for, less those a step's
     // one-for-all scenario is not written for.
     let mut runs_on = lab.topologies();
+    let mut etcd_members = 1usize;
     for n in 1..=lab.lab.steps.len() {
         for (topology, sc) in lab.scenario_variants(n) {
             let report = super::load::check_file(&sc, a.graders.as_deref());
             if let (None, Some(l)) = (topology, &report.loaded) {
                 let tops = &l.scenario.metadata.topologies;
                 runs_on.retain(|t| tops.is_empty() || tops.contains(t));
+            }
+            if let Some(l) = &report.loaded {
+                let needs = l.scenario.metadata.requires.etcd_members.unwrap_or(1);
+                etcd_members = etcd_members.max(needs);
             }
             let mut step_ok = report.is_ok() && report.loaded.is_some();
             // A scenario given for one topology must be written for it.
@@ -152,8 +160,13 @@ fn check_lab(f: &std::path::Path, a: &ValidateArgs, g: &Globals) -> (bool, serde
         let with = (1..=lab.lab.steps.len())
             .filter(|n| !lab.scenario_variants(*n).is_empty())
             .count();
+        let members = if etcd_members > 1 {
+            format!("; needs {etcd_members} etcd members")
+        } else {
+            String::new()
+        };
         println!(
-            "{} {} (lab: {} steps, {with} with a scenario; topologies: {})",
+            "{} {} (lab: {} steps, {with} with a scenario; topologies: {}{members})",
             console::style("ok").green(),
             f.display(),
             lab.lab.steps.len(),
@@ -162,7 +175,7 @@ fn check_lab(f: &std::path::Path, a: &ValidateArgs, g: &Globals) -> (bool, serde
     }
     (
         ok,
-        serde_json::json!({"file": f.display().to_string(), "ok": ok, "topologies": topologies, "steps": steps}),
+        serde_json::json!({"file": f.display().to_string(), "ok": ok, "topologies": topologies, "etcd_members": etcd_members, "steps": steps}),
     )
 }
 

@@ -437,12 +437,20 @@ fn labs_are_validated_with_the_scenarios_of_their_steps() {
         "validate",
         "labs/etcd-outage-000.yaml",
         "labs/etcd-performance-004.yaml",
+        "labs/etcd-dr-003.yaml",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
         out.contains(
             "ok labs/etcd-performance-004.yaml (lab: 5 steps, 3 with a scenario; topologies: external, stacked)"
+        ),
+        "{out}"
+    );
+    // Seed 003's lab says that it needs a three-member etcd.
+    assert!(
+        out.contains(
+            "ok labs/etcd-dr-003.yaml (lab: 6 steps, 4 with a scenario; topologies: external, stacked; needs 3 etcd members)"
         ),
         "{out}"
     );

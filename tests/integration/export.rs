@@ -737,7 +737,9 @@ fn assert_pages_clean(out: &Path) -> usize {
 
 /// Every lab in labs/ runs on both topologies (`validate` says so) and exports for each, with
 /// clean pages (issue 14's acceptance; the refusal of a step without a variant is
-/// `a_step_without_a_variant_for_the_topology_is_refused_and_nothing_is_written`).
+/// `a_step_without_a_variant_for_the_topology_is_refused_and_nothing_is_written`). A lab
+/// whose steps need three etcd members (`validate`'s `etcd_members`) is refused instead, with
+/// the reason, on both topologies: Killercoda's kubeadm images have one etcd member.
 #[test]
 fn every_lab_exports_for_both_topologies_with_clean_pages() {
     let labs: Vec<PathBuf> = std::fs::read_dir(repo().join("labs"))
@@ -758,6 +760,7 @@ fn every_lab_exports_for_both_topologies_with_clean_pages() {
             .map(|t| t.as_str().expect("name"))
             .collect();
         assert_eq!(runs_on, ["external", "stacked"], "{name}");
+        let members = v[0]["etcd_members"].as_u64().expect("etcd_members");
         for topology in ["stacked", "external"] {
             let tmp = tempfile::tempdir().expect("tempdir");
             let out = tmp.path().join("kc");
@@ -770,6 +773,17 @@ fn every_lab_exports_for_both_topologies_with_clean_pages() {
                 "--topology",
                 topology,
             ]);
+            if members > 1 {
+                let err = text(&o.stderr);
+                assert_eq!(o.status.code(), Some(2), "{name} on {topology}: {err}");
+                assert!(
+                    err.contains(&format!("needs {members} etcd members"))
+                        && err.contains("Killercoda's kubeadm images have one control plane"),
+                    "{name} on {topology}: {err}"
+                );
+                assert!(!out.exists(), "{name} on {topology}: nothing written");
+                continue;
+            }
             assert!(
                 o.status.success(),
                 "{name} on {topology}: {}",

@@ -124,6 +124,8 @@ fn three_control_planes(sb: &SandboxGuard, topology: &str) {
     let files: &[&str] = match topology {
         "stacked" => &[
             "scenarios/etcd-member-down.yaml",
+            "scenarios/etcd-quorum-lost.yaml",
+            "scenarios/etcd-member-disk-lost.yaml",
             "scenarios/etcd-member-partitioned.yaml",
         ],
         _ => &[
