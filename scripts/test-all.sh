@@ -7,9 +7,11 @@
 #   instance 1 (stacked):  `stacked::` and part 1 of the stacked self-test matrix;
 #   instance 2 (stacked):  part 2 of the stacked self-test matrix and the stacked crash
 #              matrix's sample (tests/integration/journal.rs); in the same process, on
-#              instance 5, the three-control-plane sandbox on both topologies (tests/integration/ha.rs);
+#              instance 5, the three-control-plane sandbox on the external topology
+#              (tests/integration/ha.rs);
 #   instance 4 (stacked):  part 3 of the stacked self-test matrix and the Killercoda-run test
-#              of the stacked export.
+#              of the stacked export; in the same process, on instance 6, the
+#              three-control-plane sandbox on the stacked topology.
 # Within one `cargo test` the sandbox tests of one instance wait for each other; side by side
 # the whole suite takes about as long as its longest part (BENCHMARKS.md). Most of a matrix
 # row is waiting (the kubelet's 20 s rescan, crash-loop back-offs, probes' `within`), so the
@@ -24,12 +26,13 @@ m=scenarios::
 stacked_export=export::exported_step1_breaks_and_grades_on_a_stacked_controlplane
 # The stacked crash matrix's sample takes instance 2 (tests/integration/journal.rs).
 stacked_crash=journal::stacked_scenarios_survive_a_crash_at_every_step_sample
-# The three-control-plane sandbox takes instance 5 (its own `up --control-planes 3`, then down).
+# The three-control-plane sandboxes take instances 5 (external) and 6 (stacked), each its own
+# `up --control-planes 3`, then down.
 ha=ha::three_control_planes_keep_the_api_and_etcd_through_the_loss_of_one
 parts=(
   "stacked:: ${m}stacked_scenarios_pass_the_selftest_matrix_part_1_of_3"
-  "${m}stacked_scenarios_pass_the_selftest_matrix_part_2_of_3 ${stacked_crash} ${ha} --exact"
-  "${m}stacked_scenarios_pass_the_selftest_matrix_part_3_of_3 ${stacked_export} --exact"
+  "${m}stacked_scenarios_pass_the_selftest_matrix_part_2_of_3 ${stacked_crash} ${ha}_external --exact"
+  "${m}stacked_scenarios_pass_the_selftest_matrix_part_3_of_3 ${stacked_export} ${ha}_stacked --exact"
   "${m}external_scenarios_pass_the_selftest_matrix_part_2_of_3 ${m}external_scenarios_pass_the_selftest_matrix_part_1_of_3 --exact"
 )
 cargo test "$@" --features system-tests --no-run || exit $?
