@@ -102,13 +102,12 @@ fn check_lab(f: &std::path::Path, a: &ValidateArgs, g: &Globals) -> (bool, serde
     for n in 1..=lab.lab.steps.len() {
         for (topology, sc) in lab.scenario_variants(n) {
             let report = super::load::check_file(&sc, a.graders.as_deref());
-            if let (None, Some(l)) = (topology, &report.loaded) {
-                let tops = &l.scenario.metadata.topologies;
-                runs_on.retain(|t| tops.is_empty() || tops.contains(t));
-            }
             if let Some(l) = &report.loaded {
-                let needs = l.scenario.metadata.requires.etcd_members.unwrap_or(1);
-                etcd_members = etcd_members.max(needs);
+                let meta = &l.scenario.metadata;
+                if topology.is_none() {
+                    runs_on.retain(|t| meta.topologies.is_empty() || meta.topologies.contains(t));
+                }
+                etcd_members = etcd_members.max(meta.requires.etcd_members.unwrap_or(1));
             }
             let mut step_ok = report.is_ok() && report.loaded.is_some();
             // A scenario given for one topology must be written for it.
