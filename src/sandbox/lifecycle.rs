@@ -484,6 +484,12 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
     keys::write_pair(&client, &dir.join(CLIENT_KEY))?;
     fsutil::mkdir_mode(&dir.join("ssh"), 0o700)?;
     let authorized = keys::public_line(&client)?;
+    // One key for root on every node, trusted by every node, with every node's host key in
+    // root's known_hosts: `ssh controlplane02` and `scp` work from node to node, verified, as
+    // on Killercoda's multi-node environments (lab steps copy a snapshot to other members).
+    let node_root_key = keys::generate("root@breakfix-sandbox-node")?;
+    let node_root_private = keys::private_openssh(&node_root_key)?;
+    let node_root_public = keys::public_line(&node_root_key)?;
     // kubeadm makes the cluster's PKI. Only the external topology's etcd needs certificates
     // before kubeadm runs (kubeadm's external-etcd layout: etcd's CA, server, peer and
     // health-check certificates, and the API server's etcd client certificate).
@@ -552,7 +558,9 @@ async fn build(st: &mut State, progress: &Progress, pins: &Pins, images: &Images
             topology: st.topology,
             host_key_private: hk_priv,
             host_key_public: hk_pub,
-            authorized_key: authorized.clone(),
+            authorized_keys: vec![authorized.clone(), node_root_public.clone()],
+            root_key_private: node_root_private.clone(),
+            known_hosts: known_hosts.clone(),
             pki: files,
             runtime: runtime::node_files(i, &pause),
             kubeadm_config: (i == 0).then(|| {

@@ -101,8 +101,15 @@ pub struct NodeConfig<'a> {
     pub host_key_private: String,
     /// The node's SSH host key, public line.
     pub host_key_public: String,
-    /// The sandbox client's public key line (root's authorized_keys).
-    pub authorized_key: String,
+    /// Public key lines root's authorized_keys lists: the sandbox client's and the nodes'
+    /// shared root key's.
+    pub authorized_keys: Vec<String>,
+    /// The private half (OpenSSH format) of the key root uses to reach the other nodes
+    /// (`/root/.ssh/id_ed25519`; the same on every node).
+    pub root_key_private: String,
+    /// known_hosts with every node's host key (`/root/.ssh/known_hosts`), so node-to-node
+    /// SSH verifies host keys without trust-on-first-use.
+    pub known_hosts: String,
     /// PKI files written before kubeadm runs (relative to /etc/kubernetes): the external
     /// topology's etcd certificates on the control plane; nothing otherwise (kubeadm makes
     /// its own PKI).
@@ -229,11 +236,11 @@ pub fn write_config(root: &Path, c: &NodeConfig<'_>) -> Result<()> {
         0o644,
     )?;
     fsutil::mkdir_mode(&root.join("root/.ssh"), 0o700)?;
-    w(
-        "root/.ssh/authorized_keys",
-        format!("{}\n", c.authorized_key).as_bytes(),
-        0o600,
-    )?;
+    let mut authorized = c.authorized_keys.join("\n");
+    authorized.push('\n');
+    w("root/.ssh/authorized_keys", authorized.as_bytes(), 0o600)?;
+    w("root/.ssh/id_ed25519", c.root_key_private.as_bytes(), 0o600)?;
+    w("root/.ssh/known_hosts", c.known_hosts.as_bytes(), 0o644)?;
     w("root/.bashrc", ROOT_BASHRC.as_bytes(), 0o644)?;
     w("etc/environment", ROOT_ENV.as_bytes(), 0o644)?;
 
@@ -532,7 +539,12 @@ mod tests {
             topology,
             host_key_private: "PRIVATE".into(),
             host_key_public: "ssh-ed25519 AAAA".into(),
-            authorized_key: "ssh-ed25519 BBBB client".into(),
+            authorized_keys: vec![
+                "ssh-ed25519 BBBB client".into(),
+                "ssh-ed25519 CCCC nodes".into(),
+            ],
+            root_key_private: "NODE PRIVATE".into(),
+            known_hosts: "controlplane,198.18.0.11 ssh-ed25519 AAAA\n".into(),
             pki: vec![],
             runtime: runtime::node_files(i, "registry.k8s.io/pause:3.10.2"),
             kubeadm_config: (i == 0)
@@ -575,6 +587,19 @@ mod tests {
             "{net}"
         );
         assert!(net.contains("ip_forward"), "{net}");
+        // Node-to-node SSH: the shared root key, trusted, and every node's host key pinned.
+        let authorized = fs::read_to_string(r.join("root/.ssh/authorized_keys")).expect("keys");
+        assert_eq!(
+            authorized,
+            "ssh-ed25519 BBBB client\nssh-ed25519 CCCC nodes\n"
+        );
+        assert_eq!(
+            fs::read_to_string(r.join("root/.ssh/id_ed25519")).expect("root key"),
+            "NODE PRIVATE"
+        );
+        assert!(fs::read_to_string(r.join("root/.ssh/known_hosts"))
+            .expect("known_hosts")
+            .starts_with("controlplane,198.18.0.11 ssh-ed25519 "));
     }
 
     #[test]
