@@ -74,6 +74,11 @@ crate::expect_block! {
         db_size,
         /// Current store revision.
         revision,
+        /// The endpoint's raft term (`etcdctl endpoint status`'s RAFT TERM): it grows by one
+        /// per election, so a term that moved between two probes means a leader election.
+        raft_term,
+        /// The endpoint's raft index (`etcdctl endpoint status`'s RAFT INDEX).
+        raft_index,
         /// Active alarms, e.g. `["NOSPACE"]`; `[]` when none.
         alarms,
         /// Number of members.
@@ -108,16 +113,22 @@ crate::expect_block! {
         leader_name,
         /// Names of the members that are learners (`member add --learner`, not yet promoted).
         learners,
+        /// Every voting member holds the same keys: their KV hashes (the Maintenance HashKV RPC,
+        /// what `etcdctl endpoint hashkv --cluster` prints) agree at one revision, the lowest
+        /// current revision among them (bool). Absent, with a note, when a member cannot be
+        /// asked; give the probe `needs:` on a `members_healthy` probe.
+        hashes_agree,
     }
 }
 
 /// The cluster facts: they need the member list and a look at every member.
-const CLUSTER_FACTS: [&str; 5] = [
+const CLUSTER_FACTS: [&str; 6] = [
     "members_healthy",
     "unhealthy_members",
     "quorum",
     "leader_name",
     "learners",
+    "hashes_agree",
 ];
 
 /// The group of a key for `key_groups`: the key up to and including its third `/`, or the
@@ -171,7 +182,13 @@ impl EtcdProbe {
                 Err(Failure::Unreachable(m)) => return Err(m),
             }
         }
-        if want("leader") || want("db_size") || want("revision") || want("leader_name") {
+        if want("leader")
+            || want("db_size")
+            || want("revision")
+            || want("leader_name")
+            || want("raft_term")
+            || want("raft_index")
+        {
             let mut c = q.client.clone();
             match q.call(c.status()).await {
                 Ok(s) => {
@@ -186,6 +203,12 @@ impl EtcdProbe {
                         if let Some(h) = s.header() {
                             facts.set("revision", h.revision());
                         }
+                    }
+                    if want("raft_term") {
+                        facts.set("raft_term", s.raft_term());
+                    }
+                    if want("raft_index") {
+                        facts.set("raft_index", s.raft_index());
                     }
                 }
                 Err(f) => q.note("status", f)?,
@@ -338,6 +361,35 @@ impl EtcdProbe {
             facts.set("unhealthy_members", down);
             facts.set("quorum", healthy > voters.len() / 2);
         }
+        if want("hashes_agree") {
+            let voters: Vec<&etcd_client::Member> =
+                list.members().iter().filter(|m| !m.is_learner()).collect();
+            let urls: Vec<Option<String>> = voters
+                .iter()
+                .map(|m| m.client_urls().first().cloned())
+                .collect();
+            match member_hashes(ctx, &urls, q.deadline, q.timeout).await {
+                Ok((rev, hashes)) => {
+                    let agree = hashes.windows(2).all(|w| w[0] == w[1]);
+                    if !agree {
+                        let each: Vec<String> = voters
+                            .iter()
+                            .zip(&hashes)
+                            .map(|(m, h)| format!("{} {h}", label(m)))
+                            .collect();
+                        q.notes.push(format!(
+                            "KV hashes at revision {rev} differ: {}",
+                            each.join(", ")
+                        ));
+                    }
+                    facts.set("hashes_agree", agree);
+                }
+                Err((i, why)) => q.notes.push(format!(
+                    "KV hashes not compared: member {}: {why}",
+                    label(voters[i])
+                )),
+            }
+        }
         Ok(())
     }
 
@@ -380,6 +432,62 @@ async fn member_answers(
             Failure::Answered { message, .. } => Err(message),
             Failure::Unreachable(m) => Err(m),
         },
+        Err(_) => Err(format!("no answer from {url} in time")),
+    }
+}
+
+/// The KV hash of every member at `urls` (client URLs as seen from the node) at one revision,
+/// the lowest of their current revisions: `(revision, hashes)` in the order of `urls`, or the
+/// index of a member that could not be asked and why. Two rounds, each to all members at
+/// once: a status (the current revision), then HashKV at the common revision.
+async fn member_hashes(
+    ctx: &ProbeCtx<'_>,
+    urls: &[Option<String>],
+    deadline: Instant,
+    timeout: Duration,
+) -> std::result::Result<(i64, Vec<u32>), (usize, String)> {
+    let connect = urls.iter().map(|url| async move {
+        let url = url
+            .as_deref()
+            .ok_or_else(|| "no client URL (added but never started)".to_string())?;
+        let ep = Endpoint::parse(url).map_err(|e| e.to_string())?;
+        let a = tokio::time::timeout_at(
+            deadline,
+            access_uncached(ctx.session, ctx.inventory, &ep, deadline, timeout),
+        )
+        .await
+        .map_err(|_| format!("no answer from {url} in time"))?
+        .map_err(|e| e.to_string())?;
+        let mut c = a.client.clone();
+        let status = bounded(deadline, url, c.status()).await?;
+        let rev = status.header().map(|h| h.revision()).unwrap_or(0);
+        Ok::<_, String>((a, url.to_string(), rev))
+    });
+    let mut members = Vec::new();
+    for (i, r) in futures::future::join_all(connect).await.into_iter().enumerate() {
+        members.push(r.map_err(|why| (i, why))?);
+    }
+    let rev = members.iter().map(|(_, _, r)| *r).min().unwrap_or(0);
+    let hashes = members.iter().map(|(a, url, _)| async move {
+        let mut c = a.client.clone();
+        bounded(deadline, url, c.hash_kv(rev)).await.map(|h| h.hash())
+    });
+    let mut out = Vec::new();
+    for (i, r) in futures::future::join_all(hashes).await.into_iter().enumerate() {
+        out.push(r.map_err(|why| (i, why))?);
+    }
+    Ok((rev, out))
+}
+
+/// One request to the member at `url`, bounded by `deadline`; `Err` says why it failed.
+async fn bounded<T>(
+    deadline: Instant,
+    url: &str,
+    fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> std::result::Result<T, String> {
+    match tokio::time::timeout_at(deadline, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer from {url} in time")),
     }
 }

@@ -70,6 +70,36 @@ async fn live_etcd_reports_health_status_and_members() {
         .expect("put");
     let f = gather(&p, &s, &inv, T, &["revision"]).await;
     assert_eq!(fact(&f, "revision"), &json!(before + 1));
+
+    // Raft's term and index (a single member elected itself once: term 2 on etcd 3.4; the
+    // index counts every entry, writes among them), and the members' KV hashes, compared
+    // at one revision (one member agrees with itself: this proves the two HashKV rounds).
+    let f = gather(
+        &p,
+        &s,
+        &inv,
+        T,
+        &["raft_term", "raft_index", "hashes_agree"],
+    )
+    .await;
+    assert!(
+        fact(&f, "raft_term").as_u64().is_some_and(|t| t >= 1),
+        "{f:?}"
+    );
+    let index = fact(&f, "raft_index").as_u64().unwrap_or_default();
+    assert!(index >= 2, "{f:?}");
+    assert_eq!(fact(&f, "hashes_agree"), &json!(true));
+    assert_eq!(f.note, None);
+    etcd.client()
+        .await
+        .put("/rev/bump", "y", None)
+        .await
+        .expect("put");
+    let f = gather(&p, &s, &inv, T, &["raft_index"]).await;
+    assert!(
+        fact(&f, "raft_index").as_u64().is_some_and(|i| i > index),
+        "a write moves the raft index past {index}: {f:?}"
+    );
 }
 
 #[tokio::test]

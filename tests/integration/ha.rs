@@ -137,6 +137,7 @@ fn three_control_planes(sb: &SandboxGuard, topology: &str) {
             "scenarios/etcd-member-down-systemd.yaml",
             "scenarios/etcd-quorum-lost-systemd.yaml",
             "scenarios/etcd-member-disk-lost-systemd.yaml",
+            "scenarios/etcd-majority-lost-systemd.yaml",
             "scenarios/etcd-member-partitioned.yaml",
         ],
     };
