@@ -138,6 +138,7 @@ fn three_control_planes(sb: &SandboxGuard, topology: &str) {
             "scenarios/etcd-quorum-lost-systemd.yaml",
             "scenarios/etcd-member-disk-lost-systemd.yaml",
             "scenarios/etcd-majority-lost-systemd.yaml",
+            "scenarios/etcd-leader-flapping.yaml",
             "scenarios/etcd-member-partitioned.yaml",
         ],
     };
