@@ -408,14 +408,14 @@ impl EtcdProbe {
     }
 }
 
-/// Whether the member at client URL `url` (as seen from the node) answers a linearizable
-/// read before `deadline`; `Err` says why not.
-async fn member_answers(
+/// A fresh client of the member at client URL `url` (as seen from the node), through the
+/// node, before `deadline`; `Err` says why not.
+async fn reach_member(
     ctx: &ProbeCtx<'_>,
     url: &str,
     deadline: Instant,
     timeout: Duration,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(Endpoint, crate::node::etcd::EtcdAccess), String> {
     let ep = Endpoint::parse(url).map_err(|e| e.to_string())?;
     let a = tokio::time::timeout_at(
         deadline,
@@ -424,6 +424,18 @@ async fn member_answers(
     .await
     .map_err(|_| format!("no answer from {url} in time"))?
     .map_err(|e| e.to_string())?;
+    Ok((ep, a))
+}
+
+/// Whether the member at client URL `url` (as seen from the node) answers a linearizable
+/// read before `deadline`; `Err` says why not.
+async fn member_answers(
+    ctx: &ProbeCtx<'_>,
+    url: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let (ep, a) = reach_member(ctx, url, deadline, timeout).await?;
     let mut c = a.client.clone();
     match tokio::time::timeout_at(deadline, c.get("health", None)).await {
         Ok(Ok(_)) => Ok(()),
@@ -450,14 +462,7 @@ async fn member_hashes(
         let url = url
             .as_deref()
             .ok_or_else(|| "no client URL (added but never started)".to_string())?;
-        let ep = Endpoint::parse(url).map_err(|e| e.to_string())?;
-        let a = tokio::time::timeout_at(
-            deadline,
-            access_uncached(ctx.session, ctx.inventory, &ep, deadline, timeout),
-        )
-        .await
-        .map_err(|_| format!("no answer from {url} in time"))?
-        .map_err(|e| e.to_string())?;
+        let (_, a) = reach_member(ctx, url, deadline, timeout).await?;
         let mut c = a.client.clone();
         let status = bounded(deadline, url, c.status()).await?;
         let rev = status.header().map(|h| h.revision()).unwrap_or(0);
