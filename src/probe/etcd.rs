@@ -335,9 +335,9 @@ impl EtcdProbe {
                 None => {}
             }
         }
+        let voters: Vec<&etcd_client::Member> =
+            list.members().iter().filter(|m| !m.is_learner()).collect();
         if want("members_healthy") || want("unhealthy_members") || want("quorum") {
-            let voters: Vec<&etcd_client::Member> =
-                list.members().iter().filter(|m| !m.is_learner()).collect();
             let (deadline, timeout) = (q.deadline, q.timeout);
             let checks = voters.iter().map(|m| {
                 let url = m.client_urls().first().cloned();
@@ -362,8 +362,6 @@ impl EtcdProbe {
             facts.set("quorum", healthy > voters.len() / 2);
         }
         if want("hashes_agree") {
-            let voters: Vec<&etcd_client::Member> =
-                list.members().iter().filter(|m| !m.is_learner()).collect();
             let urls: Vec<Option<String>> = voters
                 .iter()
                 .map(|m| m.client_urls().first().cloned())

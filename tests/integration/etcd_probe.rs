@@ -71,9 +71,9 @@ async fn live_etcd_reports_health_status_and_members() {
     let f = gather(&p, &s, &inv, T, &["revision"]).await;
     assert_eq!(fact(&f, "revision"), &json!(before + 1));
 
-    // Raft's term and index (a single member elected itself once: term 2 on etcd 3.4; the
-    // index counts every entry, writes among them), and the members' KV hashes, compared
-    // at one revision (one member agrees with itself: this proves the two HashKV rounds).
+    // Raft's term and index (a single member elected itself at least once; the index counts
+    // every entry, writes among them), and the members' KV hashes, compared at one revision
+    // (one member agrees with itself: this proves the two HashKV rounds).
     let f = gather(
         &p,
         &s,
